@@ -1,0 +1,440 @@
+//! `Agent`: one actor per agent id, outliving its sockets (PROTOCOL 1.2, 1.3).
+//!
+//! Owns the agent's `AgentState` (status, liveness, queue of undelivered
+//! packets) and its timers: reconnect grace and idle expiry. Handles
+//! `AgentAlive`, `AgentHeartbeat`, `ToClient`, `FromClient`,
+//! `SocketClosed`, `CheckLiveness`, `RetireAgent`, `GetAgentInfo`.
+//! Talks to its current `WsSession`, to `BackendLink` and, to retire, to
+//! `NetworkManager`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::json;
+
+use super::session::{CloseSocket, Deliver, WsSession};
+use super::state::{AgentState, Enqueued};
+use super::{RouterContext, ToBackend};
+use crate::metrics::{drop_reason, status_label, ActorProbe, Mailbox};
+use crate::network::AgentRetired;
+use crate::wire::{Packet, PacketType};
+
+/// How long a retired agent keeps forwarding stray messages to the
+/// `NetworkManager` before it stops: senders holding a cached address then
+/// find it closed and ask the manager instead.
+const RETIRE_LINGER: Duration = Duration::from_secs(1);
+
+pub struct Agent {
+    state: AgentState,
+    session: Option<Mailbox<WsSession>>,
+    ctx: Arc<RouterContext>,
+    probe: Arc<ActorProbe>,
+    me: Option<Mailbox<Agent>>,
+    grace_timer: Option<SpawnHandle>,
+    idle_timer: Option<SpawnHandle>,
+    /// Set once the manager has forgotten this agent: everything that still
+    /// arrives is handed back to the manager.
+    retired: bool,
+}
+
+impl Agent {
+    pub fn new(agent_id: &str, ctx: Arc<RouterContext>, probe: Arc<ActorProbe>) -> Self {
+        ctx.metrics
+            .agents_by_status
+            .with_label_values(&["none"])
+            .inc();
+        Agent {
+            state: AgentState::new(agent_id, ctx.config.agent.queue_limit),
+            session: None,
+            ctx,
+            probe,
+            me: None,
+            grace_timer: None,
+            idle_timer: None,
+            retired: false,
+        }
+    }
+
+    fn set_status(&mut self, status: &str) -> bool {
+        match self.state.set_status(status) {
+            Some(old) => {
+                self.count_status_change(&old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn count_status_change(&self, old: &str) {
+        let g = &self.ctx.metrics.agents_by_status;
+        g.with_label_values(&[status_label(old)]).dec();
+        g.with_label_values(&[status_label(&self.state.status)])
+            .inc();
+    }
+
+    fn status_packet(&self) -> Packet {
+        Packet::new(
+            PacketType::UpdateStatus,
+            self.state.agent_id.clone(),
+            json!({ "status": self.state.status }),
+        )
+    }
+
+    /// Delivers to the live socket, or keeps the packet for the next one.
+    fn to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
+        let packet = match &self.session {
+            Some(s) if self.state.is_alive => match s.try_send(Deliver::to_agent(packet)) {
+                Ok(()) => return,
+                Err(Deliver { packet, .. }) => {
+                    // The socket died before telling us: forget it.
+                    self.unbind(ctx);
+                    packet
+                }
+            },
+            _ => packet,
+        };
+        self.enqueue(packet);
+    }
+
+    fn enqueue(&mut self, packet: Packet) {
+        let m = &self.ctx.metrics;
+        m.packets_queued_total.inc();
+        match self.state.enqueue(packet) {
+            Enqueued::Kept => m.packets_queued.inc(),
+            Enqueued::DroppedOldest(old) => {
+                m.dropped(drop_reason::AGENT_QUEUE_FULL, 1);
+                log::warn!(
+                    "agent {}: queue full ({}), dropped its oldest {} packet",
+                    self.state.agent_id,
+                    self.state.queue.limit(),
+                    old.packet_type.as_str()
+                );
+                let report = Packet::new(
+                    PacketType::LogError,
+                    self.state.agent_id.clone(),
+                    json!({
+                        "error_type": "agent-queue-overflow",
+                        "text": format!(
+                            "switchyard: agent {} had {} undelivered packets; dropped the oldest ({})",
+                            self.state.agent_id,
+                            self.state.queue.limit(),
+                            old.packet_type.as_str()
+                        ),
+                        "dropped_packet": old.into_value(),
+                    }),
+                )
+                .with("client_timestamp", serde_json::Value::Null);
+                self.ctx.backend.do_send(ToBackend(report));
+            }
+        }
+    }
+
+    /// Sends every queued packet, in order, to the live socket.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let queued = self.state.queue.take_all();
+        self.ctx.metrics.packets_queued.sub(queued.len() as i64);
+        for p in queued {
+            // to_client re-queues (in order) if the socket is gone meanwhile.
+            self.to_client(p, ctx);
+        }
+    }
+
+    fn bind(&mut self, session: Mailbox<WsSession>, ctx: &mut Context<Self>) {
+        if let Some(old) = &self.session {
+            if !old.same(&session) {
+                self.ctx.metrics.rebinds.inc();
+                log::info!("agent {}: rebound to a newer socket", self.state.agent_id);
+                old.do_send(CloseSocket::normal("agent rebound to a newer socket"));
+            }
+        }
+        self.session = Some(session);
+        self.state.on_bound();
+        self.cancel_timers(ctx);
+    }
+
+    fn unbind(&mut self, ctx: &mut Context<Self>) {
+        self.session = None;
+        self.state.on_socket_closed(crate::now_secs());
+        self.cancel_timers(ctx);
+        let grace = self.ctx.config.agent.reconnect_grace();
+        self.grace_timer = Some(ctx.run_later(grace, |act, _| {
+            act.grace_timer = None;
+            if let Some(old) = act.state.on_grace_expired() {
+                log::info!(
+                    "agent {}: no socket within the reconnect grace, status disconnect",
+                    act.state.agent_id
+                );
+                act.count_status_change(&old);
+            }
+        }));
+        self.schedule_idle(ctx);
+    }
+
+    fn schedule_idle(&mut self, ctx: &mut Context<Self>) {
+        if !self.state.is_idle(self.session.is_some()) {
+            return;
+        }
+        if let Some(h) = self.idle_timer.take() {
+            ctx.cancel_future(h);
+        }
+        let expiry = self.ctx.config.agent.idle_expiry();
+        self.idle_timer = Some(ctx.run_later(expiry, |act, ctx| {
+            act.idle_timer = None;
+            if act.state.is_idle(act.session.is_some()) {
+                log::info!("agent {}: idle, removed", act.state.agent_id);
+                act.retire(ctx);
+            }
+        }));
+    }
+
+    fn cancel_timers(&mut self, ctx: &mut Context<Self>) {
+        for h in [self.grace_timer.take(), self.idle_timer.take()]
+            .into_iter()
+            .flatten()
+        {
+            ctx.cancel_future(h);
+        }
+    }
+
+    fn retire(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        self.retired = true;
+        self.cancel_timers(ctx);
+        if let Some(me) = &self.me {
+            self.ctx.network.do_send(AgentRetired {
+                agent_id: self.state.agent_id.clone(),
+                agent: me.clone(),
+            });
+        }
+        let left = self.state.queue.take_all();
+        if !left.is_empty() {
+            self.ctx.metrics.packets_queued.sub(left.len() as i64);
+            self.ctx
+                .metrics
+                .dropped(drop_reason::AGENT_REMOVED, left.len() as u64);
+            log::info!(
+                "agent {}: removed with {} undelivered packets",
+                self.state.agent_id,
+                left.len()
+            );
+        }
+        ctx.run_later(RETIRE_LINGER, |_, ctx| ctx.stop());
+    }
+}
+
+impl Actor for Agent {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(Mailbox::new(ctx.address(), Arc::clone(&self.probe)));
+        self.schedule_idle(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.ctx
+            .metrics
+            .agents_by_status
+            .with_label_values(&[status_label(&self.state.status)])
+            .dec();
+        let left = self.state.queue.len();
+        self.ctx.metrics.packets_queued.sub(left as i64);
+        self.probe.retire();
+    }
+}
+
+/// The agent's socket said `alive`: bind it, flush, send the status.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentAlive {
+    pub session: Mailbox<WsSession>,
+}
+
+impl Handler<AgentAlive> for Agent {
+    type Result = ();
+    fn handle(&mut self, msg: AgentAlive, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling("AgentAlive");
+        if self.retired {
+            self.ctx.network.do_send(crate::network::BindAgent {
+                agent_id: self.state.agent_id.clone(),
+                session: msg.session,
+            });
+            return;
+        }
+        self.bind(msg.session, ctx);
+        self.flush(ctx);
+        let status = self.status_packet();
+        self.to_client(status, ctx);
+    }
+}
+
+/// A heartbeat from one of the agent's sockets: answer, mark alive, rebind.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentHeartbeat {
+    pub session: Mailbox<WsSession>,
+    pub packet: Packet,
+}
+
+impl Handler<AgentHeartbeat> for Agent {
+    type Result = ();
+    fn handle(&mut self, mut msg: AgentHeartbeat, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling("AgentHeartbeat");
+        if self.retired {
+            self.ctx.network.do_send(crate::network::RouteHeartbeat {
+                session: msg.session,
+                packet: msg.packet,
+            });
+            return;
+        }
+        self.ctx.metrics.heartbeats.inc();
+        let rebound = match &self.session {
+            Some(s) => !s.same(&msg.session),
+            None => true,
+        };
+        if rebound {
+            self.bind(msg.session.clone(), ctx);
+        }
+        self.state.on_heartbeat(crate::now_ms());
+        msg.packet
+            .set_data(self.ctx.heartbeat_data(Some(&self.state.status)));
+        self.to_client(msg.packet, ctx);
+        if rebound {
+            self.flush(ctx);
+        }
+    }
+}
+
+/// A packet for the agent's browser (`client_bound_live_update`,
+/// `update_status`): delivered now, or queued until the next `alive`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToClient(pub Packet);
+
+impl Handler<ToClient> for Agent {
+    type Result = ();
+    fn handle(&mut self, msg: ToClient, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling("ToClient");
+        if self.retired {
+            self.ctx.network.do_send(crate::network::RouteToAgent {
+                packet: msg.0,
+                reply_to: None,
+            });
+            return;
+        }
+        let packet = msg.0;
+        if packet.packet_type == PacketType::UpdateStatus {
+            if let Some(status) = packet.data_str("status") {
+                let status = status.to_string();
+                self.set_status(&status);
+            }
+        }
+        // A queued packet keeps the agent from idle expiry: the idle timer
+        // re-checks `is_idle` when it fires.
+        self.to_client(packet, ctx);
+    }
+}
+
+/// A packet from the agent's browser for the backend.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromClient(pub Packet);
+
+impl Handler<FromClient> for Agent {
+    type Result = ();
+    fn handle(&mut self, msg: FromClient, _: &mut Context<Self>) {
+        let _h = self.probe.handling("FromClient");
+        self.ctx.backend.do_send(ToBackend(msg.0));
+    }
+}
+
+/// One of the agent's sockets closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SocketClosed {
+    pub session: Mailbox<WsSession>,
+}
+
+impl Handler<SocketClosed> for Agent {
+    type Result = ();
+    fn handle(&mut self, msg: SocketClosed, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling("SocketClosed");
+        let current = matches!(&self.session, Some(s) if s.same(&msg.session));
+        if current && !self.retired {
+            log::debug!("agent {}: socket closed", self.state.agent_id);
+            self.unbind(ctx);
+        }
+    }
+}
+
+/// `request_statuses` asks every agent to apply the ping-timeout rule and
+/// report its status.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct CheckLiveness {
+    pub now_ms: i64,
+}
+
+impl Handler<CheckLiveness> for Agent {
+    type Result = String;
+    fn handle(&mut self, msg: CheckLiveness, ctx: &mut Context<Self>) -> String {
+        let _h = self.probe.handling("CheckLiveness");
+        let old = self.state.status.clone();
+        if self
+            .state
+            .check_liveness(msg.now_ms, self.ctx.config.agent.ping_timeout_ms())
+        {
+            log::info!(
+                "agent {}: no heartbeat within the ping timeout, status disconnect",
+                self.state.agent_id
+            );
+            self.count_status_change(&old);
+            let status = self.status_packet();
+            self.to_client(status, ctx);
+        }
+        self.state.status.clone()
+    }
+}
+
+/// The agent's work is over (submitted) or it is idle: forget it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RetireAgent;
+
+impl Handler<RetireAgent> for Agent {
+    type Result = ();
+    fn handle(&mut self, _: RetireAgent, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling("RetireAgent");
+        self.retire(ctx);
+    }
+}
+
+/// What an agent looks like from outside (metrics, monitor).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentInfo {
+    pub agent_id: String,
+    pub status: String,
+    pub is_alive: bool,
+    pub queued: usize,
+    pub last_ping_ms: i64,
+}
+
+#[derive(Message)]
+#[rtype(result = "AgentInfo")]
+pub struct GetAgentInfo;
+
+impl Handler<GetAgentInfo> for Agent {
+    type Result = MessageResult<GetAgentInfo>;
+    fn handle(&mut self, _: GetAgentInfo, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("GetAgentInfo");
+        MessageResult(AgentInfo {
+            agent_id: self.state.agent_id.clone(),
+            status: self.state.status.clone(),
+            is_alive: self.state.is_alive,
+            queued: self.state.queue.len(),
+            last_ping_ms: self.state.last_ping_ms,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! The agent router (PROTOCOL 1): one `Agent` per agent id, one
+//! `WsSession` per WebSocket, one `BackendLink` for the backend.
+//!
+//! Steady-state flow, with no central mailbox on the way:
+//!
+//! ```text
+//! agent socket -> WsSession -> Agent -> BackendLink -> backend WsSession
+//! backend socket -> WsSession -> Agent -> agent WsSession
+//! ```
+//!
+//! `NetworkManager` is asked only to find or create an agent (the first
+//! packet of a socket, or for an agent the backend session has not cached
+//! yet), to remove one, and for `request_statuses`.
+
+mod actor;
+mod backend;
+pub mod outbox;
+mod session;
+pub mod state;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use actor::{
+    Agent, AgentAlive, AgentHeartbeat, AgentInfo, CheckLiveness, FromClient, GetAgentInfo,
+    RetireAgent, SocketClosed, ToClient,
+};
+pub use backend::{
+    AgentDetails, BackendAlive, BackendClosed, BackendInfo, BackendLink, CancelRequest,
+    GetBackendInfo, RegisterRequest, ToBackend,
+};
+pub use session::{AgentBound, CloseSocket, Deliver, SessionOrigin, WsSession};
+
+use crate::metrics::{Mailbox, Metrics};
+use crate::network::NetworkManager;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// Timers and bounds of one agent (PROTOCOL 1.3).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Seconds an agent may stay without a socket before it is `disconnect`.
+    pub reconnect_grace_secs: f64,
+    /// Seconds without a heartbeat before a live agent is `disconnect`.
+    pub ping_timeout_secs: f64,
+    /// Seconds with no socket and an empty queue before the agent is removed.
+    pub idle_expiry_secs: f64,
+    /// Undelivered packets kept per agent; past it the oldest is dropped.
+    pub queue_limit: usize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            reconnect_grace_secs: 10.0,
+            ping_timeout_secs: 15.0,
+            idle_expiry_secs: 3600.0,
+            queue_limit: 10_000,
+        }
+    }
+}
+
+impl AgentConfig {
+    pub fn reconnect_grace(&self) -> Duration {
+        secs(self.reconnect_grace_secs)
+    }
+    pub fn idle_expiry(&self) -> Duration {
+        secs(self.idle_expiry_secs)
+    }
+    pub fn ping_timeout_ms(&self) -> i64 {
+        (self.ping_timeout_secs * 1000.0) as i64
+    }
+}
+
+/// The backend link's bounds (PROTOCOL 1.4, 1.5).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Packets kept for the backend while it is away.
+    pub outbox_limit: usize,
+    /// Seconds an HTTP request waits for the backend's `agent_details`.
+    pub request_timeout_secs: f64,
+    /// When set, only a socket presenting this token may be the backend.
+    pub token: Option<String>,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            outbox_limit: 100_000,
+            request_timeout_secs: 30.0,
+            token: None,
+        }
+    }
+}
+
+impl BackendConfig {
+    pub fn request_timeout(&self) -> Duration {
+        secs(self.request_timeout_secs)
+    }
+}
+
+/// One WebSocket's limits and protocol keep-alive.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Largest text message accepted; a larger one is answered with an
+    /// error and the socket stays open.
+    pub max_frame_bytes: usize,
+    /// Seconds between protocol pings from the switch.
+    pub ping_interval_secs: f64,
+    /// Seconds without any frame (pong included) before the socket is closed.
+    pub ping_timeout_secs: f64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_frame_bytes: 1024 * 1024,
+            ping_interval_secs: 20.0,
+            ping_timeout_secs: 60.0,
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn ping_interval(&self) -> Duration {
+        secs(self.ping_interval_secs)
+    }
+    pub fn ping_timeout(&self) -> Duration {
+        secs(self.ping_timeout_secs)
+    }
+    /// The transport refuses (close 1009) a message past this; between
+    /// `max_frame_bytes` and this, the switch answers with an error and keeps
+    /// the socket, so one oversized packet does not cost a worker its task.
+    pub fn hard_frame_bytes(&self) -> usize {
+        self.max_frame_bytes.saturating_mul(8).max(64 * 1024)
+    }
+}
+
+/// The router's configuration, composed of the actors' own.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    pub agent: AgentConfig,
+    pub backend: BackendConfig,
+    pub session: SessionConfig,
+}
+
+/// What every router actor shares: configuration, metrics, the two
+/// well-known actors, and the backend's last ping time (read by every
+/// heartbeat reply, written by `request_statuses`; an atomic, not a lock).
+pub struct RouterContext {
+    pub config: RouterConfig,
+    pub metrics: Arc<Metrics>,
+    pub network: Mailbox<NetworkManager>,
+    pub backend: Mailbox<BackendLink>,
+    last_mephisto_ping_ms: AtomicI64,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RouterContext {
+    pub fn new(
+        config: RouterConfig,
+        metrics: Arc<Metrics>,
+        network: Mailbox<NetworkManager>,
+        backend: Mailbox<BackendLink>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        Arc::new(RouterContext {
+            config,
+            metrics,
+            network,
+            backend,
+            last_mephisto_ping_ms: AtomicI64::new(crate::now_ms()),
+            shutdown,
+        })
+    }
+
+    pub fn last_mephisto_ping_ms(&self) -> i64 {
+        self.last_mephisto_ping_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn set_last_mephisto_ping_ms(&self, ms: i64) {
+        self.last_mephisto_ping_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The `data` of a heartbeat reply (PROTOCOL 1.2).
+    pub fn heartbeat_data(&self, status: Option<&str>) -> serde_json::Value {
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "last_mephisto_ping".into(),
+            self.last_mephisto_ping_ms().into(),
+        );
+        if let Some(s) = status {
+            data.insert("status".into(), s.into());
+        }
+        serde_json::Value::Object(data)
+    }
+}

@@ -1,0 +1,516 @@
+//! `WsSession`: one actor per WebSocket on `/` (PROTOCOL 1.1, 1.2, 1.5).
+//!
+//! Owns the socket: parses text frames into packets, writes packets out
+//! (stamping `router_outgoing_timestamp`), answers bad input with a JSON
+//! error, keeps the connection alive with protocol pings, and closes with
+//! the codes PROTOCOL names (1001 on shutdown, 1008 for a refused backend).
+//! Routes each packet straight to its `Agent` when it knows it, otherwise
+//! asks `NetworkManager` once and caches the answer (`AgentBound`).
+//! The socket that says `alive` as `mephisto` talks to `BackendLink`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web_actors::ws;
+use serde_json::json;
+
+use super::{
+    Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, FromClient,
+    RouterContext, SocketClosed, ToBackend, ToClient,
+};
+use crate::metrics::{ActorProbe, Mailbox};
+use crate::network::{BindAgent, RequestStatuses, RouteHeartbeat, RouteToAgent};
+use crate::wire::{Packet, PacketType};
+
+/// Link label of `switchyard_connections_open` for router sockets.
+pub const LINK_ROUTER: &str = "router";
+
+/// What the upgrade request said about the peer.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOrigin {
+    /// The peer presented the configured backend token (or none is set).
+    pub token_ok: bool,
+    pub peer: String,
+}
+
+#[derive(Debug, PartialEq)]
+enum Role {
+    Unknown,
+    Agent,
+    Backend,
+}
+
+pub struct WsSession {
+    rctx: Arc<RouterContext>,
+    origin: SessionOrigin,
+    probe: Arc<ActorProbe>,
+    me: Option<Mailbox<WsSession>>,
+    role: Role,
+    /// Agents this socket speaks for (an agent socket: its own; the backend
+    /// socket: every agent it has written to), so steady-state packets go
+    /// straight to the `Agent`.
+    agents: HashMap<String, Mailbox<Agent>>,
+    last_heard: Instant,
+    /// A fragmented message being reassembled: (is text, bytes so far).
+    partial: Option<(bool, Vec<u8>)>,
+}
+
+impl WsSession {
+    pub fn new(rctx: Arc<RouterContext>, origin: SessionOrigin) -> Self {
+        let probe = rctx.metrics.probe("WsSession", origin.peer.clone());
+        WsSession {
+            rctx,
+            origin,
+            probe,
+            me: None,
+            role: Role::Unknown,
+            agents: HashMap::new(),
+            last_heard: Instant::now(),
+            partial: None,
+        }
+    }
+
+    fn me(&self) -> Mailbox<WsSession> {
+        // Set in `started`, before any frame or message is handled.
+        self.me
+            .clone()
+            .expect("session mailbox is set when started")
+    }
+
+    /// Tells the sender what was wrong with its input, counts it, logs it.
+    /// The socket stays open.
+    fn reject(&mut self, kind: &'static str, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        self.rctx.metrics.malformed(kind);
+        log::warn!("socket {}: {} ({})", self.origin.peer, text, kind);
+        ctx.text(json!({ "error": text, "kind": kind }).to_string());
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let limit = self.rctx.config.session.max_frame_bytes;
+        if text.len() > limit {
+            let msg = format!(
+                "message of {} bytes is over the limit of {limit}",
+                text.len()
+            );
+            self.reject("oversize_frame", &msg, ctx);
+            return;
+        }
+        let packet = match Packet::parse(text, crate::now_secs()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.reject(e.kind(), &e.to_string(), ctx);
+                return;
+            }
+        };
+        self.route(packet, ctx);
+    }
+
+    /// With a backend token set, only the authenticated backend may speak
+    /// for the backend (1.5); without one the reference lets anyone.
+    fn may_act_as_backend(&self) -> bool {
+        self.rctx.config.backend.token.is_none() || self.role == Role::Backend
+    }
+
+    fn route(&mut self, packet: Packet, ctx: &mut ws::WebsocketContext<Self>) {
+        match &packet.packet_type {
+            PacketType::Alive if packet.is_backend() => self.backend_alive(ctx),
+            PacketType::Alive => self.agent_alive(packet),
+            PacketType::Heartbeat => self.heartbeat(packet),
+            PacketType::MephistoBoundLiveUpdate | PacketType::LogError => self.to_backend(packet),
+            PacketType::ClientBoundLiveUpdate | PacketType::UpdateStatus => {
+                if self.may_act_as_backend() {
+                    self.to_agent(packet);
+                } else {
+                    self.refuse_backend_only(&packet, ctx);
+                }
+            }
+            PacketType::RequestStatuses => {
+                if self.may_act_as_backend() {
+                    self.rctx.network.do_send(RequestStatuses(packet));
+                } else {
+                    self.refuse_backend_only(&packet, ctx);
+                }
+            }
+            PacketType::AgentDetails => {
+                if self.may_act_as_backend() {
+                    self.rctx.backend.do_send(AgentDetails(packet));
+                } else {
+                    self.refuse_backend_only(&packet, ctx);
+                }
+            }
+            // Known types that only the switch sends, and anything else.
+            other => {
+                let from = if self.role == Role::Backend {
+                    "backend"
+                } else {
+                    "agent"
+                };
+                self.rctx
+                    .metrics
+                    .packets_unknown
+                    .with_label_values(&[from])
+                    .inc();
+                log::debug!(
+                    "socket {}: ignored a `{}` packet",
+                    self.origin.peer,
+                    other.as_str()
+                );
+            }
+        }
+    }
+
+    fn refuse_backend_only(&mut self, packet: &Packet, ctx: &mut ws::WebsocketContext<Self>) {
+        let msg = format!(
+            "only the authenticated backend may send `{}`",
+            packet.packet_type.as_str()
+        );
+        self.reject("not_backend", &msg, ctx);
+    }
+
+    fn backend_alive(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.origin.token_ok {
+            self.rctx.metrics.backend_refused.inc();
+            log::warn!(
+                "socket {}: refused as backend: missing or wrong backend token",
+                self.origin.peer
+            );
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::Policy,
+                description: Some("backend token missing or wrong".into()),
+            }));
+            ctx.stop();
+            return;
+        }
+        self.role = Role::Backend;
+        self.rctx
+            .backend
+            .do_send(BackendAlive { session: self.me() });
+    }
+
+    fn agent_alive(&mut self, packet: Packet) {
+        if self.role == Role::Unknown {
+            self.role = Role::Agent;
+        }
+        let me = self.me();
+        if let Some(agent) = self.agents.get(&packet.subject_id) {
+            if agent
+                .try_send(AgentAlive {
+                    session: me.clone(),
+                })
+                .is_ok()
+            {
+                return;
+            }
+            self.agents.remove(&packet.subject_id);
+        }
+        self.rctx.network.do_send(BindAgent {
+            agent_id: packet.subject_id,
+            session: me,
+        });
+    }
+
+    fn heartbeat(&mut self, packet: Packet) {
+        let me = self.me();
+        let packet = match self.agents.get(&packet.subject_id) {
+            Some(agent) => match agent.try_send(AgentHeartbeat {
+                session: me.clone(),
+                packet,
+            }) {
+                Ok(()) => return,
+                Err(m) => {
+                    self.agents.remove(&m.packet.subject_id);
+                    m.packet
+                }
+            },
+            None => packet,
+        };
+        self.rctx.network.do_send(RouteHeartbeat {
+            session: me,
+            packet,
+        });
+    }
+
+    fn to_backend(&mut self, packet: Packet) {
+        let packet = match self.agents.get(&packet.subject_id) {
+            Some(agent) if self.role != Role::Backend => match agent.try_send(FromClient(packet)) {
+                Ok(()) => return,
+                Err(FromClient(p)) => {
+                    self.agents.remove(&p.subject_id);
+                    p
+                }
+            },
+            _ => packet,
+        };
+        self.rctx.backend.do_send(ToBackend(packet));
+    }
+
+    fn to_agent(&mut self, packet: Packet) {
+        let packet = match self.agents.get(&packet.subject_id) {
+            Some(agent) => match agent.try_send(ToClient(packet)) {
+                Ok(()) => return,
+                Err(ToClient(p)) => {
+                    self.agents.remove(&p.subject_id);
+                    p
+                }
+            },
+            None => packet,
+        };
+        self.rctx.network.do_send(RouteToAgent {
+            packet,
+            reply_to: Some(self.me()),
+        });
+    }
+
+    fn on_binary(&mut self, len: usize, ctx: &mut ws::WebsocketContext<Self>) {
+        let msg = format!("binary frames are not packets ({len} bytes ignored); send JSON text");
+        self.reject("binary_frame", &msg, ctx);
+    }
+
+    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let (chunk, last) = match item {
+            Item::FirstText(b) => {
+                self.partial = Some((true, Vec::new()));
+                (b, false)
+            }
+            Item::FirstBinary(b) => {
+                self.partial = Some((false, Vec::new()));
+                (b, false)
+            }
+            Item::Continue(b) => (b, false),
+            Item::Last(b) => (b, true),
+        };
+        let hard = self.rctx.config.session.hard_frame_bytes();
+        let Some((_, buf)) = self.partial.as_mut() else {
+            self.reject(
+                "bad_continuation",
+                "continuation frame without a first frame",
+                ctx,
+            );
+            return;
+        };
+        buf.extend_from_slice(&chunk);
+        if buf.len() > hard {
+            self.partial = None;
+            self.close_oversize(hard, ctx);
+            return;
+        }
+        if last {
+            if let Some((is_text, buf)) = self.partial.take() {
+                if !is_text {
+                    self.on_binary(buf.len(), ctx);
+                } else {
+                    match String::from_utf8(buf) {
+                        Ok(text) => self.on_text(&text, ctx),
+                        Err(_) => self.reject("invalid_utf8", "text message is not UTF-8", ctx),
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_oversize(&mut self, hard: usize, ctx: &mut ws::WebsocketContext<Self>) {
+        self.rctx.metrics.malformed("oversize_frame");
+        log::warn!(
+            "socket {}: message over the transport limit of {hard} bytes, closing with 1009",
+            self.origin.peer
+        );
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Size,
+            description: Some(format!("message over {hard} bytes")),
+        }));
+        ctx.stop();
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.me = Some(Mailbox::new(ctx.address(), Arc::clone(&self.probe)));
+        self.rctx
+            .metrics
+            .connections_open
+            .with_label_values(&[LINK_ROUTER])
+            .inc();
+        log::debug!("socket {}: connected", self.origin.peer);
+
+        // Shutdown: every socket is told 1001 (going away).
+        let mut shutdown = self.rctx.shutdown.clone();
+        ctx.spawn(
+            async move {
+                let _ = shutdown.wait_for(|down| *down).await;
+            }
+            .into_actor(self)
+            .map(|_, _, ctx| {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("switch shutting down".into()),
+                }));
+                ctx.stop();
+            }),
+        );
+
+        // Protocol keep-alive: ping, and drop a peer that went silent.
+        let cfg = &self.rctx.config.session;
+        let timeout = cfg.ping_timeout();
+        ctx.run_interval(cfg.ping_interval(), move |act, ctx| {
+            if act.last_heard.elapsed() > timeout {
+                log::info!(
+                    "socket {}: silent for {:?}, closing",
+                    act.origin.peer,
+                    act.last_heard.elapsed()
+                );
+                act.rctx.metrics.malformed("ping_timeout");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("ping timeout".into()),
+                }));
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.rctx
+            .metrics
+            .connections_open
+            .with_label_values(&[LINK_ROUTER])
+            .dec();
+        let me = self.me();
+        match self.role {
+            Role::Backend => self.rctx.backend.do_send(BackendClosed { session: me }),
+            _ => {
+                for agent in self.agents.values() {
+                    agent.do_send(SocketClosed {
+                        session: me.clone(),
+                    });
+                }
+            }
+        }
+        log::debug!("socket {}: closed", self.origin.peer);
+        self.probe.retire();
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let _h = self.probe.handling_unqueued("Frame");
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(b)) => self.on_binary(b.len(), ctx),
+            Ok(ws::Message::Ping(b)) => ctx.pong(&b),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ws::ProtocolError::Overflow) => {
+                let hard = self.rctx.config.session.hard_frame_bytes();
+                self.close_oversize(hard, ctx);
+            }
+            Err(e) => {
+                self.rctx.metrics.malformed("ws_protocol");
+                log::warn!("socket {}: WebSocket protocol error: {e}", self.origin.peer);
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Protocol,
+                    description: Some(e.to_string()),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}
+
+/// Write a packet to this socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub packet: Packet,
+    pub direction: &'static str,
+}
+
+impl Deliver {
+    pub fn to_agent(packet: Packet) -> Self {
+        Deliver {
+            packet,
+            direction: "to_agent",
+        }
+    }
+    pub fn to_backend(packet: Packet) -> Self {
+        Deliver {
+            packet,
+            direction: "to_backend",
+        }
+    }
+}
+
+impl Handler<Deliver> for WsSession {
+    type Result = ();
+    fn handle(&mut self, mut msg: Deliver, ctx: &mut Self::Context) {
+        let _h = self.probe.handling("Deliver");
+        ctx.text(msg.packet.to_text(crate::now_secs()));
+        self.rctx
+            .metrics
+            .packets_forwarded
+            .with_label_values(&[msg.direction])
+            .inc();
+    }
+}
+
+/// The manager found (or made) the agent a packet was for: remember it so
+/// the next packet goes straight there.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentBound {
+    pub agent_id: String,
+    pub agent: Mailbox<Agent>,
+}
+
+impl Handler<AgentBound> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: AgentBound, _: &mut Self::Context) {
+        let _h = self.probe.handling("AgentBound");
+        self.agents.insert(msg.agent_id, msg.agent);
+    }
+}
+
+/// Close this socket with a code and reason.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSocket {
+    pub code: ws::CloseCode,
+    pub reason: String,
+}
+
+impl CloseSocket {
+    pub fn normal(reason: &str) -> Self {
+        CloseSocket {
+            code: ws::CloseCode::Normal,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Handler<CloseSocket> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: CloseSocket, ctx: &mut Self::Context) {
+        let _h = self.probe.handling("CloseSocket");
+        // A socket that was replaced no longer speaks for its agents.
+        self.agents.clear();
+        if self.role == Role::Backend {
+            self.role = Role::Unknown;
+        }
+        ctx.close(Some(ws::CloseReason {
+            code: msg.code,
+            description: Some(msg.reason),
+        }));
+        ctx.stop();
+    }
+}

@@ -1,0 +1,43 @@
+//! # switchyard-actors
+//!
+//! The actors of switchyard, the messages they exchange, and the pure wire
+//! layer beneath them.
+//!
+//! ## Layout
+//!
+//! | actor | one per | owns | module |
+//! |---|---|---|---|
+//! | `NetworkManager` | switch | the routing table (agent id -> `Agent`) | [`network`] |
+//! | `Agent` | agent id | status, liveness timers, the queue of undelivered packets | [`agent`] |
+//! | `WsSession` | WebSocket | parsing and writing packets, protocol ping, close codes | [`agent`] |
+//! | `BackendLink` | switch | the backend socket, its ordered bounded outbox, pending HTTP requests | [`agent`] |
+//!
+//! Message flow on the agent router (PROTOCOL 1):
+//!
+//! ```text
+//!   browser ──ws──> WsSession ──FromClient──> Agent ──ToBackend──> BackendLink ──Deliver──> WsSession ──ws──> backend
+//!   backend ──ws──> WsSession ──ToClient───> Agent ──Deliver──> WsSession ──ws──> browser
+//!   first packet of a socket for an agent: WsSession ──BindAgent / RouteToAgent──> NetworkManager ──> Agent
+//! ```
+//!
+//! Dependencies point one way: actors use [`wire`] (pure codecs, no IO, no
+//! clock) and [`metrics`] (every metric name, in one place).
+
+pub mod agent;
+pub mod metrics;
+pub mod network;
+pub mod wire;
+
+/// Seconds since the Unix epoch, as the router's `*_timestamp` fields use.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Milliseconds since the Unix epoch (what `mephisto-task` compares with
+/// `Date.now()`).
+pub fn now_ms() -> i64 {
+    (now_secs() * 1000.0) as i64
+}

@@ -1,0 +1,471 @@
+//! Every metric of the switch, named in one place (DESIGN house rule 10),
+//! and the actor probes behind `/metrics/actors`.
+//!
+//! One `Metrics` value is made by `start()` and handed to every actor as an
+//! `Arc`: there is no global registry, so two switches in one test process
+//! keep separate counters.
+//!
+//! Mailbox depth: actix does not expose a queue length, so every send goes
+//! through a [`Mailbox`] (which counts `sent`) and every handler opens a
+//! [`Handling`] guard (which counts `handled`); depth is the difference.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use serde::Serialize;
+
+/// Metric names, as scraped from `/metrics`.
+pub mod names {
+    pub const ACTORS_LIVE: &str = "switchyard_actors_live";
+    pub const ACTOR_MESSAGES: &str = "switchyard_actor_messages_total";
+    pub const ACTOR_MAILBOX_DEPTH: &str = "switchyard_actor_mailbox_depth";
+    pub const ACTOR_HANDLE_SECONDS: &str = "switchyard_actor_handle_seconds";
+    pub const AGENTS_BY_STATUS: &str = "switchyard_agents";
+    pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
+    pub const HEARTBEATS: &str = "switchyard_heartbeats_total";
+    pub const REBINDS: &str = "switchyard_rebinds_total";
+    pub const PACKETS_QUEUED: &str = "switchyard_packets_queued";
+    pub const PACKETS_QUEUED_TOTAL: &str = "switchyard_packets_queued_total";
+    pub const PACKETS_FORWARDED: &str = "switchyard_packets_forwarded_total";
+    pub const PACKETS_DROPPED: &str = "switchyard_packets_dropped_total";
+    pub const PACKETS_UNKNOWN: &str = "switchyard_packets_unknown_total";
+    pub const BACKEND_CONNECTED: &str = "switchyard_backend_connected";
+    pub const BACKEND_OUTBOX_DEPTH: &str = "switchyard_backend_outbox_depth";
+    pub const BACKEND_REFUSED: &str = "switchyard_backend_refused_total";
+    pub const MALFORMED_INPUT: &str = "switchyard_malformed_input_total";
+    pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
+    pub const UPLOADED_FILES: &str = "switchyard_uploaded_files_total";
+}
+
+/// Label values of `switchyard_packets_dropped_total{reason}`.
+pub mod drop_reason {
+    pub const AGENT_QUEUE_FULL: &str = "agent_queue_full";
+    pub const BACKEND_OUTBOX_FULL: &str = "backend_outbox_full";
+    pub const UNMATCHED_AGENT_DETAILS: &str = "unmatched_agent_details";
+    pub const AGENT_REMOVED: &str = "agent_removed";
+}
+
+/// Statuses PROTOCOL 1.3 names; any other string the backend sends is
+/// stored as is but counted under `other` so the label set stays bounded.
+pub const KNOWN_STATUSES: &[&str] = &[
+    "none",
+    "accepted",
+    "onboarding",
+    "waiting",
+    "in task",
+    "completed",
+    "disconnect",
+    "timeout",
+    "partner disconnect",
+    "expired",
+    "returned",
+    "approved",
+    "soft_rejected",
+    "rejected",
+    "mephisto disconnect",
+];
+
+pub fn status_label(status: &str) -> &str {
+    if KNOWN_STATUSES.contains(&status) {
+        status
+    } else {
+        "other"
+    }
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub actors_live: IntGaugeVec,
+    pub actor_messages: IntCounterVec,
+    pub actor_mailbox_depth: IntGaugeVec,
+    pub actor_handle_seconds: HistogramVec,
+    pub agents_by_status: IntGaugeVec,
+    pub connections_open: IntGaugeVec,
+    pub heartbeats: IntCounter,
+    pub rebinds: IntCounter,
+    pub packets_queued: IntGauge,
+    pub packets_queued_total: IntCounter,
+    pub packets_forwarded: IntCounterVec,
+    pub packets_dropped: IntCounterVec,
+    pub packets_unknown: IntCounterVec,
+    pub backend_connected: IntGauge,
+    pub backend_outbox_depth: IntGauge,
+    pub backend_refused: IntCounter,
+    pub malformed_input: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub uploaded_files: IntCounter,
+    actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
+    next_actor: AtomicU64,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    // Names are constants and unique, so registration cannot collide.
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let r = Registry::new();
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let counter =
+            |name: &str, help: &str| reg(&r, IntCounter::new(name, help).expect("valid metric"));
+        let gauge =
+            |name: &str, help: &str| reg(&r, IntGauge::new(name, help).expect("valid metric"));
+        let m = Metrics {
+            actors_live: gauge_vec(names::ACTORS_LIVE, "Live actors per kind", &["kind"]),
+            actor_messages: counter_vec(
+                names::ACTOR_MESSAGES,
+                "Messages handled per actor kind and message type",
+                &["kind", "message"],
+            ),
+            actor_mailbox_depth: gauge_vec(
+                names::ACTOR_MAILBOX_DEPTH,
+                "Messages sent to actors of a kind and not yet handled",
+                &["kind"],
+            ),
+            actor_handle_seconds: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(names::ACTOR_HANDLE_SECONDS, "Time spent in one handler")
+                        .buckets(vec![
+                            1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2, 5e-2, 0.25, 1.0,
+                        ]),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+            agents_by_status: gauge_vec(names::AGENTS_BY_STATUS, "Agents by status", &["status"]),
+            connections_open: gauge_vec(
+                names::CONNECTIONS_OPEN,
+                "Open connections by link",
+                &["link"],
+            ),
+            heartbeats: counter(names::HEARTBEATS, "Agent heartbeats answered"),
+            rebinds: counter(names::REBINDS, "Agents rebound to a newer socket"),
+            packets_queued: gauge(names::PACKETS_QUEUED, "Packets waiting in agent queues"),
+            packets_queued_total: counter(
+                names::PACKETS_QUEUED_TOTAL,
+                "Packets that had to wait in an agent queue",
+            ),
+            packets_forwarded: counter_vec(
+                names::PACKETS_FORWARDED,
+                "Packets written to a socket, by direction",
+                &["direction"],
+            ),
+            packets_dropped: counter_vec(
+                names::PACKETS_DROPPED,
+                "Packets dropped, by reason",
+                &["reason"],
+            ),
+            packets_unknown: counter_vec(
+                names::PACKETS_UNKNOWN,
+                "Packets of a type the switch does not handle, by origin",
+                &["from"],
+            ),
+            backend_connected: gauge(names::BACKEND_CONNECTED, "1 while a backend is connected"),
+            backend_outbox_depth: gauge(
+                names::BACKEND_OUTBOX_DEPTH,
+                "Packets waiting for the backend",
+            ),
+            backend_refused: counter(
+                names::BACKEND_REFUSED,
+                "Sockets refused as backend (wrong or missing token)",
+            ),
+            malformed_input: counter_vec(
+                names::MALFORMED_INPUT,
+                "Malformed input by kind",
+                &["kind"],
+            ),
+            http_requests: counter_vec(
+                names::HTTP_REQUESTS,
+                "HTTP requests by route and status",
+                &["route", "status"],
+            ),
+            uploaded_files: counter(names::UPLOADED_FILES, "Files stored from uploads"),
+            registry: r,
+            actors: Mutex::new(HashMap::new()),
+            next_actor: AtomicU64::new(1),
+        };
+        for s in KNOWN_STATUSES.iter().chain(std::iter::once(&"other")) {
+            m.agents_by_status.with_label_values(&[s]).set(0);
+        }
+        Arc::new(m)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&families, &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    pub fn malformed(&self, kind: &str) {
+        self.malformed_input.with_label_values(&[kind]).inc();
+    }
+
+    pub fn dropped(&self, reason: &str, n: u64) {
+        self.packets_dropped.with_label_values(&[reason]).inc_by(n);
+    }
+
+    /// Registers a starting actor and returns its probe.
+    pub fn probe(self: &Arc<Self>, kind: &'static str, id: impl Into<String>) -> Arc<ActorProbe> {
+        let key = self.next_actor.fetch_add(1, Ordering::Relaxed);
+        let probe = Arc::new(ActorProbe {
+            key,
+            kind,
+            id: id.into(),
+            started_at: crate::now_secs(),
+            sent: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+            depth: self.actor_mailbox_depth.with_label_values(&[kind]),
+            histogram: self.actor_handle_seconds.with_label_values(&[kind]),
+            metrics: Arc::clone(self),
+        });
+        self.actors_live.with_label_values(&[kind]).inc();
+        if let Ok(mut map) = self.actors.lock() {
+            map.insert(key, Arc::clone(&probe));
+        }
+        probe
+    }
+
+    /// A snapshot of every live actor, for `/metrics/actors`.
+    pub fn actor_snapshot(&self) -> ActorSnapshot {
+        let probes: Vec<Arc<ActorProbe>> = match self.actors.lock() {
+            Ok(map) => map.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut actors: Vec<ActorInfo> = probes
+            .iter()
+            .map(|p| ActorInfo {
+                kind: p.kind,
+                id: p.id.clone(),
+                mailbox_depth: p.depth(),
+                handled: p.handled.load(Ordering::Relaxed),
+                started_at: p.started_at,
+            })
+            .collect();
+        actors.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+        let mut totals: HashMap<&'static str, KindTotals> = HashMap::new();
+        for a in &actors {
+            let t = totals.entry(a.kind).or_default();
+            t.live += 1;
+            t.mailbox_depth += a.mailbox_depth;
+            t.handled += a.handled;
+        }
+        ActorSnapshot { totals, actors }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct ActorSnapshot {
+    pub totals: HashMap<&'static str, KindTotals>,
+    pub actors: Vec<ActorInfo>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct KindTotals {
+    pub live: u64,
+    pub mailbox_depth: u64,
+    pub handled: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ActorInfo {
+    pub kind: &'static str,
+    pub id: String,
+    pub mailbox_depth: u64,
+    pub handled: u64,
+    pub started_at: f64,
+}
+
+/// One actor's counters: what was sent to it and what it has handled.
+pub struct ActorProbe {
+    key: u64,
+    pub kind: &'static str,
+    pub id: String,
+    pub started_at: f64,
+    sent: AtomicU64,
+    handled: AtomicU64,
+    retired: AtomicBool,
+    depth: IntGauge,
+    histogram: prometheus::Histogram,
+    metrics: Arc<Metrics>,
+}
+
+impl ActorProbe {
+    pub fn depth(&self) -> u64 {
+        self.sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.handled.load(Ordering::Relaxed))
+    }
+
+    fn on_sent(&self) {
+        if !self.retired.load(Ordering::Relaxed) {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            self.depth.inc();
+        }
+    }
+
+    fn on_send_failed(&self) {
+        if !self.retired.load(Ordering::Relaxed) {
+            self.sent.fetch_sub(1, Ordering::Relaxed);
+            self.depth.dec();
+        }
+    }
+
+    /// Opens the guard a handler holds while it runs.
+    pub fn handling(self: &Arc<Self>, message: &'static str) -> Handling {
+        Handling {
+            probe: Arc::clone(self),
+            message,
+            started: Instant::now(),
+        }
+    }
+
+    /// For input that does not pass through the mailbox (stream items such
+    /// as WebSocket frames): counted as sent and handled at once.
+    pub fn handling_unqueued(self: &Arc<Self>, message: &'static str) -> Handling {
+        self.on_sent();
+        self.handling(message)
+    }
+
+    /// Called from the actor's `stopped()`: it leaves `/metrics/actors` and
+    /// whatever was still in its mailbox leaves the depth gauge.
+    pub fn retire(&self) {
+        if self.retired.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        self.depth.sub(self.depth() as i64);
+        self.metrics
+            .actors_live
+            .with_label_values(&[self.kind])
+            .dec();
+        if let Ok(mut map) = self.metrics.actors.lock() {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Held for the duration of one handler: counts it and times it.
+pub struct Handling {
+    probe: Arc<ActorProbe>,
+    message: &'static str,
+    started: Instant,
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        let p = &self.probe;
+        if !p.retired.load(Ordering::Relaxed) {
+            p.handled.fetch_add(1, Ordering::Relaxed);
+            p.depth.dec();
+        }
+        p.histogram.observe(self.started.elapsed().as_secs_f64());
+        p.metrics
+            .actor_messages
+            .with_label_values(&[p.kind, self.message])
+            .inc();
+    }
+}
+
+/// An actor's address together with its probe: every send is counted, so
+/// the mailbox depth is known.
+pub struct Mailbox<A: Actor> {
+    addr: Addr<A>,
+    probe: Arc<ActorProbe>,
+}
+
+impl<A: Actor> Clone for Mailbox<A> {
+    fn clone(&self) -> Self {
+        Mailbox {
+            addr: self.addr.clone(),
+            probe: Arc::clone(&self.probe),
+        }
+    }
+}
+
+impl<A: Actor> Mailbox<A> {
+    pub fn new(addr: Addr<A>, probe: Arc<ActorProbe>) -> Self {
+        Mailbox { addr, probe }
+    }
+
+    pub fn connected(&self) -> bool {
+        self.addr.connected()
+    }
+
+    pub fn same(&self, other: &Mailbox<A>) -> bool {
+        self.addr == other.addr
+    }
+
+    pub fn id(&self) -> &str {
+        &self.probe.id
+    }
+
+    /// Sends without waiting; fails if the actor has stopped, handing the
+    /// message back so the caller can route it elsewhere.
+    pub fn try_send<M>(&self, msg: M) -> Result<(), M>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+    {
+        self.probe.on_sent();
+        // `do_send` ignores a full mailbox bound (our bounds are on the
+        // domain queues), so the only failure is a closed mailbox.
+        if !self.addr.connected() {
+            self.probe.on_send_failed();
+            return Err(msg);
+        }
+        self.addr.do_send(msg);
+        Ok(())
+    }
+
+    /// Sends without waiting; a message to a stopped actor is lost, so use
+    /// this only where that is harmless (notifications, close requests).
+    pub fn do_send<M>(&self, msg: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+    {
+        let _ = self.try_send(msg);
+    }
+
+    /// Sends and waits for the reply.
+    pub fn send<M>(&self, msg: M) -> Request<A, M>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+    {
+        self.probe.on_sent();
+        self.addr.send(msg)
+    }
+}

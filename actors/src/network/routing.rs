@@ -1,0 +1,94 @@
+//! `RoutingTable`: where each agent lives, by agent id.
+//!
+//! Generic over the location type so the rules are tested without actors,
+//! and so a remote location (another switch) can later stand beside a
+//! local actor address behind the same lookup.
+
+use std::collections::HashMap;
+
+#[derive(Debug)]
+pub struct RoutingTable<L> {
+    agents: HashMap<String, L>,
+}
+
+impl<L> Default for RoutingTable<L> {
+    fn default() -> Self {
+        RoutingTable {
+            agents: HashMap::new(),
+        }
+    }
+}
+
+impl<L: Clone> RoutingTable<L> {
+    /// Where agent `id` lives, if it is known.
+    pub fn locate(&self, id: &str) -> Option<&L> {
+        self.agents.get(id)
+    }
+
+    /// The agent's location, made by `create` if it is new. The bool says
+    /// whether it was created.
+    pub fn locate_or_insert(&mut self, id: &str, create: impl FnOnce() -> L) -> (L, bool) {
+        if let Some(l) = self.agents.get(id) {
+            return (l.clone(), false);
+        }
+        let l = create();
+        self.agents.insert(id.to_string(), l.clone());
+        (l, true)
+    }
+
+    /// Forgets agent `id`, but only if it still lives at a location that
+    /// `is_it` recognises (a newer agent of the same id stays).
+    pub fn remove_if(&mut self, id: &str, is_it: impl FnOnce(&L) -> bool) -> Option<L> {
+        if self.agents.get(id).is_some_and(is_it) {
+            self.agents.remove(id)
+        } else {
+            None
+        }
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<L> {
+        self.agents.remove(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &L)> {
+        self.agents.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_or_insert_creates_once() {
+        let mut t = RoutingTable::default();
+        let mut made = 0;
+        let (a, new) = t.locate_or_insert("x", || {
+            made += 1;
+            1
+        });
+        assert_eq!((a, new), (1, true));
+        let (b, new) = t.locate_or_insert("x", || 2);
+        assert_eq!((b, new), (1, false));
+        assert_eq!(made, 1);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn remove_if_spares_a_newer_location() {
+        let mut t = RoutingTable::default();
+        t.locate_or_insert("x", || 2);
+        assert_eq!(t.remove_if("x", |l| *l == 1), None);
+        assert_eq!(t.locate("x"), Some(&2));
+        assert_eq!(t.remove_if("x", |l| *l == 2), Some(2));
+        assert!(t.is_empty());
+    }
+}

@@ -1,0 +1,175 @@
+//! Command-line options. Each option is also a key of the TOML config
+//! (`--config FILE`); a flag given on the command line wins over the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{Config, ConfigError};
+
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "An actor-based message switch: a drop-in Mephisto router for browser agents and their backend."
+)]
+pub struct Cli {
+    /// TOML config file (see deploy/switchyard.toml); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// HTTP + WebSocket address [default: 127.0.0.1:3000; with PORT set and
+    /// no --http: 0.0.0.0:$PORT].
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+
+    /// Directory for the switch's files [default: ./switchyard-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Directory for uploaded files [default: DATA_DIR/uploads].
+    #[arg(long, value_name = "DIR")]
+    pub upload_dir: Option<PathBuf>,
+
+    /// Directory of static files [default: built-in index.html and task_config.json].
+    #[arg(long, value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Only a socket presenting this token may be the backend (PROTOCOL 1.5).
+    #[arg(long, value_name = "TOKEN")]
+    pub backend_token: Option<String>,
+
+    /// Seconds an agent may stay without a socket before it is `disconnect` [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub reconnect_grace: Option<f64>,
+
+    /// Seconds without a heartbeat before a live agent is `disconnect` [default: 15].
+    #[arg(long, value_name = "SECS")]
+    pub ping_timeout: Option<f64>,
+
+    /// Seconds with no socket and nothing queued before an agent is removed [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub idle_expiry: Option<f64>,
+
+    /// Undelivered packets kept per agent [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub agent_queue_limit: Option<usize>,
+
+    /// Packets kept for an absent backend [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub backend_outbox_limit: Option<usize>,
+
+    /// Seconds an HTTP request waits for the backend's agent_details [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout: Option<f64>,
+
+    /// Largest WebSocket packet in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+
+    /// Largest HTTP body (uploads included) in bytes [default: 52428800].
+    #[arg(long, value_name = "BYTES")]
+    pub max_upload_bytes: Option<usize>,
+
+    /// The mephisto-task version the frontend should report [default: 2.0.4].
+    #[arg(long, value_name = "VERSION")]
+    pub expected_task_version: Option<String>,
+
+    /// Seconds between WebSocket protocol pings [default: 20].
+    #[arg(long, value_name = "SECS")]
+    pub ws_ping_interval: Option<f64>,
+
+    /// Seconds of WebSocket silence before the socket is closed [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub ws_ping_timeout: Option<f64>,
+
+    /// HTTP worker threads (0: one per core) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub http_workers: Option<usize>,
+}
+
+impl Cli {
+    /// The config file (or the defaults), then `PORT`, then the flags.
+    pub fn into_config(self, port_env: Option<String>) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(port) = port_env.and_then(|p| p.trim().parse::<u16>().ok()) {
+            c.http = SocketAddr::from(([0, 0, 0, 0], port));
+        }
+        fn set<T>(slot: &mut T, v: Option<T>) {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        set(&mut c.http, self.http);
+        set(&mut c.data_dir, self.data_dir);
+        if self.upload_dir.is_some() {
+            c.upload_dir = self.upload_dir;
+        }
+        if self.static_dir.is_some() {
+            c.static_dir = self.static_dir;
+        }
+        if self.backend_token.is_some() {
+            c.backend.token = self.backend_token;
+        }
+        set(&mut c.agent.reconnect_grace_secs, self.reconnect_grace);
+        set(&mut c.agent.ping_timeout_secs, self.ping_timeout);
+        set(&mut c.agent.idle_expiry_secs, self.idle_expiry);
+        set(&mut c.agent.queue_limit, self.agent_queue_limit);
+        set(&mut c.backend.outbox_limit, self.backend_outbox_limit);
+        set(&mut c.backend.request_timeout_secs, self.request_timeout);
+        set(&mut c.session.max_frame_bytes, self.max_frame_bytes);
+        set(&mut c.max_upload_bytes, self.max_upload_bytes);
+        set(&mut c.expected_task_version, self.expected_task_version);
+        set(&mut c.session.ping_interval_secs, self.ws_ping_interval);
+        set(&mut c.session.ping_timeout_secs, self.ws_ping_timeout);
+        set(&mut c.http_workers, self.http_workers);
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("switchyard").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn no_flags_is_the_default_config() {
+        assert_eq!(parse(&[]).into_config(None).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn port_env_binds_all_interfaces_unless_http_is_given() {
+        let c = parse(&[]).into_config(Some("4123".into())).unwrap();
+        assert_eq!(c.http.to_string(), "0.0.0.0:4123");
+        let c = parse(&["--http", "127.0.0.1:9"])
+            .into_config(Some("4123".into()))
+            .unwrap();
+        assert_eq!(c.http.to_string(), "127.0.0.1:9");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("sy-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[agent]\nqueue_limit = 5\nping_timeout_secs = 2.0\n").unwrap();
+        let c = parse(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--agent-queue-limit",
+            "7",
+        ])
+        .into_config(None)
+        .unwrap();
+        assert_eq!(c.agent.queue_limit, 7);
+        assert_eq!(c.agent.ping_timeout_secs, 2.0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,145 @@
+//! The switch's configuration: one struct composed of the actors' own
+//! (DESIGN house rule 8). Defaults equal PROTOCOL.md; `deploy/switchyard.toml`
+//! is the same defaults, commented, and a test holds them equal.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use switchyard_actors::agent::{AgentConfig, BackendConfig, RouterConfig, SessionConfig};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of HTTP and the WebSockets (`/`).
+    pub http: SocketAddr,
+    /// Where the switch keeps its files.
+    pub data_dir: PathBuf,
+    /// Where uploaded files are stored; default `DATA_DIR/uploads`.
+    pub upload_dir: Option<PathBuf>,
+    /// Static files (`index.html`, `task_config.json`, ...); default: the
+    /// built-in ones.
+    pub static_dir: Option<PathBuf>,
+    /// Largest HTTP request body (uploads included); past it: 413.
+    pub max_upload_bytes: usize,
+    /// The `mephisto-task` version the frontend should report.
+    pub expected_task_version: String,
+    /// HTTP worker threads (0: one per core).
+    pub http_workers: usize,
+    pub agent: AgentConfig,
+    pub backend: BackendConfig,
+    pub session: SessionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            data_dir: PathBuf::from("./switchyard-data"),
+            upload_dir: None,
+            static_dir: None,
+            max_upload_bytes: 50 * 1024 * 1024,
+            expected_task_version: "2.0.4".into(),
+            http_workers: 0,
+            agent: AgentConfig::default(),
+            backend: BackendConfig::default(),
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Short timers, port 0, a fresh data dir: for tests.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            http_workers: 1,
+            agent: AgentConfig {
+                reconnect_grace_secs: 0.3,
+                ping_timeout_secs: 0.5,
+                idle_expiry_secs: 5.0,
+                queue_limit: 100,
+            },
+            backend: BackendConfig {
+                outbox_limit: 1000,
+                request_timeout_secs: 1.0,
+                token: None,
+            },
+            session: SessionConfig {
+                max_frame_bytes: 64 * 1024,
+                ping_interval_secs: 1.0,
+                ping_timeout_secs: 10.0,
+            },
+            ..Config::default()
+        }
+    }
+
+    pub fn upload_dir(&self) -> PathBuf {
+        self.upload_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("uploads"))
+    }
+
+    pub fn router(&self) -> RouterConfig {
+        RouterConfig {
+            agent: self.agent.clone(),
+            backend: self.backend.clone(),
+            session: self.session.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_default_config_is_the_default() {
+        let text = include_str!("../deploy/switchyard.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Config::from_toml("htp = \"127.0.0.1:1\"").is_err());
+        assert!(Config::from_toml("[agent]\nqueue_limt = 3").is_err());
+    }
+
+    #[test]
+    fn partial_files_keep_the_other_defaults() {
+        let c = Config::from_toml("[agent]\nqueue_limit = 3").unwrap();
+        assert_eq!(c.agent.queue_limit, 3);
+        assert_eq!(c.agent.reconnect_grace_secs, 10.0);
+        assert_eq!(c.http, Config::default().http);
+    }
+}

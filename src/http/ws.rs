@@ -1,0 +1,63 @@
+//! `GET /`: the WebSocket upgrade for agents and the backend, or the static
+//! `index.html` for a plain browser request (PROTOCOL 1.1).
+//! The transport (actix-web-actors) is used only here and in `WsSession`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use switchyard_actors::agent::{SessionOrigin, WsSession};
+
+use super::{static_files, AppState};
+
+fn is_upgrade(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The token of PROTOCOL 1.5, from `Authorization: Bearer T` or `?token=T`.
+fn presented_token(req: &HttpRequest) -> Option<String> {
+    if let Some(h) = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = h.strip_prefix("Bearer ") {
+            return Some(t.trim().to_string());
+        }
+    }
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.0.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v))
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+pub async fn index_or_upgrade(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    if !is_upgrade(&req) {
+        return Ok(static_files::index(state).await);
+    }
+    let token_ok = match &state.config.backend.token {
+        None => true,
+        Some(expected) => presented_token(&req).is_some_and(|t| same_token(&t, expected)),
+    };
+    let peer = req
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let session = WsSession::new(state.router.clone(), SessionOrigin { token_ok, peer });
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(state.config.session.hard_frame_bytes())
+        .start()
+}
