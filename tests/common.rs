@@ -1,0 +1,370 @@
+//! Helpers shared by the integration tests: a switch on loopback with short
+//! timers, WebSocket and HTTP clients, and waiting with deadlines.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use switchyard::{Config, Running};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A switch started through `switchyard::start`, with its own data dir.
+pub struct Switch {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+impl Switch {
+    pub async fn start() -> Switch {
+        Switch::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Switch {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::for_tests(dir.path().join("data"));
+        tweak(&mut config);
+        let running = switchyard::start(config).await.expect("switch starts");
+        Switch { running, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.running.http_url(path)
+    }
+
+    pub async fn ws(&self) -> Ws {
+        Ws::connect(&self.running.ws_url()).await
+    }
+
+    /// A socket that said `alive` as the backend.
+    pub async fn backend(&self) -> Ws {
+        let mut b = self.ws().await;
+        b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
+            .await;
+        let m = self.clone_metrics_url();
+        wait_for("backend connected", || {
+            let m = m.clone();
+            async move { metric_at(&m, "switchyard_backend_connected", &[]).await == 1.0 }
+        })
+        .await;
+        b
+    }
+
+    /// A socket that said `alive` as agent `id` and got its `update_status`.
+    pub async fn agent(&self, id: &str) -> Ws {
+        let mut a = self.ws().await;
+        a.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
+            .await;
+        let p = a.recv_type("update_status").await;
+        assert_eq!(p["subject_id"], json!(id));
+        a
+    }
+
+    fn clone_metrics_url(&self) -> String {
+        self.url("/metrics")
+    }
+
+    /// One metric's value from `GET /metrics` (0 when absent).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_at(&self.url("/metrics"), name, labels).await
+    }
+
+    /// Waits until a metric reaches `value`.
+    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let url = self.url("/metrics");
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let what = format!("{name}{labels:?} == {value}");
+        let r = wait_result(&what, || {
+            let url = url.clone();
+            let labels = labels.clone();
+            async move {
+                let l: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let got = metric_at(&url, name, &l).await;
+                (got == value, got)
+            }
+        })
+        .await;
+        assert!(r.0, "timed out waiting for {what}; last value {}", r.1);
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+pub fn http() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+pub async fn get(url: &str) -> (u16, String, String) {
+    let mut res = http().get(url).send().await.expect("GET");
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = res.body().limit(64 * 1024 * 1024).await.expect("body");
+    (
+        res.status().as_u16(),
+        ctype,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let (status, ctype, body) = get(url).await;
+    assert!(ctype.starts_with("application/json"), "{url}: {ctype}");
+    (status, serde_json::from_str(&body).expect("JSON body"))
+}
+
+pub async fn post_json(url: &str, body: Value) -> (u16, Value) {
+    let mut res = http().post(url).send_json(&body).await.expect("POST");
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = res.body().await.expect("body");
+    assert!(
+        ctype.starts_with("application/json"),
+        "{url}: content-type {ctype}"
+    );
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&bytes).expect("JSON answer"),
+    )
+}
+
+pub async fn post_raw(url: &str, ctype: &str, body: Vec<u8>) -> (u16, Value) {
+    let mut res = http()
+        .post(url)
+        .insert_header(("content-type", ctype))
+        .send_body(body)
+        .await
+        .expect("POST");
+    let bytes = res.body().await.expect("body");
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A multipart/form-data body: text fields and files (field, filename, bytes).
+pub fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----switchyard-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (field, name, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+pub async fn metric_at(url: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (_, _, text) = get(url).await;
+    parse_metric(&text, name, labels)
+}
+
+/// Finds `name{labels...} value` in Prometheus text (label order-free).
+pub fn parse_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (n, l) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            continue;
+        }
+        let all = labels
+            .iter()
+            .all(|(k, v)| l.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        if all {
+            return value.parse().unwrap_or(f64::NAN);
+        }
+    }
+    0.0
+}
+
+/// Polls `cond` until it holds or the deadline passes.
+pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_result<F, Fut, T>(_what: &str, mut cond: F) -> (bool, T)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (bool, T)>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (ok, v) = cond().await;
+        if ok || tokio::time::Instant::now() >= deadline {
+            return (ok, v);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A WebSocket client speaking JSON text frames.
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        Ws::connect_request(url.into_client_request().expect("ws url")).await
+    }
+
+    pub async fn connect_request(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Ws {
+        let (stream, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("WebSocket connects");
+        Ws { stream }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_text(v.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, t: String) {
+        self.stream
+            .send(Message::Text(t))
+            .await
+            .expect("WebSocket send");
+    }
+
+    pub async fn send_binary(&mut self, b: Vec<u8>) {
+        self.stream
+            .send(Message::Binary(b))
+            .await
+            .expect("WebSocket send");
+    }
+
+    /// The next text frame as JSON (pings are answered by the client).
+    pub async fn recv(&mut self) -> Value {
+        match self.try_recv(WAIT).await {
+            Ok(v) => v,
+            Err(e) => panic!("expected a packet: {e}"),
+        }
+    }
+
+    pub async fn try_recv(&mut self, limit: Duration) -> Result<Value, String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .map_err(|_| "timed out".to_string())?;
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    return serde_json::from_str(&t).map_err(|e| format!("bad JSON {t}: {e}"))
+                }
+                Some(Ok(Message::Close(c))) => return Err(format!("closed: {c:?}")),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(format!("error: {e}")),
+                None => return Err("stream ended".into()),
+            }
+        }
+    }
+
+    /// The next packet of `packet_type`, skipping others.
+    pub async fn recv_type(&mut self, packet_type: &str) -> Value {
+        loop {
+            let p = self.recv().await;
+            if p["packet_type"] == json!(packet_type) {
+                return p;
+            }
+        }
+    }
+
+    /// Waits for the close frame and returns its code.
+    pub async fn closed_with(&mut self) -> u16 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("timed out waiting for close");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(Message::Close(None))) => return u16::from(CloseCode::Status),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error before close: {e}"),
+                None => panic!("stream ended without a close frame"),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+        // Drain until the server's close arrives so it has seen ours.
+        let _ = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(m)) = self.stream.next().await {
+                if m.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+pub fn live_update(subject: &str, packet_type: &str, n: i64) -> Value {
+    json!({
+        "packet_type": packet_type,
+        "subject_id": subject,
+        "data": {"n": n},
+        "client_timestamp": 1.0,
+    })
+}

@@ -1,0 +1,438 @@
+//! PROTOCOL 1.4 over real HTTP, with a real backend socket.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+// PROTOCOL 1.4 `/request_agent`: register_agent to the backend, the
+// matching agent_details is the answer.
+#[actix_web::test]
+async fn request_agent_round_trip() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let url = s.url("/request_agent");
+    let req = actix_web::rt::spawn(async move {
+        post_json(
+            &url,
+            json!({"provider_data": {"worker": "w1"}, "client_timestamp": 3.5}),
+        )
+        .await
+    });
+    let p = b.recv_type("register_agent").await;
+    let request_id = p["data"]["request_id"].as_str().unwrap().to_string();
+    assert_eq!(p["subject_id"], json!(request_id));
+    assert_eq!(p["data"]["provider_data"], json!({"worker": "w1"}));
+    assert_eq!(p["client_timestamp"], json!(3.5));
+    assert_eq!(request_id.len(), 36, "uuid4: {request_id}");
+    b.send(
+        json!({"packet_type": "agent_details", "subject_id": request_id,
+                  "data": {"request_id": request_id, "agent_id": "agent-9"}}),
+    )
+    .await;
+    let (status, answer) = req.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(answer["packet_type"], json!("agent_details"));
+    assert_eq!(answer["data"]["agent_id"], json!("agent-9"));
+    s.stop().await;
+}
+
+// agent_details keyed by subject_id when data.request_id is absent.
+#[actix_web::test]
+async fn agent_details_may_be_keyed_by_subject_id() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let url = s.url("/request_agent");
+    let req = actix_web::rt::spawn(async move {
+        post_json(&url, json!({"provider_data": {}, "client_timestamp": 1})).await
+    });
+    let p = b.recv_type("register_agent").await;
+    let rid = p["subject_id"].clone();
+    b.send(json!({"packet_type": "agent_details", "subject_id": rid, "data": {"agent_id": "x"}}))
+        .await;
+    assert_eq!(req.await.unwrap().1["data"]["agent_id"], json!("x"));
+    s.stop().await;
+}
+
+// PROTOCOL 1.4: no answer within the request timeout -> 408 (reference bug
+// 1.6: the Node router waits forever); a late answer is dropped and counted.
+#[actix_web::test]
+async fn request_agent_times_out_with_408() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let (status, body) = post_json(
+        &s.url("/request_agent"),
+        json!({"provider_data": {}, "client_timestamp": 1}),
+    )
+    .await;
+    assert_eq!(status, 408);
+    assert!(body["error"].as_str().unwrap().contains("did not answer"));
+    let p = b.recv_type("register_agent").await;
+    b.send(
+        json!({"packet_type": "agent_details", "subject_id": p["subject_id"],
+                  "data": {"request_id": p["subject_id"]}}),
+    )
+    .await;
+    s.wait_metric(
+        "switchyard_packets_dropped_total",
+        &[("reason", "unmatched_agent_details")],
+        1.0,
+    )
+    .await;
+    s.wait_metric(
+        "switchyard_http_requests_total",
+        &[("route", "/request_agent"), ("status", "408")],
+        1.0,
+    )
+    .await;
+    s.stop().await;
+}
+
+// A request while the backend is away waits in the outbox and is answered
+// once the backend connects within the timeout.
+#[actix_web::test]
+async fn request_agent_waits_for_a_late_backend() {
+    let s = Switch::start_with(|c| c.backend.request_timeout_secs = 5.0).await;
+    let url = s.url("/request_agent");
+    let req = actix_web::rt::spawn(async move {
+        post_json(
+            &url,
+            json!({"provider_data": {"p": 1}, "client_timestamp": 1}),
+        )
+        .await
+    });
+    s.wait_metric("switchyard_backend_outbox_depth", &[], 1.0)
+        .await;
+    let mut b = s.backend().await;
+    let p = b.recv_type("register_agent").await;
+    b.send(
+        json!({"packet_type": "agent_details", "subject_id": p["subject_id"],
+                  "data": {"request_id": p["data"]["request_id"], "agent_id": "late"}}),
+    )
+    .await;
+    let (status, answer) = req.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(answer["data"]["agent_id"], json!("late"));
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn request_agent_without_provider_data_is_400() {
+    let s = Switch::start().await;
+    let (status, body) = post_json(&s.url("/request_agent"), json!({"client_timestamp": 1})).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("provider_data"));
+    let (status, body) = post_raw(
+        &s.url("/request_agent"),
+        "application/json",
+        b"{oops".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("invalid JSON"));
+    s.wait_metric(
+        "switchyard_malformed_input_total",
+        &[("kind", "bad_http_body")],
+        2.0,
+    )
+    .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.4 `/submit_onboarding`.
+#[actix_web::test]
+async fn submit_onboarding_round_trip_and_agent_dropped() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let _a = s.agent("ag1").await;
+    s.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 1.0)
+        .await;
+    let url = s.url("/submit_onboarding");
+    let req = actix_web::rt::spawn(async move {
+        post_json(
+            &url,
+            json!({"provider_data": {"USED_AGENT_ID": "ag1", "answer": 42}, "client_timestamp": 2}),
+        )
+        .await
+    });
+    let p = b.recv_type("submit_onboarding").await;
+    assert_eq!(p["subject_id"], json!("ag1"));
+    assert_eq!(p["data"]["answer"], json!(42));
+    assert_eq!(p["data"]["onboarding_data"], json!({}));
+    assert!(p["data"].get("USED_AGENT_ID").is_none());
+    let rid = p["data"]["request_id"].clone();
+    b.send(json!({"packet_type": "agent_details", "subject_id": "ag1",
+                  "data": {"request_id": rid, "agent_id": "ag2"}}))
+        .await;
+    let (status, answer) = req.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(answer["data"]["agent_id"], json!("ag2"));
+    s.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 0.0)
+        .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.4 `/submit_task` as JSON: submit_unit, answer, agent dropped.
+#[actix_web::test]
+async fn submit_task_json() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let _a = s.agent("ag1").await;
+    let (status, body) = post_json(
+        &s.url("/submit_task"),
+        json!({"USED_AGENT_ID": "ag1", "final_data": {"answer": "yes"}, "client_timestamp": 4}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"status": "Submitted!"})));
+    let p = b.recv_type("submit_unit").await;
+    assert_eq!(p["subject_id"], json!("ag1"));
+    assert_eq!(p["data"], json!({"answer": "yes"}));
+    assert_eq!(p["client_timestamp"], json!(4));
+    s.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 0.0)
+        .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.4 `/submit_task` multipart: files stored under fresh names,
+// described in data.files and data.filesByFields, downloadable; nothing
+// else is (reference bug 1.6: Node serves any file in /tmp).
+#[actix_web::test]
+async fn submit_task_multipart_stores_files_and_serves_only_them() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let (ctype, body) = multipart(
+        &[
+            ("USED_AGENT_ID", "ag1"),
+            ("final_string_data", r#"{"rating": 5}"#),
+            ("client_timestamp", "7.25"),
+        ],
+        &[
+            ("photo", "../../a b.txt", b"first file"),
+            ("photo", "second.txt", b"second"),
+            ("doc", "doc.txt", b"third"),
+        ],
+    );
+    let (status, answer) = post_raw(&s.url("/submit_task"), &ctype, body).await;
+    assert_eq!((status, answer), (200, json!({"status": "Submitted!"})));
+    let p = b.recv_type("submit_unit").await;
+    assert_eq!(p["data"]["rating"], json!(5));
+    assert_eq!(p["client_timestamp"], json!(7.25));
+    let files = p["data"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    assert_eq!(
+        p["data"]["filesByFields"]["photo"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        p["data"]["filesByFields"]["doc"].as_array().unwrap().len(),
+        1
+    );
+    let first = &files[0];
+    assert_eq!(first["originalname"], json!("../../a b.txt"));
+    assert_eq!(first["size"], json!(10));
+    let name = first["filename"].as_str().unwrap();
+    assert!(!name.contains('/') && name.ends_with("a_b.txt"), "{name}");
+    let (status, _, text) = get(&s.url(&format!("/download_file/{name}"))).await;
+    assert_eq!((status, text.as_str()), (200, "first file"));
+    s.wait_metric("switchyard_uploaded_files_total", &[], 3.0)
+        .await;
+
+    // A file in the upload dir that the switch did not store is not served.
+    let upload_dir = s.running.config.upload_dir();
+    std::fs::write(upload_dir.join("planted.txt"), b"secret").unwrap();
+    for bad in [
+        "planted.txt",
+        "..%2Fuploads.index",
+        "%2E%2E",
+        "a%5Cb",
+        "nope",
+    ] {
+        let (status, _, _) = get(&s.url(&format!("/download_file/{bad}"))).await;
+        assert_eq!(status, 404, "{bad}");
+    }
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn submit_task_with_invalid_final_string_data_is_400() {
+    let s = Switch::start().await;
+    let (ctype, body) = multipart(
+        &[("USED_AGENT_ID", "a"), ("final_string_data", "{nope")],
+        &[],
+    );
+    let (status, answer) = post_raw(&s.url("/submit_task"), &ctype, body).await;
+    assert_eq!(status, 400);
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("final_string_data"));
+    let (status, _) = post_json(&s.url("/submit_task"), json!({"final_data": {}})).await;
+    assert_eq!(status, 400, "missing USED_AGENT_ID");
+    s.stop().await;
+}
+
+// Bodies over the upload limit -> 413 with a JSON error; nothing stored.
+#[actix_web::test]
+async fn bodies_over_the_limit_are_413() {
+    let s = Switch::start_with(|c| c.max_upload_bytes = 64 * 1024).await;
+    let big = vec![b'z'; 100 * 1024];
+    let (ctype, body) = multipart(
+        &[("USED_AGENT_ID", "a"), ("final_string_data", "{}")],
+        &[("f", "big.bin", &big)],
+    );
+    let (status, answer) = post_raw(&s.url("/submit_task"), &ctype, body).await;
+    assert_eq!(status, 413);
+    assert!(answer["error"].as_str().unwrap().contains("limit"));
+    let stored: Vec<_> = std::fs::read_dir(s.running.config.upload_dir())
+        .unwrap()
+        .collect();
+    assert!(stored.is_empty(), "nothing half-stored: {stored:?}");
+    let (status, _) = post_json(
+        &s.url("/log_error"),
+        json!({"USED_AGENT_ID": "a", "error_data": "x".repeat(100 * 1024)}),
+    )
+    .await;
+    assert_eq!(status, 413);
+    s.wait_metric(
+        "switchyard_malformed_input_total",
+        &[("kind", "body_too_large")],
+        2.0,
+    )
+    .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.4 `/submit_metadata` (JSON and multipart) and `/log_error`.
+#[actix_web::test]
+async fn submit_metadata_and_log_error() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let (status, body) = post_json(
+        &s.url("/submit_metadata"),
+        json!({"USED_AGENT_ID": "a1", "metadata": {"tips": ["t"]}, "client_timestamp": 1}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"status": "Submitted metadata"}))
+    );
+    let p = b.recv_type("submit_metadata").await;
+    assert_eq!(
+        (p["subject_id"].clone(), p["data"].clone()),
+        (json!("a1"), json!({"tips": ["t"]}))
+    );
+
+    let (ctype, body) = multipart(&[("USED_AGENT_ID", "a2"), ("metadata", r#"{"f": 1}"#)], &[]);
+    let (status, _) = post_raw(&s.url("/submit_metadata"), &ctype, body).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        b.recv_type("submit_metadata").await["data"],
+        json!({"f": 1})
+    );
+
+    let (status, body) = post_json(
+        &s.url("/log_error"),
+        json!({"USED_AGENT_ID": "a1", "error_data": {"msg": "boom"}, "client_timestamp": 1}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"status": "Error log sent!"})));
+    let p = b.recv_type("log_error").await;
+    assert_eq!(p["data"], json!({"msg": "boom"}));
+    s.stop().await;
+}
+
+// PROTOCOL 1.4 `/task_config.json`: served; a version mismatch is reported
+// to the backend (reference bug 1.6: Flask's handler has a wrong signature).
+#[actix_web::test]
+async fn task_config_reports_version_mismatch() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let (status, cfg) = get_json(&s.url("/task_config.json?mephisto_task_version=2.0.4")).await;
+    assert_eq!(status, 200);
+    assert!(cfg.is_object());
+    let (status, _) = get_json(&s.url("/task_config.json?mephisto_task_version=1.0.0")).await;
+    assert_eq!(status, 200);
+    let p = b.recv_type("log_error").await;
+    assert_eq!(p["subject_id"], json!("mephisto"));
+    assert_eq!(p["data"]["error_type"], json!("version-mismatch"));
+    assert!(p["data"]["text"].as_str().unwrap().contains("1.0.0"));
+    // Only the mismatch was reported.
+    b.send(json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {}}))
+        .await;
+    assert_eq!(b.recv().await["packet_type"], json!("return_statuses"));
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn small_endpoints_answer_json() {
+    let s = Switch::start().await;
+    assert_eq!(
+        get_json(&s.url("/is_alive")).await,
+        (200, json!({"status": "Alive!"}))
+    );
+    let (status, t) = get_json(&s.url("/get_timestamp")).await;
+    assert_eq!(status, 200);
+    let ms = t["timestamp"].as_i64().unwrap();
+    assert!((ms - switchyard_actors::now_ms()).abs() < 60_000);
+    for path in ["/", "/task_index", "/welcome", "/index.html"] {
+        let (status, ctype, body) = get(&s.url(path)).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(ctype.starts_with("text/html"), "{path}: {ctype}");
+        assert!(body.contains("switchyard"));
+    }
+    let (status, v) = get_json(&s.url("/no/such/file.js")).await;
+    assert_eq!((status, v), (404, json!({"error": "not found"})));
+    s.stop().await;
+}
+
+// A static dir replaces the built-in files; escapes are refused.
+#[actix_web::test]
+async fn static_dir_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<p>task bundle</p>").unwrap();
+    std::fs::create_dir(dir.path().join("js")).unwrap();
+    std::fs::write(dir.path().join("js/app.js"), "let x = 1;").unwrap();
+    std::fs::write(
+        dir.path().join("task_config.json"),
+        r#"{"task_title": "mine"}"#,
+    )
+    .unwrap();
+    let static_dir = dir.path().to_path_buf();
+    let s = Switch::start_with(move |c| c.static_dir = Some(static_dir)).await;
+    let (_, ctype, body) = get(&s.url("/")).await;
+    assert!(ctype.starts_with("text/html") && body.contains("task bundle"));
+    let (status, ctype, body) = get(&s.url("/js/app.js")).await;
+    assert_eq!((status, body.as_str()), (200, "let x = 1;"));
+    assert!(ctype.contains("javascript"), "{ctype}");
+    let (_, cfg) = get_json(&s.url("/task_config.json?mephisto_task_version=2.0.4")).await;
+    assert_eq!(cfg, json!({"task_title": "mine"}));
+    let (status, _, _) = get(&s.url("/js/..%2F..%2Fetc%2Fpasswd")).await;
+    assert_eq!(status, 404);
+    s.stop().await;
+}
+
+// The HTTP request counter is by route and status.
+#[actix_web::test]
+async fn http_requests_are_counted_by_route_and_status() {
+    let s = Switch::start().await;
+    for _ in 0..3 {
+        get(&s.url("/is_alive")).await;
+    }
+    get(&s.url("/download_file/x")).await;
+    s.wait_metric(
+        "switchyard_http_requests_total",
+        &[("route", "/is_alive"), ("status", "200")],
+        3.0,
+    )
+    .await;
+    s.wait_metric(
+        "switchyard_http_requests_total",
+        &[("route", "/download_file/{name}"), ("status", "404")],
+        1.0,
+    )
+    .await;
+    let _: Value = Value::Null;
+    s.stop().await;
+}

@@ -1,0 +1,573 @@
+//! PROTOCOL 1.2, 1.3, 1.5, 1.6 over real WebSockets.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::common::*;
+
+fn request_statuses() -> Value {
+    json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {},
+           "server_timestamp": 123.5, "client_timestamp": 1.0})
+}
+
+/// Asks for statuses until `agent` has `status` (timers run in the switch).
+async fn wait_status(backend: &mut Ws, agent: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        backend.send(request_statuses()).await;
+        let r = backend.recv_type("return_statuses").await;
+        if r["data"][agent] == json!(status) {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "agent {agent} never reached {status}: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// PROTOCOL 1.2 `alive` (agent): bound, then `update_status` with its status.
+#[actix_web::test]
+async fn agent_alive_answers_update_status() {
+    let s = Switch::start().await;
+    let mut a = s.ws().await;
+    a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
+        .await;
+    let p = a.recv().await;
+    assert_eq!(p["packet_type"], json!("update_status"));
+    assert_eq!(p["data"]["status"], json!("none"));
+    assert!(p["router_outgoing_timestamp"].as_f64().unwrap() > 1.6e9);
+    s.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 1.0)
+        .await;
+    s.wait_metric("switchyard_agents", &[("status", "none")], 1.0)
+        .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.2 `heartbeat`: same packet back, data replaced by
+// last_mephisto_ping (integer ms) and, for a known agent, its status.
+#[actix_web::test]
+async fn heartbeat_reply_carries_ping_and_status() {
+    let s = Switch::start().await;
+    let mut stranger = s.ws().await;
+    stranger
+        .send(json!({"packet_type": "heartbeat", "subject_id": "nobody", "data": {"x": 1}, "extra": "kept"}))
+        .await;
+    let r = stranger.recv().await;
+    assert_eq!(r["packet_type"], json!("heartbeat"));
+    assert_eq!(r["extra"], json!("kept"));
+    assert!(r["data"]["last_mephisto_ping"].is_i64(), "{r}");
+    assert!(
+        r["data"].get("status").is_none(),
+        "unknown agent has no status: {r}"
+    );
+    assert!(r["data"].get("x").is_none());
+
+    let mut a = s.agent("a1").await;
+    a.send(json!({"packet_type": "heartbeat", "subject_id": "a1", "data": {}}))
+        .await;
+    let r = a.recv_type("heartbeat").await;
+    assert_eq!(r["data"]["status"], json!("none"));
+    let ping = r["data"]["last_mephisto_ping"].as_i64().unwrap();
+    let now_ms = switchyard_actors::now_ms();
+    assert!((now_ms - ping).abs() < 60_000, "ms since epoch: {ping}");
+    s.wait_metric("switchyard_heartbeats_total", &[], 2.0).await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.2 `request_statuses` sets last_mephisto_ping (seen in the next
+// heartbeat reply).
+#[actix_web::test]
+async fn request_statuses_updates_last_mephisto_ping() {
+    let s = Switch::start().await;
+    let mut a = s.agent("a1").await;
+    a.send(json!({"packet_type": "heartbeat", "subject_id": "a1", "data": {}}))
+        .await;
+    let before = a.recv_type("heartbeat").await["data"]["last_mephisto_ping"]
+        .as_i64()
+        .unwrap();
+    let mut b = s.backend().await;
+    // Make sure the clock moves past `before`.
+    wait_for("clock tick", || async {
+        switchyard_actors::now_ms() > before + 5
+    })
+    .await;
+    b.send(request_statuses()).await;
+    b.recv_type("return_statuses").await;
+    a.send(json!({"packet_type": "heartbeat", "subject_id": "a1", "data": {}}))
+        .await;
+    let after = a.recv_type("heartbeat").await["data"]["last_mephisto_ping"]
+        .as_i64()
+        .unwrap();
+    assert!(after > before, "{after} > {before}");
+    s.stop().await;
+}
+
+// PROTOCOL 1.2 live updates both ways; unknown fields kept, timestamps set.
+#[actix_web::test]
+async fn live_updates_flow_both_ways_with_every_field() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut a = s.agent("a1").await;
+    a.send(
+        json!({"packet_type": "mephisto_bound_live_update", "subject_id": "a1",
+                  "data": {"text": "hi", "nested": {"k": [1, 2]}}, "client_timestamp": 5.5,
+                  "custom_field": "stays"}),
+    )
+    .await;
+    let p = b.recv_type("mephisto_bound_live_update").await;
+    assert_eq!(p["data"], json!({"text": "hi", "nested": {"k": [1, 2]}}));
+    assert_eq!(p["custom_field"], json!("stays"));
+    assert_eq!(p["client_timestamp"], json!(5.5));
+    let inc = p["router_incoming_timestamp"].as_f64().unwrap();
+    let out = p["router_outgoing_timestamp"].as_f64().unwrap();
+    assert!(out >= inc && inc > 1.6e9);
+
+    b.send(
+        json!({"packet_type": "client_bound_live_update", "subject_id": "a1",
+                  "data": {"reply": true}, "server_timestamp": 9.0, "other": 1}),
+    )
+    .await;
+    let p = a.recv_type("client_bound_live_update").await;
+    assert_eq!(p["data"], json!({"reply": true}));
+    assert_eq!(p["other"], json!(1));
+    assert_eq!(p["server_timestamp"], json!(9.0));
+    s.wait_metric(
+        "switchyard_packets_forwarded_total",
+        &[("direction", "to_backend")],
+        1.0,
+    )
+    .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.2 `log_error` from an agent socket goes to the backend.
+#[actix_web::test]
+async fn log_error_packet_reaches_the_backend() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut a = s.agent("a1").await;
+    a.send(json!({"packet_type": "log_error", "subject_id": "a1", "data": {"error": "oops"}}))
+        .await;
+    let p = b.recv_type("log_error").await;
+    assert_eq!(p["data"]["error"], json!("oops"));
+    s.stop().await;
+}
+
+// PROTOCOL 1.2 `update_status` + `request_statuses` -> `return_statuses`.
+#[actix_web::test]
+async fn update_status_is_recorded_and_returned() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut a = s.agent("a1").await;
+    b.send(
+        json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "in task"}}),
+    )
+    .await;
+    let p = a.recv_type("update_status").await;
+    assert_eq!(p["data"]["status"], json!("in task"));
+    b.send(request_statuses()).await;
+    let r = b.recv_type("return_statuses").await;
+    assert_eq!(r["subject_id"], json!("mephisto"));
+    assert_eq!(r["data"], json!({"a1": "in task"}));
+    assert_eq!(r["client_timestamp"], json!(123.5));
+    assert!(r["router_incoming_timestamp"].as_f64().unwrap() > 1.6e9);
+    s.wait_metric("switchyard_agents", &[("status", "in task")], 1.0)
+        .await;
+    s.wait_metric("switchyard_agents", &[("status", "none")], 0.0)
+        .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.2 `client_bound_live_update` for an agent with no socket is
+// queued and delivered after its next `alive`, in order (no packet lost
+// across an agent's reconnect).
+#[actix_web::test]
+async fn agent_reconnect_loses_no_client_bound_packet() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let a = s.agent("a1").await;
+    a.close().await;
+    s.wait_metric("switchyard_connections_open", &[("link", "router")], 1.0)
+        .await;
+    for n in 0..5 {
+        b.send(live_update("a1", "client_bound_live_update", n))
+            .await;
+    }
+    s.wait_metric("switchyard_packets_queued", &[], 5.0).await;
+    let mut a = s.ws().await;
+    a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
+        .await;
+    for n in 0..5 {
+        let p = a.recv().await;
+        assert_eq!(p["packet_type"], json!("client_bound_live_update"), "{p}");
+        assert_eq!(p["data"]["n"], json!(n));
+    }
+    assert_eq!(a.recv().await["packet_type"], json!("update_status"));
+    s.wait_metric("switchyard_packets_queued", &[], 0.0).await;
+    assert_eq!(s.metric("switchyard_packets_queued_total", &[]).await, 5.0);
+    s.stop().await;
+}
+
+// PROTOCOL 1.2/1.4: packets for an absent backend wait in the outbox and
+// arrive in order when it says `alive` again (reference bug 1.6: a packet
+// written into a dead socket is lost).
+#[actix_web::test]
+async fn backend_reconnect_loses_no_backend_bound_packet() {
+    let s = Switch::start().await;
+    let b = s.backend().await;
+    let mut a = s.agent("a1").await;
+    b.close().await;
+    s.wait_metric("switchyard_backend_connected", &[], 0.0)
+        .await;
+    for n in 0..20 {
+        a.send(live_update("a1", "mephisto_bound_live_update", n))
+            .await;
+    }
+    s.wait_metric("switchyard_backend_outbox_depth", &[], 20.0)
+        .await;
+    let mut b = s.backend().await;
+    for n in 0..20 {
+        let p = b.recv_type("mephisto_bound_live_update").await;
+        assert_eq!(p["data"]["n"], json!(n));
+    }
+    s.wait_metric("switchyard_backend_outbox_depth", &[], 0.0)
+        .await;
+    s.stop().await;
+}
+
+// House rule 6 / PROTOCOL 1.2: a heartbeat from another socket rebinds the
+// agent; the old socket is told to close; packets follow the new socket.
+#[actix_web::test]
+async fn heartbeat_from_a_new_socket_rebinds_the_agent() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut old = s.agent("a1").await;
+    let mut new = s.ws().await;
+    new.send(json!({"packet_type": "heartbeat", "subject_id": "a1", "data": {}}))
+        .await;
+    let r = new.recv_type("heartbeat").await;
+    assert_eq!(r["data"]["status"], json!("none"));
+    assert_eq!(old.closed_with().await, 1000);
+    b.send(live_update("a1", "client_bound_live_update", 7))
+        .await;
+    assert_eq!(
+        new.recv_type("client_bound_live_update").await["data"]["n"],
+        json!(7)
+    );
+    s.wait_metric("switchyard_rebinds_total", &[], 1.0).await;
+    s.stop().await;
+}
+
+// House rule 6: an `alive` from a second socket rebinds too.
+#[actix_web::test]
+async fn alive_from_a_new_socket_rebinds_the_agent() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut old = s.agent("a1").await;
+    let mut new = s.agent("a1").await;
+    assert_eq!(old.closed_with().await, 1000);
+    b.send(live_update("a1", "client_bound_live_update", 1))
+        .await;
+    assert_eq!(
+        new.recv_type("client_bound_live_update").await["data"]["n"],
+        json!(1)
+    );
+    s.wait_metric("switchyard_rebinds_total", &[], 1.0).await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.3 reconnect grace: no socket within the grace -> disconnect.
+#[actix_web::test]
+async fn reconnect_grace_expiry_disconnects() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let a = s.agent("a1").await;
+    b.send(
+        json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "in task"}}),
+    )
+    .await;
+    wait_status(&mut b, "a1", "in task").await;
+    a.close().await;
+    wait_status(&mut b, "a1", "disconnect").await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.3 reconnect grace: back within the grace -> status kept.
+#[actix_web::test]
+async fn reconnect_within_grace_keeps_status() {
+    let s = Switch::start_with(|c| c.agent.reconnect_grace_secs = 1.0).await;
+    let mut b = s.backend().await;
+    let a = s.agent("a1").await;
+    b.send(
+        json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "waiting"}}),
+    )
+    .await;
+    wait_status(&mut b, "a1", "waiting").await;
+    a.close().await;
+    let _a2 = s.agent("a1").await;
+    // The grace (1 s) must run out before we can tell it did nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.send(request_statuses()).await;
+    let r = b.recv_type("return_statuses").await;
+    assert_eq!(r["data"]["a1"], json!("waiting"));
+    s.stop().await;
+}
+
+// PROTOCOL 1.3 ping timeout: a live agent that stops sending heartbeats is
+// declared disconnected on request_statuses and told so.
+#[actix_web::test]
+async fn ping_timeout_disconnects_a_silent_live_agent() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut a = s.agent("a1").await;
+    let mut idle = s.agent("a2").await;
+    for (id, sock) in [("a1", &mut a), ("a2", &mut idle)] {
+        sock.send(json!({"packet_type": "heartbeat", "subject_id": id, "data": {}}))
+            .await;
+        sock.recv_type("heartbeat").await;
+    }
+    b.send(
+        json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "in task"}}),
+    )
+    .await;
+    a.recv_type("update_status").await;
+    // a2 stays `none`: not a live status, never timed out.
+    let r = wait_status(&mut b, "a1", "disconnect").await;
+    assert_eq!(r["data"]["a2"], json!("none"));
+    let p = a.recv_type("update_status").await;
+    assert_eq!(p["data"]["status"], json!("disconnect"));
+    s.stop().await;
+}
+
+// PROTOCOL 1.3 bounded queue: past the bound the oldest is dropped,
+// counted, and reported to the backend as log_error.
+#[actix_web::test]
+async fn agent_queue_is_bounded_and_drops_are_reported() {
+    let s = Switch::start_with(|c| c.agent.queue_limit = 10).await;
+    let mut b = s.backend().await;
+    for n in 0..13 {
+        b.send(live_update("ghost", "client_bound_live_update", n))
+            .await;
+    }
+    for n in 0..3 {
+        let e = b.recv_type("log_error").await;
+        assert_eq!(e["subject_id"], json!("ghost"));
+        assert_eq!(e["data"]["error_type"], json!("agent-queue-overflow"));
+        assert_eq!(e["data"]["dropped_packet"]["data"]["n"], json!(n));
+    }
+    s.wait_metric(
+        "switchyard_packets_dropped_total",
+        &[("reason", "agent_queue_full")],
+        3.0,
+    )
+    .await;
+    let mut a = s.ws().await;
+    a.send(json!({"packet_type": "alive", "subject_id": "ghost", "data": {}}))
+        .await;
+    for n in 3..13 {
+        assert_eq!(a.recv().await["data"]["n"], json!(n));
+    }
+    s.stop().await;
+}
+
+// PROTOCOL 1.3 idle expiry: no socket and an empty queue -> removed.
+#[actix_web::test]
+async fn idle_agents_expire() {
+    let s = Switch::start_with(|c| c.agent.idle_expiry_secs = 0.3).await;
+    let a = s.agent("a1").await;
+    s.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 1.0)
+        .await;
+    a.close().await;
+    s.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 0.0)
+        .await;
+    let mut b = s.backend().await;
+    b.send(request_statuses()).await;
+    assert_eq!(b.recv_type("return_statuses").await["data"], json!({}));
+    s.stop().await;
+}
+
+// PROTOCOL 1.2 "anything else": counted, ignored, connection kept.
+#[actix_web::test]
+async fn unknown_packet_types_are_counted_and_ignored() {
+    let s = Switch::start().await;
+    let mut a = s.agent("a1").await;
+    a.send(json!({"packet_type": "teleport", "subject_id": "a1", "data": {}}))
+        .await;
+    a.send(json!({"packet_type": "return_statuses", "subject_id": "a1", "data": {}}))
+        .await;
+    s.wait_metric(
+        "switchyard_packets_unknown_total",
+        &[("from", "agent")],
+        2.0,
+    )
+    .await;
+    a.send(json!({"packet_type": "heartbeat", "subject_id": "a1", "data": {}}))
+        .await;
+    assert_eq!(a.recv().await["packet_type"], json!("heartbeat"));
+    s.stop().await;
+}
+
+// Bad input: a JSON error back, a counter, the socket stays open.
+#[actix_web::test]
+async fn malformed_frames_get_errors_and_keep_the_socket() {
+    let s = Switch::start().await;
+    let mut a = s.agent("a1").await;
+    let cases: Vec<(
+        Box<dyn Fn() -> tokio_tungstenite::tungstenite::Message>,
+        &str,
+    )> = vec![
+        (Box::new(|| "{not json".to_string().into()), "invalid_json"),
+        (Box::new(|| "[1,2]".to_string().into()), "not_an_object"),
+        (
+            Box::new(|| r#"{"packet_type":"alive"}"#.to_string().into()),
+            "missing_field",
+        ),
+        (Box::new(|| vec![0xffu8, 0, 1].into()), "binary_frame"),
+        (Box::new(|| "x".repeat(70 * 1024).into()), "oversize_frame"),
+    ];
+    for (make, kind) in cases {
+        futures_util::SinkExt::send(&mut a.stream, make())
+            .await
+            .unwrap();
+        let e = a.recv().await;
+        assert_eq!(e["kind"], json!(kind), "{e}");
+        assert!(e["error"].as_str().is_some_and(|t| !t.is_empty()));
+        s.wait_metric("switchyard_malformed_input_total", &[("kind", kind)], 1.0)
+            .await;
+    }
+    a.send(json!({"packet_type": "heartbeat", "subject_id": "a1", "data": {}}))
+        .await;
+    assert_eq!(a.recv().await["packet_type"], json!("heartbeat"));
+    s.stop().await;
+}
+
+// A message past the transport limit ends that socket with 1009; the
+// switch carries on.
+#[actix_web::test]
+async fn a_message_past_the_transport_limit_closes_with_1009() {
+    let s = Switch::start().await;
+    let mut a = s.agent("a1").await;
+    let hard = s.running.config.session.hard_frame_bytes();
+    a.send_text("y".repeat(hard + 10)).await;
+    assert_eq!(a.closed_with().await, 1009);
+    s.wait_metric(
+        "switchyard_malformed_input_total",
+        &[("kind", "oversize_frame")],
+        1.0,
+    )
+    .await;
+    let _other = s.agent("a2").await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5: with a token, a backend without it is refused with 1008.
+#[actix_web::test]
+async fn backend_token_is_required_when_set() {
+    let s = Switch::start_with(|c| c.backend.token = Some("s3cret".into())).await;
+    let mut intruder = s.ws().await;
+    intruder
+        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
+        .await;
+    assert_eq!(intruder.closed_with().await, 1008);
+    s.wait_metric("switchyard_backend_refused_total", &[], 1.0)
+        .await;
+    assert_eq!(s.metric("switchyard_backend_connected", &[]).await, 0.0);
+
+    let mut wrong = Ws::connect(&format!("{}?token=nope", s.running.ws_url())).await;
+    wrong
+        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
+        .await;
+    assert_eq!(wrong.closed_with().await, 1008);
+    s.wait_metric("switchyard_backend_refused_total", &[], 2.0)
+        .await;
+
+    // An agent socket may not act for the backend either.
+    let mut a = s.agent("a1").await;
+    a.send(live_update("a1", "client_bound_live_update", 1))
+        .await;
+    assert_eq!(a.recv().await["kind"], json!("not_backend"));
+
+    let mut req = s.running.ws_url().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", "Bearer s3cret".parse().unwrap());
+    let mut b = Ws::connect_request(req).await;
+    b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
+        .await;
+    s.wait_metric("switchyard_backend_connected", &[], 1.0)
+        .await;
+    b.close().await;
+    s.wait_metric("switchyard_backend_connected", &[], 0.0)
+        .await;
+
+    let mut b = Ws::connect(&format!("{}?token=s3cret", s.running.ws_url())).await;
+    b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
+        .await;
+    s.wait_metric("switchyard_backend_connected", &[], 1.0)
+        .await;
+    b.send(live_update("a1", "client_bound_live_update", 2))
+        .await;
+    assert_eq!(
+        a.recv_type("client_bound_live_update").await["data"]["n"],
+        json!(2)
+    );
+    s.stop().await;
+}
+
+// A newer backend socket replaces the older one (which is closed).
+#[actix_web::test]
+async fn a_newer_backend_replaces_the_old_one() {
+    let s = Switch::start().await;
+    let mut old = s.backend().await;
+    let mut new = s.ws().await;
+    new.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
+        .await;
+    assert_eq!(old.closed_with().await, 1000);
+    let mut a = s.agent("a1").await;
+    a.send(live_update("a1", "mephisto_bound_live_update", 3))
+        .await;
+    assert_eq!(
+        new.recv_type("mephisto_bound_live_update").await["data"]["n"],
+        json!(3)
+    );
+    s.stop().await;
+}
+
+// Reference bug 1.6 absent: backend-bound packets are written at once, not
+// on a 50 ms timer tick.
+#[actix_web::test]
+async fn backend_bound_packets_do_not_wait_for_a_tick() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut a = s.agent("a1").await;
+    let mut spent = Vec::new();
+    for n in 0..21 {
+        a.send(live_update("a1", "mephisto_bound_live_update", n))
+            .await;
+        let p = b.recv_type("mephisto_bound_live_update").await;
+        spent.push(
+            p["router_outgoing_timestamp"].as_f64().unwrap()
+                - p["router_incoming_timestamp"].as_f64().unwrap(),
+        );
+    }
+    spent.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let median = spent[spent.len() / 2];
+    assert!(median < 0.025, "median time in the switch {median} s");
+    s.stop().await;
+}
+
+// Shutdown: every socket is closed with 1001.
+#[actix_web::test]
+async fn stopping_closes_sockets_with_1001() {
+    let s = Switch::start().await;
+    let mut a = s.agent("a1").await;
+    let mut b = s.backend().await;
+    let running = s.running;
+    let stop = actix_web::rt::spawn(running.stop());
+    assert_eq!(a.closed_with().await, 1001);
+    assert_eq!(b.closed_with().await, 1001);
+    stop.await.unwrap();
+}

@@ -1,0 +1,10 @@
+//! The whole switch, driven through its real interfaces: real WebSocket
+//! clients, real HTTP, real processes. Each test names the PROTOCOL.md
+//! section it checks.
+
+mod common;
+
+mod http_api;
+mod launch;
+mod metrics;
+mod router;
