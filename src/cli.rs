@@ -4,17 +4,49 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
 
-#[derive(Parser, Debug, Default)]
+#[derive(Parser, Debug)]
 #[command(
     name = "switchyard",
     version,
-    about = "An actor-based message switch: a drop-in Mephisto router for browser agents and their backend."
+    about = "An actor-based message switch: a drop-in Mephisto router for browser agents and their \
+             backend, a mesh network's root node on a serial port, and local client programs.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the simulated mesh root alone on a pseudo-terminal and print its
+    /// path, for another switchyard's `--uart PATH`.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Also make a symlink here pointing at the pty, so a restarted
+    /// simulator is found at the same path.
+    #[arg(long, value_name = "PATH")]
+    pub link: Option<PathBuf>,
+    /// Edge nodes (0x0001..=N).
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub sim_nodes: u16,
+    /// Seconds between a node's data updates.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub sim_interval: f64,
+}
+
+/// Options of the switch itself.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
     /// TOML config file (see deploy/switchyard.toml); flags win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -87,9 +119,44 @@ pub struct Cli {
     /// HTTP worker threads (0: one per core) [default: 0].
     #[arg(long, value_name = "N")]
     pub http_workers: Option<usize>,
+
+    /// Mesh link: a serial device path, `auto` (first USB serial port),
+    /// `none`, or `sim` (the built-in simulated mesh on a pty) [default: sim].
+    #[arg(long, value_name = "PATH")]
+    pub uart: Option<String>,
+
+    /// Baud rate of the serial port [default: 115200].
+    #[arg(long, value_name = "N")]
+    pub baud: Option<u32>,
+
+    /// Extra data types of the mesh (TOML or JSON file).
+    #[arg(long, value_name = "FILE")]
+    pub data_types: Option<PathBuf>,
+
+    /// Seconds without hearing from a node before it is inactive [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub node_timeout: Option<f64>,
+
+    /// Samples kept per node and data type [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub history_limit: Option<usize>,
+
+    /// Nodes of the simulated mesh [default: 6].
+    #[arg(long, value_name = "N")]
+    pub sim_nodes: Option<u16>,
+
+    /// Seconds between a simulated node's updates [default: 1].
+    #[arg(long, value_name = "SECS")]
+    pub sim_interval: Option<f64>,
 }
 
 impl Cli {
+    pub fn into_config(self, port_env: Option<String>) -> Result<Config, ConfigError> {
+        self.run.into_config(port_env)
+    }
+}
+
+impl RunArgs {
     /// The config file (or the defaults), then `PORT`, then the flags.
     pub fn into_config(self, port_env: Option<String>) -> Result<Config, ConfigError> {
         let mut c = match &self.config {
@@ -127,6 +194,15 @@ impl Cli {
         set(&mut c.session.ping_interval_secs, self.ws_ping_interval);
         set(&mut c.session.ping_timeout_secs, self.ws_ping_timeout);
         set(&mut c.http_workers, self.http_workers);
+        set(&mut c.uart, self.uart);
+        set(&mut c.serial.baud, self.baud);
+        if self.data_types.is_some() {
+            c.mesh.data_types = self.data_types;
+        }
+        set(&mut c.mesh.node_timeout_secs, self.node_timeout);
+        set(&mut c.mesh.history_limit, self.history_limit);
+        set(&mut c.sim.nodes, self.sim_nodes);
+        set(&mut c.sim.interval_secs, self.sim_interval);
         Ok(c)
     }
 }
@@ -171,5 +247,34 @@ mod tests {
         assert_eq!(c.agent.queue_limit, 7);
         assert_eq!(c.agent.ping_timeout_secs, 2.0);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn mesh_flags() {
+        let c = parse(&[
+            "--uart",
+            "/dev/ttyUSB0",
+            "--baud",
+            "9600",
+            "--sim-nodes",
+            "3",
+        ])
+        .into_config(None)
+        .unwrap();
+        assert_eq!(c.uart, "/dev/ttyUSB0");
+        assert_eq!(c.serial.baud, 9600);
+        assert_eq!(c.sim.nodes, 3);
+    }
+
+    #[test]
+    fn simulate_is_a_subcommand() {
+        let cli = parse(&["simulate", "--link", "/tmp/x", "--sim-nodes", "2"]);
+        match cli.command {
+            Some(Cmd::Simulate(a)) => {
+                assert_eq!(a.sim_nodes, 2);
+                assert_eq!(a.link.unwrap().to_str(), Some("/tmp/x"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

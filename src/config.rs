@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use switchyard_actors::agent::{AgentConfig, BackendConfig, RouterConfig, SessionConfig};
+use switchyard_actors::network::mesh::MeshConfig;
+use switchyard_actors::uart::sim::SimConfig;
+use switchyard_actors::uart::UartConfig;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +29,13 @@ pub struct Config {
     pub expected_task_version: String,
     /// HTTP worker threads (0: one per core).
     pub http_workers: usize,
+    /// The mesh link: `sim` (the built-in simulated mesh on a
+    /// pseudo-terminal), `none`, `auto` (the first USB serial port), or a
+    /// serial device path.
+    pub uart: String,
+    pub serial: UartConfig,
+    pub mesh: MeshConfig,
+    pub sim: SimConfig,
     pub agent: AgentConfig,
     pub backend: BackendConfig,
     pub session: SessionConfig,
@@ -41,11 +51,23 @@ impl Default for Config {
             max_upload_bytes: 50 * 1024 * 1024,
             expected_task_version: "2.0.4".into(),
             http_workers: 0,
+            uart: "sim".into(),
+            serial: UartConfig::default(),
+            mesh: MeshConfig::default(),
+            sim: SimConfig::default(),
             agent: AgentConfig::default(),
             backend: BackendConfig::default(),
             session: SessionConfig::default(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeshLink {
+    Simulated,
+    None,
+    Auto,
+    Port(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +106,22 @@ impl Config {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
             http_workers: 1,
+            // Tests that want a mesh attach their own pty or simulator.
+            uart: "none".into(),
+            serial: UartConfig {
+                reconnect_min_secs: 0.05,
+                reconnect_max_secs: 0.5,
+                command_timeout_secs: 2.0,
+                ..UartConfig::default()
+            },
+            mesh: MeshConfig {
+                node_timeout_secs: 60.0,
+                ..MeshConfig::default()
+            },
+            sim: SimConfig {
+                interval_secs: 0.2,
+                ..SimConfig::default()
+            },
             agent: AgentConfig {
                 reconnect_grace_secs: 0.3,
                 ping_timeout_secs: 0.5,
@@ -108,6 +146,16 @@ impl Config {
         self.upload_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("uploads"))
+    }
+
+    /// Which mesh link to run.
+    pub fn mesh_link(&self) -> MeshLink {
+        match self.uart.as_str() {
+            "sim" | "" => MeshLink::Simulated,
+            "none" => MeshLink::None,
+            "auto" => MeshLink::Auto,
+            path => MeshLink::Port(path.to_string()),
+        }
     }
 
     pub fn router(&self) -> RouterConfig {

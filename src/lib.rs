@@ -17,10 +17,15 @@ use std::time::Duration;
 
 use actix_web::{web, HttpServer};
 use switchyard_actors::agent::{BackendLink, RouterContext};
-use switchyard_actors::metrics::Metrics;
-use switchyard_actors::network::NetworkManager;
+use switchyard_actors::metrics::{Mailbox, Metrics};
+use switchyard_actors::network::history::HistoryLog;
+use switchyard_actors::network::mesh::MeshState;
+use switchyard_actors::network::{AttachUart, NetworkManager, NetworkSetup};
+use switchyard_actors::uart::sim::SimulatedRoot;
+use switchyard_actors::uart::{PortPath, UartManager};
+use switchyard_actors::wire::data_types::DataTypes;
 
-pub use config::Config;
+pub use config::{Config, MeshLink};
 
 /// A switch that is up: its addresses and handles.
 pub struct Running {
@@ -29,6 +34,11 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     pub router: Arc<RouterContext>,
     pub config: Config,
+    /// The serial port the mesh link uses (the pty of the simulated mesh,
+    /// by default); None with `uart = "none"`.
+    pub uart_path: Option<String>,
+    pub uart: Option<Mailbox<UartManager>>,
+    sim: Option<SimulatedRoot>,
     server: actix_web::dev::ServerHandle,
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -46,6 +56,53 @@ pub enum StartError {
         what: String,
         source: std::io::Error,
     },
+    #[error("data types: {0}")]
+    DataTypes(String),
+}
+
+/// The built-in data types plus the configured file's.
+pub fn load_data_types(config: &Config) -> Result<DataTypes, StartError> {
+    let Some(path) = &config.mesh.data_types else {
+        return Ok(DataTypes::builtin());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartError::DataTypes(format!("{}: {e}", path.display())))?;
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let specs = if is_json {
+        DataTypes::from_json_str(&text)
+    } else {
+        DataTypes::from_toml_str(&text)
+    }
+    .map_err(|e| StartError::DataTypes(format!("{}: {e}", path.display())))?;
+    DataTypes::builtin()
+        .with(specs)
+        .map_err(|e| StartError::DataTypes(format!("{}: {e}", path.display())))
+}
+
+/// The node cache, warmed from the history log.
+fn mesh_setup(config: &Config) -> Result<NetworkSetup, StartError> {
+    let data_types = load_data_types(config)?;
+    let mut mesh = MeshState::new(&config.mesh, data_types);
+    let dir = config.data_dir.join("history");
+    let history = HistoryLog::open(&dir).map_err(|source| StartError::Io {
+        what: format!("history dir {}", dir.display()),
+        source,
+    })?;
+    let (records, bad) = HistoryLog::load_recent(&dir, config.mesh.warm_days);
+    if bad > 0 {
+        log::warn!("history log: {bad} unreadable lines skipped");
+    }
+    let n = mesh.warm(records, switchyard_actors::now_secs());
+    if n > 0 {
+        log::info!(
+            "history log: {n} records read back, {} nodes known",
+            mesh.cache.len()
+        );
+    }
+    Ok(NetworkSetup {
+        mesh,
+        history: Some(history),
+    })
 }
 
 /// Starts every actor and the HTTP server on the current actix system.
@@ -65,6 +122,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let backend = BackendLink::start_link(config.backend.clone(), Arc::clone(&metrics));
     let router_config = config.router();
     let nm_probe = metrics.probe("NetworkManager", "switch");
+    let setup = mesh_setup(&config)?;
     let router = NetworkManager::start_with(
         |network| {
             RouterContext::new(
@@ -76,7 +134,40 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             )
         },
         nm_probe,
+        setup,
     );
+
+    let (port, sim) = match config.mesh_link() {
+        MeshLink::None => (None, None),
+        MeshLink::Auto => (Some(PortPath::Auto), None),
+        MeshLink::Port(p) => (Some(PortPath::Path(p)), None),
+        MeshLink::Simulated => {
+            let sim = SimulatedRoot::spawn(config.sim.clone(), None).map_err(|source| {
+                StartError::Io {
+                    what: "the simulated mesh's pseudo-terminal".into(),
+                    source,
+                }
+            })?;
+            log::info!(
+                "simulated mesh: {} nodes on {}",
+                config.sim.nodes,
+                sim.path()
+            );
+            (Some(PortPath::Path(sim.path())), Some(sim))
+        }
+    };
+    let uart_path = port.as_ref().map(PortPath::describe);
+    let uart = port.map(|p| {
+        let uart = UartManager::new(
+            p,
+            config.serial.clone(),
+            Arc::clone(&metrics),
+            router.network.clone(),
+        )
+        .start_link();
+        router.network.do_send(AttachUart(uart.clone()));
+        uart
+    });
 
     let state = web::Data::new(http::AppState {
         config: config.clone(),
@@ -107,6 +198,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics,
         router,
         config,
+        uart_path,
+        uart,
+        sim,
         server: handle,
         server_task,
         shutdown: shutdown_tx,
@@ -138,6 +232,9 @@ impl Running {
         .await;
         self.server.stop(true).await;
         let _ = self.server_task.await;
+        if let Some(sim) = self.sim {
+            sim.stop();
+        }
     }
 }
 

@@ -2,12 +2,16 @@
 //! SIGINT/SIGTERM (every socket closed with 1001, exit status 0).
 
 use clap::Parser;
-use switchyard::cli::Cli;
+use switchyard::cli::{Cli, Cmd, SimulateArgs};
+use switchyard_actors::uart::sim::{SimConfig, SimulatedRoot};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    if let Some(Cmd::Simulate(args)) = cli.command {
+        return simulate(args).await;
+    }
     let config = cli.into_config(std::env::var("PORT").ok())?;
     let running = switchyard::start(config).await?;
     wait_for_signal().await;
@@ -30,4 +34,28 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => log::info!("SIGINT received"),
         _ = term.recv() => log::info!("SIGTERM received"),
     }
+}
+
+/// `switchyard simulate`: the simulated root alone, until a signal.
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let config = SimConfig {
+        nodes: args.sim_nodes,
+        interval_secs: args.sim_interval,
+        ..SimConfig::default()
+    };
+    let sim = SimulatedRoot::spawn(config, args.link.clone())?;
+    println!("{}", sim.path());
+    log::info!(
+        "simulated mesh root: {} nodes on {} (pty {}); run another switchyard with --uart {}",
+        args.sim_nodes,
+        sim.path(),
+        sim.device(),
+        sim.path()
+    );
+    wait_for_signal().await;
+    sim.stop();
+    if let Some(link) = args.link {
+        let _ = std::fs::remove_file(link);
+    }
+    Ok(())
 }

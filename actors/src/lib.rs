@@ -11,6 +11,11 @@
 //! | `Agent` | agent id | status, liveness timers, the queue of undelivered packets | [`agent`] |
 //! | `WsSession` | WebSocket | parsing and writing packets, protocol ping, close codes | [`agent`] |
 //! | `BackendLink` | switch | the backend socket, its ordered bounded outbox, pending HTTP requests | [`agent`] |
+//! | `UartManager` | serial port | the port, the reader thread, framing, reconnect with backoff | [`uart`] |
+//!
+//! `NetworkManager` also owns the mesh node cache and history log, and the
+//! list of event subscribers. The simulated mesh ([`uart::sim`]) is a peer on
+//! the far end of a pseudo-terminal, not an actor.
 //!
 //! Message flow on the agent router (PROTOCOL 1):
 //!
@@ -20,12 +25,20 @@
 //!   first packet of a socket for an agent: WsSession ──BindAgent / RouteToAgent──> NetworkManager ──> Agent
 //! ```
 //!
+//! On the mesh link (PROTOCOL 2):
+//!
+//! ```text
+//!   root ──serial──> reader thread ──UartBytes──> UartManager ──RootMessageReceived──> NetworkManager ──SwitchEvent──> subscribers
+//!   HTTP / client ──MeshCommand──> NetworkManager ──SendCommand──> UartManager ──serial──> root
+//! ```
+//!
 //! Dependencies point one way: actors use [`wire`] (pure codecs, no IO, no
 //! clock) and [`metrics`] (every metric name, in one place).
 
 pub mod agent;
 pub mod metrics;
 pub mod network;
+pub mod uart;
 pub mod wire;
 
 /// Seconds since the Unix epoch, as the router's `*_timestamp` fields use.

@@ -43,6 +43,19 @@ pub mod names {
     pub const MALFORMED_INPUT: &str = "switchyard_malformed_input_total";
     pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
     pub const UPLOADED_FILES: &str = "switchyard_uploaded_files_total";
+    pub const MESH_LINK_UP: &str = "switchyard_mesh_link_up";
+    pub const UART_RECONNECTS: &str = "switchyard_uart_reconnects_total";
+    pub const UART_FRAMES: &str = "switchyard_uart_frames_total";
+    pub const UART_BYTES: &str = "switchyard_uart_bytes_total";
+    pub const UART_FRAME_ERRORS: &str = "switchyard_uart_frame_errors_total";
+    pub const MESH_FRAMES_REJECTED: &str = "switchyard_mesh_frames_rejected_total";
+    pub const DATA_ENTRIES_REJECTED: &str = "switchyard_data_entries_rejected_total";
+    pub const NODE_UPDATES: &str = "switchyard_node_updates_total";
+    pub const NODE_MESSAGES: &str = "switchyard_node_messages_total";
+    pub const NODES: &str = "switchyard_nodes";
+    pub const HISTORY_RECORDS: &str = "switchyard_history_records_total";
+    pub const HISTORY_ERRORS: &str = "switchyard_history_errors_total";
+    pub const EVENTS_PUBLISHED: &str = "switchyard_events_published_total";
 }
 
 /// Label values of `switchyard_packets_dropped_total{reason}`.
@@ -102,6 +115,19 @@ pub struct Metrics {
     pub malformed_input: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub uploaded_files: IntCounter,
+    pub mesh_link_up: IntGauge,
+    pub uart_reconnects: IntCounter,
+    pub uart_frames: IntCounterVec,
+    pub uart_bytes: IntCounterVec,
+    pub uart_frame_errors: IntCounterVec,
+    pub mesh_frames_rejected: IntCounterVec,
+    pub data_entries_rejected: IntCounterVec,
+    pub node_updates: IntCounter,
+    pub node_messages: IntCounter,
+    pub nodes: IntGaugeVec,
+    pub history_records: IntCounter,
+    pub history_errors: IntCounter,
+    pub events_published: IntCounterVec,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     next_actor: AtomicU64,
 }
@@ -203,6 +229,49 @@ impl Metrics {
                 &["route", "status"],
             ),
             uploaded_files: counter(names::UPLOADED_FILES, "Files stored from uploads"),
+            mesh_link_up: gauge(
+                names::MESH_LINK_UP,
+                "1 while the serial link to the root is open",
+            ),
+            uart_reconnects: counter(names::UART_RECONNECTS, "Attempts to reopen the serial port"),
+            uart_frames: counter_vec(
+                names::UART_FRAMES,
+                "Frames on the serial link, by direction",
+                &["direction"],
+            ),
+            uart_bytes: counter_vec(
+                names::UART_BYTES,
+                "Bytes on the serial link, by direction",
+                &["direction"],
+            ),
+            uart_frame_errors: counter_vec(
+                names::UART_FRAME_ERRORS,
+                "Framing errors on the serial link, by kind",
+                &["kind"],
+            ),
+            mesh_frames_rejected: counter_vec(
+                names::MESH_FRAMES_REJECTED,
+                "Well-framed frames from the root whose content was invalid, by kind",
+                &["kind"],
+            ),
+            data_entries_rejected: counter_vec(
+                names::DATA_ENTRIES_REJECTED,
+                "Data entries dropped from otherwise valid updates, by reason",
+                &["reason"],
+            ),
+            node_updates: counter(names::NODE_UPDATES, "Data entries recorded from nodes"),
+            node_messages: counter(names::NODE_MESSAGES, "Messages from nodes"),
+            nodes: gauge_vec(names::NODES, "Mesh nodes by status", &["status"]),
+            history_records: counter(
+                names::HISTORY_RECORDS,
+                "Records appended to the history log",
+            ),
+            history_errors: counter(names::HISTORY_ERRORS, "Failed writes to the history log"),
+            events_published: counter_vec(
+                names::EVENTS_PUBLISHED,
+                "Events published to subscribers, by event",
+                &["event"],
+            ),
             registry: r,
             actors: Mutex::new(HashMap::new()),
             next_actor: AtomicU64::new(1),

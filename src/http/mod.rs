@@ -3,6 +3,7 @@
 
 pub mod agent_api;
 pub mod error;
+pub mod mesh_api;
 pub mod metrics;
 pub mod static_files;
 pub mod uploads;
@@ -43,6 +44,10 @@ pub fn app(
     let metrics = Arc::clone(&state.metrics);
     App::new()
         .app_data(state)
+        .app_data(web::JsonConfig::default().error_handler(|err, _| {
+            let msg = format!("invalid JSON body: {err}");
+            error::ApiError::BadRequest(msg).into()
+        }))
         .wrap_fn(move |req, srv| {
             let metrics = Arc::clone(&metrics);
             let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -75,6 +80,14 @@ pub fn app(
             "/download_file/{name}",
             web::get().to(uploads::download_file),
         )
+        .route("/api/nodes", web::get().to(mesh_api::nodes))
+        .route("/api/nodes/{addr}", web::get().to(mesh_api::node))
+        .route(
+            "/api/nodes/{addr}/history",
+            web::get().to(mesh_api::history),
+        )
+        .route("/api/nodes/{addr}/send", web::post().to(mesh_api::send))
+        .route("/api/broadcast", web::post().to(mesh_api::broadcast))
         .route("/metrics", web::get().to(metrics::prometheus))
         .route("/metrics/actors", web::get().to(metrics::actors))
         .route("/task_index", web::get().to(static_files::index))

@@ -8,7 +8,17 @@
 //!
 //! It is asked only at the edges of an agent's life and on a socket's first
 //! packet for an agent: steady-state packets never pass through here.
+//!
+//! On the mesh side (PROTOCOL 2) it owns the node cache and the history log:
+//! `UartManager` hands it every frame from the root (`RootMessageReceived`,
+//! `LinkStateChanged`), and it publishes what happened as `SwitchEvent`s to
+//! its subscribers. Commands for the root (`MeshCommand`) pass through here
+//! so an unknown node is refused before the radio is bothered.
 
+pub mod events;
+pub mod history;
+pub mod mesh;
+pub mod node_cache;
 pub mod routing;
 
 use std::sync::{Arc, Mutex};
@@ -21,13 +31,34 @@ use crate::agent::{
     RetireAgent, RouterContext, ToBackend, ToClient, WsSession,
 };
 use crate::metrics::{ActorProbe, Mailbox};
+use crate::uart::{CommandError, LinkInfo, RootReply, SendCommand, UartManager};
+use crate::wire::mesh::{Command, NodeAddr, RootMessage};
 use crate::wire::{Packet, PacketType, MEPHISTO};
+use events::SwitchEvent;
+use history::HistoryLog;
+use mesh::MeshState;
+use node_cache::{NodeKey, NodeView, Sample};
 use routing::RoutingTable;
+
+/// How often node statuses are checked against the node timeout.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct NetworkManager {
     rctx: Arc<RouterContext>,
     probe: Arc<ActorProbe>,
     agents: RoutingTable<Mailbox<Agent>>,
+    mesh: MeshState,
+    history: Option<HistoryLog>,
+    uart: Option<Mailbox<UartManager>>,
+    subscribers: Vec<Recipient<SwitchEvent>>,
+    started: std::time::Instant,
+}
+
+/// What the manager starts with besides the router.
+pub struct NetworkSetup {
+    pub mesh: MeshState,
+    /// The history log, already read back into `mesh`.
+    pub history: Option<HistoryLog>,
 }
 
 impl NetworkManager {
@@ -35,6 +66,7 @@ impl NetworkManager {
     pub fn start_with(
         make_ctx: impl FnOnce(Mailbox<NetworkManager>) -> Arc<RouterContext>,
         probe: Arc<ActorProbe>,
+        setup: NetworkSetup,
     ) -> Arc<RouterContext> {
         let out: Arc<Mutex<Option<Arc<RouterContext>>>> = Arc::new(Mutex::new(None));
         let out2 = Arc::clone(&out);
@@ -48,6 +80,11 @@ impl NetworkManager {
                 rctx,
                 probe,
                 agents: RoutingTable::default(),
+                mesh: setup.mesh,
+                history: setup.history,
+                uart: None,
+                subscribers: Vec::new(),
+                started: std::time::Instant::now(),
             }
         });
         // `create` runs its closure before returning.
@@ -67,12 +104,50 @@ impl NetworkManager {
         }
         agent
     }
+
+    /// Sends an event to every subscriber still listening.
+    fn publish(&mut self, event: SwitchEvent) {
+        self.rctx
+            .metrics
+            .events_published
+            .with_label_values(&[event.name()])
+            .inc();
+        self.subscribers.retain(|s| s.connected());
+        for s in &self.subscribers {
+            s.do_send(event.clone());
+        }
+    }
+
+    fn node_gauges(&self) {
+        let m = &self.rctx.metrics;
+        let active = self.mesh.cache.active_count();
+        m.nodes.with_label_values(&["active"]).set(active as i64);
+        m.nodes
+            .with_label_values(&["inactive"])
+            .set((self.mesh.cache.len() - active) as i64);
+    }
 }
 
 impl Actor for NetworkManager {
     type Context = Context<Self>;
 
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.node_gauges();
+        ctx.run_interval(SWEEP_EVERY, |act, _| {
+            let events = act.mesh.sweep(crate::now_secs());
+            if !events.is_empty() {
+                act.node_gauges();
+            }
+            for e in events {
+                act.publish(e);
+            }
+        });
+    }
+
     fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(h) = self.history.as_mut() {
+            let _ = h.flush();
+        }
         self.probe.retire();
     }
 }
@@ -278,6 +353,266 @@ impl Handler<ListAgents> for NetworkManager {
                 .into_iter()
                 .filter_map(Result::ok)
                 .collect()
+        })
+    }
+}
+
+/// Connects the serial link once it is started.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachUart(pub Mailbox<UartManager>);
+
+impl Handler<AttachUart> for NetworkManager {
+    type Result = ();
+    fn handle(&mut self, msg: AttachUart, _: &mut Context<Self>) {
+        let _h = self.probe.handling("AttachUart");
+        self.uart = Some(msg.0);
+    }
+}
+
+/// A frame from the root, decoded; `answered` names the command an `[R]`
+/// answered (command name, destination, outcome).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RootMessageReceived {
+    pub message: RootMessage,
+    pub answered: Option<(&'static str, Option<NodeAddr>, Result<(), String>)>,
+}
+
+impl Handler<RootMessageReceived> for NetworkManager {
+    type Result = ();
+    fn handle(&mut self, msg: RootMessageReceived, _: &mut Context<Self>) {
+        let _h = self.probe.handling("RootMessageReceived");
+        let now = crate::now_secs();
+        if let Some((command, dst, outcome)) = msg.answered {
+            // Results of tracked sends go to listeners (PROTOCOL 3).
+            if command == "SENDI" {
+                self.publish(SwitchEvent::CommandResult {
+                    ts: now,
+                    key: NodeKey::local(dst.unwrap_or(0)),
+                    command,
+                    outcome,
+                });
+            }
+        }
+        let outcome = self
+            .mesh
+            .on_root_message(None, msg.message, now, &self.rctx.metrics);
+        if let Some(h) = self.history.as_mut() {
+            let mut failed = None;
+            for r in &outcome.records {
+                if let Err(e) = h.append(r) {
+                    failed = Some(e);
+                }
+            }
+            if let Err(e) = h.flush() {
+                failed = Some(e);
+            }
+            if let Some(e) = failed {
+                self.rctx.metrics.history_errors.inc();
+                log::error!("history log: cannot write: {e}");
+            } else {
+                self.rctx
+                    .metrics
+                    .history_records
+                    .inc_by(outcome.records.len() as u64);
+            }
+        }
+        if outcome
+            .events
+            .iter()
+            .any(|e| matches!(e, SwitchEvent::NodeStatus { .. }))
+        {
+            self.node_gauges();
+        }
+        for e in outcome.events {
+            self.publish(e);
+        }
+    }
+}
+
+/// The serial link went up or down.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LinkStateChanged {
+    pub up: bool,
+}
+
+impl Handler<LinkStateChanged> for NetworkManager {
+    type Result = ();
+    fn handle(&mut self, msg: LinkStateChanged, _: &mut Context<Self>) {
+        let _h = self.probe.handling("LinkStateChanged");
+        self.mesh.link_up = msg.up;
+        self.publish(SwitchEvent::Link {
+            ts: crate::now_secs(),
+            link: "mesh".into(),
+            state: if msg.up { "up" } else { "down" }.into(),
+        });
+    }
+}
+
+/// Adds a subscriber to every `SwitchEvent`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<SwitchEvent>);
+
+impl Handler<Subscribe> for NetworkManager {
+    type Result = ();
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        let _h = self.probe.handling("Subscribe");
+        self.subscribers.push(msg.0);
+    }
+}
+
+/// An event from elsewhere in the switch, for every subscriber.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub SwitchEvent);
+
+impl Handler<Publish> for NetworkManager {
+    type Result = ();
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
+        let _h = self.probe.handling("Publish");
+        self.publish(msg.0);
+    }
+}
+
+/// Every node, as `/api/nodes` shows them.
+#[derive(Message)]
+#[rtype(result = "Vec<NodeView>")]
+pub struct GetNodes;
+
+impl Handler<GetNodes> for NetworkManager {
+    type Result = MessageResult<GetNodes>;
+    fn handle(&mut self, _: GetNodes, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("GetNodes");
+        MessageResult(self.mesh.cache.views())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Option<NodeView>")]
+pub struct GetNode(pub NodeKey);
+
+impl Handler<GetNode> for NetworkManager {
+    type Result = Option<NodeView>;
+    fn handle(&mut self, msg: GetNode, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("GetNode");
+        self.mesh.cache.view(&msg.0)
+    }
+}
+
+/// The last `limit` samples of one node's data type (None: no such node;
+/// an empty list: no such data).
+#[derive(Message)]
+#[rtype(result = "Option<Vec<Sample>>")]
+pub struct GetHistory {
+    pub key: NodeKey,
+    pub data_type: String,
+    pub limit: usize,
+}
+
+impl Handler<GetHistory> for NetworkManager {
+    type Result = Option<Vec<Sample>>;
+    fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("GetHistory");
+        if !self.mesh.cache.contains(&msg.key) {
+            return None;
+        }
+        Some(
+            self.mesh
+                .cache
+                .history(&msg.key, &msg.data_type, msg.limit)
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// The latest value of a type for one node or every node (the client
+/// socket's `[GET]`).
+#[derive(Message)]
+#[rtype(result = "Vec<(NodeAddr, Sample)>")]
+pub struct GetLatest {
+    pub data_type: String,
+    pub node: Option<NodeAddr>,
+}
+
+impl Handler<GetLatest> for NetworkManager {
+    type Result = MessageResult<GetLatest>;
+    fn handle(&mut self, msg: GetLatest, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("GetLatest");
+        let all = self.mesh.cache.latest_of_type(None, &msg.data_type);
+        MessageResult(match msg.node {
+            Some(n) => all.into_iter().filter(|(a, _)| *a == n).collect(),
+            None => all,
+        })
+    }
+}
+
+/// A command for the root. With `node` set, a node the switch has never
+/// heard from is refused without bothering the radio.
+#[derive(Message)]
+#[rtype(result = "Result<RootReply, CommandError>")]
+pub struct MeshCommand {
+    pub command: Command,
+    pub node: Option<NodeAddr>,
+}
+
+impl Handler<MeshCommand> for NetworkManager {
+    type Result = ResponseFuture<Result<RootReply, CommandError>>;
+    fn handle(&mut self, msg: MeshCommand, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("MeshCommand");
+        let Some(uart) = self.uart.clone() else {
+            return Box::pin(async { Err(CommandError::NoMesh) });
+        };
+        if let Some(n) = msg.node {
+            if !self.mesh.cache.contains(&NodeKey::local(n)) {
+                return Box::pin(async move { Err(CommandError::UnknownNode(n)) });
+            }
+        }
+        if !self.mesh.link_up {
+            return Box::pin(async { Err(CommandError::LinkDown) });
+        }
+        let req = uart.send(SendCommand(msg.command));
+        Box::pin(async move { req.await.unwrap_or(Err(CommandError::LinkDown)) })
+    }
+}
+
+/// The mesh as a whole (`NINFO` on the client socket, dashboards).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MeshInfo {
+    pub link: Option<LinkInfo>,
+    pub link_up: bool,
+    pub nodes: Vec<NodeView>,
+    pub node_amount: usize,
+    pub active_nodes: usize,
+    pub root_nodes: Vec<NodeAddr>,
+    pub uptime_secs: f64,
+}
+
+#[derive(Message)]
+#[rtype(result = "MeshInfo")]
+pub struct GetMeshInfo;
+
+impl Handler<GetMeshInfo> for NetworkManager {
+    type Result = ResponseFuture<MeshInfo>;
+    fn handle(&mut self, _: GetMeshInfo, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("GetMeshInfo");
+        let mut info = MeshInfo {
+            link: None,
+            link_up: self.mesh.link_up,
+            nodes: self.mesh.cache.views(),
+            node_amount: self.mesh.cache.len(),
+            active_nodes: self.mesh.cache.active_count(),
+            root_nodes: self.mesh.root_nodes.clone(),
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+        };
+        let link = self.uart.as_ref().map(|u| u.send(crate::uart::GetLinkInfo));
+        Box::pin(async move {
+            if let Some(req) = link {
+                info.link = req.await.ok();
+            }
+            info
         })
     }
 }

@@ -1,0 +1,212 @@
+//! `MeshState`: what `NetworkManager` knows of the mesh, and the rules for
+//! each frame from the root (PROTOCOL 2.2, 2.4, 2.5). Synchronous: it
+//! returns the events to publish and the history records to append; the
+//! actor does both.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::events::{DataItem, NodeData, SwitchEvent};
+use super::history::HistoryRecord;
+use super::node_cache::{hex, unhex, NodeCache, NodeKey, Sample};
+use crate::metrics::Metrics;
+use crate::wire::data_types::{DataTypes, Decoded};
+use crate::wire::mesh::{encode_data_payload, NodeAddr, RootMessage};
+
+/// The mesh side of the manager's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshConfig {
+    /// Seconds without hearing from a node before it is `inactive`.
+    pub node_timeout_secs: f64,
+    /// Samples kept per node and data type.
+    pub history_limit: usize,
+    /// Day files of the history log read back on start.
+    pub warm_days: usize,
+    /// A file of extra data types (TOML or JSON).
+    pub data_types: Option<PathBuf>,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        MeshConfig {
+            node_timeout_secs: 60.0,
+            history_limit: 1000,
+            warm_days: 2,
+            data_types: None,
+        }
+    }
+}
+
+pub struct MeshState {
+    pub cache: NodeCache,
+    pub data_types: DataTypes,
+    pub link_up: bool,
+    /// Node addresses from the root's last `[N]`.
+    pub root_nodes: Vec<NodeAddr>,
+}
+
+/// What one root frame means: events to publish, records to log.
+#[derive(Default)]
+pub struct Outcome {
+    pub events: Vec<SwitchEvent>,
+    pub records: Vec<HistoryRecord>,
+}
+
+impl MeshState {
+    pub fn new(config: &MeshConfig, data_types: DataTypes) -> Self {
+        MeshState {
+            cache: NodeCache::new(config.history_limit, config.node_timeout_secs),
+            data_types,
+            link_up: false,
+            root_nodes: Vec::new(),
+        }
+    }
+
+    fn value_of(&self, data_type: &str, raw: &[u8]) -> Result<serde_json::Value, (usize, usize)> {
+        match self.data_types.decode(data_type, raw) {
+            Decoded::Value(v) => Ok(v),
+            // Types the switch does not know stay raw (shown as hex): edge
+            // and client programs may agree on their own.
+            Decoded::Unknown => Ok(serde_json::Value::Null),
+            Decoded::LengthMismatch { expected, got } => Err((expected, got)),
+        }
+    }
+
+    /// Applies a frame from the root of `gateway` (None: our own mesh).
+    pub fn on_root_message(
+        &mut self,
+        gateway: Option<&str>,
+        message: RootMessage,
+        now: f64,
+        metrics: &Metrics,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        let key = NodeKey {
+            gateway: gateway.map(str::to_string),
+            addr: message.node(),
+        };
+        match message {
+            RootMessage::Data { entries, .. } => {
+                let mut items = Vec::with_capacity(entries.len());
+                let mut kept = Vec::with_capacity(entries.len());
+                for e in entries {
+                    match self.value_of(&e.data_type, &e.raw) {
+                        Ok(value) => {
+                            items.push(DataItem {
+                                data_type: e.data_type.clone(),
+                                raw: e.raw.clone(),
+                                value,
+                            });
+                            kept.push(e);
+                        }
+                        Err((expected, got)) => {
+                            metrics
+                                .data_entries_rejected
+                                .with_label_values(&["length_mismatch"])
+                                .inc();
+                            log::warn!(
+                                "node {key:?}: {} entry of {got} bytes, the type says {expected}; entry dropped",
+                                e.data_type
+                            );
+                        }
+                    }
+                }
+                if let Some(status) = self.cache.touch(&key, now) {
+                    out.events.push(SwitchEvent::NodeStatus {
+                        ts: now,
+                        key: key.clone(),
+                        status,
+                    });
+                }
+                for item in &items {
+                    self.cache.record(
+                        &key,
+                        &item.data_type,
+                        Sample {
+                            ts: now,
+                            raw: item.raw.clone(),
+                            value: item.value.clone(),
+                        },
+                    );
+                    out.records.push(HistoryRecord {
+                        ts: now,
+                        gateway: key.gateway.clone(),
+                        node: key.addr,
+                        data_type: item.data_type.clone(),
+                        raw: hex(&item.raw),
+                        value: item.value.clone(),
+                    });
+                }
+                metrics.node_updates.inc_by(items.len() as u64);
+                if !items.is_empty() {
+                    out.events.push(SwitchEvent::NodeData(Arc::new(NodeData {
+                        ts: now,
+                        key,
+                        payload: encode_data_payload(&kept),
+                        items,
+                    })));
+                }
+            }
+            RootMessage::Message { text, .. } => {
+                if let Some(status) = self.cache.touch(&key, now) {
+                    out.events.push(SwitchEvent::NodeStatus {
+                        ts: now,
+                        key: key.clone(),
+                        status,
+                    });
+                }
+                metrics.node_messages.inc();
+                out.events.push(SwitchEvent::NodeMessage {
+                    ts: now,
+                    key,
+                    message: Arc::new(text),
+                });
+            }
+            RootMessage::NetworkInfo { nodes, .. } => {
+                self.root_nodes = nodes;
+            }
+            RootMessage::Result { .. } => {}
+        }
+        out
+    }
+
+    /// Refills the cache from history records (the log, on start).
+    pub fn warm(&mut self, records: Vec<HistoryRecord>, now: f64) -> usize {
+        let mut n = 0;
+        for r in records {
+            let Some(raw) = unhex(&r.raw) else { continue };
+            let key = NodeKey {
+                gateway: r.gateway,
+                addr: r.node,
+            };
+            self.cache.record(
+                &key,
+                &r.data_type,
+                Sample {
+                    ts: r.ts,
+                    raw,
+                    value: r.value,
+                },
+            );
+            n += 1;
+        }
+        self.cache.settle(now);
+        n
+    }
+
+    /// Statuses that changed with the clock, as events.
+    pub fn sweep(&mut self, now: f64) -> Vec<SwitchEvent> {
+        self.cache
+            .sweep(now)
+            .into_iter()
+            .map(|(key, status)| SwitchEvent::NodeStatus {
+                ts: now,
+                key,
+                status,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,365 @@
+//! `NodeCache`: what the switch knows of every mesh node (PROTOCOL 2.5).
+//!
+//! Per node: first and last seen, `active`/`inactive` by the node timeout,
+//! and per data type a bounded history of `(timestamp, raw bytes, decoded
+//! value)`. Plain data and rules, no runtime: `NetworkManager` owns one and
+//! turns what it reports (status changes) into events.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A node's key: the gateway it is reached through (None: this switch's own
+/// mesh link) and its mesh address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct NodeKey {
+    pub gateway: Option<String>,
+    pub addr: u16,
+}
+
+impl NodeKey {
+    pub fn local(addr: u16) -> Self {
+        NodeKey {
+            gateway: None,
+            addr,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    Active,
+    Inactive,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Active => "active",
+            NodeStatus::Inactive => "inactive",
+        }
+    }
+}
+
+/// One data update of one type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    pub ts: f64,
+    #[serde(serialize_with = "as_hex")]
+    pub raw: Vec<u8>,
+    pub value: Value,
+}
+
+fn as_hex<S: serde::Serializer>(raw: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex(raw))
+}
+
+pub fn hex(raw: &[u8]) -> String {
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeRecord {
+    pub first_seen: f64,
+    pub last_seen: f64,
+    pub status: NodeStatus,
+    pub history: BTreeMap<String, VecDeque<Sample>>,
+}
+
+/// A node as `/api/nodes` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub gateway: Option<String>,
+    pub addr: u16,
+    pub address: String,
+    pub status: NodeStatus,
+    pub first_seen: f64,
+    pub last_seen: f64,
+    /// The latest value per data type.
+    pub latest: BTreeMap<String, Sample>,
+}
+
+#[derive(Debug)]
+pub struct NodeCache {
+    nodes: HashMap<NodeKey, NodeRecord>,
+    history_limit: usize,
+    node_timeout_secs: f64,
+}
+
+impl NodeCache {
+    pub fn new(history_limit: usize, node_timeout_secs: f64) -> Self {
+        NodeCache {
+            nodes: HashMap::new(),
+            history_limit: history_limit.max(1),
+            node_timeout_secs,
+        }
+    }
+
+    /// The node was heard from at `ts`. Returns its new status if it
+    /// changed (a new node, or an inactive one back).
+    pub fn touch(&mut self, key: &NodeKey, ts: f64) -> Option<NodeStatus> {
+        let timeout = self.node_timeout_secs;
+        match self.nodes.get_mut(key) {
+            Some(n) => {
+                if ts > n.last_seen {
+                    n.last_seen = ts;
+                }
+                if n.status == NodeStatus::Inactive && ts - n.last_seen <= timeout {
+                    n.status = NodeStatus::Active;
+                    return Some(NodeStatus::Active);
+                }
+                None
+            }
+            None => {
+                self.nodes.insert(
+                    key.clone(),
+                    NodeRecord {
+                        first_seen: ts,
+                        last_seen: ts,
+                        status: NodeStatus::Active,
+                        history: BTreeMap::new(),
+                    },
+                );
+                Some(NodeStatus::Active)
+            }
+        }
+    }
+
+    /// Records one data update (touching the node first).
+    pub fn record(&mut self, key: &NodeKey, data_type: &str, sample: Sample) -> Option<NodeStatus> {
+        let change = self.touch(key, sample.ts);
+        let limit = self.history_limit;
+        if let Some(n) = self.nodes.get_mut(key) {
+            let h = n.history.entry(data_type.to_string()).or_default();
+            // Keep time order even when a warm-up replays older lines.
+            let pos = h
+                .iter()
+                .rposition(|s| s.ts <= sample.ts)
+                .map_or(0, |p| p + 1);
+            h.insert(pos, sample);
+            while h.len() > limit {
+                h.pop_front();
+            }
+        }
+        change
+    }
+
+    /// Marks nodes silent for longer than the timeout inactive; returns them.
+    pub fn sweep(&mut self, now: f64) -> Vec<(NodeKey, NodeStatus)> {
+        let timeout = self.node_timeout_secs;
+        let mut changed = Vec::new();
+        for (k, n) in self.nodes.iter_mut() {
+            if n.status == NodeStatus::Active && now - n.last_seen > timeout {
+                n.status = NodeStatus::Inactive;
+                changed.push((k.clone(), NodeStatus::Inactive));
+            }
+        }
+        changed.sort_by(|a, b| a.0.cmp(&b.0));
+        changed
+    }
+
+    /// After a warm-up from the log, statuses follow the clock.
+    pub fn settle(&mut self, now: f64) {
+        let timeout = self.node_timeout_secs;
+        for n in self.nodes.values_mut() {
+            n.status = if now - n.last_seen > timeout {
+                NodeStatus::Inactive
+            } else {
+                NodeStatus::Active
+            };
+        }
+    }
+
+    pub fn contains(&self, key: &NodeKey) -> bool {
+        self.nodes.contains_key(key)
+    }
+
+    pub fn get(&self, key: &NodeKey) -> Option<&NodeRecord> {
+        self.nodes.get(key)
+    }
+
+    pub fn view(&self, key: &NodeKey) -> Option<NodeView> {
+        self.nodes.get(key).map(|n| NodeView {
+            gateway: key.gateway.clone(),
+            addr: key.addr,
+            address: format!("0x{:04x}", key.addr),
+            status: n.status,
+            first_seen: n.first_seen,
+            last_seen: n.last_seen,
+            latest: n
+                .history
+                .iter()
+                .filter_map(|(t, h)| h.back().map(|s| (t.clone(), s.clone())))
+                .collect(),
+        })
+    }
+
+    /// Every node, ordered by gateway then address.
+    pub fn views(&self) -> Vec<NodeView> {
+        let mut keys: Vec<&NodeKey> = self.nodes.keys().collect();
+        keys.sort();
+        keys.into_iter().filter_map(|k| self.view(k)).collect()
+    }
+
+    /// The last `limit` samples of one type, oldest first.
+    pub fn history(&self, key: &NodeKey, data_type: &str, limit: usize) -> Option<Vec<Sample>> {
+        let h = self.nodes.get(key)?.history.get(data_type)?;
+        let skip = h.len().saturating_sub(limit);
+        Some(h.iter().skip(skip).cloned().collect())
+    }
+
+    /// The latest sample of `data_type` for each node that has one (of one
+    /// gateway, or the local mesh), ordered by address.
+    pub fn latest_of_type(&self, gateway: Option<&str>, data_type: &str) -> Vec<(u16, Sample)> {
+        let mut out: Vec<(u16, Sample)> = self
+            .nodes
+            .iter()
+            .filter(|(k, _)| k.gateway.as_deref() == gateway)
+            .filter_map(|(k, n)| Some((k.addr, n.history.get(data_type)?.back()?.clone())))
+            .collect();
+        out.sort_by_key(|(a, _)| *a);
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|n| n.status == NodeStatus::Active)
+            .count()
+    }
+
+    /// (key, status) of every node, ordered.
+    pub fn statuses(&self) -> Vec<(NodeKey, NodeStatus)> {
+        let mut v: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|(k, n)| (k.clone(), n.status))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn s(ts: f64, v: i64) -> Sample {
+        Sample {
+            ts,
+            raw: vec![v as u8],
+            value: json!(v),
+        }
+    }
+
+    #[test]
+    fn first_touch_makes_an_active_node() {
+        let mut c = NodeCache::new(10, 60.0);
+        let k = NodeKey::local(1);
+        assert_eq!(c.touch(&k, 100.0), Some(NodeStatus::Active));
+        assert_eq!(c.touch(&k, 101.0), None);
+        let n = c.get(&k).unwrap();
+        assert_eq!((n.first_seen, n.last_seen), (100.0, 101.0));
+    }
+
+    #[test]
+    fn history_is_bounded_and_ordered() {
+        let mut c = NodeCache::new(3, 60.0);
+        let k = NodeKey::local(1);
+        for i in 0..5 {
+            c.record(&k, "TMP", s(i as f64, i));
+        }
+        // An older replayed line lands in order, then the bound applies.
+        c.record(&k, "TMP", s(2.5, 99));
+        let h = c.history(&k, "TMP", 10).unwrap();
+        let ts: Vec<f64> = h.iter().map(|x| x.ts).collect();
+        assert_eq!(ts, vec![2.5, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn sweep_marks_silent_nodes_inactive_and_touch_brings_them_back() {
+        let mut c = NodeCache::new(3, 60.0);
+        let a = NodeKey::local(1);
+        let b = NodeKey::local(2);
+        c.touch(&a, 0.0);
+        c.touch(&b, 50.0);
+        assert_eq!(c.sweep(61.0), vec![(a.clone(), NodeStatus::Inactive)]);
+        assert_eq!(c.sweep(62.0), vec![]);
+        assert_eq!(c.active_count(), 1);
+        assert_eq!(c.touch(&a, 63.0), Some(NodeStatus::Active));
+        assert_eq!(c.active_count(), 2);
+    }
+
+    #[test]
+    fn views_show_latest_values_and_hex_addresses() {
+        let mut c = NodeCache::new(3, 60.0);
+        let k = NodeKey::local(0x1a);
+        c.record(&k, "TMP", s(1.0, 1));
+        c.record(&k, "TMP", s(2.0, 2));
+        c.record(&k, "HUM", s(1.5, 7));
+        let v = c.view(&k).unwrap();
+        assert_eq!(v.address, "0x001a");
+        assert_eq!(v.latest["TMP"].value, json!(2));
+        assert_eq!(v.latest["HUM"].value, json!(7));
+        let j = serde_json::to_value(&v).unwrap();
+        assert_eq!(j["latest"]["TMP"]["raw"], json!("02"));
+        assert_eq!(j["status"], json!("active"));
+    }
+
+    #[test]
+    fn latest_of_type_is_per_gateway() {
+        let mut c = NodeCache::new(3, 60.0);
+        c.record(&NodeKey::local(2), "TMP", s(1.0, 20));
+        c.record(&NodeKey::local(1), "TMP", s(1.0, 10));
+        c.record(
+            &NodeKey {
+                gateway: Some("g".into()),
+                addr: 1,
+            },
+            "TMP",
+            s(1.0, 30),
+        );
+        let l = c.latest_of_type(None, "TMP");
+        assert_eq!(l.iter().map(|(a, _)| *a).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(c.latest_of_type(Some("g"), "TMP").len(), 1);
+        assert!(c.latest_of_type(None, "GPS").is_empty());
+    }
+
+    #[test]
+    fn settle_follows_the_clock() {
+        let mut c = NodeCache::new(3, 60.0);
+        c.touch(&NodeKey::local(1), 0.0);
+        c.touch(&NodeKey::local(2), 100.0);
+        c.settle(120.0);
+        assert_eq!(c.active_count(), 1);
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex(&[0, 0xab, 0xff]), "00abff");
+        assert_eq!(unhex("00abff"), Some(vec![0, 0xab, 0xff]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}

@@ -1,0 +1,553 @@
+//! `UartManager`: the serial link to the mesh network's root node
+//! (PROTOCOL 2).
+//!
+//! Owns the port, the reader thread, the frame codec state, the link state
+//! and the commands waiting for the root's answer. Blocking serial reads
+//! live on their own thread (DESIGN house rule 5), which hands bytes to this
+//! actor and waits for each hand-off, so a chatty root cannot fill the
+//! mailbox. Losing the port is never fatal: `LinkStateChanged` goes to
+//! `NetworkManager`, and the port is reopened with capped exponential
+//! backoff. Handles `UartBytes`, `UartLost`, `SendCommand`, `GetLinkInfo`.
+
+pub mod sim;
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio_util::codec::Decoder;
+
+use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::network::{LinkStateChanged, NetworkManager, RootMessageReceived};
+use crate::wire::frame::{encode_frame, FrameCodec, FrameItem};
+use crate::wire::mesh::{Command, NodeAddr, RootMessage};
+
+/// Serial link settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UartConfig {
+    /// Baud rate (8N1).
+    pub baud: u32,
+    /// Longest decoded frame; longer ones are dropped and counted.
+    pub max_frame_bytes: usize,
+    /// First reconnect delay in seconds; doubles up to the maximum.
+    pub reconnect_min_secs: f64,
+    pub reconnect_max_secs: f64,
+    /// Seconds a command waits for the root's answer.
+    pub command_timeout_secs: f64,
+}
+
+impl Default for UartConfig {
+    fn default() -> Self {
+        UartConfig {
+            baud: 115_200,
+            max_frame_bytes: crate::wire::frame::DEFAULT_MAX_FRAME,
+            reconnect_min_secs: 0.5,
+            reconnect_max_secs: 30.0,
+            command_timeout_secs: 3.0,
+        }
+    }
+}
+
+/// Capped exponential backoff: the decision, without timers.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        let min = min.max(Duration::from_millis(10));
+        Backoff {
+            min,
+            max: max.max(min),
+            next: min,
+        }
+    }
+
+    /// The delay before the next attempt; the one after doubles, capped.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Why a command to the root did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("mesh link down")]
+    LinkDown,
+    #[error("message too long ({0} bytes, at most 255)")]
+    TooLong(usize),
+    #[error("root answered: {0}")]
+    Root(String),
+    #[error("root did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("node 0x{0:04x} unknown")]
+    UnknownNode(NodeAddr),
+    #[error("no mesh link on this switch")]
+    NoMesh,
+}
+
+/// The root's answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootReply {
+    Ok,
+    NetworkInfo(Vec<NodeAddr>),
+}
+
+/// Where the port is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortPath {
+    /// A device path (or a symlink to one).
+    Path(String),
+    /// The first USB serial port that `serialport::available_ports` lists.
+    Auto,
+}
+
+impl PortPath {
+    fn resolve(&self) -> Result<String, String> {
+        match self {
+            PortPath::Path(p) => Ok(p.clone()),
+            PortPath::Auto => serialport::available_ports()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|p| matches!(p.port_type, serialport::SerialPortType::UsbPort(_)))
+                .map(|p| p.port_name)
+                .ok_or_else(|| "no USB serial port found".to_string()),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            PortPath::Path(p) => p.clone(),
+            PortPath::Auto => "auto".into(),
+        }
+    }
+}
+
+struct Pending {
+    command: &'static str,
+    dst: Option<NodeAddr>,
+    sent: Instant,
+    reply: oneshot::Sender<Result<RootReply, CommandError>>,
+}
+
+pub struct UartManager {
+    path: PortPath,
+    config: UartConfig,
+    metrics: Arc<Metrics>,
+    probe: Arc<ActorProbe>,
+    network: Mailbox<NetworkManager>,
+    port: Option<serialport::TTYPort>,
+    /// Bumped on every (re)open: bytes or loss reports from an older
+    /// reader thread are ignored.
+    generation: u64,
+    reader_stop: Option<Arc<AtomicBool>>,
+    codec: FrameCodec,
+    buf: BytesMut,
+    backoff: Backoff,
+    up_since: Option<Instant>,
+    opened_path: Option<String>,
+    results: VecDeque<Pending>,
+    ninfo: VecDeque<Pending>,
+}
+
+impl UartManager {
+    pub fn new(
+        path: PortPath,
+        config: UartConfig,
+        metrics: Arc<Metrics>,
+        network: Mailbox<NetworkManager>,
+    ) -> Self {
+        let probe = metrics.probe("UartManager", path.describe());
+        UartManager {
+            codec: FrameCodec::new(config.max_frame_bytes),
+            backoff: Backoff::new(
+                Duration::from_secs_f64(config.reconnect_min_secs.max(0.0)),
+                Duration::from_secs_f64(config.reconnect_max_secs.max(0.0)),
+            ),
+            path,
+            config,
+            metrics,
+            probe,
+            network,
+            port: None,
+            generation: 0,
+            reader_stop: None,
+            buf: BytesMut::new(),
+            up_since: None,
+            opened_path: None,
+            results: VecDeque::new(),
+            ninfo: VecDeque::new(),
+        }
+    }
+
+    pub fn start_link(self) -> Mailbox<UartManager> {
+        let probe = Arc::clone(&self.probe);
+        Mailbox::new(self.start(), probe)
+    }
+
+    fn try_open(&mut self, ctx: &mut Context<Self>) {
+        let path = match self.path.resolve() {
+            Ok(p) => p,
+            Err(e) => return self.retry_later(&e, ctx),
+        };
+        let opened = serialport::new(&path, self.config.baud)
+            .timeout(Duration::from_millis(200))
+            .open_native();
+        let port = match opened {
+            Ok(p) => p,
+            Err(e) => return self.retry_later(&format!("{path}: {e}"), ctx),
+        };
+        let reader = match port.try_clone_native() {
+            Ok(r) => r,
+            Err(e) => return self.retry_later(&format!("{path}: {e}"), ctx),
+        };
+        self.generation += 1;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_reader(reader, ctx.address(), self.generation, Arc::clone(&stop));
+        self.reader_stop = Some(stop);
+        self.port = Some(port);
+        self.buf.clear();
+        self.codec = FrameCodec::new(self.config.max_frame_bytes);
+        self.backoff.reset();
+        self.up_since = Some(Instant::now());
+        self.opened_path = Some(path.clone());
+        self.metrics.mesh_link_up.set(1);
+        log::info!("mesh link up on {path} at {} baud", self.config.baud);
+        self.network.do_send(LinkStateChanged { up: true });
+    }
+
+    fn retry_later(&mut self, why: &str, ctx: &mut Context<Self>) {
+        let delay = self.backoff.next_delay();
+        log::warn!("mesh link: cannot open the port ({why}); retrying in {delay:?}");
+        ctx.run_later(delay, |act, ctx| {
+            act.metrics.uart_reconnects.inc();
+            act.try_open(ctx);
+        });
+    }
+
+    fn link_lost(&mut self, why: &str, ctx: &mut Context<Self>) {
+        if let Some(stop) = self.reader_stop.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if let Some(mut port) = self.port.take() {
+            // Let the next open of the same device succeed.
+            let _ = port.set_exclusive(false);
+        }
+        self.up_since = None;
+        self.metrics.mesh_link_up.set(0);
+        log::warn!("mesh link down: {why}");
+        self.network.do_send(LinkStateChanged { up: false });
+        for p in self.results.drain(..).chain(self.ninfo.drain(..)) {
+            let _ = p.reply.send(Err(CommandError::LinkDown));
+        }
+        self.retry_later(why, ctx);
+    }
+
+    fn on_frame(&mut self, content: &[u8]) {
+        let message = match RootMessage::parse(content) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics
+                    .mesh_frames_rejected
+                    .with_label_values(&[e.kind()])
+                    .inc();
+                log::warn!(
+                    "mesh link: rejected a frame of {} bytes: {e}",
+                    content.len()
+                );
+                return;
+            }
+        };
+        self.metrics.uart_frames.with_label_values(&["in"]).inc();
+        let answered = match &message {
+            RootMessage::Result { outcome, .. } => self.resolve(outcome.clone()),
+            RootMessage::NetworkInfo { nodes, .. } => {
+                self.expire_stale();
+                if let Some(p) = self.ninfo.pop_front() {
+                    let _ = p.reply.send(Ok(RootReply::NetworkInfo(nodes.clone())));
+                }
+                None
+            }
+            _ => None,
+        };
+        self.network
+            .do_send(RootMessageReceived { message, answered });
+    }
+
+    /// Drops waiters whose requester has long given up: the root will never
+    /// answer them, and keeping them would pair later answers wrongly.
+    fn expire_stale(&mut self) {
+        let limit = Duration::from_secs_f64(self.config.command_timeout_secs.max(0.0)) * 2;
+        for q in [&mut self.results, &mut self.ninfo] {
+            while q.front().is_some_and(|p| p.sent.elapsed() > limit) {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// An `[R]` answers the oldest command still waiting.
+    fn resolve(
+        &mut self,
+        outcome: Result<(), String>,
+    ) -> Option<(&'static str, Option<NodeAddr>, Result<(), String>)> {
+        self.expire_stale();
+        let p = self.results.pop_front()?;
+        let reply = match &outcome {
+            Ok(()) => Ok(RootReply::Ok),
+            Err(e) => Err(CommandError::Root(e.clone())),
+        };
+        let _ = p.reply.send(reply);
+        Some((p.command, p.dst, outcome))
+    }
+
+    fn write(&mut self, content: &[u8]) -> std::io::Result<()> {
+        let port = self
+            .port
+            .as_mut()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no port"))?;
+        let mut framed = BytesMut::with_capacity(content.len() * 2 + 2);
+        encode_frame(content, &mut framed);
+        port.write_all(&framed)?;
+        port.flush()?;
+        self.metrics
+            .uart_bytes
+            .with_label_values(&["out"])
+            .inc_by(framed.len() as u64);
+        self.metrics.uart_frames.with_label_values(&["out"]).inc();
+        Ok(())
+    }
+}
+
+fn spawn_reader(
+    mut port: serialport::TTYPort,
+    addr: Addr<UartManager>,
+    generation: u64,
+    stop: Arc<AtomicBool>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("uart-reader".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while !stop.load(Ordering::Relaxed) {
+                match port.read(&mut buf) {
+                    Ok(0) => {
+                        let _ = addr.try_send(UartLost {
+                            generation,
+                            error: "port closed".into(),
+                        });
+                        return;
+                    }
+                    Ok(n) => {
+                        let bytes = bytes::Bytes::copy_from_slice(&buf[..n]);
+                        // Wait for the hand-off: the mailbox never holds more
+                        // than one chunk from this thread.
+                        if futures_executor::block_on(addr.send(UartBytes { generation, bytes }))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = addr.try_send(UartLost {
+                            generation,
+                            error: e.to_string(),
+                        });
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the serial reader thread: {e}");
+    }
+}
+
+impl Actor for UartManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.metrics.mesh_link_up.set(0);
+        self.try_open(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(stop) = self.reader_stop.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        self.probe.retire();
+    }
+}
+
+/// Bytes read from the port.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UartBytes {
+    pub generation: u64,
+    pub bytes: bytes::Bytes,
+}
+
+impl Handler<UartBytes> for UartManager {
+    type Result = ();
+    fn handle(&mut self, msg: UartBytes, _: &mut Context<Self>) {
+        let _h = self.probe.handling_unqueued("UartBytes");
+        if msg.generation != self.generation {
+            return;
+        }
+        self.metrics
+            .uart_bytes
+            .with_label_values(&["in"])
+            .inc_by(msg.bytes.len() as u64);
+        self.buf.extend_from_slice(&msg.bytes);
+        loop {
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(FrameItem::Frame(content))) => self.on_frame(&content),
+                Ok(Some(FrameItem::Error(e))) => {
+                    self.metrics
+                        .uart_frame_errors
+                        .with_label_values(&[e.kind()])
+                        .inc();
+                    log::debug!("mesh link: frame error {e:?}");
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}
+
+/// The reader thread lost the port.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UartLost {
+    pub generation: u64,
+    pub error: String,
+}
+
+impl Handler<UartLost> for UartManager {
+    type Result = ();
+    fn handle(&mut self, msg: UartLost, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling_unqueued("UartLost");
+        if msg.generation == self.generation && self.port.is_some() {
+            self.link_lost(&msg.error, ctx);
+        }
+    }
+}
+
+/// Send a command to the root and wait for its answer.
+#[derive(Message)]
+#[rtype(result = "Result<RootReply, CommandError>")]
+pub struct SendCommand(pub Command);
+
+impl Handler<SendCommand> for UartManager {
+    type Result = ResponseFuture<Result<RootReply, CommandError>>;
+    fn handle(&mut self, msg: SendCommand, ctx: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("SendCommand");
+        let command = msg.0;
+        let content = match command.encode() {
+            Ok(c) => c,
+            Err(_) => {
+                let len = match &command {
+                    Command::Send { message, .. }
+                    | Command::SendTracked { message, .. }
+                    | Command::Broadcast { message } => message.len(),
+                    _ => 0,
+                };
+                return Box::pin(async move { Err(CommandError::TooLong(len)) });
+            }
+        };
+        if self.port.is_none() {
+            return Box::pin(async { Err(CommandError::LinkDown) });
+        }
+        if let Err(e) = self.write(&content) {
+            self.link_lost(&format!("write failed: {e}"), ctx);
+            return Box::pin(async { Err(CommandError::LinkDown) });
+        }
+        let (tx, rx) = oneshot::channel();
+        let dst = match &command {
+            Command::Send { dst, .. } | Command::SendTracked { dst, .. } => Some(*dst),
+            _ => None,
+        };
+        let pending = Pending {
+            command: command.name(),
+            dst,
+            sent: Instant::now(),
+            reply: tx,
+        };
+        if command == Command::NetInfo {
+            self.ninfo.push_back(pending);
+        } else {
+            self.results.push_back(pending);
+        }
+        let timeout = Duration::from_secs_f64(self.config.command_timeout_secs.max(0.0));
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(CommandError::LinkDown),
+                Err(_) => Err(CommandError::Timeout(timeout)),
+            }
+        })
+    }
+}
+
+/// The link as `NINFO` and dashboards show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkInfo {
+    pub port: String,
+    pub up: bool,
+    pub uptime_secs: f64,
+    pub baud: u32,
+}
+
+#[derive(Message)]
+#[rtype(result = "LinkInfo")]
+pub struct GetLinkInfo;
+
+impl Handler<GetLinkInfo> for UartManager {
+    type Result = MessageResult<GetLinkInfo>;
+    fn handle(&mut self, _: GetLinkInfo, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("GetLinkInfo");
+        MessageResult(LinkInfo {
+            port: self
+                .opened_path
+                .clone()
+                .unwrap_or_else(|| self.path.describe()),
+            up: self.port.is_some(),
+            uptime_secs: self
+                .up_since
+                .map(|t| t.elapsed().as_secs_f64())
+                .unwrap_or(0.0),
+            baud: self.config.baud,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let d: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(d, vec![100, 200, 350, 350, 350]);
+        b.reset();
+        assert_eq!(b.next_delay().as_millis(), 100);
+    }
+}

@@ -1,0 +1,182 @@
+//! The mesh over HTTP: nodes, their latest values and history, and sending
+//! to them (PROTOCOL 2; addresses as `0x0001` or decimal).
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use switchyard_actors::network::node_cache::NodeKey;
+use switchyard_actors::network::{GetHistory, GetNode, GetNodes, MeshCommand};
+use switchyard_actors::uart::{CommandError, RootReply};
+use switchyard_actors::wire::mesh::{Command, NodeAddr, MAX_MESSAGE};
+
+use super::error::ApiError;
+use super::AppState;
+
+/// `0x0001`, `0X1` or `1`.
+pub fn parse_addr(s: &str) -> Result<NodeAddr, ApiError> {
+    let s = s.trim();
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u16::from_str_radix(h, 16),
+        None => s.parse::<u16>(),
+    };
+    parsed.map_err(|_| ApiError::bad(format!("bad node address {s:?} (use 0x0001 or 1)")))
+}
+
+fn mailbox_error<E: std::fmt::Display>(e: E) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+pub fn command_error(e: CommandError) -> ApiError {
+    match e {
+        CommandError::UnknownNode(_) => ApiError::Unknown(e.to_string()),
+        CommandError::LinkDown | CommandError::NoMesh => ApiError::Unavailable(e.to_string()),
+        CommandError::TooLong(_) => ApiError::BadRequest(e.to_string()),
+        CommandError::Root(_) => ApiError::Upstream(e.to_string()),
+        CommandError::Timeout(_) => ApiError::UpstreamTimeout(e.to_string()),
+    }
+}
+
+pub async fn nodes(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let nodes = state
+        .router
+        .network
+        .send(GetNodes)
+        .await
+        .map_err(mailbox_error)?;
+    Ok(HttpResponse::Ok().json(nodes))
+}
+
+pub async fn node(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let addr = parse_addr(&path)?;
+    match state
+        .router
+        .network
+        .send(GetNode(NodeKey::local(addr)))
+        .await
+        .map_err(mailbox_error)?
+    {
+        Some(v) => Ok(HttpResponse::Ok().json(v)),
+        None => Err(ApiError::Unknown(format!("node 0x{addr:04x} unknown"))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    #[serde(rename = "type")]
+    data_type: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn history(
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let addr = parse_addr(&path)?;
+    let data_type = query
+        .data_type
+        .clone()
+        .ok_or_else(|| ApiError::bad("missing `type` (e.g. ?type=TMP)"))?;
+    let limit = query.limit.unwrap_or(100);
+    let samples = state
+        .router
+        .network
+        .send(GetHistory {
+            key: NodeKey::local(addr),
+            data_type: data_type.clone(),
+            limit,
+        })
+        .await
+        .map_err(mailbox_error)?
+        .ok_or_else(|| ApiError::Unknown(format!("node 0x{addr:04x} unknown")))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "address": format!("0x{addr:04x}"),
+        "type": data_type,
+        "samples": samples,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct SendBody {
+    text: String,
+    #[serde(default)]
+    tracked: bool,
+}
+
+fn message_bytes(text: &str) -> Result<Vec<u8>, ApiError> {
+    let bytes = text.as_bytes().to_vec();
+    if bytes.len() > MAX_MESSAGE {
+        return Err(ApiError::bad(format!(
+            "message too long ({} bytes, at most {MAX_MESSAGE})",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+async fn run(
+    state: &AppState,
+    command: Command,
+    node: Option<NodeAddr>,
+) -> Result<HttpResponse, ApiError> {
+    let name = command.name();
+    let reply = state
+        .router
+        .network
+        .send(MeshCommand { command, node })
+        .await
+        .map_err(mailbox_error)?
+        .map_err(command_error)?;
+    Ok(match reply {
+        RootReply::Ok => HttpResponse::Ok().json(json!({"status": "ok", "command": name})),
+        RootReply::NetworkInfo(nodes) => {
+            HttpResponse::Ok().json(json!({"status": "ok", "command": name, "nodes": nodes}))
+        }
+    })
+}
+
+pub async fn send(
+    path: web::Path<String>,
+    body: web::Json<SendBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let dst = parse_addr(&path)?;
+    let message = message_bytes(&body.text)?;
+    let command = if body.tracked {
+        Command::SendTracked { dst, message }
+    } else {
+        Command::Send { dst, message }
+    };
+    run(&state, command, Some(dst)).await
+}
+
+#[derive(Deserialize)]
+pub struct BroadcastBody {
+    text: String,
+}
+
+pub async fn broadcast(
+    body: web::Json<BroadcastBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let message = message_bytes(&body.text)?;
+    run(&state, Command::Broadcast { message }, None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_addr;
+
+    #[test]
+    fn addresses_in_hex_or_decimal() {
+        assert_eq!(parse_addr("0x0001").unwrap(), 1);
+        assert_eq!(parse_addr("0X1a").unwrap(), 26);
+        assert_eq!(parse_addr("300").unwrap(), 300);
+        assert!(parse_addr("0x10000").is_err());
+        assert!(parse_addr("node").is_err());
+        assert!(parse_addr("-1").is_err());
+    }
+}
