@@ -6,5 +6,6 @@ mod common;
 
 mod http_api;
 mod launch;
+mod mesh;
 mod metrics;
 mod router;

@@ -38,6 +38,8 @@
 pub mod agent;
 pub mod metrics;
 pub mod network;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod uart;
 pub mod wire;
 

@@ -604,7 +604,12 @@ mod tests {
             RootMessage::parse(b"\x00\x01[D]\x01HUM\x01\x37HUM\x01\x38"),
             Err(MeshError::TrailingBytes(5))
         );
-        assert_eq!(parse_data_payload(b""), t("entry count"));
+        assert_eq!(
+            parse_data_payload(b""),
+            Err(MeshError::Truncated {
+                what: "entry count"
+            })
+        );
         assert_eq!(
             parse_data_payload(b"\x00\x00"),
             Err(MeshError::TrailingBytes(1))
