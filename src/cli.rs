@@ -28,6 +28,8 @@ pub enum Cmd {
     /// Run the simulated mesh root alone on a pseudo-terminal and print its
     /// path, for another switchyard's `--uart PATH`.
     Simulate(SimulateArgs),
+    /// Talk to a running switch's client socket (PROTOCOL 3).
+    Ctl(crate::ctl::CtlArgs),
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +122,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub http_workers: Option<usize>,
 
+    /// Client socket address for local programs, or `none` [default: 127.0.0.1:5000].
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: Option<String>,
+
     /// Mesh link: a serial device path, `auto` (first USB serial port),
     /// `none`, or `sim` (the built-in simulated mesh on a pty) [default: sim].
     #[arg(long, value_name = "PATH")]
@@ -194,6 +200,7 @@ impl RunArgs {
         set(&mut c.session.ping_interval_secs, self.ws_ping_interval);
         set(&mut c.session.ping_timeout_secs, self.ws_ping_timeout);
         set(&mut c.http_workers, self.http_workers);
+        set(&mut c.tcp, self.tcp);
         set(&mut c.uart, self.uart);
         set(&mut c.serial.baud, self.baud);
         if self.data_types.is_some() {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use switchyard_actors::agent::{AgentConfig, BackendConfig, RouterConfig, SessionConfig};
 use switchyard_actors::network::mesh::MeshConfig;
+use switchyard_actors::socket::SocketConfig;
 use switchyard_actors::uart::sim::SimConfig;
 use switchyard_actors::uart::UartConfig;
 
@@ -29,6 +30,9 @@ pub struct Config {
     pub expected_task_version: String,
     /// HTTP worker threads (0: one per core).
     pub http_workers: usize,
+    /// The client socket (PROTOCOL 3): an address, or `none`.
+    pub tcp: String,
+    pub socket: SocketConfig,
     /// The mesh link: `sim` (the built-in simulated mesh on a
     /// pseudo-terminal), `none`, `auto` (the first USB serial port), or a
     /// serial device path.
@@ -51,6 +55,8 @@ impl Default for Config {
             max_upload_bytes: 50 * 1024 * 1024,
             expected_task_version: "2.0.4".into(),
             http_workers: 0,
+            tcp: "127.0.0.1:5000".into(),
+            socket: SocketConfig::default(),
             uart: "sim".into(),
             serial: UartConfig::default(),
             mesh: MeshConfig::default(),
@@ -106,6 +112,7 @@ impl Config {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
             http_workers: 1,
+            tcp: "127.0.0.1:0".into(),
             // Tests that want a mesh attach their own pty or simulator.
             uart: "none".into(),
             serial: UartConfig {
@@ -155,6 +162,14 @@ impl Config {
             "none" => MeshLink::None,
             "auto" => MeshLink::Auto,
             path => MeshLink::Port(path.to_string()),
+        }
+    }
+
+    /// The client socket's address, None when it is off.
+    pub fn tcp_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match self.tcp.as_str() {
+            "none" | "" => Ok(None),
+            a => a.parse().map(Some).map_err(|e| format!("tcp = {a:?}: {e}")),
         }
     }
 

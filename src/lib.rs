@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod http;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use switchyard_actors::metrics::{Mailbox, Metrics};
 use switchyard_actors::network::history::HistoryLog;
 use switchyard_actors::network::mesh::MeshState;
 use switchyard_actors::network::{AttachUart, NetworkManager, NetworkSetup};
+use switchyard_actors::socket::SocketManager;
 use switchyard_actors::uart::sim::SimulatedRoot;
 use switchyard_actors::uart::{PortPath, UartManager};
 use switchyard_actors::wire::data_types::DataTypes;
@@ -38,6 +40,8 @@ pub struct Running {
     /// by default); None with `uart = "none"`.
     pub uart_path: Option<String>,
     pub uart: Option<Mailbox<UartManager>>,
+    /// Where the client socket listens (None when it is off).
+    pub tcp_addr: Option<SocketAddr>,
     sim: Option<SimulatedRoot>,
     server: actix_web::dev::ServerHandle,
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -46,8 +50,9 @@ pub struct Running {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot bind HTTP on {addr}: {source}")]
+    #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
+        what: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -58,6 +63,8 @@ pub enum StartError {
     },
     #[error("data types: {0}")]
     DataTypes(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The built-in data types plus the configured file's.
@@ -169,6 +176,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         uart
     });
 
+    let tcp_addr = match config.tcp_addr().map_err(StartError::Config)? {
+        None => None,
+        Some(addr) => {
+            let (_, bound) = SocketManager::bind(
+                addr,
+                config.socket.clone(),
+                Arc::clone(&metrics),
+                router.network.clone(),
+            )
+            .map_err(|source| StartError::Bind {
+                what: "the client socket",
+                addr,
+                source,
+            })?;
+            log::info!("client socket listening on {bound}");
+            Some(bound)
+        }
+    };
+
     let state = web::Data::new(http::AppState {
         config: config.clone(),
         router: Arc::clone(&router),
@@ -185,6 +211,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let server = server
         .bind(config.http)
         .map_err(|source| StartError::Bind {
+            what: "HTTP",
             addr: config.http,
             source,
         })?;
@@ -200,6 +227,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config,
         uart_path,
         uart,
+        tcp_addr,
         sim,
         server: handle,
         server_task,

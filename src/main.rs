@@ -9,8 +9,10 @@ use switchyard_actors::uart::sim::{SimConfig, SimulatedRoot};
 async fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    if let Some(Cmd::Simulate(args)) = cli.command {
-        return simulate(args).await;
+    match cli.command {
+        Some(Cmd::Simulate(args)) => return simulate(args).await,
+        Some(Cmd::Ctl(args)) => return ctl(args),
+        None => {}
     }
     let config = cli.into_config(std::env::var("PORT").ok())?;
     let running = switchyard::start(config).await?;
@@ -34,6 +36,29 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => log::info!("SIGINT received"),
         _ = term.recv() => log::info!("SIGTERM received"),
     }
+}
+
+/// `switchyard ctl`: errors go to stderr as one line, exit status 1.
+fn ctl(args: switchyard::ctl::CtlArgs) -> anyhow::Result<()> {
+    let types = switchyard::load_data_types(&switchyard::Config {
+        mesh: switchyard_actors::network::mesh::MeshConfig {
+            data_types: args.data_types.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    })?;
+    let mut out = std::io::stdout();
+    match switchyard::ctl::run(args, &types, &mut out) {
+        Ok(()) => {}
+        // The reader went away (`ctl listen | head`): a normal end.
+        Err(switchyard::ctl::CtlError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+        }
+        Err(e) => {
+            eprintln!("switchyard ctl: {e}");
+            std::process::exit(1);
+        }
+    }
+    Ok(())
 }
 
 /// `switchyard simulate`: the simulated root alone, until a signal.

@@ -88,7 +88,7 @@ impl MeshSwitch {
 
     pub async fn start_with(tweak: impl FnOnce(&mut switchyard::Config)) -> MeshSwitch {
         let root = Root::open();
-        let linkdir = tempfile::tempdir().unwrap().into_path();
+        let linkdir = tempfile::tempdir().unwrap().keep();
         let link = linkdir.join("root-tty");
         std::os::unix::fs::symlink(&root.device, &link).unwrap();
         let l = link.to_string_lossy().into_owned();

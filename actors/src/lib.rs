@@ -12,6 +12,8 @@
 //! | `WsSession` | WebSocket | parsing and writing packets, protocol ping, close codes | [`agent`] |
 //! | `BackendLink` | switch | the backend socket, its ordered bounded outbox, pending HTTP requests | [`agent`] |
 //! | `UartManager` | serial port | the port, the reader thread, framing, reconnect with backoff | [`uart`] |
+//! | `SocketManager` | TCP listener | accepting, the set of listening connections | [`socket`] |
+//! | `ClientConnection` | TCP connection | ordered answers, the bounded push queue | [`socket`] |
 //!
 //! `NetworkManager` also owns the mesh node cache and history log, and the
 //! list of event subscribers. The simulated mesh ([`uart::sim`]) is a peer on
@@ -38,6 +40,7 @@
 pub mod agent;
 pub mod metrics;
 pub mod network;
+pub mod socket;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod uart;

@@ -56,6 +56,11 @@ pub mod names {
     pub const HISTORY_RECORDS: &str = "switchyard_history_records_total";
     pub const HISTORY_ERRORS: &str = "switchyard_history_errors_total";
     pub const EVENTS_PUBLISHED: &str = "switchyard_events_published_total";
+    pub const CLIENT_REQUESTS: &str = "switchyard_client_requests_total";
+    pub const CLIENT_ERRORS: &str = "switchyard_client_errors_total";
+    pub const CLIENT_PUSHES: &str = "switchyard_client_pushes_total";
+    pub const CLIENT_PUSHES_DROPPED: &str = "switchyard_client_pushes_dropped_total";
+    pub const CLIENT_LISTENERS: &str = "switchyard_client_listeners";
 }
 
 /// Label values of `switchyard_packets_dropped_total{reason}`.
@@ -128,6 +133,11 @@ pub struct Metrics {
     pub history_records: IntCounter,
     pub history_errors: IntCounter,
     pub events_published: IntCounterVec,
+    pub client_requests: IntCounterVec,
+    pub client_errors: IntCounterVec,
+    pub client_pushes: IntCounter,
+    pub client_pushes_dropped: IntCounter,
+    pub client_listeners: IntGauge,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     next_actor: AtomicU64,
 }
@@ -272,6 +282,22 @@ impl Metrics {
                 "Events published to subscribers, by event",
                 &["event"],
             ),
+            client_requests: counter_vec(
+                names::CLIENT_REQUESTS,
+                "Client socket requests, by command",
+                &["command"],
+            ),
+            client_errors: counter_vec(
+                names::CLIENT_ERRORS,
+                "Client socket requests answered F, by kind",
+                &["kind"],
+            ),
+            client_pushes: counter(names::CLIENT_PUSHES, "Events pushed to listening clients"),
+            client_pushes_dropped: counter(
+                names::CLIENT_PUSHES_DROPPED,
+                "Pushes dropped from slow listeners' queues",
+            ),
+            client_listeners: gauge(names::CLIENT_LISTENERS, "Listening client connections"),
             registry: r,
             actors: Mutex::new(HashMap::new()),
             next_actor: AtomicU64::new(1),

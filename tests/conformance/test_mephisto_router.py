@@ -72,17 +72,17 @@ class CaptureHandler(logging.Handler):
     def __init__(self):
         super().__init__(level=logging.DEBUG)
         self.records = []
-        self.lock = threading.Lock()
+        self._records_lock = threading.Lock()
 
     def emit(self, record):
-        with self.lock:
+        with self._records_lock:
             self.records.append(record)
 
     def problems(self):
         """Records showing the channel had trouble: WARNING and above from
         any logger, and the channel's own `Socket logged error` (logged at
         INFO before it closes the socket to reconnect)."""
-        with self.lock:
+        with self._records_lock:
             out = []
             for r in self.records:
                 msg = r.getMessage()
@@ -91,7 +91,7 @@ class CaptureHandler(logging.Handler):
             return out
 
     def messages(self, logger_name):
-        with self.lock:
+        with self._records_lock:
             return [r.getMessage() for r in self.records if r.name == logger_name]
 
 
@@ -207,9 +207,9 @@ class Switch:
 def _do(req, timeout):
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        return e.code, e.headers, e.read()
 
 
 def http_get(url, timeout=WAIT):
@@ -496,8 +496,10 @@ class MephistoChannelConformance(unittest.TestCase):
         self.assertTrue(BACKEND.channel.is_alive())
         self.assertEqual(BACKEND.alive_sends, [True],
                          "the alive packet could not be enqueued on open")
-        self.assertIn("channel open", LOGS.messages(
-            "mephisto.abstractions.architects.channels.websocket_channel"))
+        # logged by the channel right after on_channel_open returns
+        wait_until(lambda: "channel open" in LOGS.messages(
+            "mephisto.abstractions.architects.channels.websocket_channel"),
+            "the channel's `channel open` log line")
 
         def connected():
             status, _, body = http_get(SWITCH.http + "/metrics")
@@ -644,6 +646,7 @@ class MephistoChannelConformance(unittest.TestCase):
             {"USED_AGENT_ID": agent_id, "final_data": final_data,
              "client_timestamp": ts})
         self.assertEqual(status, 200, body)
+        self.assertIn("application/json", headers.get("Content-Type", ""))
         self.assertEqual(json.loads(body), {"status": "Submitted!"})
         got = BACKEND.wait_for(
             "submit_unit", lambda p: p.type == "submit_unit" and p.subject_id == agent_id)

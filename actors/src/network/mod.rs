@@ -52,6 +52,8 @@ pub struct NetworkManager {
     uart: Option<Mailbox<UartManager>>,
     subscribers: Vec<Recipient<SwitchEvent>>,
     started: std::time::Instant,
+    /// The robots' status, as the last `W-RBT` gave it.
+    robots: Value,
 }
 
 /// What the manager starts with besides the router.
@@ -85,6 +87,7 @@ impl NetworkManager {
                 uart: None,
                 subscribers: Vec::new(),
                 started: std::time::Instant::now(),
+                robots: Value::Array(Vec::new()),
             }
         });
         // `create` runs its closure before returning.
@@ -614,5 +617,35 @@ impl Handler<GetMeshInfo> for NetworkManager {
             }
             info
         })
+    }
+}
+
+/// The robots' status from a client program (`W-RBT`): stored and published.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetRobots(pub Value);
+
+impl Handler<SetRobots> for NetworkManager {
+    type Result = ();
+    fn handle(&mut self, msg: SetRobots, _: &mut Context<Self>) {
+        let _h = self.probe.handling("SetRobots");
+        self.robots = msg.0.clone();
+        self.publish(SwitchEvent::Robots {
+            ts: crate::now_secs(),
+            robots: msg.0,
+        });
+    }
+}
+
+/// The robots' status as last set.
+#[derive(Message)]
+#[rtype(result = "Value")]
+pub struct GetRobots;
+
+impl Handler<GetRobots> for NetworkManager {
+    type Result = MessageResult<GetRobots>;
+    fn handle(&mut self, _: GetRobots, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("GetRobots");
+        MessageResult(self.robots.clone())
     }
 }

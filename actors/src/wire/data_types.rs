@@ -411,7 +411,7 @@ fn decimals(scale: f64) -> Option<(u32, i64)> {
     for d in 0..=12u32 {
         let m = scale * 10f64.powi(d as i32);
         let r = m.round();
-        if (m - r).abs() <= 1e-9 * r.abs().max(1.0) && r.abs() < (1i64 << 52) as f64 {
+        if (m - r).abs() < 1e-6 && r.abs() < (1i64 << 52) as f64 {
             return Some((d, r as i64));
         }
     }

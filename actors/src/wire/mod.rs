@@ -4,6 +4,7 @@
 //! function takes what it needs (a timestamp, a limit) as an argument, so
 //! each codec is tested with literals and without a runtime.
 
+pub mod client_api;
 pub mod data_types;
 pub mod frame;
 pub mod mesh;
