@@ -171,6 +171,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Arc::clone(&metrics),
             router.network.clone(),
         )
+        .stop_on(router.shutdown.clone())
         .start_link();
         router.network.do_send(AttachUart(uart.clone()));
         uart
@@ -184,6 +185,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 config.socket.clone(),
                 Arc::clone(&metrics),
                 router.network.clone(),
+                router.shutdown.clone(),
             )
             .map_err(|source| StartError::Bind {
                 what: "the client socket",

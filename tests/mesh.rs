@@ -40,9 +40,22 @@ impl Root {
         self.send_raw(&encode_to_vec(&m.encode()));
     }
 
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-        self.master.flush().unwrap();
+    /// Writes all of `bytes`, waiting (up to a deadline) while the pty's
+    /// buffer is full.
+    pub fn send_raw(&mut self, mut bytes: &[u8]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !bytes.is_empty() {
+            match self.master.write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the switch stopped reading"
+                    );
+                }
+                Err(e) => panic!("pty write: {e}"),
+            }
+        }
     }
 
     /// The next command the switch writes, read off the test's thread so

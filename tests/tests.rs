@@ -4,8 +4,9 @@
 
 mod common;
 
+mod client_socket;
 mod http_api;
 mod launch;
-mod mesh;
+pub mod mesh;
 mod metrics;
 mod router;

@@ -59,3 +59,9 @@ pub fn now_secs() -> f64 {
 pub fn now_ms() -> i64 {
     (now_secs() * 1000.0) as i64
 }
+
+/// Resolves when the switch is shutting down (the watch turns true or its
+/// sender is gone).
+pub async fn until_shutdown(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|down| *down).await;
+}

@@ -338,19 +338,16 @@ impl Actor for WsSession {
         log::debug!("socket {}: connected", self.origin.peer);
 
         // Shutdown: every socket is told 1001 (going away).
-        let mut shutdown = self.rctx.shutdown.clone();
         ctx.spawn(
-            async move {
-                let _ = shutdown.wait_for(|down| *down).await;
-            }
-            .into_actor(self)
-            .map(|_, _, ctx| {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Away,
-                    description: Some("switch shutting down".into()),
-                }));
-                ctx.stop();
-            }),
+            crate::until_shutdown(self.rctx.shutdown.clone())
+                .into_actor(self)
+                .map(|_, _, ctx| {
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Away,
+                        description: Some("switch shutting down".into()),
+                    }));
+                    ctx.stop();
+                }),
         );
 
         // Protocol keep-alive: ping, and drop a peer that went silent.

@@ -55,6 +55,7 @@ impl ClientConnection {
         metrics: Arc<Metrics>,
         network: Mailbox<NetworkManager>,
         manager: Mailbox<SocketManager>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let (read, write) = stream.into_split();
         let probe = metrics.probe("ClientConnection", peer.to_string());
@@ -63,6 +64,10 @@ impl ClientConnection {
                 read,
                 FrameCodec::new(config.max_frame_bytes),
             ));
+            ctx.spawn(
+                actix::fut::wrap_future::<_, ClientConnection>(crate::until_shutdown(shutdown))
+                    .map(|_, _, ctx: &mut Context<ClientConnection>| ctx.stop()),
+            );
             ClientConnection {
                 id,
                 peer,

@@ -58,6 +58,7 @@ pub struct SocketManager {
     me: Option<Mailbox<SocketManager>>,
     next_id: u64,
     listeners: HashMap<u64, Mailbox<ClientConnection>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SocketManager {
@@ -68,6 +69,7 @@ impl SocketManager {
         config: SocketConfig,
         metrics: Arc<Metrics>,
         network: Mailbox<NetworkManager>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<(Mailbox<SocketManager>, SocketAddr)> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
@@ -82,6 +84,7 @@ impl SocketManager {
             me: None,
             next_id: 1,
             listeners: HashMap::new(),
+            shutdown,
         };
         Ok((Mailbox::new(manager.start(), probe), local))
     }
@@ -109,6 +112,12 @@ impl Actor for SocketManager {
         self.me = Some(Mailbox::new(ctx.address(), Arc::clone(&self.probe)));
         self.network
             .do_send(Subscribe(ctx.address().recipient::<SwitchEvent>()));
+        // On shutdown the listener closes with this actor.
+        ctx.spawn(
+            crate::until_shutdown(self.shutdown.clone())
+                .into_actor(self)
+                .map(|_, _, ctx| ctx.stop()),
+        );
         let Some(std_listener) = self.listener.take() else {
             return;
         };
@@ -146,6 +155,7 @@ impl StreamHandler<Accepted> for SocketManager {
                     Arc::clone(&self.metrics),
                     self.network.clone(),
                     manager,
+                    self.shutdown.clone(),
                 );
             }
             // Out of descriptors and the like: the listener stays, the

@@ -164,6 +164,7 @@ pub struct UartManager {
     opened_path: Option<String>,
     results: VecDeque<Pending>,
     ninfo: VecDeque<Pending>,
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl UartManager {
@@ -193,7 +194,14 @@ impl UartManager {
             opened_path: None,
             results: VecDeque::new(),
             ninfo: VecDeque::new(),
+            shutdown: None,
         }
+    }
+
+    /// Stops the link (and its reader thread) when the switch shuts down.
+    pub fn stop_on(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 
     pub fn start_link(self) -> Mailbox<UartManager> {
@@ -385,6 +393,13 @@ impl Actor for UartManager {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.mesh_link_up.set(0);
+        if let Some(rx) = self.shutdown.take() {
+            ctx.spawn(
+                crate::until_shutdown(rx)
+                    .into_actor(self)
+                    .map(|_, _, ctx| ctx.stop()),
+            );
+        }
         self.try_open(ctx);
     }
 

@@ -189,8 +189,10 @@ impl FrameCodec {
 
     fn start_frame(&mut self) {
         self.buf.clear();
-        if self.buf.capacity() < 64 {
-            self.buf.reserve(self.max_len.min(256));
+        // Room for a whole frame up front. Frames are split off this buffer,
+        // so one allocation serves several short frames in a row.
+        if self.buf.capacity() < self.max_len {
+            self.buf.reserve(self.max_len.max(4096));
         }
         self.state = State::InFrame;
     }
