@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use switchyard_actors::agent::{AgentConfig, BackendConfig, RouterConfig, SessionConfig};
+use switchyard_actors::monitor::MonitorConfig;
 use switchyard_actors::network::mesh::MeshConfig;
 use switchyard_actors::socket::SocketConfig;
 use switchyard_actors::uart::sim::SimConfig;
@@ -33,6 +34,7 @@ pub struct Config {
     /// The client socket (PROTOCOL 3): an address, or `none`.
     pub tcp: String,
     pub socket: SocketConfig,
+    pub monitor: MonitorConfig,
     /// The mesh link: `sim` (the built-in simulated mesh on a
     /// pseudo-terminal), `none`, `auto` (the first USB serial port), or a
     /// serial device path.
@@ -57,6 +59,7 @@ impl Default for Config {
             http_workers: 0,
             tcp: "127.0.0.1:5000".into(),
             socket: SocketConfig::default(),
+            monitor: MonitorConfig::default(),
             uart: "sim".into(),
             serial: UartConfig::default(),
             mesh: MeshConfig::default(),

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpServer};
-use switchyard_actors::agent::{BackendLink, RouterContext};
+use switchyard_actors::agent::{AttachNetwork, BackendLink, RouterContext};
 use switchyard_actors::metrics::{Mailbox, Metrics};
+use switchyard_actors::monitor::Monitor;
 use switchyard_actors::network::history::HistoryLog;
 use switchyard_actors::network::mesh::MeshState;
 use switchyard_actors::network::{AttachUart, NetworkManager, NetworkSetup};
@@ -197,7 +198,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     };
 
+    router
+        .backend
+        .do_send(AttachNetwork(router.network.clone()));
+    let monitor = Monitor::start_link(
+        config.monitor.clone(),
+        Arc::clone(&metrics),
+        router.network.clone(),
+        router.backend.clone(),
+    );
+
     let state = web::Data::new(http::AppState {
+        monitor,
         config: config.clone(),
         router: Arc::clone(&router),
         metrics: Arc::clone(&metrics),
@@ -258,6 +270,12 @@ impl Running {
                 .get_metric_with_label_values(&["router"])
                 .map(|g| g.get() <= 0)
                 .unwrap_or(true)
+                && self
+                    .metrics
+                    .connections_open
+                    .get_metric_with_label_values(&["monitor"])
+                    .map(|g| g.get() <= 0)
+                    .unwrap_or(true)
         })
         .await;
         self.server.stop(true).await;

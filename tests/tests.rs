@@ -9,4 +9,5 @@ mod http_api;
 mod launch;
 pub mod mesh;
 mod metrics;
+mod monitor;
 mod router;

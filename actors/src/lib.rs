@@ -14,6 +14,8 @@
 //! | `UartManager` | serial port | the port, the reader thread, framing, reconnect with backoff | [`uart`] |
 //! | `SocketManager` | TCP listener | accepting, the set of listening connections | [`socket`] |
 //! | `ClientConnection` | TCP connection | ordered answers, the bounded push queue | [`socket`] |
+//! | `Monitor` | switch | the `/monitor` subscribers | [`monitor`] |
+//! | `MonitorSession` | `/monitor` WebSocket | its filter and bounded event queue | [`monitor`] |
 //!
 //! `NetworkManager` also owns the mesh node cache and history log, and the
 //! list of event subscribers. The simulated mesh ([`uart::sim`]) is a peer on
@@ -39,6 +41,7 @@
 
 pub mod agent;
 pub mod metrics;
+pub mod monitor;
 pub mod network;
 pub mod socket;
 #[cfg(feature = "test-util")]

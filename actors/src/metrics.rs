@@ -61,6 +61,9 @@ pub mod names {
     pub const CLIENT_PUSHES: &str = "switchyard_client_pushes_total";
     pub const CLIENT_PUSHES_DROPPED: &str = "switchyard_client_pushes_dropped_total";
     pub const CLIENT_LISTENERS: &str = "switchyard_client_listeners";
+    pub const MONITOR_SUBSCRIBERS: &str = "switchyard_monitor_subscribers";
+    pub const MONITOR_EVENTS_SENT: &str = "switchyard_monitor_events_sent_total";
+    pub const MONITOR_EVENTS_DROPPED: &str = "switchyard_monitor_events_dropped_total";
 }
 
 /// Label values of `switchyard_packets_dropped_total{reason}`.
@@ -138,6 +141,9 @@ pub struct Metrics {
     pub client_pushes: IntCounter,
     pub client_pushes_dropped: IntCounter,
     pub client_listeners: IntGauge,
+    pub monitor_subscribers: IntGauge,
+    pub monitor_events_sent: IntCounter,
+    pub monitor_events_dropped: IntCounter,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     next_actor: AtomicU64,
 }
@@ -298,6 +304,15 @@ impl Metrics {
                 "Pushes dropped from slow listeners' queues",
             ),
             client_listeners: gauge(names::CLIENT_LISTENERS, "Listening client connections"),
+            monitor_subscribers: gauge(names::MONITOR_SUBSCRIBERS, "Monitor WebSocket subscribers"),
+            monitor_events_sent: counter(
+                names::MONITOR_EVENTS_SENT,
+                "Events written to monitor subscribers",
+            ),
+            monitor_events_dropped: counter(
+                names::MONITOR_EVENTS_DROPPED,
+                "Events dropped from slow monitor subscribers' queues",
+            ),
             registry: r,
             actors: Mutex::new(HashMap::new()),
             next_actor: AtomicU64::new(1),

@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod error;
 pub mod mesh_api;
 pub mod metrics;
+pub mod monitor;
 pub mod static_files;
 pub mod uploads;
 pub mod ws;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub router: Arc<RouterContext>,
     pub metrics: Arc<Metrics>,
     pub uploads: uploads::UploadStore,
+    pub monitor: switchyard_actors::metrics::Mailbox<switchyard_actors::monitor::Monitor>,
     pub static_dir: Option<PathBuf>,
 }
 
@@ -80,6 +82,11 @@ pub fn app(
             "/download_file/{name}",
             web::get().to(uploads::download_file),
         )
+        .route("/monitor", web::get().to(monitor::monitor))
+        .route("/dashboard", web::get().to(monitor::dashboard))
+        .route("/dashboard/", web::get().to(monitor::dashboard))
+        .route("/dashboard/{name}", web::get().to(monitor::dashboard_asset))
+        .route("/api/agents", web::get().to(monitor::agents))
         .route("/api/nodes", web::get().to(mesh_api::nodes))
         .route("/api/nodes/{addr}", web::get().to(mesh_api::node))
         .route(

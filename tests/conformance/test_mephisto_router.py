@@ -108,6 +108,18 @@ def _thread_excepthook(args):
 # the switch process
 
 
+def _die_with_parent():
+    """Child side of Popen: have the kernel SIGTERM the switch if this test
+    process dies without cleaning up (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort only
+        pass
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -134,8 +146,24 @@ class Switch:
     def ws(self):
         return f"ws://127.0.0.1:{self.port}/"
 
+    def optional_args(self):
+        """Links this test does not use, switched off where the binary has the
+        flag (so the switch opens no fixed port such as the client socket's
+        127.0.0.1:5000 and runs no simulated mesh)."""
+        try:
+            out = subprocess.run([self.binary, "--help"], capture_output=True,
+                                 text=True, timeout=30, cwd=self.tmp).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        args = []
+        for flag in ("--tcp", "--uart"):
+            if re.search(rf"^\s*{flag}\b", out, re.M):
+                args += [flag, "none"]
+        return args
+
     def start(self):
         last = None
+        extra = self.optional_args()
         for _attempt in range(3):  # the chosen port may be taken meanwhile
             self.port = free_port()
             log = open(self.log_path, "ab")
@@ -148,10 +176,13 @@ class Switch:
                     "--request-timeout", str(REQUEST_TIMEOUT),
                     "--reconnect-grace", "30",
                     "--ping-timeout", "30",
+                    *extra,
                 ],
+                cwd=self.tmp,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
             )
             log.close()
@@ -587,7 +618,9 @@ class MephistoChannelConformance(unittest.TestCase):
             recv = agent.recv("client_bound_live_update")
             self.assertEqual(recv["subject_id"], agent_id)
             self.assertEqual(recv["data"], down)
-            self.assertEqual(recv["server_timestamp"], pkt.server_timestamp)
+            # exactness of forwarded floats is test_12's business
+            self.assertAlmostEqual(recv["server_timestamp"], pkt.server_timestamp,
+                                   places=5)
             self.assertIsInstance(recv["router_incoming_timestamp"], float)
             self.assertIsInstance(recv["router_outgoing_timestamp"], float)
         finally:
@@ -603,12 +636,16 @@ class MephistoChannelConformance(unittest.TestCase):
             self.assertEqual(got["subject_id"], agent_id)
             self.assertEqual(got["data"]["status"], "in task")
 
+            # like ClientIOHandler._request_status_update; only this test
+            # and test_12 request statuses, one at a time
             req = BACKEND.send("request_statuses", "mephisto", {})
             ret = BACKEND.wait_for(
-                "return_statuses",
-                lambda p: p.type == "return_statuses"
-                and p.client_timestamp == req.server_timestamp)
+                "return_statuses", lambda p: p.type == "return_statuses")
             self.assertEqual(ret.subject_id, "mephisto")
+            # client_timestamp echoes the request's server_timestamp (exactly:
+            # see test_12)
+            self.assertAlmostEqual(ret.client_timestamp, req.server_timestamp,
+                                   places=5)
             self.assertEqual(ret.data.get(agent_id), "in task", ret.data)
             for aid, st in ret.data.items():
                 self.assertIsInstance(st, str, aid)
@@ -724,6 +761,60 @@ class MephistoChannelConformance(unittest.TestCase):
             "log_error", lambda p: p.type == "log_error" and p.subject_id == agent_id)
         self.assertEqual(got.data, error)
 
+    def test_12_floats_forwarded_exactly(self):
+        # PROTOCOL 1.1: forwarded packets keep every field they arrived with;
+        # the reference router (JSON.parse/JSON.stringify) keeps every double
+        # bit for bit.  These values are ordinary time.time() results (and
+        # a few plain ones) whose shortest decimal form takes 17 digits:
+        # a JSON parser that is not correctly rounded gets them 1 ULP off.
+        values = [1795640711.7925239, 1795640710.9995599, 1795640711.8005373,
+                  1795640711.4153857, 1795640711.7874305, 0.1, 2.5, 1e-07,
+                  123.456]
+        wrong = []
+
+        def check(where, got, want):
+            if got != want:
+                wrong.append(f"{where}: sent {want!r}, got {got!r}")
+
+        agent_id = f"agent-{uuid.uuid4().hex[:8]}"
+        agent = connect_agent(agent_id)
+        try:
+            # agent -> backend
+            agent.send("mephisto_bound_live_update",
+                       {"update_id": str(uuid.uuid4()), "v": values},
+                       client_timestamp=values[0])
+            up = BACKEND.wait_for(
+                "mephisto_bound_live_update",
+                lambda p: p.type == "mephisto_bound_live_update"
+                and p.subject_id == agent_id)
+            check("mephisto_bound_live_update client_timestamp",
+                  up.client_timestamp, values[0])
+            for i, v in enumerate(values):
+                check(f"mephisto_bound_live_update data.v[{i}]", up.data["v"][i], v)
+
+            # backend -> agent
+            BACKEND.channel.enqueue_send(M.Packet(
+                packet_type="client_bound_live_update", subject_id=agent_id,
+                data={"v": values}, server_timestamp=values[1]))
+            down = agent.recv("client_bound_live_update")
+            check("client_bound_live_update server_timestamp",
+                  down["server_timestamp"], values[1])
+            for i, v in enumerate(values):
+                check(f"client_bound_live_update data.v[{i}]", down["data"]["v"][i], v)
+
+            # request_statuses -> return_statuses echo
+            for v in values[2:5]:
+                BACKEND.channel.enqueue_send(M.Packet(
+                    packet_type="request_statuses", subject_id="mephisto",
+                    data={}, server_timestamp=v))
+                ret = BACKEND.wait_for(
+                    "return_statuses", lambda p: p.type == "return_statuses")
+                check("return_statuses client_timestamp (= request's "
+                      "server_timestamp)", ret.client_timestamp, v)
+        finally:
+            agent.close()
+        self.assertEqual(wrong, [], "floats changed in transit")
+
     def test_99_channel_stayed_healthy(self):
         self.assertTrue(SWITCH.alive(), "switchyard exited")
         self.assertTrue(BACKEND.channel.is_alive())
@@ -760,7 +851,12 @@ def main():
     logging.getLogger().addHandler(LOGS)
 
     def on_signal(signum, _frame):
-        raise SystemExit(128 + signum)
+        # unittest would record a SystemExit as one test's error and go on:
+        # stop the switch and leave at once instead
+        if SWITCH is not None:
+            SWITCH.cleanup()
+        print(f"conformance: killed by signal {signum}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
@@ -769,15 +865,20 @@ def main():
     if len(sys.argv) > 1:
         suite = unittest.TestSuite(
             t for t in suite if any(a in t.id() for a in sys.argv[1:]))
+    case_ids = {id(t) for t in suite}  # the suite forgets its tests as it runs
+    total = len(case_ids)
     # setUpModule/tearDownModule are run by the suite through this module
     try:
         result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
     finally:
         if SWITCH is not None:
             SWITCH.stop()
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    passed = result.testsRun - len(result.failures) - len(result.errors) \
-        - len(result.skipped) - len(result.unexpectedSuccesses)
+    # a test that could not run (setUpModule failed) counts as failed
+    bad = {id(t) for t, _ in result.failures + result.errors}
+    bad.update(id(t) for t in result.unexpectedSuccesses)
+    skipped = {id(t) for t, _ in result.skipped} & case_ids
+    passed = max(result.testsRun - len(bad & case_ids) - len(skipped), 0)
+    failed = max(total - passed - len(skipped), len(bad))
     if failed and SWITCH is not None:
         print("---- switchyard log (tail) ----")
         print(SWITCH.log_tail())

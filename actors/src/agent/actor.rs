@@ -17,7 +17,8 @@ use super::session::{CloseSocket, Deliver, WsSession};
 use super::state::{AgentState, Enqueued};
 use super::{RouterContext, ToBackend};
 use crate::metrics::{drop_reason, status_label, ActorProbe, Mailbox};
-use crate::network::AgentRetired;
+use crate::network::events::SwitchEvent;
+use crate::network::{AgentRetired, Publish};
 use crate::wire::{Packet, PacketType};
 
 /// How long a retired agent keeps forwarding stray messages to the
@@ -71,6 +72,16 @@ impl Agent {
         g.with_label_values(&[status_label(old)]).dec();
         g.with_label_values(&[status_label(&self.state.status)])
             .inc();
+        self.publish_status();
+    }
+
+    /// Tells the monitor (status changes are rare next to packets).
+    fn publish_status(&self) {
+        self.ctx.network.do_send(Publish(SwitchEvent::AgentStatus {
+            ts: crate::now_secs(),
+            agent_id: self.state.agent_id.clone(),
+            status: self.state.status.clone(),
+        }));
     }
 
     fn status_packet(&self) -> Packet {
@@ -230,6 +241,7 @@ impl Actor for Agent {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.me = Some(Mailbox::new(ctx.address(), Arc::clone(&self.probe)));
+        self.publish_status();
         self.schedule_idle(ctx);
     }
 

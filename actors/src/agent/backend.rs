@@ -17,6 +17,8 @@ use super::outbox::Outbox;
 use super::session::{CloseSocket, Deliver, WsSession};
 use super::BackendConfig;
 use crate::metrics::{drop_reason, ActorProbe, Mailbox, Metrics};
+use crate::network::events::SwitchEvent;
+use crate::network::{NetworkManager, Publish};
 use crate::wire::Packet;
 
 pub struct BackendLink {
@@ -25,6 +27,9 @@ pub struct BackendLink {
     session: Option<Mailbox<WsSession>>,
     outbox: Outbox<Packet>,
     pending: HashMap<String, oneshot::Sender<Packet>>,
+    /// Where to announce connects and disconnects (set once the manager
+    /// exists: it is started after this link).
+    network: Option<Mailbox<NetworkManager>>,
 }
 
 impl BackendLink {
@@ -36,6 +41,7 @@ impl BackendLink {
             probe,
             session: None,
             pending: HashMap::new(),
+            network: None,
         }
     }
 
@@ -46,8 +52,15 @@ impl BackendLink {
     }
 
     fn set_connected(&mut self, session: Option<Mailbox<WsSession>>) {
+        let changed = self.session.is_some() != session.is_some();
         self.metrics.backend_connected.set(session.is_some() as i64);
         self.session = session;
+        if let (true, Some(n)) = (changed, &self.network) {
+            n.do_send(Publish(SwitchEvent::Backend {
+                ts: crate::now_secs(),
+                connected: self.session.is_some(),
+            }));
+        }
     }
 
     /// Writes to the backend, or keeps the packet in order for the next one.
@@ -249,5 +262,18 @@ impl Handler<GetBackendInfo> for BackendLink {
             outbox_depth: self.outbox.len(),
             pending_requests: self.pending.len(),
         })
+    }
+}
+
+/// Names the manager to announce backend connects and disconnects to.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachNetwork(pub Mailbox<NetworkManager>);
+
+impl Handler<AttachNetwork> for BackendLink {
+    type Result = ();
+    fn handle(&mut self, msg: AttachNetwork, _: &mut Context<Self>) {
+        let _h = self.probe.handling("AttachNetwork");
+        self.network = Some(msg.0);
     }
 }

@@ -29,8 +29,8 @@ pub use actor::{
     RetireAgent, SocketClosed, ToClient,
 };
 pub use backend::{
-    AgentDetails, BackendAlive, BackendClosed, BackendInfo, BackendLink, CancelRequest,
-    GetBackendInfo, RegisterRequest, ToBackend,
+    AgentDetails, AttachNetwork, BackendAlive, BackendClosed, BackendInfo, BackendLink,
+    CancelRequest, GetBackendInfo, RegisterRequest, ToBackend,
 };
 pub use session::{AgentBound, CloseSocket, Deliver, SessionOrigin, WsSession};
 

@@ -1,0 +1,304 @@
+//! PROTOCOL 4: `/monitor` over real WebSockets.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use switchyard_actors::wire::mesh::{DataEntry, RootMessage};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::*;
+use crate::mesh::MeshSwitch;
+
+fn monitor_url(s: &Switch) -> String {
+    format!("ws://{}/monitor", s.running.http_addr)
+}
+
+/// The next monitor event with `event == name` (skipping others).
+async fn next_event(m: &mut Ws, name: &str) -> Value {
+    loop {
+        let v = m.recv().await;
+        if v["event"] == json!(name) {
+            return v;
+        }
+    }
+}
+
+fn hum(node: u16, n: u8) -> RootMessage {
+    RootMessage::Data {
+        node,
+        entries: vec![DataEntry::new("HUM", vec![n])],
+    }
+}
+
+// PROTOCOL 4: the snapshot on connect.
+#[actix_web::test]
+async fn a_new_subscriber_gets_a_snapshot() {
+    let mut m = MeshSwitch::start().await;
+    m.root().send(&hum(1, 33));
+    m.wait_value("1", "HUM", json!({"percent": 33})).await;
+    let _b = m.s.backend().await;
+    let _a = m.s.agent("agent-7").await;
+    let mut mon = Ws::connect(&monitor_url(&m.s)).await;
+    let snap = mon.recv().await;
+    assert_eq!(snap["event"], json!("snapshot"));
+    assert!(snap["ts"].as_f64().unwrap() > 1.6e9);
+    assert_eq!(snap["nodes"][0]["address"], json!("0x0001"));
+    assert_eq!(
+        snap["nodes"][0]["latest"]["HUM"]["value"],
+        json!({"percent": 33})
+    );
+    assert_eq!(snap["agents"][0]["agent_id"], json!("agent-7"));
+    assert_eq!(snap["agents"][0]["status"], json!("none"));
+    assert_eq!(snap["agents"][0]["is_alive"], json!(true));
+    assert_eq!(snap["backend"]["connected"], json!(true));
+    assert_eq!(snap["links"]["mesh"], json!("up"));
+    assert_eq!(snap["robots"], json!([]));
+    m.s.stop().await;
+}
+
+// PROTOCOL 4: every event kind as it happens.
+#[actix_web::test]
+async fn every_event_kind_reaches_subscribers() {
+    let mut m = MeshSwitch::start().await;
+    let mut mon = Ws::connect(&monitor_url(&m.s)).await;
+    assert_eq!(mon.recv().await["event"], json!("snapshot"));
+
+    m.root().send(&hum(2, 40));
+    let e = next_event(&mut mon, "node_status").await;
+    assert_eq!(
+        (e["address"].clone(), e["status"].clone()),
+        (json!("0x0002"), json!("active"))
+    );
+    let e = next_event(&mut mon, "node_data").await;
+    assert_eq!(e["node"], json!(2));
+    assert_eq!(e["type"], json!("HUM"));
+    assert_eq!(e["raw"], json!("28"));
+    assert_eq!(e["value"], json!({"percent": 40}));
+
+    m.root().send(&RootMessage::Message {
+        node: 2,
+        text: b"hello".to_vec(),
+    });
+    let e = next_event(&mut mon, "node_message").await;
+    assert_eq!(
+        (e["text"].clone(), e["hex"].clone()),
+        (json!("hello"), json!("68656c6c6f"))
+    );
+
+    let mut b = m.s.backend().await;
+    assert_eq!(
+        next_event(&mut mon, "backend").await["connected"],
+        json!(true)
+    );
+    let _a = m.s.agent("ag").await;
+    let e = next_event(&mut mon, "agent_status").await;
+    assert_eq!(
+        (e["agent_id"].clone(), e["status"].clone()),
+        (json!("ag"), json!("none"))
+    );
+    b.send(
+        json!({"packet_type": "update_status", "subject_id": "ag", "data": {"status": "in task"}}),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut mon, "agent_status").await["status"],
+        json!("in task")
+    );
+    b.close().await;
+    assert_eq!(
+        next_event(&mut mon, "backend").await["connected"],
+        json!(false)
+    );
+
+    // log and robots from a client program.
+    use switchyard_actors::wire::client_api::ClientRequest;
+    use switchyard_actors::wire::frame::encode_to_vec;
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(m.s.running.tcp_addr.unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(&encode_to_vec(
+        &ClientRequest::WriteLog {
+            text: "from a client".into(),
+        }
+        .encode(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_event(&mut mon, "log").await["text"],
+        json!("from a client")
+    );
+    let robots = json!([{"id": 1, "name": "r", "state": "busy", "node": 2}]);
+    tcp.write_all(&encode_to_vec(
+        &ClientRequest::WriteRobots {
+            json: robots.to_string().into_bytes(),
+        }
+        .encode(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_event(&mut mon, "robots").await["robots"], robots);
+
+    // The result of a tracked send.
+    let url = m.s.url("/api/nodes/2/send");
+    let req = actix_web::rt::spawn(async move {
+        post_json(&url, json!({"text": "t", "tracked": true})).await
+    });
+    let (mut root, _) = m.root.take().unwrap().recv_command().await;
+    root.send(&RootMessage::Result {
+        node: 0,
+        outcome: Ok(()),
+    });
+    assert_eq!(req.await.unwrap().0, 200);
+    let e = next_event(&mut mon, "command_result").await;
+    assert_eq!(
+        (e["address"].clone(), e["command"].clone(), e["ok"].clone()),
+        (json!("0x0002"), json!("SENDI"), json!(true))
+    );
+
+    // The link going down.
+    drop(root);
+    let e = next_event(&mut mon, "link").await;
+    assert_eq!(
+        (e["link"].clone(), e["state"].clone()),
+        (json!("mesh"), json!("down"))
+    );
+    m.s.stop().await;
+}
+
+// PROTOCOL 4: `{"subscribe": [...]}` filters.
+#[actix_web::test]
+async fn subscribers_may_filter() {
+    let mut m = MeshSwitch::start().await;
+    let mut mon = Ws::connect(&monitor_url(&m.s)).await;
+    mon.recv().await;
+    mon.send(json!({"subscribe": ["node_message"]})).await;
+    assert_eq!(mon.recv().await, json!({"subscribed": ["node_message"]}));
+    for n in 0..5 {
+        m.root().send(&hum(3, n));
+    }
+    m.root().send(&RootMessage::Message {
+        node: 3,
+        text: b"only this".to_vec(),
+    });
+    let e = mon.recv().await;
+    assert_eq!(
+        (e["event"].clone(), e["text"].clone()),
+        (json!("node_message"), json!("only this"))
+    );
+    mon.send_text("nonsense".into()).await;
+    assert!(mon.recv().await["error"].is_string());
+    s_metric_at_least(
+        &m.s,
+        "switchyard_malformed_input_total",
+        &[("kind", "monitor_request")],
+        1.0,
+    )
+    .await;
+    m.s.stop().await;
+}
+
+async fn s_metric_at_least(s: &Switch, name: &str, labels: &[(&str, &str)], v: f64) {
+    let url = s.url("/metrics");
+    let labels: Vec<(String, String)> = labels
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    wait_for(name, || {
+        let url = url.clone();
+        let labels = labels.clone();
+        async move {
+            let l: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            metric_at(&url, name, &l).await >= v
+        }
+    })
+    .await;
+}
+
+// PROTOCOL 4: a deliberately slow subscriber gets `lagged` (once, with the
+// count) while a fast one misses nothing.
+#[actix_web::test]
+async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
+    let mut m = MeshSwitch::start_with(|c| {
+        c.monitor.queue_limit = 100;
+        c.monitor.in_flight_bytes = 8 * 1024;
+    })
+    .await;
+    let url = monitor_url(&m.s);
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(2048).unwrap();
+    let tcp = sock.connect(m.s.running.http_addr).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+        .await
+        .unwrap();
+    let mut fast = Ws::connect(&url).await;
+    assert_eq!(fast.recv().await["event"], json!("snapshot"));
+    s_metric_at_least(&m.s, "switchyard_monitor_subscribers", &[], 2.0).await;
+
+    // Each frame (under the 1024-byte limit) makes four events of ~540
+    // bytes: 8.6 MB in all, more than
+    // the kernel buffers a stalled socket's way.
+    const N: u32 = 4000;
+    let mut root = m.root.take().unwrap();
+    let writer = actix_web::rt::task::spawn_blocking(move || {
+        for i in 0..N {
+            let mut raw = i.to_be_bytes().to_vec();
+            raw.extend([0x42; 196]);
+            let entries = ["SEQ", "BLA", "BLB", "BLC"]
+                .iter()
+                .map(|t| DataEntry::new(*t, raw.clone()))
+                .collect();
+            root.send(&RootMessage::Data { node: 1, entries });
+        }
+        root
+    });
+    let mut next = 0u32;
+    while next < N {
+        let e = next_event(&mut fast, "node_data").await;
+        if e["type"] != json!("SEQ") {
+            continue;
+        }
+        let raw = e["raw"].as_str().unwrap();
+        let seq = u32::from_str_radix(&raw[..8], 16).unwrap();
+        assert_eq!(seq, next, "in order, none missing");
+        next += 1;
+    }
+    m.root = Some(writer.await.unwrap());
+    s_metric_at_least(&m.s, "switchyard_monitor_events_dropped_total", &[], 1.0).await;
+
+    // Now the slow one reads: it hears of its loss once.
+    let mut lagged = Vec::new();
+    let mut last_seq = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while last_seq != Some(N - 1) {
+        let msg = tokio::time::timeout_at(deadline, slow.next())
+            .await
+            .expect("the slow subscriber catches up")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["event"] == json!("lagged") {
+                lagged.push(v["dropped"].as_u64().unwrap());
+            } else if v["event"] == json!("node_data") && v["type"] == json!("SEQ") {
+                let raw = v["raw"].as_str().unwrap();
+                last_seq = Some(u32::from_str_radix(&raw[..8], 16).unwrap());
+            }
+        }
+    }
+    assert!(
+        !lagged.is_empty() && lagged.iter().all(|d| *d > 0),
+        "{lagged:?}"
+    );
+    let dropped =
+        m.s.metric("switchyard_monitor_events_dropped_total", &[])
+            .await;
+    assert_eq!(lagged.iter().sum::<u64>() as f64, dropped);
+    let _ = slow.close(None).await;
+    m.s.stop().await;
+}
