@@ -147,6 +147,7 @@ impl Config {
                 max_frame_bytes: 64 * 1024,
                 ping_interval_secs: 1.0,
                 ping_timeout_secs: 10.0,
+                ..SessionConfig::default()
             },
             ..Config::default()
         }

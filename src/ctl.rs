@@ -234,16 +234,12 @@ pub fn run(args: CtlArgs, types: &DataTypes, out: &mut dyn Write) -> Result<(), 
                 fmt_value(&f["errors"])
             )?;
             for n in v["nodes"].as_array().cloned().unwrap_or_default() {
-                let types: Vec<&str> = n["types"]
-                    .as_array()
-                    .map(|t| t.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "  {} {:<8} {}",
+                    "  {} {:<8} last heard {} s ago",
                     n["address"].as_str().unwrap_or("?"),
                     n["status"].as_str().unwrap_or("?"),
-                    types.join(" ")
+                    n["age_secs"]
                 )
                 .map_err(CtlError::Output)?;
             }

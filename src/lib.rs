@@ -127,7 +127,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )?;
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let backend = BackendLink::start_link(config.backend.clone(), Arc::clone(&metrics));
+    let backend = BackendLink::start_link(
+        config.backend.clone(),
+        config.session.max_in_flight_bytes,
+        Arc::clone(&metrics),
+    );
     let router_config = config.router();
     let nm_probe = metrics.probe("NetworkManager", "switch");
     let setup = mesh_setup(&config)?;

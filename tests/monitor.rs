@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use switchyard_actors::wire::mesh::{DataEntry, RootMessage};
 use tokio_tungstenite::tungstenite::Message;
@@ -225,8 +225,9 @@ async fn s_metric_at_least(s: &Switch, name: &str, labels: &[(&str, &str)], v: f
 #[actix_web::test]
 async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
     let mut m = MeshSwitch::start_with(|c| {
-        c.monitor.queue_limit = 100;
-        c.monitor.in_flight_bytes = 8 * 1024;
+        // Room for the fast subscriber to ride out a busy CPU.
+        c.monitor.queue_limit = 2000;
+        c.monitor.in_flight_bytes = 64 * 1024;
     })
     .await;
     let url = monitor_url(&m.s);
@@ -241,9 +242,9 @@ async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
     s_metric_at_least(&m.s, "switchyard_monitor_subscribers", &[], 2.0).await;
 
     // Each frame (under the 1024-byte limit) makes four events of ~540
-    // bytes: 8.6 MB in all, more than
+    // bytes: 13 MB in all, more than
     // the kernel buffers a stalled socket's way.
-    const N: u32 = 4000;
+    const N: u32 = 6000;
     let mut root = m.root.take().unwrap();
     let writer = actix_web::rt::task::spawn_blocking(move || {
         for i in 0..N {

@@ -571,3 +571,78 @@ async fn stopping_closes_sockets_with_1001() {
     assert_eq!(b.closed_with().await, 1001);
     stop.await.unwrap();
 }
+
+// Every queue a peer can fill is bounded: an agent that stops reading
+// makes its packets wait in its own bounded queue (drops counted and told
+// to the backend), not in an ever-growing mailbox.
+#[actix_web::test]
+async fn an_agent_that_stops_reading_fills_only_its_bounded_queue() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = Switch::start_with(|c| {
+        c.agent.queue_limit = 50;
+        c.session.max_in_flight_bytes = 64 * 1024;
+    })
+    .await;
+    let b = s.backend().await;
+    // A backend reads while it writes (as Mephisto's does).
+    let (mut to_switch, mut from_switch) = b.stream.split();
+    let (overflow_tx, mut overflow_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = actix_web::rt::spawn(async move {
+        while let Some(Ok(m)) = from_switch.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["packet_type"] == json!("log_error") {
+                    let _ = overflow_tx.send(v["data"]["error_type"].clone());
+                }
+            }
+        }
+    });
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(s.running.http_addr).await.unwrap();
+    let (stream, _) = tokio_tungstenite::client_async(
+        s.running.ws_url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .unwrap();
+    let mut slow = Ws { stream };
+    slow.send(json!({"packet_type": "alive", "subject_id": "slow", "data": {}}))
+        .await;
+    assert_eq!(slow.recv().await["packet_type"], json!("update_status"));
+    let filler = "z".repeat(50 * 1024);
+    // 400 x 50 KB: far more than the kernel's buffers between us.
+    for n in 0..400 {
+        let p = json!({"packet_type": "client_bound_live_update", "subject_id": "slow",
+                       "data": {"n": n, "filler": filler}});
+        to_switch.send(Message::Text(p.to_string())).await.unwrap();
+    }
+    let kind = tokio::time::timeout(WAIT, overflow_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kind, json!("agent-queue-overflow"));
+    let dropped = s
+        .metric(
+            "switchyard_packets_dropped_total",
+            &[("reason", "agent_queue_full")],
+        )
+        .await;
+    assert!(dropped > 0.0);
+    let depth = s
+        .metric("switchyard_actor_mailbox_depth", &[("kind", "WsSession")])
+        .await;
+    assert!(depth < 100.0, "mailbox depth {depth}");
+    // Reading again, the agent gets what was kept, in order, ending with
+    // the last packet sent.
+    let mut last = -1i64;
+    while last != 399 {
+        let p = slow.recv_type("client_bound_live_update").await;
+        let n = p["data"]["n"].as_i64().unwrap();
+        assert!(n > last, "in order: {n} after {last}");
+        last = n;
+    }
+    s.stop().await;
+    reader.abort();
+}

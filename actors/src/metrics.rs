@@ -504,9 +504,14 @@ impl Drop for Handling {
 
 /// An actor's address together with its probe: every send is counted, so
 /// the mailbox depth is known.
+///
+/// For an actor that writes to a socket, it also carries the socket's
+/// [`Flow`](crate::flow::Flow), so senders can hold back while the peer is
+/// not reading.
 pub struct Mailbox<A: Actor> {
     addr: Addr<A>,
     probe: Arc<ActorProbe>,
+    flow: Option<Arc<crate::flow::Flow>>,
 }
 
 impl<A: Actor> Clone for Mailbox<A> {
@@ -514,13 +519,33 @@ impl<A: Actor> Clone for Mailbox<A> {
         Mailbox {
             addr: self.addr.clone(),
             probe: Arc::clone(&self.probe),
+            flow: self.flow.clone(),
         }
     }
 }
 
 impl<A: Actor> Mailbox<A> {
     pub fn new(addr: Addr<A>, probe: Arc<ActorProbe>) -> Self {
-        Mailbox { addr, probe }
+        Mailbox {
+            addr,
+            probe,
+            flow: None,
+        }
+    }
+
+    pub fn with_flow(mut self, flow: Arc<crate::flow::Flow>) -> Self {
+        self.flow = Some(flow);
+        self
+    }
+
+    /// Bytes handed to the actor's socket and not yet taken (0 for actors
+    /// without a socket).
+    pub fn in_flight(&self) -> u64 {
+        self.flow.as_ref().map_or(0, |f| f.in_flight())
+    }
+
+    pub fn flow(&self) -> Option<&Arc<crate::flow::Flow>> {
+        self.flow.as_ref()
     }
 
     pub fn connected(&self) -> bool {

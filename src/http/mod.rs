@@ -11,7 +11,9 @@ pub mod uploads;
 pub mod ws;
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use actix_web::dev::Service;
 use actix_web::{web, App};
@@ -20,6 +22,27 @@ use switchyard_actors::agent::RouterContext;
 use switchyard_actors::metrics::Metrics;
 
 use crate::config::Config;
+
+/// A WebSocket response body that counts the bytes the transport takes
+/// into the socket's `Flow` (see `switchyard_actors::flow` for why).
+pub struct Counted<S> {
+    pub inner: S,
+    pub flow: Arc<switchyard_actors::flow::Flow>,
+}
+
+impl<S, E> futures_util::Stream for Counted<S>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    type Item = Result<bytes::Bytes, E>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let r = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(b))) = &r {
+            self.flow.took(b.len());
+        }
+        r
+    }
+}
 
 /// What every handler may read.
 pub struct AppState {

@@ -1,46 +1,19 @@
 //! `/monitor` (PROTOCOL 4), `/dashboard` and `/api/agents`.
 //!
-//! The monitor's upgrade wraps the WebSocket's response body in a stream
-//! that counts the bytes the transport takes: that count is how a
-//! `MonitorSession` knows its peer is slow, since the transport itself
-//! would buffer without bound.
+//! The monitor's upgrade wraps the WebSocket's response body in `Counted`,
+//! so the `Monitor` knows when a subscriber is slow.
 
-use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
-use bytes::Bytes;
-use futures_util::Stream;
 use serde_json::json;
 use switchyard_actors::agent::GetBackendInfo;
 use switchyard_actors::monitor::{Flow, MonitorSession};
 use switchyard_actors::network::ListAgents;
 
 use super::error::ApiError;
-use super::AppState;
-
-/// Counts the bytes a body stream yields into `Flow::taken`.
-struct Counted<S> {
-    inner: S,
-    flow: Arc<Flow>,
-}
-
-impl<S, E> Stream for Counted<S>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    type Item = Result<Bytes, E>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let r = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(b))) = &r {
-            self.flow.taken.fetch_add(b.len() as u64, Ordering::Relaxed);
-        }
-        r
-    }
-}
+use super::{AppState, Counted};
 
 pub async fn monitor(
     req: HttpRequest,

@@ -2,11 +2,14 @@
 //! `index.html` for a plain browser request (PROTOCOL 1.1).
 //! The transport (actix-web-actors) is used only here and in `WsSession`.
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use switchyard_actors::agent::{SessionOrigin, WsSession};
+use switchyard_actors::flow::Flow;
 
-use super::{static_files, AppState};
+use super::{static_files, AppState, Counted};
 
 fn is_upgrade(req: &HttpRequest) -> bool {
     req.headers()
@@ -56,8 +59,17 @@ pub async fn index_or_upgrade(
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|| "unknown".into());
-    let session = WsSession::new(state.router.clone(), SessionOrigin { token_ok, peer });
-    ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(state.config.session.hard_frame_bytes())
-        .start()
+    let flow = Arc::new(Flow::default());
+    let session = WsSession::new(
+        state.router.clone(),
+        SessionOrigin { token_ok, peer },
+        Arc::clone(&flow),
+    );
+    let mut res = ws::handshake(&req)?;
+    let codec = actix_http::ws::Codec::new().max_size(state.config.session.hard_frame_bytes());
+    let body = ws::WebsocketContext::with_codec(session, stream, codec);
+    Ok(res.streaming(Counted {
+        inner: Box::pin(body),
+        flow,
+    }))
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::json;
 
-use super::session::{CloseSocket, Deliver, WsSession};
+use super::session::{deliver, CloseSocket, WsSession, TO_AGENT};
 use super::state::{AgentState, Enqueued};
 use super::{RouterContext, ToBackend};
 use crate::metrics::{drop_reason, status_label, ActorProbe, Mailbox};
@@ -26,6 +26,9 @@ use crate::wire::{Packet, PacketType};
 /// find it closed and ask the manager instead.
 const RETIRE_LINGER: Duration = Duration::from_secs(1);
 
+/// How soon a stalled socket is offered queued packets again.
+const DRAIN_RETRY: Duration = Duration::from_millis(20);
+
 pub struct Agent {
     state: AgentState,
     session: Option<Mailbox<WsSession>>,
@@ -34,6 +37,8 @@ pub struct Agent {
     me: Option<Mailbox<Agent>>,
     grace_timer: Option<SpawnHandle>,
     idle_timer: Option<SpawnHandle>,
+    /// Set while queued packets wait for a slow socket to take more.
+    drain_timer: Option<SpawnHandle>,
     /// Set once the manager has forgotten this agent: everything that still
     /// arrives is handed back to the manager.
     retired: bool,
@@ -53,6 +58,7 @@ impl Agent {
             me: None,
             grace_timer: None,
             idle_timer: None,
+            drain_timer: None,
             retired: false,
         }
     }
@@ -92,20 +98,56 @@ impl Agent {
         )
     }
 
-    /// Delivers to the live socket, or keeps the packet for the next one.
+    /// The live socket, if it can take more now.
+    fn writable(&self) -> Option<&Mailbox<WsSession>> {
+        let limit = self.ctx.config.session.max_in_flight_bytes as u64;
+        self.session
+            .as_ref()
+            .filter(|s| self.state.is_alive && s.in_flight() < limit)
+    }
+
+    /// Delivers to the live socket, or keeps the packet (in order) until
+    /// the socket can take it or the next one binds.
     fn to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
-        let packet = match &self.session {
-            Some(s) if self.state.is_alive => match s.try_send(Deliver::to_agent(packet)) {
-                Ok(()) => return,
-                Err(Deliver { packet, .. }) => {
-                    // The socket died before telling us: forget it.
-                    self.unbind(ctx);
-                    packet
+        if self.state.queue.is_empty() {
+            if let Some(s) = self.writable() {
+                match deliver(s, packet, TO_AGENT) {
+                    Ok(()) => return,
+                    Err(packet) => {
+                        // The socket died before telling us: forget it.
+                        self.unbind(ctx);
+                        self.enqueue(packet);
+                        return;
+                    }
                 }
-            },
-            _ => packet,
-        };
+            }
+        }
         self.enqueue(packet);
+        self.drain(ctx);
+    }
+
+    /// Sends queued packets, in order, while the socket keeps up; checks
+    /// again shortly if it does not.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        while let Some(s) = self.writable().cloned() {
+            let Some(p) = self.state.queue.pop() else {
+                break;
+            };
+            self.ctx.metrics.packets_queued.dec();
+            if let Err(packet) = deliver(&s, p, TO_AGENT) {
+                self.state.queue.push_front(packet);
+                self.ctx.metrics.packets_queued.inc();
+                self.unbind(ctx);
+                return;
+            }
+        }
+        let stalled = !self.state.queue.is_empty() && self.session.is_some() && self.state.is_alive;
+        if stalled && self.drain_timer.is_none() {
+            self.drain_timer = Some(ctx.run_later(DRAIN_RETRY, |act, ctx| {
+                act.drain_timer = None;
+                act.drain(ctx);
+            }));
+        }
     }
 
     fn enqueue(&mut self, packet: Packet) {
@@ -141,14 +183,9 @@ impl Agent {
         }
     }
 
-    /// Sends every queued packet, in order, to the live socket.
+    /// Sends queued packets, in order, to the (new) live socket.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        let queued = self.state.queue.take_all();
-        self.ctx.metrics.packets_queued.sub(queued.len() as i64);
-        for p in queued {
-            // to_client re-queues (in order) if the socket is gone meanwhile.
-            self.to_client(p, ctx);
-        }
+        self.drain(ctx);
     }
 
     fn bind(&mut self, session: Mailbox<WsSession>, ctx: &mut Context<Self>) {

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::outbox::Outbox;
-use super::session::{CloseSocket, Deliver, WsSession};
+use super::session::{deliver, CloseSocket, WsSession, TO_BACKEND};
 use super::BackendConfig;
 use crate::metrics::{drop_reason, ActorProbe, Mailbox, Metrics};
 use crate::network::events::SwitchEvent;
@@ -22,6 +22,8 @@ use crate::network::{NetworkManager, Publish};
 use crate::wire::Packet;
 
 pub struct BackendLink {
+    in_flight_limit: u64,
+    drain_timer: Option<SpawnHandle>,
     metrics: Arc<Metrics>,
     probe: Arc<ActorProbe>,
     session: Option<Mailbox<WsSession>>,
@@ -33,9 +35,11 @@ pub struct BackendLink {
 }
 
 impl BackendLink {
-    pub fn new(config: BackendConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: BackendConfig, in_flight_limit: usize, metrics: Arc<Metrics>) -> Self {
         let probe = metrics.probe("BackendLink", "backend");
         BackendLink {
+            in_flight_limit: in_flight_limit as u64,
+            drain_timer: None,
             outbox: Outbox::new(config.outbox_limit),
             metrics,
             probe,
@@ -45,8 +49,12 @@ impl BackendLink {
         }
     }
 
-    pub fn start_link(config: BackendConfig, metrics: Arc<Metrics>) -> Mailbox<BackendLink> {
-        let link = BackendLink::new(config, metrics);
+    pub fn start_link(
+        config: BackendConfig,
+        in_flight_limit: usize,
+        metrics: Arc<Metrics>,
+    ) -> Mailbox<BackendLink> {
+        let link = BackendLink::new(config, in_flight_limit, metrics);
         let probe = Arc::clone(&link.probe);
         Mailbox::new(link.start(), probe)
     }
@@ -63,20 +71,58 @@ impl BackendLink {
         }
     }
 
-    /// Writes to the backend, or keeps the packet in order for the next one.
-    fn deliver(&mut self, packet: Packet) {
-        let packet = match &self.session {
-            Some(s) => match s.try_send(Deliver::to_backend(packet)) {
-                Ok(()) => return,
-                Err(Deliver { packet, .. }) => {
-                    log::warn!("backend socket gone without notice; queueing for the next one");
-                    self.set_connected(None);
-                    packet
+    /// The backend socket, if it can take more now.
+    fn writable(&self) -> Option<Mailbox<WsSession>> {
+        self.session
+            .as_ref()
+            .filter(|s| s.in_flight() < self.in_flight_limit)
+            .cloned()
+    }
+
+    /// Writes to the backend, or keeps the packet in order until it can
+    /// take it (or the next backend connects).
+    fn deliver(&mut self, packet: Packet, ctx: &mut Context<Self>) {
+        if self.outbox.is_empty() {
+            if let Some(s) = self.writable() {
+                match deliver(&s, packet, TO_BACKEND) {
+                    Ok(()) => return,
+                    Err(packet) => {
+                        log::warn!("backend socket gone without notice; queueing for the next one");
+                        self.set_connected(None);
+                        self.keep(packet);
+                        return;
+                    }
                 }
-            },
-            None => packet,
-        };
+            }
+        }
         self.keep(packet);
+        self.drain(ctx);
+    }
+
+    /// Sends waiting packets, in order, while the backend keeps up.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        let mut sent = 0usize;
+        while let Some(s) = self.writable() {
+            let Some(p) = self.outbox.pop() else { break };
+            if let Err(packet) = deliver(&s, p, TO_BACKEND) {
+                self.outbox.push_front(packet);
+                log::warn!("backend socket gone without notice; queueing for the next one");
+                self.set_connected(None);
+                break;
+            }
+            sent += 1;
+        }
+        if sent > 0 {
+            self.metrics
+                .backend_outbox_depth
+                .set(self.outbox.len() as i64);
+        }
+        if !self.outbox.is_empty() && self.session.is_some() && self.drain_timer.is_none() {
+            self.drain_timer = Some(ctx.run_later(DRAIN_RETRY, |act, ctx| {
+                act.drain_timer = None;
+                act.drain(ctx);
+            }));
+        }
     }
 
     fn keep(&mut self, packet: Packet) {
@@ -94,22 +140,19 @@ impl BackendLink {
             .set(self.outbox.len() as i64);
     }
 
-    fn flush(&mut self) {
-        let queued = self.outbox.take_all();
-        if !queued.is_empty() {
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.outbox.is_empty() {
             log::info!(
                 "backend connected: delivering {} queued packets",
-                queued.len()
+                self.outbox.len()
             );
         }
-        for p in queued {
-            self.deliver(p);
-        }
-        self.metrics
-            .backend_outbox_depth
-            .set(self.outbox.len() as i64);
+        self.drain(ctx);
     }
 }
+
+/// How soon a stalled backend socket is offered queued packets again.
+const DRAIN_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Actor for BackendLink {
     type Context = Context<Self>;
@@ -128,7 +171,7 @@ pub struct BackendAlive {
 
 impl Handler<BackendAlive> for BackendLink {
     type Result = ();
-    fn handle(&mut self, msg: BackendAlive, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: BackendAlive, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("BackendAlive");
         if let Some(old) = &self.session {
             if old.same(&msg.session) {
@@ -140,7 +183,7 @@ impl Handler<BackendAlive> for BackendLink {
             log::info!("backend connected");
         }
         self.set_connected(Some(msg.session));
-        self.flush();
+        self.flush(ctx);
     }
 }
 
@@ -169,9 +212,9 @@ pub struct ToBackend(pub Packet);
 
 impl Handler<ToBackend> for BackendLink {
     type Result = ();
-    fn handle(&mut self, msg: ToBackend, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ToBackend, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("ToBackend");
-        self.deliver(msg.0);
+        self.deliver(msg.0, ctx);
     }
 }
 
@@ -187,10 +230,10 @@ pub struct RegisterRequest {
 
 impl Handler<RegisterRequest> for BackendLink {
     type Result = ();
-    fn handle(&mut self, msg: RegisterRequest, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: RegisterRequest, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("RegisterRequest");
         self.pending.insert(msg.request_id, msg.reply);
-        self.deliver(msg.packet);
+        self.deliver(msg.packet, ctx);
     }
 }
 

@@ -32,7 +32,9 @@ pub use backend::{
     AgentDetails, AttachNetwork, BackendAlive, BackendClosed, BackendInfo, BackendLink,
     CancelRequest, GetBackendInfo, RegisterRequest, ToBackend,
 };
-pub use session::{AgentBound, CloseSocket, Deliver, SessionOrigin, WsSession};
+pub use session::{
+    deliver, AgentBound, CloseSocket, Deliver, SessionOrigin, WsSession, TO_AGENT, TO_BACKEND,
+};
 
 use crate::metrics::{Mailbox, Metrics};
 use crate::network::NetworkManager;
@@ -117,6 +119,9 @@ pub struct SessionConfig {
     pub ping_interval_secs: f64,
     /// Seconds without any frame (pong included) before the socket is closed.
     pub ping_timeout_secs: f64,
+    /// Bytes written to a socket and not yet taken by its peer, past which
+    /// packets wait in the agent's queue (or the backend outbox) instead.
+    pub max_in_flight_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -125,6 +130,7 @@ impl Default for SessionConfig {
             max_frame_bytes: 1024 * 1024,
             ping_interval_secs: 20.0,
             ping_timeout_secs: 60.0,
+            max_in_flight_bytes: 1024 * 1024,
         }
     }
 }

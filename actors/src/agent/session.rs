@@ -21,6 +21,7 @@ use super::{
     Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, FromClient,
     RouterContext, SocketClosed, ToBackend, ToClient,
 };
+use crate::flow::Flow;
 use crate::metrics::{ActorProbe, Mailbox};
 use crate::network::{BindAgent, RequestStatuses, RouteHeartbeat, RouteToAgent};
 use crate::wire::{Packet, PacketType};
@@ -56,10 +57,12 @@ pub struct WsSession {
     last_heard: Instant,
     /// A fragmented message being reassembled: (is text, bytes so far).
     partial: Option<(bool, Vec<u8>)>,
+    /// Bytes written to this socket and not yet taken by the transport.
+    flow: Arc<Flow>,
 }
 
 impl WsSession {
-    pub fn new(rctx: Arc<RouterContext>, origin: SessionOrigin) -> Self {
+    pub fn new(rctx: Arc<RouterContext>, origin: SessionOrigin, flow: Arc<Flow>) -> Self {
         let probe = rctx.metrics.probe("WsSession", origin.peer.clone());
         WsSession {
             rctx,
@@ -70,7 +73,13 @@ impl WsSession {
             agents: HashMap::new(),
             last_heard: Instant::now(),
             partial: None,
+            flow,
         }
+    }
+
+    fn write(&self, text: String, ctx: &mut ws::WebsocketContext<Self>) {
+        self.flow.wrote(text.len());
+        ctx.text(text);
     }
 
     fn me(&self) -> Mailbox<WsSession> {
@@ -85,7 +94,7 @@ impl WsSession {
     fn reject(&mut self, kind: &'static str, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         self.rctx.metrics.malformed(kind);
         log::warn!("socket {}: {} ({})", self.origin.peer, text, kind);
-        ctx.text(json!({ "error": text, "kind": kind }).to_string());
+        self.write(json!({ "error": text, "kind": kind }).to_string(), ctx);
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -329,7 +338,9 @@ impl Actor for WsSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.me = Some(Mailbox::new(ctx.address(), Arc::clone(&self.probe)));
+        self.me = Some(
+            Mailbox::new(ctx.address(), Arc::clone(&self.probe)).with_flow(Arc::clone(&self.flow)),
+        );
         self.rctx
             .metrics
             .connections_open
@@ -425,34 +436,46 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     }
 }
 
-/// Write a packet to this socket.
+/// Write a packet, already serialised, to this socket.
+///
+/// Made by [`deliver`]: the sender serialises and counts the bytes into the
+/// socket's `Flow` as it sends, so bytes still in this actor's mailbox
+/// count as in flight (a frozen session must look full, not empty).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver {
-    pub packet: Packet,
-    pub direction: &'static str,
+    text: String,
+    direction: &'static str,
 }
 
-impl Deliver {
-    pub fn to_agent(packet: Packet) -> Self {
-        Deliver {
-            packet,
-            direction: "to_agent",
+pub const TO_AGENT: &str = "to_agent";
+pub const TO_BACKEND: &str = "to_backend";
+
+/// Sends `packet` to `session`, stamping `router_outgoing_timestamp`; hands
+/// the packet back if the session is gone.
+pub fn deliver(
+    session: &Mailbox<WsSession>,
+    mut packet: Packet,
+    direction: &'static str,
+) -> Result<(), Packet> {
+    let text = packet.to_text(crate::now_secs());
+    let len = text.len();
+    match session.try_send(Deliver { text, direction }) {
+        Ok(()) => {
+            if let Some(f) = session.flow() {
+                f.wrote(len);
+            }
+            Ok(())
         }
-    }
-    pub fn to_backend(packet: Packet) -> Self {
-        Deliver {
-            packet,
-            direction: "to_backend",
-        }
+        Err(_) => Err(packet),
     }
 }
 
 impl Handler<Deliver> for WsSession {
     type Result = ();
-    fn handle(&mut self, mut msg: Deliver, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let _h = self.probe.handling("Deliver");
-        ctx.text(msg.packet.to_text(crate::now_secs()));
+        ctx.text(msg.text);
         self.rctx
             .metrics
             .packets_forwarded

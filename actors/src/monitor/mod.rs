@@ -19,7 +19,6 @@ pub mod json;
 mod session;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +26,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+pub use crate::flow::Flow;
 pub use session::{MonitorSession, MonitorText};
 
 use crate::agent::{BackendLink, GetBackendInfo};
@@ -55,36 +55,6 @@ impl Default for MonitorConfig {
 
 /// How often queued events are offered again to subscribers that lagged.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
-
-/// Bytes of one subscriber's socket: written by the switch, taken by the
-/// transport. Shared between the monitor, the session and the upgrade
-/// handler's body stream.
-#[derive(Debug, Default)]
-pub struct Flow {
-    pub written: AtomicU64,
-    pub taken: AtomicU64,
-}
-
-impl Flow {
-    pub fn in_flight(&self) -> u64 {
-        self.written
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.taken.load(Ordering::Relaxed))
-    }
-
-    /// Counts a text frame of `payload` bytes about to be written.
-    pub fn wrote(&self, payload: usize) {
-        let header = if payload < 126 {
-            2
-        } else if payload < 65_536 {
-            4
-        } else {
-            10
-        };
-        self.written
-            .fetch_add((payload + header) as u64, Ordering::Relaxed);
-    }
-}
 
 /// One subscriber as the monitor sees it: the decisions, no IO.
 struct Subscriber {

@@ -27,7 +27,7 @@ use actix::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::agent::{
-    Agent, AgentAlive, AgentBound, AgentHeartbeat, AgentInfo, CheckLiveness, Deliver, GetAgentInfo,
+    Agent, AgentAlive, AgentBound, AgentHeartbeat, AgentInfo, CheckLiveness, GetAgentInfo,
     RetireAgent, RouterContext, ToBackend, ToClient, WsSession,
 };
 use crate::metrics::{ActorProbe, Mailbox};
@@ -203,7 +203,7 @@ impl Handler<RouteHeartbeat> for NetworkManager {
                 // Unknown agent: answer with the backend's ping only.
                 self.rctx.metrics.heartbeats.inc();
                 msg.packet.set_data(self.rctx.heartbeat_data(None));
-                msg.session.do_send(Deliver::to_agent(msg.packet));
+                let _ = crate::agent::deliver(&msg.session, msg.packet, crate::agent::TO_AGENT);
             }
         }
     }
