@@ -184,7 +184,10 @@ pub struct Agents {
 
 impl Agents {
     pub fn stats(&self, agent: &str) -> WorkerStats {
-        self.by_id.get(agent).map(AgentRecord::stats).unwrap_or_default()
+        self.by_id
+            .get(agent)
+            .map(AgentRecord::stats)
+            .unwrap_or_default()
     }
 
     pub fn record(&self, agent: &str) -> Option<&AgentRecord> {
@@ -236,11 +239,20 @@ impl Agents {
             }
         };
         if let Some(error) = packet.get("error") {
-            warn!("the switch reported an error: {error} (kind {})", packet.get("kind").unwrap_or(&Value::Null));
+            warn!(
+                "the switch reported an error: {error} (kind {})",
+                packet.get("kind").unwrap_or(&Value::Null)
+            );
             return Vec::new();
         }
-        let packet_type = packet.get("packet_type").and_then(Value::as_str).unwrap_or("");
-        let subject = packet.get("subject_id").and_then(Value::as_str).unwrap_or("");
+        let packet_type = packet
+            .get("packet_type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let subject = packet
+            .get("subject_id")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         match packet_type {
             "mephisto_bound_live_update" if !subject.is_empty() && subject != BACKEND_ID => {
                 let data = packet.get("data").unwrap_or(&Value::Null);
@@ -250,7 +262,10 @@ impl Agents {
             }
             "return_statuses" => Vec::new(),
             "log_error" => {
-                warn!("log_error for {subject}: {}", packet.get("data").unwrap_or(&Value::Null));
+                warn!(
+                    "log_error for {subject}: {}",
+                    packet.get("data").unwrap_or(&Value::Null)
+                );
                 Vec::new()
             }
             other => {
@@ -272,7 +287,10 @@ fn clip(text: &str) -> String {
 // Packets
 
 fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn packet(packet_type: &str, subject_id: &str, data: Value) -> Value {
@@ -310,7 +328,11 @@ pub struct Backoff {
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Self {
         let base = base.min(max);
-        Self { base, max, next: base }
+        Self {
+            base,
+            max,
+            next: base,
+        }
     }
 
     /// The wait before the next attempt; doubles the one after it.
@@ -327,7 +349,9 @@ impl Backoff {
 
 /// The WebSocket upgrade request, with the bearer token when one is given.
 fn build_request(url: &str, token: Option<&str>) -> Result<Request> {
-    let mut request = url.into_client_request().with_context(|| format!("bad --url {url:?}"))?;
+    let mut request = url
+        .into_client_request()
+        .with_context(|| format!("bad --url {url:?}"))?;
     if let Some(token) = token {
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .context("the token cannot be sent in an HTTP header")?;
@@ -430,13 +454,19 @@ async fn run_session(
 async fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    anyhow::ensure!(args.status_interval > 0.0, "--status-interval must be positive");
+    anyhow::ensure!(
+        args.status_interval > 0.0,
+        "--status-interval must be positive"
+    );
     anyhow::ensure!(args.max_backoff > 0.0, "--max-backoff must be positive");
     // Fail at once on a bad URL or token rather than retrying forever.
     build_request(&args.url, args.token.as_deref())?;
 
     let mut agents = Agents::default();
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs_f64(args.max_backoff));
+    let mut backoff = Backoff::new(
+        Duration::from_millis(250),
+        Duration::from_secs_f64(args.max_backoff),
+    );
     let mut shutdown: Shutdown = Box::pin(shutdown_signal());
 
     loop {
@@ -470,41 +500,82 @@ mod tests {
     #[test]
     fn get_worker_stats_of_an_unknown_agent_is_all_zero() {
         let mut a = Agents::default();
-        assert_eq!(a.handle_live_update("x", &json!({"message": "get_worker_stats"})), Some(stats(0, 0, 0)));
+        assert_eq!(
+            a.handle_live_update("x", &json!({"message": "get_worker_stats"})),
+            Some(stats(0, 0, 0))
+        );
         assert!(a.record("x").is_none(), "asking does not create state");
     }
 
     #[test]
     fn pseudo_submits_are_counted_and_answered_with_fresh_stats() {
         let mut a = Agents::default();
-        assert_eq!(a.handle_live_update("x", &json!({"message": "set_cad", "cad": "a cat sat"})), Some(stats(1, 0, 0)));
-        assert_eq!(a.handle_live_update("x", &json!({"message": "set_cad", "cad": " another "})), Some(stats(2, 0, 0)));
         assert_eq!(
-            a.handle_live_update("x", &json!({"message": "set_permutation", "permutation": "own, c2, c1"})),
+            a.handle_live_update("x", &json!({"message": "set_cad", "cad": "a cat sat"})),
+            Some(stats(1, 0, 0))
+        );
+        assert_eq!(
+            a.handle_live_update("x", &json!({"message": "set_cad", "cad": " another "})),
+            Some(stats(2, 0, 0))
+        );
+        assert_eq!(
+            a.handle_live_update(
+                "x",
+                &json!({"message": "set_permutation", "permutation": "own, c2, c1"})
+            ),
             Some(stats(2, 1, 1))
         );
         assert_eq!(
-            a.handle_live_update("x", &json!({"message": "set_permutation", "permutation": [2, 0, 1]})),
+            a.handle_live_update(
+                "x",
+                &json!({"message": "set_permutation", "permutation": [2, 0, 1]})
+            ),
             Some(stats(2, 2, 1))
         );
         assert_eq!(
-            a.handle_live_update("x", &json!({"message": "set_feedback", "feedback": "fine task"})),
+            a.handle_live_update(
+                "x",
+                &json!({"message": "set_feedback", "feedback": "fine task"})
+            ),
             Some(stats(2, 2, 1))
         );
         let r = a.record("x").unwrap();
         assert_eq!(r.cads, vec!["a cat sat", "another"]);
-        assert_eq!(r.rankings, vec![vec!["own", "c2", "c1"], vec!["2", "0", "1"]]);
+        assert_eq!(
+            r.rankings,
+            vec![vec!["own", "c2", "c1"], vec!["2", "0", "1"]]
+        );
         assert_eq!(r.feedback, vec!["fine task"]);
-        assert_eq!(a.handle_live_update("x", &json!({"message": "get_worker_stats"})), Some(stats(2, 2, 1)));
+        assert_eq!(
+            a.handle_live_update("x", &json!({"message": "get_worker_stats"})),
+            Some(stats(2, 2, 1))
+        );
     }
 
     #[test]
     fn agents_are_kept_apart() {
         let mut a = Agents::default();
         a.handle_live_update("x", &json!({"message": "set_cad", "cad": "c"}));
-        a.handle_live_update("y", &json!({"message": "set_permutation", "permutation": "0"}));
-        assert_eq!(a.stats("x"), WorkerStats { num_cads: 1, num_rankings: 0, num_first_place: 0 });
-        assert_eq!(a.stats("y"), WorkerStats { num_cads: 0, num_rankings: 1, num_first_place: 1 });
+        a.handle_live_update(
+            "y",
+            &json!({"message": "set_permutation", "permutation": "0"}),
+        );
+        assert_eq!(
+            a.stats("x"),
+            WorkerStats {
+                num_cads: 1,
+                num_rankings: 0,
+                num_first_place: 0
+            }
+        );
+        assert_eq!(
+            a.stats("y"),
+            WorkerStats {
+                num_cads: 0,
+                num_rankings: 1,
+                num_first_place: 1
+            }
+        );
     }
 
     #[test]
@@ -519,7 +590,11 @@ mod tests {
             json!({"message": "set_permutation"}),
             json!({"message": "set_feedback", "feedback": ""}),
         ] {
-            assert_eq!(a.handle_live_update("x", &msg), Some(stats(0, 0, 0)), "{msg}");
+            assert_eq!(
+                a.handle_live_update("x", &msg),
+                Some(stats(0, 0, 0)),
+                "{msg}"
+            );
         }
         assert!(a.record("x").is_none());
     }
@@ -527,7 +602,10 @@ mod tests {
     #[test]
     fn other_messages_are_ignored() {
         let mut a = Agents::default();
-        assert_eq!(a.handle_live_update("x", &json!({"message": "something_else"})), None);
+        assert_eq!(
+            a.handle_live_update("x", &json!({"message": "something_else"})),
+            None
+        );
         assert_eq!(a.handle_live_update("x", &json!({"text": "hi"})), None);
         assert_eq!(a.handle_live_update("x", &Value::Null), None);
     }
@@ -560,7 +638,10 @@ mod tests {
         }
         let first = |v: Value| {
             let mut a = Agents::default();
-            a.handle_live_update("x", &json!({"message": "set_permutation", "permutation": v}));
+            a.handle_live_update(
+                "x",
+                &json!({"message": "set_permutation", "permutation": v}),
+            );
             a.stats("x").num_first_place
         };
         assert_eq!(first(json!([0, 1, 2])), 1);
@@ -602,9 +683,19 @@ mod tests {
     #[test]
     fn backend_packets() {
         let p = alive();
-        assert_eq!((p["packet_type"].as_str(), p["subject_id"].as_str(), &p["data"]), (Some("alive"), Some("mephisto"), &json!({})));
+        assert_eq!(
+            (
+                p["packet_type"].as_str(),
+                p["subject_id"].as_str(),
+                &p["data"]
+            ),
+            (Some("alive"), Some("mephisto"), &json!({}))
+        );
         let p = request_statuses();
-        assert_eq!((p["packet_type"].as_str(), p["subject_id"].as_str()), (Some("request_statuses"), Some("mephisto")));
+        assert_eq!(
+            (p["packet_type"].as_str(), p["subject_id"].as_str()),
+            (Some("request_statuses"), Some("mephisto"))
+        );
     }
 
     #[test]

@@ -113,7 +113,11 @@ async fn every_request_is_answered_as_the_protocol_says() {
     assert_eq!(v["node_status_list"], json!(vec!["active"; 6]));
 
     let ninfo = c.ok(&ClientRequest::NetInfo).await;
-    assert!(ninfo.len() < 1024, "NINFO fits a spec client's frame limit: {}", ninfo.len());
+    assert!(
+        ninfo.len() < 1024,
+        "NINFO fits a spec client's frame limit: {}",
+        ninfo.len()
+    );
     let v: Value = serde_json::from_slice(&ninfo).unwrap();
     assert_eq!(v["link_up"], json!(true));
     assert_eq!(v["nodes"].as_array().unwrap().len(), 6);
