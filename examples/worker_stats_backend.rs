@@ -14,9 +14,10 @@
 //!
 //! # What it does
 //!
-//! - Opens the WebSocket, says `alive` as `mephisto`, and every 2 s
-//!   (`--status-interval`) sends `request_statuses` like Mephisto's supervisor;
-//!   the `return_statuses` answers are ignored.
+//! - Opens the WebSocket, says `alive` as `mephisto`, and then (at once, and
+//!   every 2 s after, `--status-interval`) sends `request_statuses` like
+//!   Mephisto's supervisor; the `return_statuses` answers are not used, except
+//!   that the first one shows the switch accepted this socket as the backend.
 //! - Handles every agent's `mephisto_bound_live_update` (the agent is the
 //!   packet's `subject_id`, the seed-004 message is its `data`):
 //!   - `{"message": "get_worker_stats"}`: answers that agent with a
@@ -32,8 +33,10 @@
 //!   `register_agent`, `submit_unit`, ...), logging it at debug level
 //!   (`log_error` packets and the switch's `{"error": ...}` frames at warn).
 //! - Reconnects when the switch goes away, waiting 0.25 s, 0.5 s, 1 s, ... up
-//!   to `--max-backoff` (10 s) between attempts (reset once connected), and
-//!   says `alive` again. Agents' state lives in this process, so it survives
+//!   to `--max-backoff` (10 s) between attempts, and says `alive` again. The
+//!   backoff starts over once the switch has accepted us as the backend (first
+//!   `return_statuses`), so a refused token (close 1008) is retried ever more
+//!   slowly, not in a tight loop. Agents' state lives in this process, so it survives
 //!   reconnections but not a restart.
 //! - SIGINT/SIGTERM close the socket (1001) and exit 0.
 //!
@@ -229,13 +232,14 @@ impl Agents {
         Some(json!({ "message": "set_worker_stats", "stats": self.stats(agent) }))
     }
 
-    /// Handles one text frame from the switch; returns the packets to send.
-    pub fn handle_frame(&mut self, text: &str) -> Vec<Value> {
+    /// Handles one text frame from the switch.
+    pub fn handle_frame(&mut self, text: &str) -> FrameOutcome {
+        let mut outcome = FrameOutcome::default();
         let packet: Value = match serde_json::from_str(text) {
             Ok(v @ Value::Object(_)) => v,
             _ => {
                 warn!("ignoring a frame that is not a JSON object: {}", clip(text));
-                return Vec::new();
+                return outcome;
             }
         };
         if let Some(error) = packet.get("error") {
@@ -243,7 +247,7 @@ impl Agents {
                 "the switch reported an error: {error} (kind {})",
                 packet.get("kind").unwrap_or(&Value::Null)
             );
-            return Vec::new();
+            return outcome;
         }
         let packet_type = packet
             .get("packet_type")
@@ -256,24 +260,30 @@ impl Agents {
         match packet_type {
             "mephisto_bound_live_update" if !subject.is_empty() && subject != BACKEND_ID => {
                 let data = packet.get("data").unwrap_or(&Value::Null);
-                self.handle_live_update(subject, data)
-                    .map(|reply| vec![client_bound_live_update(subject, reply)])
-                    .unwrap_or_default()
+                if let Some(reply) = self.handle_live_update(subject, data) {
+                    outcome
+                        .replies
+                        .push(client_bound_live_update(subject, reply));
+                }
             }
-            "return_statuses" => Vec::new(),
-            "log_error" => {
-                warn!(
-                    "log_error for {subject}: {}",
-                    packet.get("data").unwrap_or(&Value::Null)
-                );
-                Vec::new()
-            }
-            other => {
-                debug!("ignoring {other:?} packet for {subject:?}");
-                Vec::new()
-            }
+            "return_statuses" => outcome.return_statuses = true,
+            "log_error" => warn!(
+                "log_error for {subject}: {}",
+                packet.get("data").unwrap_or(&Value::Null)
+            ),
+            other => debug!("ignoring {other:?} packet for {subject:?}"),
         }
+        outcome
     }
+}
+
+/// What a frame from the switch asks of the connection.
+#[derive(Debug, Default)]
+pub struct FrameOutcome {
+    /// Packets to send back.
+    pub replies: Vec<Value>,
+    /// The frame was a `return_statuses`: the switch treats us as the backend.
+    pub return_statuses: bool,
 }
 
 fn clip(text: &str) -> String {
@@ -408,11 +418,15 @@ async fn run_session(
         _ = &mut *shutdown => return Ok(SessionEnd::Shutdown),
     };
     ws.send(text(&alive())).await.context("sending alive")?;
-    info!("connected to {} as the backend", args.url);
-    backoff.reset();
+    info!("connected to {}; said alive as {BACKEND_ID}", args.url);
 
+    // The first request_statuses goes out at once: its answer shows that the
+    // switch took us as the backend (a refused backend is closed with 1008
+    // instead). Only then is the backoff reset, so a refused token is retried
+    // ever more slowly rather than in a tight loop.
+    let mut accepted = false;
     let period = Duration::from_secs_f64(args.status_interval.max(0.05));
-    let mut statuses = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut statuses = tokio::time::interval(period);
     statuses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
@@ -421,7 +435,13 @@ async fn run_session(
                 None => return Ok(SessionEnd::Closed),
                 Some(Err(e)) => return Err(e).context("connection lost"),
                 Some(Ok(Message::Text(t))) => {
-                    for out in agents.handle_frame(&t) {
+                    let outcome = agents.handle_frame(&t);
+                    if outcome.return_statuses && !accepted {
+                        accepted = true;
+                        backoff.reset();
+                        info!("accepted as the backend");
+                    }
+                    for out in outcome.replies {
                         ws.send(text(&out)).await.context("sending a live update")?;
                     }
                 }
@@ -658,7 +678,9 @@ mod tests {
             "packet_type": "mephisto_bound_live_update", "subject_id": "agent-7",
             "data": {"message": "set_cad", "cad": "x"}, "router_incoming_timestamp": 1.0,
         });
-        let out = a.handle_frame(&frame.to_string());
+        let outcome = a.handle_frame(&frame.to_string());
+        assert!(!outcome.return_statuses);
+        let out = outcome.replies;
         assert_eq!(out.len(), 1);
         assert_eq!(out[0]["packet_type"], "client_bound_live_update");
         assert_eq!(out[0]["subject_id"], "agent-7");
@@ -673,10 +695,16 @@ mod tests {
             json!({"packet_type": "mephisto_bound_live_update", "data": {"message": "get_worker_stats"}}),
             json!({"error": "invalid JSON", "kind": "bad_json"}),
         ] {
-            assert!(a.handle_frame(&ignored.to_string()).is_empty(), "{ignored}");
+            assert!(
+                a.handle_frame(&ignored.to_string()).replies.is_empty(),
+                "{ignored}"
+            );
         }
-        assert!(a.handle_frame("not json").is_empty());
-        assert!(a.handle_frame("[1,2]").is_empty());
+        let statuses =
+            json!({"packet_type": "return_statuses", "subject_id": "mephisto", "data": {}});
+        assert!(a.handle_frame(&statuses.to_string()).return_statuses);
+        assert!(a.handle_frame("not json").replies.is_empty());
+        assert!(a.handle_frame("[1,2]").replies.is_empty());
         assert_eq!(a.stats("agent-7").num_cads, 1);
     }
 

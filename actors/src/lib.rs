@@ -40,6 +40,7 @@
 //! clock) and [`metrics`] (every metric name, in one place).
 
 pub mod agent;
+pub mod channel;
 pub mod flow;
 pub mod metrics;
 pub mod monitor;

@@ -64,6 +64,15 @@ pub mod names {
     pub const MONITOR_SUBSCRIBERS: &str = "switchyard_monitor_subscribers";
     pub const MONITOR_EVENTS_SENT: &str = "switchyard_monitor_events_sent_total";
     pub const MONITOR_EVENTS_DROPPED: &str = "switchyard_monitor_events_dropped_total";
+    pub const UPLINK_RECONNECTS: &str = "switchyard_uplink_reconnects_total";
+    pub const UPLINK_BUFFERED: &str = "switchyard_uplink_buffered";
+    pub const UPLINK_DROPPED: &str = "switchyard_uplink_dropped_total";
+    pub const UPLINK_CONNECTED: &str = "switchyard_uplink_connected";
+    pub const GATEWAY_CONNECTED: &str = "switchyard_gateway_connected";
+    pub const GATEWAY_EVENTS_IN: &str = "switchyard_gateway_events_in_total";
+    pub const GATEWAY_DUPLICATES: &str = "switchyard_gateway_duplicates_total";
+    pub const GATEWAY_REFUSED: &str = "switchyard_gateway_refused_total";
+    pub const GATEWAY_BAD_FRAMES: &str = "switchyard_gateway_bad_frames_total";
 }
 
 /// Label values of `switchyard_packets_dropped_total{reason}`.
@@ -144,6 +153,15 @@ pub struct Metrics {
     pub monitor_subscribers: IntGauge,
     pub monitor_events_sent: IntCounter,
     pub monitor_events_dropped: IntCounter,
+    pub uplink_reconnects: IntCounterVec,
+    pub uplink_buffered: IntGaugeVec,
+    pub uplink_dropped: IntCounterVec,
+    pub uplink_connected: IntGaugeVec,
+    pub gateway_connected: IntGaugeVec,
+    pub gateway_events_in: IntCounterVec,
+    pub gateway_duplicates: IntCounterVec,
+    pub gateway_refused: IntCounter,
+    pub gateway_bad_frames: IntCounterVec,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     next_actor: AtomicU64,
 }
@@ -312,6 +330,47 @@ impl Metrics {
             monitor_events_dropped: counter(
                 names::MONITOR_EVENTS_DROPPED,
                 "Events dropped from slow monitor subscribers' queues",
+            ),
+            uplink_reconnects: counter_vec(
+                names::UPLINK_RECONNECTS,
+                "Uplink connection attempts after a loss or failure, by gateway",
+                &["gateway"],
+            ),
+            uplink_buffered: gauge_vec(
+                names::UPLINK_BUFFERED,
+                "Uplink events not yet acknowledged by the central switch, by gateway",
+                &["gateway"],
+            ),
+            uplink_dropped: counter_vec(
+                names::UPLINK_DROPPED,
+                "Uplink events dropped from a full buffer, by gateway",
+                &["gateway"],
+            ),
+            uplink_connected: gauge_vec(
+                names::UPLINK_CONNECTED,
+                "1 while the uplink to the central switch is up, by gateway",
+                &["gateway"],
+            ),
+            gateway_connected: gauge_vec(
+                names::GATEWAY_CONNECTED,
+                "1 while a gateway is connected to this (central) switch",
+                &["gateway"],
+            ),
+            gateway_events_in: counter_vec(
+                names::GATEWAY_EVENTS_IN,
+                "Events applied from a gateway",
+                &["gateway"],
+            ),
+            gateway_duplicates: counter_vec(
+                names::GATEWAY_DUPLICATES,
+                "Replayed or out-of-order gateway events not applied, by gateway",
+                &["gateway"],
+            ),
+            gateway_refused: counter(names::GATEWAY_REFUSED, "Gateways refused (token)"),
+            gateway_bad_frames: counter_vec(
+                names::GATEWAY_BAD_FRAMES,
+                "Undecodable uplink frames, by kind",
+                &["kind"],
             ),
             registry: r,
             actors: Mutex::new(HashMap::new()),

@@ -9,6 +9,7 @@ pub mod data_types;
 pub mod frame;
 pub mod mesh;
 pub mod packet;
+pub mod uplink;
 
 pub use data_types::{DataTypeError, DataTypeSpec, DataTypes, Decoded, FieldSpec, IntKind};
 pub use frame::{FrameCodec, FrameError, FrameItem, DEFAULT_MAX_FRAME};
