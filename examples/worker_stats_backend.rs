@@ -3,7 +3,7 @@
 //! (PROTOCOL.md section 1) as the backend, the way Mephisto's main process does.
 //!
 //! ```sh
-//! cargo run --release -- --static-dir examples/worker_stats/static
+//! cargo run --release -- --static-dir examples/worker_stats/static --uart none
 //! cargo run --release --example worker_stats_backend -- --url ws://127.0.0.1:3000/
 //! # then open http://127.0.0.1:3000/?agent_id=demo-1
 //! ```
@@ -425,6 +425,7 @@ async fn run_session(
     // instead). Only then is the backoff reset, so a refused token is retried
     // ever more slowly rather than in a tight loop.
     let mut accepted = false;
+    let mut closing = false;
     let period = Duration::from_secs_f64(args.status_interval.max(0.05));
     let mut statuses = tokio::time::interval(period);
     statuses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -447,6 +448,7 @@ async fn run_session(
                 }
                 Some(Ok(Message::Close(frame))) => {
                     // tungstenite answers the close; the stream ends next.
+                    closing = true;
                     match frame {
                         Some(f) if f.code == CloseCode::Policy => warn!(
                             "the switch refused this backend ({}): {} (is --token right?)",
@@ -459,7 +461,7 @@ async fn run_session(
                 Some(Ok(Message::Binary(b))) => debug!("ignoring a binary frame of {} bytes", b.len()),
                 Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
             },
-            _ = statuses.tick() => {
+            _ = statuses.tick(), if !closing => {
                 ws.send(text(&request_statuses())).await.context("sending request_statuses")?;
             }
             _ = &mut *shutdown => {

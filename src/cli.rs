@@ -147,6 +147,27 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub history_limit: Option<usize>,
 
+    /// Forward this switch's mesh to a central switch, e.g.
+    /// ws://central:3000/gateway.
+    #[arg(long, value_name = "URL")]
+    pub uplink: Option<String>,
+
+    /// This switch's name at the central switch [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub gateway_id: Option<String>,
+
+    /// Token presented to the central switch.
+    #[arg(long, value_name = "TOKEN")]
+    pub uplink_token: Option<String>,
+
+    /// Failed uplink attempts in a row before giving up (0: never) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub uplink_retry_budget: Option<u32>,
+
+    /// As a central switch: the token gateways must present.
+    #[arg(long, value_name = "TOKEN")]
+    pub gateway_token: Option<String>,
+
     /// Nodes of the simulated mesh [default: 6].
     #[arg(long, value_name = "N")]
     pub sim_nodes: Option<u16>,
@@ -208,6 +229,19 @@ impl RunArgs {
         }
         set(&mut c.mesh.node_timeout_secs, self.node_timeout);
         set(&mut c.mesh.history_limit, self.history_limit);
+        if self.uplink.is_some() {
+            c.uplink.url = self.uplink;
+        }
+        if self.gateway_id.is_some() {
+            c.uplink.gateway_id = self.gateway_id;
+        }
+        if self.uplink_token.is_some() {
+            c.uplink.token = self.uplink_token;
+        }
+        set(&mut c.uplink.channel.retry_budget, self.uplink_retry_budget);
+        if self.gateway_token.is_some() {
+            c.gateway_token = self.gateway_token;
+        }
         set(&mut c.sim.nodes, self.sim_nodes);
         set(&mut c.sim.interval_secs, self.sim_interval);
         Ok(c)

@@ -12,6 +12,7 @@ use switchyard_actors::network::mesh::MeshConfig;
 use switchyard_actors::socket::SocketConfig;
 use switchyard_actors::uart::sim::SimConfig;
 use switchyard_actors::uart::UartConfig;
+use switchyard_actors::uplink::UplinkConfig;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -42,6 +43,10 @@ pub struct Config {
     pub serial: UartConfig,
     pub mesh: MeshConfig,
     pub sim: SimConfig,
+    /// This switch as an edge: its uplink to a central switch.
+    pub uplink: UplinkConfig,
+    /// This switch as a central: gateways must present this token.
+    pub gateway_token: Option<String>,
     pub agent: AgentConfig,
     pub backend: BackendConfig,
     pub session: SessionConfig,
@@ -64,6 +69,8 @@ impl Default for Config {
             serial: UartConfig::default(),
             mesh: MeshConfig::default(),
             sim: SimConfig::default(),
+            uplink: UplinkConfig::default(),
+            gateway_token: None,
             agent: AgentConfig::default(),
             backend: BackendConfig::default(),
             session: SessionConfig::default(),

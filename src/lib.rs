@@ -26,6 +26,7 @@ use switchyard_actors::network::{AttachUart, NetworkManager, NetworkSetup};
 use switchyard_actors::socket::SocketManager;
 use switchyard_actors::uart::sim::SimulatedRoot;
 use switchyard_actors::uart::{PortPath, UartManager};
+use switchyard_actors::uplink::{GatewayServer, Uplink};
 use switchyard_actors::wire::data_types::DataTypes;
 
 pub use config::{Config, MeshLink};
@@ -85,6 +86,15 @@ pub fn load_data_types(config: &Config) -> Result<DataTypes, StartError> {
     DataTypes::builtin()
         .with(specs)
         .map_err(|e| StartError::DataTypes(format!("{}: {e}", path.display())))
+}
+
+/// The host's name, else "edge".
+fn default_gateway_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "edge".into())
 }
 
 /// The node cache, warmed from the history log.
@@ -212,8 +222,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         router.backend.clone(),
     );
 
+    let gateways = GatewayServer::start_link(Arc::clone(&metrics), router.network.clone());
+    if let Some(url) = &config.uplink.url {
+        let gateway = config
+            .uplink
+            .gateway_id
+            .clone()
+            .unwrap_or_else(default_gateway_id);
+        log::info!("uplink: forwarding the mesh to {url} as gateway {gateway}");
+        Uplink::start_link(
+            gateway,
+            url.clone(),
+            config.uplink.token.clone(),
+            config.uplink.channel.clone(),
+            Arc::clone(&metrics),
+            router.network.clone(),
+            router.shutdown.clone(),
+        );
+    }
+
     let state = web::Data::new(http::AppState {
         monitor,
+        gateways,
         config: config.clone(),
         router: Arc::clone(&router),
         metrics: Arc::clone(&metrics),

@@ -11,3 +11,4 @@ pub mod mesh;
 mod metrics;
 mod monitor;
 mod router;
+mod uplink;

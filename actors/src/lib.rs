@@ -15,6 +15,9 @@
 //! | `SocketManager` | TCP listener | accepting, the set of listening connections | [`socket`] |
 //! | `ClientConnection` | TCP connection | ordered answers, the bounded push queue | [`socket`] |
 //! | `Monitor` | switch | the `/monitor` subscribers | [`monitor`] |
+//! | `Uplink` | edge switch | unacknowledged events, the `WebsocketChannel` to the central switch | [`uplink`] |
+//! | `GatewayServer` | central switch | connected gateways, their sequence gates, pending commands | [`uplink`] |
+//! | `GatewaySession` | gateway WebSocket | decoding envelopes | [`uplink`] |
 //! | `MonitorSession` | `/monitor` WebSocket | its filter and bounded event queue | [`monitor`] |
 //!
 //! `NetworkManager` also owns the mesh node cache and history log, and the
@@ -49,6 +52,7 @@ pub mod socket;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod uart;
+pub mod uplink;
 pub mod wire;
 
 /// Seconds since the Unix epoch, as the router's `*_timestamp` fields use.

@@ -33,3 +33,30 @@ impl EventProbe {
         rx
     }
 }
+
+/// Collects a channel's notices into a channel of the test's.
+pub struct NoticeProbe {
+    tx: mpsc::UnboundedSender<crate::channel::ChannelNotice>,
+}
+
+impl Actor for NoticeProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<crate::channel::ChannelNotice> for NoticeProbe {
+    type Result = ();
+    fn handle(&mut self, msg: crate::channel::ChannelNotice, _: &mut Context<Self>) {
+        let _ = self.tx.send(msg);
+    }
+}
+
+impl NoticeProbe {
+    /// A recipient for a channel's owner, and the notices it gets.
+    pub fn start() -> (
+        Recipient<crate::channel::ChannelNotice>,
+        mpsc::UnboundedReceiver<crate::channel::ChannelNotice>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (NoticeProbe { tx }.start().recipient(), rx)
+    }
+}

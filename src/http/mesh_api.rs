@@ -75,7 +75,24 @@ pub async fn history(
     query: web::Query<HistoryQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let addr = parse_addr(&path)?;
+    history_of(NodeKey::local(parse_addr(&path)?), query, state).await
+}
+
+/// The history of a node behind a gateway (central switch).
+pub async fn gateway_history(
+    path: web::Path<(String, String)>,
+    query: web::Query<HistoryQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    history_of(gateway_key(&path)?, query, state).await
+}
+
+async fn history_of(
+    key: NodeKey,
+    query: web::Query<HistoryQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let addr = key.addr;
     let data_type = query
         .data_type
         .clone()
@@ -85,7 +102,7 @@ pub async fn history(
         .router
         .network
         .send(GetHistory {
-            key: NodeKey::local(addr),
+            key: key.clone(),
             data_type: data_type.clone(),
             limit,
         })
@@ -93,6 +110,7 @@ pub async fn history(
         .map_err(mailbox_error)?
         .ok_or_else(|| ApiError::Unknown(format!("node 0x{addr:04x} unknown")))?;
     Ok(HttpResponse::Ok().json(json!({
+        "gateway": key.gateway,
         "address": format!("0x{addr:04x}"),
         "type": data_type,
         "samples": samples,
@@ -179,4 +197,73 @@ mod tests {
         assert!(parse_addr("node").is_err());
         assert!(parse_addr("-1").is_err());
     }
+}
+
+fn gateway_key(path: &(String, String)) -> Result<NodeKey, ApiError> {
+    Ok(NodeKey {
+        gateway: Some(path.0.clone()),
+        addr: parse_addr(&path.1)?,
+    })
+}
+
+/// A node behind a gateway (central switch).
+pub async fn gateway_node(
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = gateway_key(&path)?;
+    match state
+        .router
+        .network
+        .send(GetNode(key.clone()))
+        .await
+        .map_err(mailbox_error)?
+    {
+        Some(v) => Ok(HttpResponse::Ok().json(v)),
+        None => Err(ApiError::Unknown(format!(
+            "node 0x{:04x} of gateway {} unknown",
+            key.addr, path.0
+        ))),
+    }
+}
+
+/// Sends to a node through its gateway.
+pub async fn gateway_send(
+    path: web::Path<(String, String)>,
+    body: web::Json<SendBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use switchyard_actors::uplink::GatewayCommand;
+    use switchyard_actors::wire::uplink::RemoteCommand;
+    let key = gateway_key(&path)?;
+    let message = message_bytes(&body.text)?;
+    let known = state
+        .router
+        .network
+        .send(GetNode(key.clone()))
+        .await
+        .map_err(mailbox_error)?;
+    if known.is_none() {
+        return Err(ApiError::Unknown(format!(
+            "node 0x{:04x} of gateway {} unknown",
+            key.addr, path.0
+        )));
+    }
+    let command = if body.tracked {
+        RemoteCommand::SendTracked { message }
+    } else {
+        RemoteCommand::Send { message }
+    };
+    state
+        .gateways
+        .send(GatewayCommand {
+            gateway: path.0.clone(),
+            node: key.addr,
+            command,
+        })
+        .await
+        .map_err(mailbox_error)?
+        .map_err(command_error)?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"status": "ok", "gateway": path.0, "address": format!("0x{:04x}", key.addr)})))
 }

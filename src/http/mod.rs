@@ -51,6 +51,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub uploads: uploads::UploadStore,
     pub monitor: switchyard_actors::metrics::Mailbox<switchyard_actors::monitor::Monitor>,
+    pub gateways: switchyard_actors::metrics::Mailbox<switchyard_actors::uplink::GatewayServer>,
     pub static_dir: Option<PathBuf>,
 }
 
@@ -117,6 +118,19 @@ pub fn app(
             web::get().to(mesh_api::history),
         )
         .route("/api/nodes/{addr}/send", web::post().to(mesh_api::send))
+        .route(
+            "/api/nodes/{gateway}/{addr}",
+            web::get().to(mesh_api::gateway_node),
+        )
+        .route(
+            "/api/nodes/{gateway}/{addr}/history",
+            web::get().to(mesh_api::gateway_history),
+        )
+        .route(
+            "/api/nodes/{gateway}/{addr}/send",
+            web::post().to(mesh_api::gateway_send),
+        )
+        .route("/gateway", web::get().to(ws::gateway))
         .route("/api/broadcast", web::post().to(mesh_api::broadcast))
         .route("/metrics", web::get().to(metrics::prometheus))
         .route("/metrics/actors", web::get().to(metrics::actors))

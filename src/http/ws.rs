@@ -73,3 +73,29 @@ pub async fn index_or_upgrade(
         flow,
     }))
 }
+
+/// `/gateway`: an edge switch's uplink (PROTOCOL 5).
+pub async fn gateway(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let token_ok = match &state.config.gateway_token {
+        None => true,
+        Some(expected) => presented_token(&req).is_some_and(|t| same_token(&t, expected)),
+    };
+    let peer = req
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let session = switchyard_actors::uplink::GatewaySession::new(
+        Arc::clone(&state.metrics),
+        state.gateways.clone(),
+        token_ok,
+        peer,
+        state.router.shutdown.clone(),
+    );
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(16 * 1024 * 1024)
+        .start()
+}

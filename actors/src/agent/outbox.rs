@@ -41,6 +41,19 @@ impl<T> Outbox<T> {
         self.items.pop_front()
     }
 
+    /// Takes the head if `f` says so.
+    pub fn pop_if(&mut self, f: impl FnOnce(&T) -> bool) -> Option<T> {
+        if self.items.front().is_some_and(f) {
+            self.items.pop_front()
+        } else {
+            None
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }

@@ -33,7 +33,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::uart::{Backoff, sim::Rng};
+use crate::uart::{sim::Rng, Backoff};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -49,8 +49,12 @@ pub enum ChannelNotice {
     Opened,
     Reconnected,
     /// The connection was lost; the channel is retrying.
-    Lost { reason: String },
-    CatastrophicDisconnect { reason: String },
+    Lost {
+        reason: String,
+    },
+    CatastrophicDisconnect {
+        reason: String,
+    },
     Inbound(Bytes),
 }
 

@@ -70,29 +70,33 @@ impl WebsocketChannel {
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(10))
             .finish();
-        let mut req = client.ws(self.url.as_str()).max_frame_size(16 * 1024 * 1024);
+        let mut req = client
+            .ws(self.url.as_str())
+            .max_frame_size(16 * 1024 * 1024);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        ctx.spawn(async move { req.connect().await }.into_actor(self).map(
-            move |res, act, ctx| {
-                if act.life.is_closed() || attempt != act.attempt {
-                    return;
-                }
-                match res {
-                    Ok((_, framed)) => {
-                        let (sink, stream) = framed.split();
-                        act.sink = Some(SinkWrite::new(sink, ctx));
-                        ctx.add_stream(stream);
-                        let notice = act.life.connected();
-                        log::info!("channel {}: connected to {}", act.label, act.url);
-                        act.owner.do_send(notice);
-                        act.flush();
+        ctx.spawn(
+            async move { req.connect().await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    if act.life.is_closed() || attempt != act.attempt {
+                        return;
                     }
-                    Err(e) => act.failed(format!("cannot connect to {}: {e}", act.url), ctx),
-                }
-            },
-        ));
+                    match res {
+                        Ok((_, framed)) => {
+                            let (sink, stream) = framed.split();
+                            act.sink = Some(SinkWrite::new(sink, ctx));
+                            ctx.add_stream(stream);
+                            let notice = act.life.connected();
+                            log::info!("channel {}: connected to {}", act.label, act.url);
+                            act.owner.do_send(notice);
+                            act.flush();
+                        }
+                        Err(e) => act.failed(format!("cannot connect to {}: {e}", act.url), ctx),
+                    }
+                }),
+        );
     }
 
     fn failed(&mut self, reason: String, ctx: &mut Context<Self>) {
@@ -106,7 +110,10 @@ impl WebsocketChannel {
         match self.life.failed() {
             Next::RetryIn(d) => {
                 if was_alive {
-                    log::warn!("channel {}: connection lost ({reason}); retrying", self.label);
+                    log::warn!(
+                        "channel {}: connection lost ({reason}); retrying",
+                        self.label
+                    );
                     self.owner.do_send(ChannelNotice::Lost { reason });
                 } else {
                     log::info!("channel {}: {reason}; retrying in {d:?}", self.label);
@@ -122,7 +129,10 @@ impl WebsocketChannel {
                 });
             }
             Next::GiveUp => {
-                log::error!("channel {}: retry budget spent ({reason}); giving up", self.label);
+                log::error!(
+                    "channel {}: retry budget spent ({reason}); giving up",
+                    self.label
+                );
                 self.owner
                     .do_send(ChannelNotice::CatastrophicDisconnect { reason });
             }
@@ -233,7 +243,9 @@ impl Handler<CloseChannel> for WebsocketChannel {
         }
         self.kept.take_all();
         self.buffered_gauge();
-        ctx.stop();
+        // The actor stays to answer `IsClosed`; it stops when its owner
+        // lets go of it.
+        let _ = ctx;
     }
 }
 

@@ -108,6 +108,43 @@ impl NetworkManager {
         agent
     }
 
+    /// A frame from a root (ours, or a gateway's): cache, history, events.
+    fn apply_root(&mut self, gateway: Option<&str>, message: RootMessage, now: f64) {
+        let outcome = self
+            .mesh
+            .on_root_message(gateway, message, now, &self.rctx.metrics);
+        if let Some(h) = self.history.as_mut() {
+            let mut failed = None;
+            for r in &outcome.records {
+                if let Err(e) = h.append(r) {
+                    failed = Some(e);
+                }
+            }
+            if let Err(e) = h.flush() {
+                failed = Some(e);
+            }
+            if let Some(e) = failed {
+                self.rctx.metrics.history_errors.inc();
+                log::error!("history log: cannot write: {e}");
+            } else {
+                self.rctx
+                    .metrics
+                    .history_records
+                    .inc_by(outcome.records.len() as u64);
+            }
+        }
+        if outcome
+            .events
+            .iter()
+            .any(|e| matches!(e, SwitchEvent::NodeStatus { .. }))
+        {
+            self.node_gauges();
+        }
+        for e in outcome.events {
+            self.publish(e);
+        }
+    }
+
     /// Sends an event to every subscriber still listening.
     fn publish(&mut self, event: SwitchEvent) {
         self.rctx
@@ -398,39 +435,7 @@ impl Handler<RootMessageReceived> for NetworkManager {
                 });
             }
         }
-        let outcome = self
-            .mesh
-            .on_root_message(None, msg.message, now, &self.rctx.metrics);
-        if let Some(h) = self.history.as_mut() {
-            let mut failed = None;
-            for r in &outcome.records {
-                if let Err(e) = h.append(r) {
-                    failed = Some(e);
-                }
-            }
-            if let Err(e) = h.flush() {
-                failed = Some(e);
-            }
-            if let Some(e) = failed {
-                self.rctx.metrics.history_errors.inc();
-                log::error!("history log: cannot write: {e}");
-            } else {
-                self.rctx
-                    .metrics
-                    .history_records
-                    .inc_by(outcome.records.len() as u64);
-            }
-        }
-        if outcome
-            .events
-            .iter()
-            .any(|e| matches!(e, SwitchEvent::NodeStatus { .. }))
-        {
-            self.node_gauges();
-        }
-        for e in outcome.events {
-            self.publish(e);
-        }
+        self.apply_root(None, msg.message, now);
     }
 }
 
@@ -647,5 +652,64 @@ impl Handler<GetRobots> for NetworkManager {
     fn handle(&mut self, _: GetRobots, _: &mut Context<Self>) -> Self::Result {
         let _h = self.probe.handling("GetRobots");
         MessageResult(self.robots.clone())
+    }
+}
+
+/// An event from a gateway's mesh (central side), applied once and in
+/// order by `GatewayServer`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct GatewayMessage {
+    pub gateway: String,
+    pub ts: f64,
+    pub event: crate::wire::uplink::UplinkEvent,
+}
+
+impl Handler<GatewayMessage> for NetworkManager {
+    type Result = ();
+    fn handle(&mut self, msg: GatewayMessage, _: &mut Context<Self>) {
+        use crate::wire::mesh::DataEntry;
+        use crate::wire::uplink::UplinkEvent;
+        let _h = self.probe.handling("GatewayMessage");
+        let gw = msg.gateway;
+        match msg.event {
+            UplinkEvent::NodeData { node, entries } => {
+                let entries = entries
+                    .into_iter()
+                    .map(|(t, raw)| DataEntry::new(t, raw))
+                    .collect();
+                self.apply_root(Some(&gw), RootMessage::Data { node, entries }, msg.ts);
+            }
+            UplinkEvent::NodeMessage { node, message } => {
+                self.apply_root(
+                    Some(&gw),
+                    RootMessage::Message {
+                        node,
+                        text: message,
+                    },
+                    msg.ts,
+                );
+            }
+            UplinkEvent::NodeStatus { node, active } => {
+                use node_cache::NodeStatus;
+                self.publish(SwitchEvent::NodeStatus {
+                    ts: msg.ts,
+                    key: NodeKey {
+                        gateway: Some(gw),
+                        addr: node,
+                    },
+                    status: if active {
+                        NodeStatus::Active
+                    } else {
+                        NodeStatus::Inactive
+                    },
+                });
+            }
+            UplinkEvent::Link { up } => self.publish(SwitchEvent::Link {
+                ts: msg.ts,
+                link: format!("gateway:{gw}/mesh"),
+                state: if up { "up" } else { "down" }.into(),
+            }),
+        }
     }
 }

@@ -14,10 +14,21 @@ pub const VERSION: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UplinkEvent {
-    NodeData { node: NodeAddr, entries: Vec<(String, Vec<u8>)> },
-    NodeMessage { node: NodeAddr, message: Vec<u8> },
-    NodeStatus { node: NodeAddr, active: bool },
-    Link { up: bool },
+    NodeData {
+        node: NodeAddr,
+        entries: Vec<(String, Vec<u8>)>,
+    },
+    NodeMessage {
+        node: NodeAddr,
+        message: Vec<u8>,
+    },
+    NodeStatus {
+        node: NodeAddr,
+        active: bool,
+    },
+    Link {
+        up: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,12 +43,32 @@ pub enum RemoteCommand {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Envelope {
-    /// `epoch` is new each time the edge starts: its sequence starts again.
-    Hello { gateway: String, epoch: u64 },
-    Event { seq: u64, ts: f64, event: UplinkEvent },
-    Ack { seq: u64 },
-    Command { id: u64, node: NodeAddr, command: RemoteCommand },
-    CommandResult { id: u64, outcome: Result<Vec<NodeAddr>, String> },
+    /// `epoch` is new each time the edge starts (its numbering starts
+    /// again); `resume` is the oldest number the edge still holds, so a
+    /// central switch that does not know this gateway yet (or restarted)
+    /// knows where the sequence stands.
+    Hello {
+        gateway: String,
+        epoch: u64,
+        resume: u64,
+    },
+    Event {
+        seq: u64,
+        ts: f64,
+        event: UplinkEvent,
+    },
+    Ack {
+        seq: u64,
+    },
+    Command {
+        id: u64,
+        node: NodeAddr,
+        command: RemoteCommand,
+    },
+    CommandResult {
+        id: u64,
+        outcome: Result<Vec<NodeAddr>, String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +113,10 @@ impl Envelope {
         let (env, used) = bincode::serde::decode_from_slice::<Envelope, _>(body, config())
             .map_err(|e| UplinkError::Garbage(e.to_string()))?;
         if used != body.len() {
-            return Err(UplinkError::Garbage(format!("{} trailing bytes", body.len() - used)));
+            return Err(UplinkError::Garbage(format!(
+                "{} trailing bytes",
+                body.len() - used
+            )));
         }
         Ok(env)
     }
@@ -104,6 +138,22 @@ pub enum SeqVerdict {
 }
 
 impl SeqGate {
+    /// A gate whose next event is `next`.
+    pub fn resuming_at(next: u64) -> SeqGate {
+        SeqGate {
+            applied: next.saturating_sub(1),
+        }
+    }
+
+    /// The edge no longer holds anything before `next` (its buffer
+    /// overflowed): move on rather than wait for it. Returns how many
+    /// numbers were skipped.
+    pub fn skip_to(&mut self, next: u64) -> u64 {
+        let before = self.applied;
+        self.applied = self.applied.max(next.saturating_sub(1));
+        self.applied - before
+    }
+
     pub fn check(&mut self, seq: u64) -> SeqVerdict {
         if seq == self.applied + 1 {
             self.applied = seq;
@@ -127,16 +177,36 @@ mod tests {
     #[test]
     fn envelopes_round_trip_with_the_version_first() {
         let all = vec![
-            Envelope::Hello { gateway: "edge-1".into(), epoch: 42 },
+            Envelope::Hello {
+                gateway: "edge-1".into(),
+                epoch: 42,
+                resume: 1,
+            },
             Envelope::Event {
                 seq: 7,
                 ts: 1.5,
-                event: UplinkEvent::NodeData { node: 3, entries: vec![("TMP".into(), vec![1, 2])] },
+                event: UplinkEvent::NodeData {
+                    node: 3,
+                    entries: vec![("TMP".into(), vec![1, 2])],
+                },
             },
-            Envelope::Event { seq: 8, ts: 2.0, event: UplinkEvent::Link { up: false } },
+            Envelope::Event {
+                seq: 8,
+                ts: 2.0,
+                event: UplinkEvent::Link { up: false },
+            },
             Envelope::Ack { seq: 8 },
-            Envelope::Command { id: 1, node: 2, command: RemoteCommand::Send { message: b"hi".to_vec() } },
-            Envelope::CommandResult { id: 1, outcome: Err("mesh link down".into()) },
+            Envelope::Command {
+                id: 1,
+                node: 2,
+                command: RemoteCommand::Send {
+                    message: b"hi".to_vec(),
+                },
+            },
+            Envelope::CommandResult {
+                id: 1,
+                outcome: Err("mesh link down".into()),
+            },
         ];
         for e in all {
             let bytes = e.encode();
@@ -149,10 +219,16 @@ mod tests {
     fn bad_frames_are_typed() {
         assert_eq!(Envelope::decode(&[]), Err(UplinkError::Empty));
         assert_eq!(Envelope::decode(&[9, 0]), Err(UplinkError::WrongVersion(9)));
-        assert!(matches!(Envelope::decode(&[VERSION, 200, 1, 2]), Err(UplinkError::Garbage(_))));
+        assert!(matches!(
+            Envelope::decode(&[VERSION, 200, 1, 2]),
+            Err(UplinkError::Garbage(_))
+        ));
         let mut ok = Envelope::Ack { seq: 1 }.encode();
         ok.push(0);
-        assert!(matches!(Envelope::decode(&ok), Err(UplinkError::Garbage(_))));
+        assert!(matches!(
+            Envelope::decode(&ok),
+            Err(UplinkError::Garbage(_))
+        ));
     }
 
     #[test]
@@ -164,5 +240,11 @@ mod tests {
         assert_eq!(g.check(3), SeqVerdict::Apply);
         assert_eq!(g.check(2), SeqVerdict::Duplicate);
         assert_eq!(g.applied(), 3);
+        let mut r = SeqGate::resuming_at(10);
+        assert_eq!(r.check(9), SeqVerdict::Duplicate);
+        assert_eq!(r.check(10), SeqVerdict::Apply);
+        assert_eq!(r.skip_to(15), 4);
+        assert_eq!(r.check(15), SeqVerdict::Apply);
+        assert_eq!(r.skip_to(3), 0);
     }
 }

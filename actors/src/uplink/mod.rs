@@ -1,0 +1,301 @@
+//! The uplink (PROTOCOL 5): an edge switch forwards its mesh to a central
+//! switch, which shows and commands the nodes of every gateway.
+//!
+//! `Uplink` (edge side, this file) owns the numbered events not yet
+//! acknowledged by the central switch and a `WebsocketChannel` to it. It
+//! subscribes to `NetworkManager`'s events, numbers each mesh event, keeps
+//! it until the central switch acknowledges it (bounded, oldest dropped and
+//! counted), and after every (re)connection replays what is unacknowledged,
+//! in order; the central side applies each number once. Commands from the
+//! central switch go to the local mesh through `NetworkManager` and are
+//! answered with their result. Handles `SwitchEvent`, `ChannelNotice`.
+//!
+//! `GatewayServer` and `GatewaySession` are the central side.
+
+pub mod gateway;
+mod session;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use gateway::{GatewayCommand, GatewayServer};
+pub use session::GatewaySession;
+
+use crate::agent::outbox::Outbox;
+use crate::channel::websocket::WebsocketChannel;
+use crate::channel::{ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, OpenChannel};
+use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::network::events::SwitchEvent;
+use crate::network::node_cache::NodeStatus;
+use crate::network::{MeshCommand, NetworkManager, Subscribe};
+use crate::uart::RootReply;
+use crate::wire::mesh::Command;
+use crate::wire::uplink::{Envelope, RemoteCommand, UplinkEvent};
+
+/// The edge's uplink settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct UplinkConfig {
+    /// The central switch's gateway endpoint, e.g. `ws://central:3000/gateway`.
+    pub url: Option<String>,
+    /// This edge's name at the central switch.
+    pub gateway_id: Option<String>,
+    /// Presented to the central switch as `Authorization: Bearer`.
+    pub token: Option<String>,
+    pub channel: ChannelConfig,
+}
+
+pub struct Uplink {
+    gateway: String,
+    epoch: u64,
+    url: String,
+    token: Option<String>,
+    config: ChannelConfig,
+    metrics: Arc<Metrics>,
+    probe: Arc<ActorProbe>,
+    network: Mailbox<NetworkManager>,
+    channel: Option<Addr<WebsocketChannel>>,
+    unacked: Outbox<(u64, Bytes)>,
+    next_seq: u64,
+    alive: bool,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Uplink {
+    pub fn start_link(
+        gateway: String,
+        url: String,
+        token: Option<String>,
+        config: ChannelConfig,
+        metrics: Arc<Metrics>,
+        network: Mailbox<NetworkManager>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Mailbox<Uplink> {
+        let probe = metrics.probe("Uplink", gateway.clone());
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let u = Uplink {
+            unacked: Outbox::new(config.buffer_limit),
+            gateway,
+            epoch,
+            url,
+            token,
+            config,
+            metrics,
+            probe: Arc::clone(&probe),
+            network,
+            channel: None,
+            next_seq: 1,
+            alive: false,
+            shutdown,
+        };
+        Mailbox::new(u.start(), probe)
+    }
+
+    fn send(&self, env: &Envelope) {
+        if let Some(c) = &self.channel {
+            c.do_send(ChannelSend(Bytes::from(env.encode())));
+        }
+    }
+
+    fn gauges(&self) {
+        self.metrics
+            .uplink_buffered
+            .with_label_values(&[&self.gateway])
+            .set(self.unacked.len() as i64);
+        self.metrics
+            .uplink_connected
+            .with_label_values(&[&self.gateway])
+            .set(self.alive as i64);
+    }
+
+    fn on_inbound(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
+        match Envelope::decode(bytes) {
+            Ok(Envelope::Ack { seq }) => {
+                while self.unacked.pop_if(|(s, _)| *s <= seq).is_some() {}
+                self.gauges();
+            }
+            Ok(Envelope::Command { id, node, command }) => {
+                let (command, check) = match command {
+                    RemoteCommand::Send { message } => {
+                        (Command::Send { dst: node, message }, Some(node))
+                    }
+                    RemoteCommand::SendTracked { message } => {
+                        (Command::SendTracked { dst: node, message }, Some(node))
+                    }
+                    RemoteCommand::Broadcast { message } => (Command::Broadcast { message }, None),
+                    RemoteCommand::Restart => (Command::Restart, None),
+                    RemoteCommand::Clean => (Command::Clean, None),
+                    RemoteCommand::NetInfo => (Command::NetInfo, None),
+                };
+                let req = self.network.send(MeshCommand {
+                    command,
+                    node: check,
+                });
+                ctx.spawn(req.into_actor(self).map(move |res, act, _| {
+                    let outcome = match res {
+                        Ok(Ok(RootReply::Ok)) => Ok(Vec::new()),
+                        Ok(Ok(RootReply::NetworkInfo(nodes))) => Ok(nodes),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    act.send(&Envelope::CommandResult { id, outcome });
+                }));
+            }
+            Ok(other) => log::debug!("uplink {}: ignored {other:?}", self.gateway),
+            Err(e) => {
+                self.metrics
+                    .gateway_bad_frames
+                    .with_label_values(&[e.kind()])
+                    .inc();
+                log::warn!(
+                    "uplink {}: bad frame from the central switch: {e}",
+                    self.gateway
+                );
+            }
+        }
+    }
+}
+
+fn uplink_event(event: &SwitchEvent) -> Option<(f64, UplinkEvent)> {
+    match event {
+        SwitchEvent::NodeData(d) if d.key.gateway.is_none() => Some((
+            d.ts,
+            UplinkEvent::NodeData {
+                node: d.key.addr,
+                entries: d
+                    .items
+                    .iter()
+                    .map(|i| (i.data_type.clone(), i.raw.clone()))
+                    .collect(),
+            },
+        )),
+        SwitchEvent::NodeMessage { ts, key, message } if key.gateway.is_none() => Some((
+            *ts,
+            UplinkEvent::NodeMessage {
+                node: key.addr,
+                message: message.to_vec(),
+            },
+        )),
+        SwitchEvent::NodeStatus { ts, key, status } if key.gateway.is_none() => Some((
+            *ts,
+            UplinkEvent::NodeStatus {
+                node: key.addr,
+                active: *status == NodeStatus::Active,
+            },
+        )),
+        SwitchEvent::Link { ts, link, state } if link == "mesh" => {
+            Some((*ts, UplinkEvent::Link { up: state == "up" }))
+        }
+        _ => None,
+    }
+}
+
+impl Actor for Uplink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.network
+            .do_send(Subscribe(ctx.address().recipient::<SwitchEvent>()));
+        let channel = WebsocketChannel::new(
+            self.url.clone(),
+            self.token.clone(),
+            ctx.address().recipient::<ChannelNotice>(),
+            &self.config,
+            Arc::clone(&self.metrics),
+            self.gateway.clone(),
+        )
+        .start();
+        channel.do_send(OpenChannel);
+        self.channel = Some(channel);
+        self.gauges();
+        ctx.spawn(
+            crate::until_shutdown(self.shutdown.clone())
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    if let Some(c) = act.channel.take() {
+                        c.do_send(CloseChannel);
+                    }
+                    ctx.stop();
+                }),
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.probe.retire();
+    }
+}
+
+impl Handler<SwitchEvent> for Uplink {
+    type Result = ();
+    fn handle(&mut self, event: SwitchEvent, _: &mut Context<Self>) {
+        let _h = self.probe.handling_unqueued("SwitchEvent");
+        let Some((ts, event)) = uplink_event(&event) else {
+            return;
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let bytes = Bytes::from(Envelope::Event { seq, ts, event }.encode());
+        if self.unacked.push((seq, bytes.clone())).is_some() {
+            self.metrics
+                .uplink_dropped
+                .with_label_values(&[&self.gateway])
+                .inc();
+        }
+        // While down, events wait here (not in the channel): the replay
+        // after reconnecting sends them once, in order.
+        if self.alive {
+            if let Some(c) = &self.channel {
+                c.do_send(ChannelSend(bytes));
+            }
+        }
+        self.gauges();
+    }
+}
+
+impl Handler<ChannelNotice> for Uplink {
+    type Result = ();
+    fn handle(&mut self, notice: ChannelNotice, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling_unqueued("ChannelNotice");
+        match notice {
+            ChannelNotice::Opened | ChannelNotice::Reconnected => {
+                self.alive = true;
+                log::info!(
+                    "uplink {}: connected; replaying {} unacknowledged events",
+                    self.gateway,
+                    self.unacked.len()
+                );
+                let resume = self
+                    .unacked
+                    .iter()
+                    .next()
+                    .map_or(self.next_seq, |(s, _)| *s);
+                self.send(&Envelope::Hello {
+                    gateway: self.gateway.clone(),
+                    epoch: self.epoch,
+                    resume,
+                });
+                if let Some(c) = &self.channel {
+                    for (_, b) in self.unacked.iter() {
+                        c.do_send(ChannelSend(b.clone()));
+                    }
+                }
+            }
+            ChannelNotice::Lost { .. } => self.alive = false,
+            ChannelNotice::CatastrophicDisconnect { reason } => {
+                self.alive = false;
+                log::error!(
+                    "uplink {}: gave up on the central switch: {reason}",
+                    self.gateway
+                );
+            }
+            ChannelNotice::Inbound(b) => self.on_inbound(&b, ctx),
+        }
+        self.gauges();
+    }
+}

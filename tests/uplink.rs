@@ -1,0 +1,528 @@
+//! PROTOCOL 5 and the Channel contract: two switches in one test, a
+//! central one and an edge one whose mesh root is the test's pty.
+
+use std::time::{Duration, Instant};
+
+use actix::Actor;
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use switchyard_actors::channel::websocket::WebsocketChannel;
+use switchyard_actors::channel::{
+    ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, IsAlive, IsClosed, OpenChannel,
+    SendOutcome,
+};
+use switchyard_actors::network::events::SwitchEvent;
+use switchyard_actors::testing::{EventProbe, NoticeProbe};
+use switchyard_actors::wire::mesh::{DataEntry, RootMessage};
+use switchyard_actors::wire::uplink::{Envelope, UplinkEvent};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::*;
+use crate::mesh::MeshSwitch;
+
+const TOKEN: &str = "gw-secret";
+
+async fn central_at(addr: std::net::SocketAddr) -> Switch {
+    Switch::start_with(move |c| {
+        c.http = addr;
+        c.gateway_token = Some(TOKEN.into());
+    })
+    .await
+}
+
+async fn edge_to(central: &Switch, token: &str) -> MeshSwitch {
+    let url = format!("ws://{}/gateway", central.running.http_addr);
+    let token = token.to_string();
+    MeshSwitch::start_with(move |c| {
+        c.uplink.url = Some(url);
+        c.uplink.gateway_id = Some("edge-1".into());
+        c.uplink.token = Some(token);
+        c.uplink.channel.reconnect_min_secs = 0.05;
+        c.uplink.channel.reconnect_max_secs = 0.3;
+    })
+    .await
+}
+
+fn seq_frame(n: u32) -> RootMessage {
+    RootMessage::Data {
+        node: 1,
+        entries: vec![DataEntry::new("SEQ", n.to_be_bytes().to_vec())],
+    }
+}
+
+// PROTOCOL 5: node data from the edge appears at the central within a second.
+#[actix_web::test]
+async fn edge_node_data_appears_at_the_central() {
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let mut edge = edge_to(&central, TOKEN).await;
+    central
+        .wait_metric(
+            "switchyard_gateway_connected",
+            &[("gateway", "edge-1")],
+            1.0,
+        )
+        .await;
+    let written = Instant::now();
+    edge.root().send(&RootMessage::Data {
+        node: 2,
+        entries: vec![DataEntry::new("HUM", vec![61])],
+    });
+    let url = central.url("/api/nodes/edge-1/0x0002");
+    let mut v = Value::Null;
+    while written.elapsed() < WAIT {
+        let (status, body) = get_json(&url).await;
+        if status == 200 && body["latest"]["HUM"]["value"] == json!({"percent": 61}) {
+            v = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = written.elapsed();
+    assert_eq!(v["gateway"], json!("edge-1"), "{v}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let (_, all) = get_json(&central.url("/api/nodes")).await;
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["gateway"] == json!("edge-1") && n["addr"] == json!(2)));
+    central
+        .wait_metric(
+            "switchyard_gateway_events_in_total",
+            &[("gateway", "edge-1")],
+            2.0,
+        )
+        .await;
+    edge.s.stop().await;
+    central.stop().await;
+}
+
+// PROTOCOL 5: a command from the central reaches the node through its
+// gateway, and the node's reply comes back.
+#[actix_web::test]
+async fn a_central_command_reaches_the_node_and_the_reply_returns() {
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let mut events = EventProbe::subscribe(&central.running.router.network);
+    let mut edge = edge_to(&central, TOKEN).await;
+    edge.root().send(&RootMessage::Data {
+        node: 3,
+        entries: vec![DataEntry::new("HUM", vec![1])],
+    });
+    wait_for("node at central", || {
+        let url = central.url("/api/nodes/edge-1/3");
+        async move { get_json(&url).await.0 == 200 }
+    })
+    .await;
+    let url = central.url("/api/nodes/edge-1/0x0003/send");
+    let req =
+        actix_web::rt::spawn(async move { post_json(&url, json!({"text": "from central"})).await });
+    let (mut root, cmd) = edge.root.take().unwrap().recv_command().await;
+    assert_eq!(
+        cmd,
+        switchyard_actors::wire::mesh::Command::Send {
+            dst: 3,
+            message: b"from central".to_vec()
+        }
+    );
+    root.send(&RootMessage::Result {
+        node: 0,
+        outcome: Ok(()),
+    });
+    root.send(&RootMessage::Message {
+        node: 3,
+        text: b"node 3 says hi".to_vec(),
+    });
+    let (status, body) = req.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let reply = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(SwitchEvent::NodeMessage { key, message, .. }) = events.recv().await {
+                if key.gateway.as_deref() == Some("edge-1") {
+                    return (key.addr, message.to_vec());
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply, (3, b"node 3 says hi".to_vec()));
+    let (status, _) = post_json(
+        &central.url("/api/nodes/edge-1/9/send"),
+        json!({"text": "x"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    edge.root = Some(root);
+    edge.s.stop().await;
+    central.stop().await;
+}
+
+// PROTOCOL 5: the central goes away and comes back; the edge reconnects by
+// itself and every event produced meanwhile arrives once, in order.
+#[actix_web::test]
+async fn events_survive_a_central_restart_once_and_in_order() {
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let addr = central.running.http_addr;
+    let mut edge = edge_to(&central, TOKEN).await;
+    central
+        .wait_metric(
+            "switchyard_gateway_connected",
+            &[("gateway", "edge-1")],
+            1.0,
+        )
+        .await;
+    for n in 0..10 {
+        edge.root().send(&seq_frame(n));
+    }
+    central
+        .wait_metric(
+            "switchyard_gateway_events_in_total",
+            &[("gateway", "edge-1")],
+            11.0,
+        )
+        .await;
+    central.stop().await;
+    edge.s
+        .wait_metric("switchyard_uplink_connected", &[("gateway", "edge-1")], 0.0)
+        .await;
+    for n in 10..40 {
+        edge.root().send(&seq_frame(n));
+    }
+    edge.s
+        .wait_metric("switchyard_uplink_buffered", &[("gateway", "edge-1")], 30.0)
+        .await;
+    let central = central_at(addr).await;
+    edge.s
+        .wait_metric("switchyard_uplink_connected", &[("gateway", "edge-1")], 1.0)
+        .await;
+    edge.s
+        .wait_metric("switchyard_uplink_buffered", &[("gateway", "edge-1")], 0.0)
+        .await;
+    let url = central.url("/api/nodes/edge-1/1/history?type=SEQ&limit=1000");
+    let (status, h) = get_json(&url).await;
+    assert_eq!(status, 200, "{h}");
+    let seqs: Vec<u32> = h["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| u32::from_str_radix(s["raw"].as_str().unwrap(), 16).unwrap())
+        .collect();
+    assert_eq!(seqs, (10..40).collect::<Vec<u32>>());
+    assert!(
+        edge.s
+            .metric(
+                "switchyard_uplink_reconnects_total",
+                &[("gateway", "edge-1")]
+            )
+            .await
+            >= 1.0
+    );
+    edge.s.stop().await;
+    central.stop().await;
+}
+
+// PROTOCOL 5: a wrong token is refused with 1008 and counted.
+#[actix_web::test]
+async fn a_wrong_gateway_token_is_refused() {
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let edge = edge_to(&central, "not-the-token").await;
+    central
+        .wait_metric("switchyard_gateway_refused_total", &[], 1.0)
+        .await;
+    assert_eq!(
+        central
+            .metric("switchyard_gateway_connected", &[("gateway", "edge-1")])
+            .await,
+        0.0
+    );
+    let mut raw = Ws::connect(&format!("ws://{}/gateway", central.running.http_addr)).await;
+    futures_util::SinkExt::send(
+        &mut raw.stream,
+        Message::Binary(
+            Envelope::Hello {
+                gateway: "x".into(),
+                epoch: 1,
+                resume: 1,
+            }
+            .encode(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(raw.closed_with().await, 1008);
+    edge.s.stop().await;
+    central.stop().await;
+}
+
+// PROTOCOL 5: garbage and wrong-version frames are counted and ignored.
+#[actix_web::test]
+async fn garbage_and_wrong_versions_are_counted_and_ignored() {
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let mut req = format!("ws://{}/gateway", central.running.http_addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let mut g = Ws::connect_request(req).await;
+    g.stream
+        .send(Message::Binary(vec![1, 250, 250, 250]))
+        .await
+        .unwrap();
+    let mut wrong = Envelope::Hello {
+        gateway: "g".into(),
+        epoch: 1,
+        resume: 1,
+    }
+    .encode();
+    wrong[0] = 9;
+    g.stream.send(Message::Binary(wrong)).await.unwrap();
+    g.stream.send(Message::Binary(vec![])).await.unwrap();
+    central
+        .wait_metric(
+            "switchyard_gateway_bad_frames_total",
+            &[("kind", "garbage")],
+            1.0,
+        )
+        .await;
+    central
+        .wait_metric(
+            "switchyard_gateway_bad_frames_total",
+            &[("kind", "wrong_version")],
+            1.0,
+        )
+        .await;
+    central
+        .wait_metric(
+            "switchyard_gateway_bad_frames_total",
+            &[("kind", "empty")],
+            1.0,
+        )
+        .await;
+    // Still open: a proper hello and event go through.
+    g.stream
+        .send(Message::Binary(
+            Envelope::Hello {
+                gateway: "g".into(),
+                epoch: 1,
+                resume: 1,
+            }
+            .encode(),
+        ))
+        .await
+        .unwrap();
+    let ev = Envelope::Event {
+        seq: 1,
+        ts: 1.0,
+        event: UplinkEvent::NodeData {
+            node: 5,
+            entries: vec![("HUM".into(), vec![9])],
+        },
+    };
+    g.stream.send(Message::Binary(ev.encode())).await.unwrap();
+    g.stream.send(Message::Binary(ev.encode())).await.unwrap();
+    central
+        .wait_metric(
+            "switchyard_gateway_events_in_total",
+            &[("gateway", "g")],
+            1.0,
+        )
+        .await;
+    central
+        .wait_metric(
+            "switchyard_gateway_duplicates_total",
+            &[("gateway", "g")],
+            1.0,
+        )
+        .await;
+    central.stop().await;
+}
+
+/// What a peer end of a channel under test can do.
+struct Peer {
+    switch: Option<Switch>,
+    addr: std::net::SocketAddr,
+}
+
+// The Channel contract's lifecycle, on WebsocketChannel (to a real
+// central switch as the peer) and on the retry budget.
+#[actix_web::test]
+async fn websocket_channel_keeps_the_channel_contract() {
+    let central = Switch::start().await;
+    let mut peer = Peer {
+        addr: central.running.http_addr,
+        switch: Some(central),
+    };
+    let (owner, mut notices) = NoticeProbe::start();
+    let cfg = ChannelConfig {
+        reconnect_min_secs: 0.05,
+        reconnect_max_secs: 0.2,
+        retry_budget: 0,
+        buffer_limit: 3,
+    };
+    let m = peer.switch.as_ref().unwrap().running.metrics.clone();
+    let m2 = m.clone();
+    let ch = WebsocketChannel::new(
+        format!("ws://{}/gateway", peer.addr),
+        None,
+        owner,
+        &cfg,
+        m,
+        "t",
+    )
+    .start();
+    // Not alive before open, not closed.
+    assert!(!ch.send(IsAlive).await.unwrap());
+    assert!(!ch.send(IsClosed).await.unwrap());
+    // Sent before open: kept (transient).
+    assert_eq!(
+        ch.send(ChannelSend(
+            Envelope::Hello {
+                gateway: "c".into(),
+                epoch: 1,
+                resume: 1
+            }
+            .encode()
+            .into()
+        ))
+        .await
+        .unwrap(),
+        SendOutcome::Transient
+    );
+    ch.do_send(OpenChannel);
+    let n = tokio::time::timeout(WAIT, notices.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, ChannelNotice::Opened);
+    assert!(ch.send(IsAlive).await.unwrap());
+    // The kept hello was delivered once alive: the peer knows gateway "c".
+    let s = peer.switch.as_ref().unwrap();
+    s.wait_metric("switchyard_gateway_connected", &[("gateway", "c")], 1.0)
+        .await;
+    let ev = |seq| {
+        Envelope::Event {
+            seq,
+            ts: 1.0,
+            event: UplinkEvent::Link { up: true },
+        }
+        .encode()
+        .into()
+    };
+    assert_eq!(
+        ch.send(ChannelSend(ev(1))).await.unwrap(),
+        SendOutcome::Delivered
+    );
+    // Inbound messages reach the owner (the peer's acks).
+    let inbound = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(ChannelNotice::Inbound(b)) = notices.recv().await {
+                if let Ok(Envelope::Ack { seq }) = Envelope::decode(&b) {
+                    if seq == 1 {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(inbound.is_ok(), "an Ack came back as Inbound");
+    // The peer goes away: not alive, sends are transient and kept (bounded).
+    peer.switch.take().unwrap().stop().await;
+    let lost = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(ChannelNotice::Lost { .. }) = notices.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(lost.is_ok());
+    assert!(!ch.send(IsAlive).await.unwrap());
+    assert!(!ch.send(IsClosed).await.unwrap());
+    for seq in 2..7 {
+        assert_eq!(
+            ch.send(ChannelSend(ev(seq))).await.unwrap(),
+            SendOutcome::Transient
+        );
+    }
+    // Back: reconnected, and the kept messages (the newest 3) delivered.
+    let addr = peer.addr;
+    let central = Switch::start_with(move |c| c.http = addr).await;
+    let n = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(n @ ChannelNotice::Reconnected) = notices.recv().await {
+                return n;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, ChannelNotice::Reconnected);
+    assert!(ch.send(IsAlive).await.unwrap());
+    // Five kept in a buffer of three: the oldest two dropped and counted,
+    // the newest three delivered (this new peer, never told who we are,
+    // counts them as unexpected).
+    assert_eq!(m2.uplink_dropped.with_label_values(&["t"]).get(), 2);
+    central
+        .wait_metric(
+            "switchyard_gateway_bad_frames_total",
+            &[("kind", "unexpected")],
+            3.0,
+        )
+        .await;
+    // Close: closed, not alive, sends are serious, nothing more is told.
+    ch.do_send(CloseChannel);
+    assert!(ch.send(IsClosed).await.unwrap());
+    assert!(!ch.send(IsAlive).await.unwrap());
+    assert_eq!(
+        ch.send(ChannelSend(ev(9))).await.unwrap(),
+        SendOutcome::Serious
+    );
+    central.stop().await;
+    assert!(notices.try_recv().is_err(), "no notice after close");
+    let _ = peer;
+}
+
+// The retry budget: a channel that cannot reach its peer gives up with a
+// catastrophic disconnect; afterwards it is closed and sends are serious.
+#[actix_web::test]
+async fn the_retry_budget_ends_in_a_catastrophic_disconnect() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let metrics = switchyard_actors::metrics::Metrics::new();
+    let (owner, mut notices) = NoticeProbe::start();
+    let cfg = ChannelConfig {
+        reconnect_min_secs: 0.02,
+        reconnect_max_secs: 0.05,
+        retry_budget: 3,
+        buffer_limit: 10,
+    };
+    let ch = WebsocketChannel::new(
+        format!("ws://{free}/gateway"),
+        None,
+        owner,
+        &cfg,
+        metrics.clone(),
+        "b",
+    )
+    .start();
+    ch.do_send(OpenChannel);
+    let n = tokio::time::timeout(WAIT, notices.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(n, ChannelNotice::CatastrophicDisconnect { .. }),
+        "{n:?}"
+    );
+    assert!(ch.send(IsClosed).await.unwrap());
+    assert!(!ch.send(IsAlive).await.unwrap());
+    assert_eq!(
+        ch.send(ChannelSend(vec![1u8].into())).await.unwrap(),
+        SendOutcome::Serious
+    );
+    assert_eq!(metrics.uplink_reconnects.with_label_values(&["b"]).get(), 3);
+}
