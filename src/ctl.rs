@@ -188,7 +188,7 @@ pub fn run(args: CtlArgs, types: &DataTypes, out: &mut dyn Write) -> Result<(), 
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            writeln!(out, "{:<8} {}", "NODE", "STATUS").map_err(CtlError::Output)?;
+            writeln!(out, "NODE     STATUS").map_err(CtlError::Output)?;
             for (a, s) in addrs.iter().zip(statuses.iter()) {
                 writeln!(
                     out,

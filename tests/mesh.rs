@@ -396,7 +396,7 @@ async fn framing_errors_are_counted_and_the_link_carries_on() {
     stream.extend_from_slice(&[0xFF, 0x00, 0x01, 0xFA, 0xFE]);
     // A frame longer than the maximum (1024).
     stream.push(0xFF);
-    stream.extend(std::iter::repeat(0x41).take(1100));
+    stream.extend([0x41; 1100]);
     stream.push(0xFE);
     // A well-framed but truncated [D] payload (count says 2, one entry).
     let mut bad = vec![0x00, 0x01];

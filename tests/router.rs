@@ -416,10 +416,8 @@ async fn unknown_packet_types_are_counted_and_ignored() {
 async fn malformed_frames_get_errors_and_keep_the_socket() {
     let s = Switch::start().await;
     let mut a = s.agent("a1").await;
-    let cases: Vec<(
-        Box<dyn Fn() -> tokio_tungstenite::tungstenite::Message>,
-        &str,
-    )> = vec![
+    type MakeFrame = Box<dyn Fn() -> tokio_tungstenite::tungstenite::Message>;
+    let cases: Vec<(MakeFrame, &str)> = vec![
         (Box::new(|| "{not json".to_string().into()), "invalid_json"),
         (Box::new(|| "[1,2]".to_string().into()), "not_an_object"),
         (

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod channel_suite;
 mod client_socket;
 mod http_api;
 mod launch;

@@ -184,21 +184,6 @@ pub async fn broadcast(
     run(&state, Command::Broadcast { message }, None).await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_addr;
-
-    #[test]
-    fn addresses_in_hex_or_decimal() {
-        assert_eq!(parse_addr("0x0001").unwrap(), 1);
-        assert_eq!(parse_addr("0X1a").unwrap(), 26);
-        assert_eq!(parse_addr("300").unwrap(), 300);
-        assert!(parse_addr("0x10000").is_err());
-        assert!(parse_addr("node").is_err());
-        assert!(parse_addr("-1").is_err());
-    }
-}
-
 fn gateway_key(path: &(String, String)) -> Result<NodeKey, ApiError> {
     Ok(NodeKey {
         gateway: Some(path.0.clone()),
@@ -266,4 +251,19 @@ pub async fn gateway_send(
         .map_err(command_error)?;
     Ok(HttpResponse::Ok()
         .json(json!({"status": "ok", "gateway": path.0, "address": format!("0x{:04x}", key.addr)})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_addr;
+
+    #[test]
+    fn addresses_in_hex_or_decimal() {
+        assert_eq!(parse_addr("0x0001").unwrap(), 1);
+        assert_eq!(parse_addr("0X1a").unwrap(), 26);
+        assert_eq!(parse_addr("300").unwrap(), 300);
+        assert!(parse_addr("0x10000").is_err());
+        assert!(parse_addr("node").is_err());
+        assert!(parse_addr("-1").is_err());
+    }
 }

@@ -108,7 +108,7 @@ impl Agent {
 
     /// Delivers to the live socket, or keeps the packet (in order) until
     /// the socket can take it or the next one binds.
-    fn to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
+    fn send_to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
         if self.state.queue.is_empty() {
             if let Some(s) = self.writable() {
                 match deliver(s, packet, TO_AGENT) {
@@ -315,7 +315,7 @@ impl Handler<AgentAlive> for Agent {
         self.bind(msg.session, ctx);
         self.flush(ctx);
         let status = self.status_packet();
-        self.to_client(status, ctx);
+        self.send_to_client(status, ctx);
     }
 }
 
@@ -349,7 +349,7 @@ impl Handler<AgentHeartbeat> for Agent {
         self.state.on_heartbeat(crate::now_ms());
         msg.packet
             .set_data(self.ctx.heartbeat_data(Some(&self.state.status)));
-        self.to_client(msg.packet, ctx);
+        self.send_to_client(msg.packet, ctx);
         if rebound {
             self.flush(ctx);
         }
@@ -382,7 +382,7 @@ impl Handler<ToClient> for Agent {
         }
         // A queued packet keeps the agent from idle expiry: the idle timer
         // re-checks `is_idle` when it fires.
-        self.to_client(packet, ctx);
+        self.send_to_client(packet, ctx);
     }
 }
 
@@ -441,7 +441,7 @@ impl Handler<CheckLiveness> for Agent {
             );
             self.count_status_change(&old);
             let status = self.status_packet();
-            self.to_client(status, ctx);
+            self.send_to_client(status, ctx);
         }
         self.state.status.clone()
     }

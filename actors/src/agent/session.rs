@@ -128,10 +128,12 @@ impl WsSession {
             PacketType::Alive if packet.is_backend() => self.backend_alive(ctx),
             PacketType::Alive => self.agent_alive(packet),
             PacketType::Heartbeat => self.heartbeat(packet),
-            PacketType::MephistoBoundLiveUpdate | PacketType::LogError => self.to_backend(packet),
+            PacketType::MephistoBoundLiveUpdate | PacketType::LogError => {
+                self.route_to_backend(packet)
+            }
             PacketType::ClientBoundLiveUpdate | PacketType::UpdateStatus => {
                 if self.may_act_as_backend() {
-                    self.to_agent(packet);
+                    self.route_to_agent(packet);
                 } else {
                     self.refuse_backend_only(&packet, ctx);
                 }
@@ -242,7 +244,7 @@ impl WsSession {
         });
     }
 
-    fn to_backend(&mut self, packet: Packet) {
+    fn route_to_backend(&mut self, packet: Packet) {
         let packet = match self.agents.get(&packet.subject_id) {
             Some(agent) if self.role != Role::Backend => match agent.try_send(FromClient(packet)) {
                 Ok(()) => return,
@@ -256,7 +258,7 @@ impl WsSession {
         self.rctx.backend.do_send(ToBackend(packet));
     }
 
-    fn to_agent(&mut self, packet: Packet) {
+    fn route_to_agent(&mut self, packet: Packet) {
         let packet = match self.agents.get(&packet.subject_id) {
             Some(agent) => match agent.try_send(ToClient(packet)) {
                 Ok(()) => return,

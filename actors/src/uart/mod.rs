@@ -8,6 +8,12 @@
 //! mailbox. Losing the port is never fatal: `LinkStateChanged` goes to
 //! `NetworkManager`, and the port is reopened with capped exponential
 //! backoff. Handles `UartBytes`, `UartLost`, `SendCommand`, `GetLinkInfo`.
+//!
+//! It keeps the Channel contract (`crate::channel`): `OpenChannel`,
+//! `CloseChannel`, `ChannelSend` (raw frame content to the root; kept,
+//! bounded, while the port is away), `IsAlive`, `IsClosed`, and, for an
+//! owner attached with `with_owner`, the `ChannelNotice`s (every frame from
+//! the root is also an `Inbound`). The switch opens it at start.
 
 pub mod sim;
 
@@ -23,6 +29,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::codec::Decoder;
 
+use crate::agent::outbox::Outbox;
+use crate::channel::{
+    ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, IsAlive, IsClosed, Lifecycle, Next,
+    OpenChannel, SendOutcome,
+};
 use crate::metrics::{ActorProbe, Mailbox, Metrics};
 use crate::network::{LinkStateChanged, NetworkManager, RootMessageReceived};
 use crate::wire::frame::{encode_frame, FrameCodec, FrameItem};
@@ -159,7 +170,12 @@ pub struct UartManager {
     reader_stop: Option<Arc<AtomicBool>>,
     codec: FrameCodec,
     buf: BytesMut,
-    backoff: Backoff,
+    life: Lifecycle,
+    /// Frames handed to `ChannelSend` while the port was away.
+    kept: Outbox<bytes::Bytes>,
+    owner: Option<Recipient<ChannelNotice>>,
+    /// Open at start (the switch) or on `OpenChannel` (a channel owner).
+    open_at_start: bool,
     up_since: Option<Instant>,
     opened_path: Option<String>,
     results: VecDeque<Pending>,
@@ -177,10 +193,18 @@ impl UartManager {
         let probe = metrics.probe("UartManager", path.describe());
         UartManager {
             codec: FrameCodec::new(config.max_frame_bytes),
-            backoff: Backoff::new(
-                Duration::from_secs_f64(config.reconnect_min_secs.max(0.0)),
-                Duration::from_secs_f64(config.reconnect_max_secs.max(0.0)),
+            life: Lifecycle::new(
+                &ChannelConfig {
+                    reconnect_min_secs: config.reconnect_min_secs,
+                    reconnect_max_secs: config.reconnect_max_secs,
+                    retry_budget: 0,
+                    buffer_limit: 1000,
+                },
+                0x5e71a1,
             ),
+            kept: Outbox::new(1000),
+            owner: None,
+            open_at_start: true,
             path,
             config,
             metrics,
@@ -198,6 +222,20 @@ impl UartManager {
         }
     }
 
+    /// Tells `owner` the channel notices, and waits for `OpenChannel`
+    /// instead of opening at start.
+    pub fn with_owner(mut self, owner: Recipient<ChannelNotice>) -> Self {
+        self.owner = Some(owner);
+        self.open_at_start = false;
+        self
+    }
+
+    fn notify(&self, n: ChannelNotice) {
+        if let Some(o) = &self.owner {
+            o.do_send(n);
+        }
+    }
+
     /// Stops the link (and its reader thread) when the switch shuts down.
     pub fn stop_on(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
         self.shutdown = Some(shutdown);
@@ -210,6 +248,9 @@ impl UartManager {
     }
 
     fn try_open(&mut self, ctx: &mut Context<Self>) {
+        if self.life.is_closed() {
+            return;
+        }
         let path = match self.path.resolve() {
             Ok(p) => p,
             Err(e) => return self.retry_later(&e, ctx),
@@ -232,21 +273,36 @@ impl UartManager {
         self.port = Some(port);
         self.buf.clear();
         self.codec = FrameCodec::new(self.config.max_frame_bytes);
-        self.backoff.reset();
         self.up_since = Some(Instant::now());
         self.opened_path = Some(path.clone());
         self.metrics.mesh_link_up.set(1);
         log::info!("mesh link up on {path} at {} baud", self.config.baud);
         self.network.do_send(LinkStateChanged { up: true });
+        let notice = self.life.connected();
+        self.notify(notice);
+        while let Some(content) = self.kept.pop() {
+            if let Err(e) = self.write(&content) {
+                self.kept.push_front(content);
+                self.link_lost(&format!("write failed: {e}"), ctx);
+                return;
+            }
+        }
     }
 
     fn retry_later(&mut self, why: &str, ctx: &mut Context<Self>) {
-        let delay = self.backoff.next_delay();
-        log::warn!("mesh link: cannot open the port ({why}); retrying in {delay:?}");
-        ctx.run_later(delay, |act, ctx| {
-            act.metrics.uart_reconnects.inc();
-            act.try_open(ctx);
-        });
+        match self.life.failed() {
+            Next::RetryIn(delay) => {
+                log::warn!("mesh link: cannot open the port ({why}); retrying in {delay:?}");
+                ctx.run_later(delay, |act, ctx| {
+                    act.metrics.uart_reconnects.inc();
+                    act.try_open(ctx);
+                });
+            }
+            // Only with a retry budget, which the switch does not set.
+            Next::GiveUp => self.notify(ChannelNotice::CatastrophicDisconnect {
+                reason: why.to_string(),
+            }),
+        }
     }
 
     fn link_lost(&mut self, why: &str, ctx: &mut Context<Self>) {
@@ -261,6 +317,9 @@ impl UartManager {
         self.metrics.mesh_link_up.set(0);
         log::warn!("mesh link down: {why}");
         self.network.do_send(LinkStateChanged { up: false });
+        self.notify(ChannelNotice::Lost {
+            reason: why.to_string(),
+        });
         for p in self.results.drain(..).chain(self.ninfo.drain(..)) {
             let _ = p.reply.send(Err(CommandError::LinkDown));
         }
@@ -268,6 +327,9 @@ impl UartManager {
     }
 
     fn on_frame(&mut self, content: &[u8]) {
+        self.notify(ChannelNotice::Inbound(bytes::Bytes::copy_from_slice(
+            content,
+        )));
         let message = match RootMessage::parse(content) {
             Ok(m) => m,
             Err(e) => {
@@ -400,7 +462,11 @@ impl Actor for UartManager {
                     .map(|_, _, ctx| ctx.stop()),
             );
         }
-        self.try_open(ctx);
+        // The switch opens its link at once; a channel owner sends
+        // `OpenChannel`.
+        if self.open_at_start && self.life.open() {
+            self.try_open(ctx);
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -518,6 +584,71 @@ impl Handler<SendCommand> for UartManager {
                 Err(_) => Err(CommandError::Timeout(timeout)),
             }
         })
+    }
+}
+
+impl Handler<OpenChannel> for UartManager {
+    type Result = ();
+    fn handle(&mut self, _: OpenChannel, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling_unqueued("OpenChannel");
+        if self.life.open() {
+            self.try_open(ctx);
+        }
+    }
+}
+
+impl Handler<CloseChannel> for UartManager {
+    type Result = ();
+    fn handle(&mut self, _: CloseChannel, _: &mut Context<Self>) {
+        let _h = self.probe.handling_unqueued("CloseChannel");
+        self.life.close();
+        if let Some(stop) = self.reader_stop.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if let Some(mut port) = self.port.take() {
+            let _ = port.set_exclusive(false);
+        }
+        self.kept.take_all();
+        self.metrics.mesh_link_up.set(0);
+    }
+}
+
+impl Handler<ChannelSend> for UartManager {
+    type Result = MessageResult<ChannelSend>;
+    fn handle(&mut self, msg: ChannelSend, ctx: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling_unqueued("ChannelSend");
+        if self.life.is_alive() && self.port.is_some() {
+            return MessageResult(match self.write(&msg.0) {
+                Ok(()) => SendOutcome::Delivered,
+                Err(e) => {
+                    self.kept.push(msg.0);
+                    self.link_lost(&format!("write failed: {e}"), ctx);
+                    SendOutcome::Transient
+                }
+            });
+        }
+        let outcome = self.life.undeliverable();
+        if outcome == SendOutcome::Transient && self.kept.push(msg.0).is_some() {
+            self.metrics
+                .uplink_dropped
+                .with_label_values(&["uart"])
+                .inc();
+        }
+        MessageResult(outcome)
+    }
+}
+
+impl Handler<IsAlive> for UartManager {
+    type Result = bool;
+    fn handle(&mut self, _: IsAlive, _: &mut Context<Self>) -> bool {
+        self.life.is_alive() && self.port.is_some()
+    }
+}
+
+impl Handler<IsClosed> for UartManager {
+    type Result = bool;
+    fn handle(&mut self, _: IsClosed, _: &mut Context<Self>) -> bool {
+        self.life.is_closed()
     }
 }
 

@@ -276,7 +276,7 @@ fn run(mut port: TTYPort, config: SimConfig, stop: &AtomicBool) {
             };
             send(&mut port, &frame);
             // About one message per node every 20 updates.
-            if rng.next_u64() % 20 == 0 {
+            if rng.next_u64().is_multiple_of(20) {
                 messages_sent += 1;
                 let text =
                     format!("hello from 0x{:04x} (#{messages_sent})", node.addr).into_bytes();

@@ -260,9 +260,10 @@ pub fn get_answer(data_type: &str, values: &[(NodeAddr, Vec<u8>)]) -> Option<Vec
 }
 
 /// A parsed `[GET]` answer: (data type, [(node, data)]).
-pub fn parse_get_answer(
-    payload: &[u8],
-) -> Result<(String, Vec<(NodeAddr, Vec<u8>)>), ClientApiError> {
+/// A `[GET]` answer's data type and (node, data) pairs.
+pub type GetAnswer = (String, Vec<(NodeAddr, Vec<u8>)>);
+
+pub fn parse_get_answer(payload: &[u8]) -> Result<GetAnswer, ClientApiError> {
     if payload.len() < 5 {
         return Err(ClientApiError::BadAnswer);
     }
@@ -429,7 +430,7 @@ mod tests {
             Err(ClientApiError::UnexpectedArguments("NSTAT"))
         );
         let mut long = b"SEND-\x00\x01".to_vec();
-        long.extend(std::iter::repeat(b'a').take(256));
+        long.extend([b'a'; 256]);
         assert_eq!(
             ClientRequest::parse(&long),
             Err(ClientApiError::MessageTooLong(256))
