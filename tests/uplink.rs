@@ -526,3 +526,60 @@ async fn the_retry_budget_ends_in_a_catastrophic_disconnect() {
     );
     assert_eq!(metrics.uplink_reconnects.with_label_values(&["b"]).get(), 3);
 }
+
+// PROTOCOL 5: the central's client socket shows the gateways' nodes too.
+#[actix_web::test]
+async fn the_central_client_socket_shows_gateway_nodes() {
+    use switchyard_actors::wire::client_api::{ClientMessage, ClientRequest};
+    use switchyard_actors::wire::frame::FrameCodec;
+    use tokio_util::codec::Framed;
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let mut edge = edge_to(&central, TOKEN).await;
+    central
+        .wait_metric(
+            "switchyard_gateway_connected",
+            &[("gateway", "edge-1")],
+            1.0,
+        )
+        .await;
+    let tcp = tokio::net::TcpStream::connect(central.running.tcp_addr.unwrap())
+        .await
+        .unwrap();
+    let mut c = Framed::new(tcp, FrameCodec::new(1 << 20));
+    c.send(ClientRequest::Listen.encode()).await.unwrap();
+    async fn next(c: &mut Framed<tokio::net::TcpStream, FrameCodec>) -> ClientMessage {
+        use futures_util::StreamExt;
+        match tokio::time::timeout(WAIT, c.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            switchyard_actors::wire::frame::FrameItem::Frame(b) => {
+                ClientMessage::parse(&b).unwrap()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(next(&mut c).await, ClientMessage::Ok(vec![]));
+    edge.root().send(&RootMessage::Data {
+        node: 4,
+        entries: vec![DataEntry::new("HUM", vec![44])],
+    });
+    match next(&mut c).await {
+        ClientMessage::PushData { src: 4, payload } => {
+            assert_eq!(payload, vec![1, b'H', b'U', b'M', 1, 44])
+        }
+        other => panic!("{other:?}"),
+    }
+    c.send(ClientRequest::NodeStatus.encode()).await.unwrap();
+    let v: Value = loop {
+        if let ClientMessage::Ok(p) = next(&mut c).await {
+            break serde_json::from_slice(&p).unwrap();
+        }
+    };
+    assert_eq!(v["node_addr_list"], json!([4]));
+    assert_eq!(v["gateway_list"], json!(["edge-1"]));
+    edge.s.stop().await;
+    central.stop().await;
+}

@@ -192,6 +192,7 @@ impl ClientConnection {
                         "node_amount": info.node_amount,
                         "node_addr_list": info.nodes.iter().map(|n| n.addr).collect::<Vec<_>>(),
                         "node_status_list": info.nodes.iter().map(|n| n.status.as_str()).collect::<Vec<_>>(),
+                        "gateway_list": info.nodes.iter().map(|n| n.gateway.clone()).collect::<Vec<_>>(),
                     });
                     Ok(ok(body.to_string().as_bytes()))
                 });

@@ -210,24 +210,21 @@ impl Handler<SwitchEvent> for SocketManager {
     type Result = ();
     fn handle(&mut self, event: SwitchEvent, _: &mut Context<Self>) {
         let _h = self.probe.handling_unqueued("SwitchEvent");
-        // The client socket speaks for this switch's own mesh.
+        // Nodes behind gateways (on a central switch) are pushed like the
+        // switch's own; `NSTAT`'s `gateway_list` tells them apart.
         let push = match event {
-            SwitchEvent::NodeData(d) if d.key.gateway.is_none() => ClientMessage::PushData {
+            SwitchEvent::NodeData(d) => ClientMessage::PushData {
                 src: d.key.addr,
                 payload: d.payload.clone(),
             },
-            SwitchEvent::NodeMessage { key, message, .. } if key.gateway.is_none() => {
-                ClientMessage::PushMessage {
-                    src: key.addr,
-                    message: message.to_vec(),
-                }
-            }
-            SwitchEvent::CommandResult { key, outcome, .. } if key.gateway.is_none() => {
-                ClientMessage::PushResult {
-                    node: key.addr,
-                    outcome,
-                }
-            }
+            SwitchEvent::NodeMessage { key, message, .. } => ClientMessage::PushMessage {
+                src: key.addr,
+                message: message.to_vec(),
+            },
+            SwitchEvent::CommandResult { key, outcome, .. } => ClientMessage::PushResult {
+                node: key.addr,
+                outcome,
+            },
             _ => return,
         };
         if !self.listeners.is_empty() {

@@ -228,7 +228,10 @@
     await Promise.all(types.map(async (type) => {
       const limit = type === 'GPS' ? TRAIL_POINTS : SPARK_POINTS;
       try {
-        const j = await getJSON(`/api/nodes/${encodeURIComponent(n.address)}/history?type=${type}&limit=${limit}`);
+        const base = n.gateway
+          ? `/api/nodes/${encodeURIComponent(n.gateway)}/${encodeURIComponent(n.address)}`
+          : `/api/nodes/${encodeURIComponent(n.address)}`;
+        const j = await getJSON(`${base}/history?type=${type}&limit=${limit}`);
         const samples = (j.samples || []).filter((s) => s && typeof s.ts === 'number');
         // The history as the switch has it, then what came live after it.
         const lastTs = samples.length ? samples[samples.length - 1].ts : -Infinity;
