@@ -74,3 +74,25 @@ pub fn now_ms() -> i64 {
 pub async fn until_shutdown(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|down| *down).await;
 }
+
+/// Closes a WebSocket actor's socket with 1001 (going away) and stops the
+/// actor when the switch shuts down: every socket the switch serves does so.
+pub fn close_on_shutdown<A>(
+    act: &A,
+    ctx: &mut actix_web_actors::ws::WebsocketContext<A>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) where
+    A: actix::Actor<Context = actix_web_actors::ws::WebsocketContext<A>>,
+{
+    use actix::prelude::*;
+    use actix_web_actors::ws;
+    ctx.spawn(until_shutdown(shutdown).into_actor(act).map(
+        |_, _, ctx: &mut ws::WebsocketContext<A>| {
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::Away,
+                description: Some("switch shutting down".into()),
+            }));
+            ctx.stop();
+        },
+    ));
+}

@@ -351,17 +351,7 @@ impl Actor for WsSession {
         log::debug!("socket {}: connected", self.origin.peer);
 
         // Shutdown: every socket is told 1001 (going away).
-        ctx.spawn(
-            crate::until_shutdown(self.rctx.shutdown.clone())
-                .into_actor(self)
-                .map(|_, _, ctx| {
-                    ctx.close(Some(ws::CloseReason {
-                        code: ws::CloseCode::Away,
-                        description: Some("switch shutting down".into()),
-                    }));
-                    ctx.stop();
-                }),
-        );
+        crate::close_on_shutdown(self, ctx, self.rctx.shutdown.clone());
 
         // Protocol keep-alive: ping, and drop a peer that went silent.
         let cfg = &self.rctx.config.session;

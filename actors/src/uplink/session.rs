@@ -126,17 +126,7 @@ impl Actor for GatewaySession {
             .connections_open
             .with_label_values(&[LINK_GATEWAY])
             .inc();
-        ctx.spawn(
-            crate::until_shutdown(self.shutdown.clone())
-                .into_actor(self)
-                .map(|_, _, ctx| {
-                    ctx.close(Some(ws::CloseReason {
-                        code: ws::CloseCode::Away,
-                        description: Some("switch shutting down".into()),
-                    }));
-                    ctx.stop();
-                }),
-        );
+        crate::close_on_shutdown(self, ctx, self.shutdown.clone());
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
