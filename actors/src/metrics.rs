@@ -412,6 +412,7 @@ impl Metrics {
             retired: AtomicBool::new(false),
             depth: self.actor_mailbox_depth.with_label_values(&[kind]),
             histogram: self.actor_handle_seconds.with_label_values(&[kind]),
+            counters: Mutex::new(Vec::new()),
             metrics: Arc::clone(self),
         });
         self.actors_live.with_label_values(&[kind]).inc();
@@ -482,10 +483,33 @@ pub struct ActorProbe {
     retired: AtomicBool,
     depth: IntGauge,
     histogram: prometheus::Histogram,
+    /// This actor's per-message counters, looked up once per message type
+    /// (a label lookup in the registry costs a lock and two string hashes;
+    /// this is a short scan by pointer). Only the actor itself touches it.
+    counters: Mutex<Vec<(&'static str, IntCounter)>>,
     metrics: Arc<Metrics>,
 }
 
 impl ActorProbe {
+    fn count_message(&self, message: &'static str) {
+        let Ok(mut cache) = self.counters.lock() else {
+            return;
+        };
+        if let Some((_, c)) = cache
+            .iter()
+            .find(|(m, _)| std::ptr::eq(*m, message) || *m == message)
+        {
+            c.inc();
+            return;
+        }
+        let c = self
+            .metrics
+            .actor_messages
+            .with_label_values(&[self.kind, message]);
+        c.inc();
+        cache.push((message, c));
+    }
+
     pub fn depth(&self) -> u64 {
         self.sent
             .load(Ordering::Relaxed)
@@ -554,10 +578,7 @@ impl Drop for Handling {
             p.depth.dec();
         }
         p.histogram.observe(self.started.elapsed().as_secs_f64());
-        p.metrics
-            .actor_messages
-            .with_label_values(&[p.kind, self.message])
-            .inc();
+        p.count_message(self.message);
     }
 }
 
