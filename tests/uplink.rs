@@ -583,3 +583,47 @@ async fn the_central_client_socket_shows_gateway_nodes() {
     edge.s.stop().await;
     central.stop().await;
 }
+
+// PROTOCOL 5 with the simulated mesh at the edge: a command from the
+// central reaches the simulated node, and its reply comes back.
+#[actix_web::test]
+async fn a_central_command_reaches_a_simulated_node() {
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let mut events = EventProbe::subscribe(&central.running.router.network);
+    let url = format!("ws://{}/gateway", central.running.http_addr);
+    let edge = Switch::start_with(move |c| {
+        c.uart = "sim".into();
+        c.sim.interval_secs = 0.1;
+        c.uplink.url = Some(url);
+        c.uplink.gateway_id = Some("edge-sim".into());
+        c.uplink.token = Some(TOKEN.into());
+    })
+    .await;
+    wait_for("the simulated node at the central", || {
+        let url = central.url("/api/nodes/edge-sim/0x0003");
+        async move { get_json(&url).await.0 == 200 }
+    })
+    .await;
+    let (status, body) = post_json(
+        &central.url("/api/nodes/edge-sim/0x0003/send"),
+        json!({"text": "ping"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let reply = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(SwitchEvent::NodeMessage { key, message, .. }) = events.recv().await {
+                if key.gateway.as_deref() == Some("edge-sim")
+                    && message.starts_with(b"node 0x0003 got")
+                {
+                    return String::from_utf8_lossy(&message).into_owned();
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply, "node 0x0003 got: ping");
+    edge.stop().await;
+    central.stop().await;
+}
