@@ -1,0 +1,185 @@
+//! `ceiling`: the minimal relay the benchmark compares switchyard against.
+//!
+//! Same WebSocket stack as switchyard (actix-web 4 + actix-web-actors
+//! `WebsocketContext`), one actor per socket and nothing else but a routing
+//! map. Each text frame is parsed only far enough to read `packet_type` and
+//! `subject_id`; forwarded frames are relayed unchanged (same bytes).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, Message, StreamHandler};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web_actors::ws;
+use bytestring::ByteString;
+use clap::Parser;
+use serde::Deserialize;
+
+#[derive(Parser)]
+#[command(about = "Minimal reference relay for the agent router protocol (benchmark ceiling)")]
+struct Args {
+    /// Address to listen on (WebSocket on path `/`).
+    #[arg(long, default_value = "127.0.0.1:3100")]
+    http: String,
+    /// actix-web worker threads (0 = actix default, like switchyard).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+}
+
+#[derive(Default)]
+struct Routes {
+    backend: Option<Addr<Sock>>,
+    agents: HashMap<String, Addr<Sock>>,
+}
+
+type Map = Arc<Mutex<Routes>>;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Out(ByteString);
+
+struct Sock {
+    map: Map,
+    id: Option<String>,
+}
+
+impl Actor for Sock {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        let me = ctx.address();
+        let mut m = self.map.lock().unwrap();
+        match self.id.as_deref() {
+            Some("mephisto") => {
+                if m.backend.as_ref() == Some(&me) {
+                    m.backend = None;
+                }
+            }
+            Some(id) => {
+                if m.agents.get(id) == Some(&me) {
+                    m.agents.remove(id);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+impl Handler<Out> for Sock {
+    type Result = ();
+    fn handle(&mut self, msg: Out, ctx: &mut Self::Context) {
+        ctx.text(msg.0);
+    }
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    packet_type: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    subject_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Sock {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let text = match item {
+            Ok(ws::Message::Text(t)) => t,
+            Ok(ws::Message::Ping(p)) => {
+                ctx.pong(&p);
+                return;
+            }
+            Ok(ws::Message::Close(r)) => {
+                ctx.close(r);
+                ctx.stop();
+                return;
+            }
+            Ok(_) => return,
+            Err(_) => {
+                ctx.stop();
+                return;
+            }
+        };
+        let head: Head = match serde_json::from_str(&text) {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        let (Some(pt), Some(subject)) = (head.packet_type, head.subject_id) else {
+            return;
+        };
+        match &*pt {
+            "alive" => {
+                let me = ctx.address();
+                let mut m = self.map.lock().unwrap();
+                if subject == "mephisto" {
+                    m.backend = Some(me);
+                } else {
+                    m.agents.insert(subject.to_string(), me);
+                }
+                drop(m);
+                self.id = Some(subject.into_owned());
+            }
+            "heartbeat" => {
+                let reply = format!(
+                    "{{\"packet_type\":\"heartbeat\",\"subject_id\":{},\"data\":{{\"last_mephisto_ping\":{}}}}}",
+                    serde_json::to_string(&*subject).unwrap_or_default(),
+                    now_ms()
+                );
+                ctx.text(reply);
+            }
+            "mephisto_bound_live_update" => {
+                let to = self.map.lock().unwrap().backend.clone();
+                if let Some(to) = to {
+                    to.do_send(Out(text.clone()));
+                }
+            }
+            "client_bound_live_update" => {
+                let to = self.map.lock().unwrap().agents.get(&*subject).cloned();
+                if let Some(to) = to {
+                    to.do_send(Out(text.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn index(
+    req: HttpRequest,
+    stream: web::Payload,
+    map: web::Data<Map>,
+) -> actix_web::Result<HttpResponse> {
+    let sock = Sock {
+        map: map.get_ref().clone(),
+        id: None,
+    };
+    ws::WsResponseBuilder::new(sock, &req, stream)
+        .frame_size(16 * 1024 * 1024)
+        .start()
+}
+
+fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let map: Map = Arc::new(Mutex::new(Routes::default()));
+    actix_web::rt::System::new().block_on(async move {
+        let data = web::Data::new(map);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/", web::get().to(index))
+        })
+        .backlog(4096)
+        .max_connections(100_000);
+        if args.workers > 0 {
+            server = server.workers(args.workers);
+        }
+        eprintln!("ceiling listening on ws://{}/", args.http);
+        server.bind(&args.http)?.run().await
+    })
+}
