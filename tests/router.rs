@@ -644,3 +644,45 @@ async fn an_agent_that_stops_reading_fills_only_its_bounded_queue() {
     s.stop().await;
     reader.abort();
 }
+
+// Every queue a peer can fill is bounded, the switch's own mailboxes too:
+// past the bound a sender's live updates are refused with `overloaded`
+// (counted), never queued without limit.
+#[actix_web::test]
+async fn a_flood_past_the_mailbox_bound_is_refused_not_queued() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = Switch::start_with(|c| c.session.max_mailbox_depth = 1).await;
+    let _b = s.backend().await;
+    let a = s.agent("flood").await;
+    let (mut tx, mut rx) = a.stream.split();
+    // One burst: queued in the socket, then written at once.
+    for n in 0..3000 {
+        let p = live_update("flood", "mephisto_bound_live_update", n).to_string();
+        tx.feed(Message::Text(p)).await.unwrap();
+    }
+    tx.flush().await.unwrap();
+    let refused = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(m)) = rx.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["kind"] == json!("overloaded") {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(refused, "the sender is told");
+    assert!(
+        s.metric(
+            "switchyard_packets_dropped_total",
+            &[("reason", "overloaded")]
+        )
+        .await
+            > 0.0
+    );
+    s.stop().await;
+}

@@ -81,6 +81,7 @@ pub mod drop_reason {
     pub const BACKEND_OUTBOX_FULL: &str = "backend_outbox_full";
     pub const UNMATCHED_AGENT_DETAILS: &str = "unmatched_agent_details";
     pub const AGENT_REMOVED: &str = "agent_removed";
+    pub const OVERLOADED: &str = "overloaded";
 }
 
 /// Statuses PROTOCOL 1.3 names; any other string the backend sends is
@@ -638,6 +639,11 @@ impl<A: Actor> Mailbox<A> {
 
     pub fn id(&self) -> &str {
         &self.probe.id
+    }
+
+    /// Messages sent to the actor and not yet handled.
+    pub fn depth(&self) -> u64 {
+        self.probe.depth()
     }
 
     /// Sends without waiting; fails if the actor has stopped, handing the

@@ -153,7 +153,7 @@ fn raise_nofile() -> (u64, u64, u64) {
             rlim_max: 0,
         };
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        let (soft, hard) = (r.rlim_cur as u64, r.rlim_max as u64);
+        let (soft, hard) = (r.rlim_cur, r.rlim_max);
         r.rlim_cur = r.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &r);
         let mut r2 = libc::rlimit {
@@ -161,7 +161,7 @@ fn raise_nofile() -> (u64, u64, u64) {
             rlim_max: 0,
         };
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut r2);
-        (soft, hard, r2.rlim_cur as u64)
+        (soft, hard, r2.rlim_cur)
     }
 }
 
@@ -234,6 +234,7 @@ struct ReaderRes {
     closed_early: bool,
 }
 
+#[allow(clippy::too_many_arguments)] // one task's whole setup
 async fn agent_writer(
     mut sink: futures_util::stream::SplitSink<Ws, Message>,
     id: String,

@@ -122,6 +122,10 @@ pub struct SessionConfig {
     /// Bytes written to a socket and not yet taken by its peer, past which
     /// packets wait in the agent's queue (or the backend outbox) instead.
     pub max_in_flight_bytes: usize,
+    /// Messages waiting in an agent's or the backend link's mailbox past
+    /// which a socket's packets are refused (`overloaded`) rather than
+    /// queued without bound.
+    pub max_mailbox_depth: u64,
 }
 
 impl Default for SessionConfig {
@@ -131,6 +135,7 @@ impl Default for SessionConfig {
             ping_interval_secs: 20.0,
             ping_timeout_secs: 60.0,
             max_in_flight_bytes: 1024 * 1024,
+            max_mailbox_depth: 10_000,
         }
     }
 }

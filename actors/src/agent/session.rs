@@ -123,7 +123,42 @@ impl WsSession {
         self.rctx.config.backend.token.is_none() || self.role == Role::Backend
     }
 
+    /// True (and the sender told, the drop counted) when the actors this
+    /// packet would go through are too far behind: their mailboxes must not
+    /// grow without bound under overload.
+    fn overloaded(&mut self, packet: &Packet, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        let limit = self.rctx.config.session.max_mailbox_depth;
+        let agent_depth = self.agents.get(&packet.subject_id).map_or(0, |a| a.depth());
+        let depth = agent_depth.max(self.rctx.backend.depth());
+        if depth <= limit {
+            return false;
+        }
+        self.rctx
+            .metrics
+            .dropped(crate::metrics::drop_reason::OVERLOADED, 1);
+        let msg = format!(
+            "switch overloaded ({depth} messages waiting): `{}` packet dropped; send it again",
+            packet.packet_type.as_str()
+        );
+        log::warn!("socket {}: {msg}", self.origin.peer);
+        self.write(
+            json!({ "error": msg, "kind": "overloaded" }).to_string(),
+            ctx,
+        );
+        true
+    }
+
     fn route(&mut self, packet: Packet, ctx: &mut ws::WebsocketContext<Self>) {
+        if matches!(
+            packet.packet_type,
+            PacketType::MephistoBoundLiveUpdate
+                | PacketType::ClientBoundLiveUpdate
+                | PacketType::UpdateStatus
+                | PacketType::LogError
+        ) && self.overloaded(&packet, ctx)
+        {
+            return;
+        }
         match &packet.packet_type {
             PacketType::Alive if packet.is_backend() => self.backend_alive(ctx),
             PacketType::Alive => self.agent_alive(packet),

@@ -50,17 +50,11 @@ impl Actor for Sock {
         let me = ctx.address();
         let mut m = self.map.lock().unwrap();
         match self.id.as_deref() {
-            Some("mephisto") => {
-                if m.backend.as_ref() == Some(&me) {
-                    m.backend = None;
-                }
+            Some("mephisto") if m.backend.as_ref() == Some(&me) => m.backend = None,
+            Some(id) if id != "mephisto" && m.agents.get(id) == Some(&me) => {
+                m.agents.remove(id);
             }
-            Some(id) => {
-                if m.agents.get(id) == Some(&me) {
-                    m.agents.remove(id);
-                }
-            }
-            None => {}
+            _ => {}
         }
     }
 }
