@@ -11,11 +11,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort, findOnPath } from './support.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
@@ -30,30 +30,7 @@ let base; // http://127.0.0.1:port
 let dataDir;
 let browser;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
-function findOnPath(names) {
-  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
-    for (const name of names) {
-      const p = path.join(dir || '.', name);
-      try {
-        fs.accessSync(p, fs.constants.X_OK);
-        return p;
-      } catch { /* next */ }
-    }
-  }
-  return null;
-}
 
 async function waitAlive(url, ms) {
   const deadline = Date.now() + ms;
