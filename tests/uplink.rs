@@ -44,6 +44,20 @@ async fn edge_to(central: &Switch, token: &str) -> MeshSwitch {
     .await
 }
 
+/// A central switch and an edge uplinked to it, connected.
+async fn central_with_edge() -> (Switch, MeshSwitch) {
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let edge = edge_to(&central, TOKEN).await;
+    central
+        .wait_metric(
+            "switchyard_gateway_connected",
+            &[("gateway", "edge-1")],
+            1.0,
+        )
+        .await;
+    (central, edge)
+}
+
 fn seq_frame(n: u32) -> RootMessage {
     RootMessage::Data {
         node: 1,
@@ -54,15 +68,7 @@ fn seq_frame(n: u32) -> RootMessage {
 // PROTOCOL 5: node data from the edge appears at the central within a second.
 #[actix_web::test]
 async fn edge_node_data_appears_at_the_central() {
-    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
-    let mut edge = edge_to(&central, TOKEN).await;
-    central
-        .wait_metric(
-            "switchyard_gateway_connected",
-            &[("gateway", "edge-1")],
-            1.0,
-        )
-        .await;
+    let (central, mut edge) = central_with_edge().await;
     let written = Instant::now();
     edge.root().send(&RootMessage::Data {
         node: 2,
@@ -162,16 +168,8 @@ async fn a_central_command_reaches_the_node_and_the_reply_returns() {
 // itself and every event produced meanwhile arrives once, in order.
 #[actix_web::test]
 async fn events_survive_a_central_restart_once_and_in_order() {
-    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let (central, mut edge) = central_with_edge().await;
     let addr = central.running.http_addr;
-    let mut edge = edge_to(&central, TOKEN).await;
-    central
-        .wait_metric(
-            "switchyard_gateway_connected",
-            &[("gateway", "edge-1")],
-            1.0,
-        )
-        .await;
     for n in 0..10 {
         edge.root().send(&seq_frame(n));
     }
@@ -533,15 +531,7 @@ async fn the_central_client_socket_shows_gateway_nodes() {
     use switchyard_actors::wire::client_api::{ClientMessage, ClientRequest};
     use switchyard_actors::wire::frame::FrameCodec;
     use tokio_util::codec::Framed;
-    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
-    let mut edge = edge_to(&central, TOKEN).await;
-    central
-        .wait_metric(
-            "switchyard_gateway_connected",
-            &[("gateway", "edge-1")],
-            1.0,
-        )
-        .await;
+    let (central, mut edge) = central_with_edge().await;
     let tcp = tokio::net::TcpStream::connect(central.running.tcp_addr.unwrap())
         .await
         .unwrap();

@@ -30,6 +30,11 @@ impl ApiError {
     pub fn bad(msg: impl Into<String>) -> Self {
         ApiError::BadRequest(msg.into())
     }
+
+    /// An actor could not be asked (it stopped): a 500 with the reason.
+    pub fn mailbox<E: std::fmt::Display>(e: E) -> Self {
+        ApiError::Internal(e.to_string())
+    }
 }
 
 impl ResponseError for ApiError {

@@ -22,10 +22,6 @@ pub fn parse_addr(s: &str) -> Result<NodeAddr, ApiError> {
     parsed.map_err(|_| ApiError::bad(format!("bad node address {s:?} (use 0x0001 or 1)")))
 }
 
-fn mailbox_error<E: std::fmt::Display>(e: E) -> ApiError {
-    ApiError::Internal(e.to_string())
-}
-
 pub fn command_error(e: CommandError) -> ApiError {
     match e {
         CommandError::UnknownNode(_) => ApiError::Unknown(e.to_string()),
@@ -42,7 +38,7 @@ pub async fn nodes(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         .network
         .send(GetNodes)
         .await
-        .map_err(mailbox_error)?;
+        .map_err(ApiError::mailbox)?;
     Ok(HttpResponse::Ok().json(nodes))
 }
 
@@ -56,7 +52,7 @@ pub async fn node(
         .network
         .send(GetNode(NodeKey::local(addr)))
         .await
-        .map_err(mailbox_error)?
+        .map_err(ApiError::mailbox)?
     {
         Some(v) => Ok(HttpResponse::Ok().json(v)),
         None => Err(ApiError::Unknown(format!("node 0x{addr:04x} unknown"))),
@@ -107,7 +103,7 @@ async fn history_of(
             limit,
         })
         .await
-        .map_err(mailbox_error)?
+        .map_err(ApiError::mailbox)?
         .ok_or_else(|| ApiError::Unknown(format!("node 0x{addr:04x} unknown")))?;
     Ok(HttpResponse::Ok().json(json!({
         "gateway": key.gateway,
@@ -146,7 +142,7 @@ async fn run(
         .network
         .send(MeshCommand { command, node })
         .await
-        .map_err(mailbox_error)?
+        .map_err(ApiError::mailbox)?
         .map_err(command_error)?;
     Ok(match reply {
         RootReply::Ok => HttpResponse::Ok().json(json!({"status": "ok", "command": name})),
@@ -202,7 +198,7 @@ pub async fn gateway_node(
         .network
         .send(GetNode(key.clone()))
         .await
-        .map_err(mailbox_error)?
+        .map_err(ApiError::mailbox)?
     {
         Some(v) => Ok(HttpResponse::Ok().json(v)),
         None => Err(ApiError::Unknown(format!(
@@ -227,7 +223,7 @@ pub async fn gateway_send(
         .network
         .send(GetNode(key.clone()))
         .await
-        .map_err(mailbox_error)?;
+        .map_err(ApiError::mailbox)?;
     if known.is_none() {
         return Err(ApiError::Unknown(format!(
             "node 0x{:04x} of gateway {} unknown",
@@ -247,7 +243,7 @@ pub async fn gateway_send(
             command,
         })
         .await
-        .map_err(mailbox_error)?
+        .map_err(ApiError::mailbox)?
         .map_err(command_error)?;
     Ok(HttpResponse::Ok()
         .json(json!({"status": "ok", "gateway": path.0, "address": format!("0x{:04x}", key.addr)})))

@@ -21,10 +21,7 @@ pub async fn monitor(
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
     let flow = Arc::new(Flow::default());
-    let peer = req
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let peer = super::ws::peer_name(&req);
     let session = MonitorSession::new(
         Arc::clone(&state.metrics),
         state.monitor.clone(),
@@ -46,13 +43,13 @@ pub async fn agents(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .network
         .send(ListAgents)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::mailbox)?;
     let backend = state
         .router
         .backend
         .send(GetBackendInfo)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::mailbox)?;
     let mut agents = agents;
     agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
     Ok(HttpResponse::Ok().json(json!({"agents": agents, "backend": backend})))

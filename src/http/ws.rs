@@ -43,6 +43,21 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// Whether the request presents `expected` (always, when none is set).
+fn token_ok(req: &HttpRequest, expected: Option<&str>) -> bool {
+    match expected {
+        None => true,
+        Some(expected) => presented_token(req).is_some_and(|t| same_token(&t, expected)),
+    }
+}
+
+/// The peer's address, for logs and `/metrics/actors`.
+pub fn peer_name(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 pub async fn index_or_upgrade(
     req: HttpRequest,
     stream: web::Payload,
@@ -51,14 +66,8 @@ pub async fn index_or_upgrade(
     if !is_upgrade(&req) {
         return Ok(static_files::index(state).await);
     }
-    let token_ok = match &state.config.backend.token {
-        None => true,
-        Some(expected) => presented_token(&req).is_some_and(|t| same_token(&t, expected)),
-    };
-    let peer = req
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let token_ok = token_ok(&req, state.config.backend.token.as_deref());
+    let peer = peer_name(&req);
     let flow = Arc::new(Flow::default());
     let session = WsSession::new(
         state.router.clone(),
@@ -80,14 +89,8 @@ pub async fn gateway(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
-    let token_ok = match &state.config.gateway_token {
-        None => true,
-        Some(expected) => presented_token(&req).is_some_and(|t| same_token(&t, expected)),
-    };
-    let peer = req
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let token_ok = token_ok(&req, state.config.gateway_token.as_deref());
+    let peer = peer_name(&req);
     let session = switchyard_actors::uplink::GatewaySession::new(
         Arc::clone(&state.metrics),
         state.gateways.clone(),
