@@ -424,16 +424,7 @@ mod tests {
 
     /// Decode everything, all at once, including end of stream.
     fn decode_all(codec: &mut FrameCodec, input: &[u8]) -> Vec<FrameItem> {
-        let mut buf = BytesMut::from(input);
-        let mut out = Vec::new();
-        while let Some(item) = codec.decode(&mut buf).unwrap() {
-            out.push(item);
-        }
-        assert!(buf.is_empty(), "decoder returned None with bytes left");
-        while let Some(item) = codec.decode_eof(&mut buf).unwrap() {
-            out.push(item);
-        }
-        out
+        decode_chunked(codec, input, &[input.len()])
     }
 
     fn decode(input: &[u8]) -> Vec<FrameItem> {
