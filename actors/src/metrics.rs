@@ -593,6 +593,7 @@ pub struct Mailbox<A: Actor> {
     addr: Addr<A>,
     probe: Arc<ActorProbe>,
     flow: Option<Arc<crate::flow::Flow>>,
+    shortcut: Option<Arc<crate::agent::Shortcut>>,
 }
 
 impl<A: Actor> Clone for Mailbox<A> {
@@ -601,6 +602,7 @@ impl<A: Actor> Clone for Mailbox<A> {
             addr: self.addr.clone(),
             probe: Arc::clone(&self.probe),
             flow: self.flow.clone(),
+            shortcut: self.shortcut.clone(),
         }
     }
 }
@@ -611,7 +613,19 @@ impl<A: Actor> Mailbox<A> {
             addr,
             probe,
             flow: None,
+            shortcut: None,
         }
+    }
+
+    /// For an actor that may let live updates past it (`Agent`,
+    /// `BackendLink`): where senders find its socket.
+    pub fn with_shortcut(mut self, shortcut: Arc<crate::agent::Shortcut>) -> Self {
+        self.shortcut = Some(shortcut);
+        self
+    }
+
+    pub fn shortcut(&self) -> Option<&Arc<crate::agent::Shortcut>> {
+        self.shortcut.as_ref()
     }
 
     pub fn with_flow(mut self, flow: Arc<crate::flow::Flow>) -> Self {

@@ -2,7 +2,7 @@
 //!
 //! Owns the agent's `AgentState` (status, liveness, queue of undelivered
 //! packets) and its timers: reconnect grace and idle expiry. Handles
-//! `AgentAlive`, `AgentHeartbeat`, `ToClient`, `FromClient`,
+//! `AgentAlive`, `AgentHeartbeat`, `ToClient`, `Relay`,
 //! `SocketClosed`, `CheckLiveness`, `RetireAgent`, `GetAgentInfo`.
 //! Talks to its current `WsSession`, to `BackendLink` and, to retire, to
 //! `NetworkManager`.
@@ -14,6 +14,7 @@ use actix::prelude::*;
 use serde_json::json;
 
 use super::session::{deliver, CloseSocket, WsSession, TO_AGENT};
+use super::shortcut::{Relay, Shortcut};
 use super::state::{AgentState, Enqueued};
 use super::{RouterContext, ToBackend};
 use crate::metrics::{drop_reason, status_label, ActorProbe, Mailbox};
@@ -32,6 +33,9 @@ const DRAIN_RETRY: Duration = Duration::from_millis(20);
 pub struct Agent {
     state: AgentState,
     session: Option<Mailbox<WsSession>>,
+    /// Open while the socket is bound and alive and nothing is queued: the
+    /// backend session then writes live updates to the socket directly.
+    shortcut: Arc<Shortcut>,
     ctx: Arc<RouterContext>,
     probe: Arc<ActorProbe>,
     me: Option<Mailbox<Agent>>,
@@ -53,6 +57,7 @@ impl Agent {
         Agent {
             state: AgentState::new(agent_id, ctx.config.agent.queue_limit),
             session: None,
+            shortcut: Arc::new(Shortcut::default()),
             ctx,
             probe,
             me: None,
@@ -60,6 +65,22 @@ impl Agent {
             idle_timer: None,
             drain_timer: None,
             retired: false,
+        }
+    }
+
+    /// Where senders find this agent's socket (for its `Mailbox`).
+    pub fn shortcut(&self) -> Arc<Shortcut> {
+        Arc::clone(&self.shortcut)
+    }
+
+    /// Opens the shortcut exactly while this actor would deliver a live
+    /// update at once itself.
+    fn refresh_shortcut(&self) {
+        match &self.session {
+            Some(s) if !self.retired && self.state.is_alive && self.state.queue.is_empty() => {
+                self.shortcut.open(s)
+            }
+            _ => self.shortcut.close(),
         }
     }
 
@@ -141,6 +162,7 @@ impl Agent {
                 return;
             }
         }
+        self.refresh_shortcut();
         let stalled = !self.state.queue.is_empty() && self.session.is_some() && self.state.is_alive;
         if stalled && self.drain_timer.is_none() {
             self.drain_timer = Some(ctx.run_later(DRAIN_RETRY, |act, ctx| {
@@ -151,6 +173,8 @@ impl Agent {
     }
 
     fn enqueue(&mut self, packet: Packet) {
+        // Before anything waits here, no sender may pass it.
+        self.shortcut.close();
         let m = &self.ctx.metrics;
         m.packets_queued_total.inc();
         match self.state.enqueue(packet) {
@@ -189,6 +213,8 @@ impl Agent {
     }
 
     fn bind(&mut self, session: Mailbox<WsSession>, ctx: &mut Context<Self>) {
+        // Reopened for the new socket once the queue is flushed to it.
+        self.shortcut.close();
         if let Some(old) = &self.session {
             if !old.same(&session) {
                 self.ctx.metrics.rebinds.inc();
@@ -203,6 +229,7 @@ impl Agent {
 
     fn unbind(&mut self, ctx: &mut Context<Self>) {
         self.session = None;
+        self.shortcut.close();
         self.state.on_socket_closed(crate::now_secs());
         self.cancel_timers(ctx);
         let grace = self.ctx.config.agent.reconnect_grace();
@@ -250,6 +277,7 @@ impl Agent {
             return;
         }
         self.retired = true;
+        self.shortcut.close();
         self.cancel_timers(ctx);
         if let Some(me) = &self.me {
             self.ctx.network.do_send(AgentRetired {
@@ -366,14 +394,28 @@ impl Handler<ToClient> for Agent {
     type Result = ();
     fn handle(&mut self, msg: ToClient, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("ToClient");
+        self.to_client(msg.0, ctx);
+    }
+}
+
+impl Handler<Relay> for Agent {
+    type Result = ();
+    fn handle(&mut self, msg: Relay, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling("Relay");
+        // The ticket is dropped after the packet is delivered or queued.
+        self.to_client(msg.packet, ctx);
+    }
+}
+
+impl Agent {
+    fn to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
         if self.retired {
             self.ctx.network.do_send(crate::network::RouteToAgent {
-                packet: msg.0,
+                packet,
                 reply_to: None,
             });
             return;
         }
-        let packet = msg.0;
         if packet.packet_type == PacketType::UpdateStatus {
             if let Some(status) = packet.data_str("status") {
                 let status = status.to_string();
@@ -383,19 +425,6 @@ impl Handler<ToClient> for Agent {
         // A queued packet keeps the agent from idle expiry: the idle timer
         // re-checks `is_idle` when it fires.
         self.send_to_client(packet, ctx);
-    }
-}
-
-/// A packet from the agent's browser for the backend.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FromClient(pub Packet);
-
-impl Handler<FromClient> for Agent {
-    type Result = ();
-    fn handle(&mut self, msg: FromClient, _: &mut Context<Self>) {
-        let _h = self.probe.handling("FromClient");
-        self.ctx.backend.do_send(ToBackend(msg.0));
     }
 }
 

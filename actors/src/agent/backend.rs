@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::outbox::Outbox;
 use super::session::{deliver, CloseSocket, WsSession, TO_BACKEND};
+use super::shortcut::{Relay, Shortcut};
 use super::BackendConfig;
 use crate::metrics::{drop_reason, ActorProbe, Mailbox, Metrics};
 use crate::network::events::SwitchEvent;
@@ -28,6 +29,9 @@ pub struct BackendLink {
     probe: Arc<ActorProbe>,
     session: Option<Mailbox<WsSession>>,
     outbox: Outbox<Packet>,
+    /// Open while the backend socket is bound, keeps up, and the outbox is
+    /// empty: agent sessions then write live updates to it directly.
+    shortcut: Arc<Shortcut>,
     pending: HashMap<String, oneshot::Sender<Packet>>,
     /// Where to announce connects and disconnects (set once the manager
     /// exists: it is started after this link).
@@ -44,6 +48,7 @@ impl BackendLink {
             metrics,
             probe,
             session: None,
+            shortcut: Arc::new(Shortcut::default()),
             pending: HashMap::new(),
             network: None,
         }
@@ -56,12 +61,16 @@ impl BackendLink {
     ) -> Mailbox<BackendLink> {
         let link = BackendLink::new(config, in_flight_limit, metrics);
         let probe = Arc::clone(&link.probe);
-        Mailbox::new(link.start(), probe)
+        let shortcut = Arc::clone(&link.shortcut);
+        Mailbox::new(link.start(), probe).with_shortcut(shortcut)
     }
 
     fn set_connected(&mut self, session: Option<Mailbox<WsSession>>) {
         let changed = self.session.is_some() != session.is_some();
         self.metrics.backend_connected.set(session.is_some() as i64);
+        if session.is_none() {
+            self.shortcut.close();
+        }
         self.session = session;
         if let (true, Some(n)) = (changed, &self.network) {
             n.do_send(Publish(SwitchEvent::Backend {
@@ -117,6 +126,10 @@ impl BackendLink {
                 .backend_outbox_depth
                 .set(self.outbox.len() as i64);
         }
+        match &self.session {
+            Some(s) if self.outbox.is_empty() => self.shortcut.open(s),
+            _ => self.shortcut.close(),
+        }
         if !self.outbox.is_empty() && self.session.is_some() && self.drain_timer.is_none() {
             self.drain_timer = Some(ctx.run_later(DRAIN_RETRY, |act, ctx| {
                 act.drain_timer = None;
@@ -126,6 +139,8 @@ impl BackendLink {
     }
 
     fn keep(&mut self, packet: Packet) {
+        // Before anything waits here, no sender may pass it.
+        self.shortcut.close();
         if let Some(old) = self.outbox.push(packet) {
             self.metrics.dropped(drop_reason::BACKEND_OUTBOX_FULL, 1);
             log::warn!(
@@ -215,6 +230,15 @@ impl Handler<ToBackend> for BackendLink {
     fn handle(&mut self, msg: ToBackend, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("ToBackend");
         self.deliver(msg.0, ctx);
+    }
+}
+
+impl Handler<Relay> for BackendLink {
+    type Result = ();
+    fn handle(&mut self, msg: Relay, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling("Relay");
+        // The ticket is dropped after the packet is delivered or kept.
+        self.deliver(msg.packet, ctx);
     }
 }
 

@@ -4,9 +4,12 @@
 //! Steady-state flow, with no central mailbox on the way:
 //!
 //! ```text
-//! agent socket -> WsSession -> Agent -> BackendLink -> backend WsSession
+//! agent socket -> WsSession -> BackendLink -> backend WsSession
 //! backend socket -> WsSession -> Agent -> agent WsSession
 //! ```
+//!
+//! and for live updates, while the `BackendLink` or the `Agent` holds
+//! nothing back, session to session by its `Shortcut` (see `shortcut.rs`).
 //!
 //! `NetworkManager` is asked only to find or create an agent (the first
 //! packet of a socket, or for an agent the backend session has not cached
@@ -16,6 +19,7 @@ mod actor;
 mod backend;
 pub mod outbox;
 mod session;
+mod shortcut;
 pub mod state;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -25,8 +29,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use actor::{
-    Agent, AgentAlive, AgentHeartbeat, AgentInfo, CheckLiveness, FromClient, GetAgentInfo,
-    RetireAgent, SocketClosed, ToClient,
+    Agent, AgentAlive, AgentHeartbeat, AgentInfo, CheckLiveness, GetAgentInfo, RetireAgent,
+    SocketClosed, ToClient,
 };
 pub use backend::{
     AgentDetails, AttachNetwork, BackendAlive, BackendClosed, BackendInfo, BackendLink,
@@ -35,6 +39,7 @@ pub use backend::{
 pub use session::{
     deliver, AgentBound, CloseSocket, Deliver, SessionOrigin, WsSession, TO_AGENT, TO_BACKEND,
 };
+pub use shortcut::{Detour, Relay, Shortcut, Ticket};
 
 use crate::metrics::{Mailbox, Metrics};
 use crate::network::NetworkManager;

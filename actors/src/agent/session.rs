@@ -18,8 +18,8 @@ use actix_web_actors::ws;
 use serde_json::json;
 
 use super::{
-    Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, FromClient,
-    RouterContext, SocketClosed, ToBackend, ToClient,
+    Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, Detour, Relay,
+    RouterContext, SocketClosed,
 };
 use crate::flow::Flow;
 use crate::metrics::{ActorProbe, Mailbox};
@@ -52,8 +52,10 @@ pub struct WsSession {
     role: Role,
     /// Agents this socket speaks for (an agent socket: its own; the backend
     /// socket: every agent it has written to), so steady-state packets go
-    /// straight to the `Agent`.
-    agents: HashMap<String, Mailbox<Agent>>,
+    /// straight to the `Agent`, or past it by its shortcut.
+    agents: HashMap<String, BoundAgent>,
+    /// What this socket handed to `BackendLink` and it has not passed on.
+    backend_detour: Detour,
     last_heard: Instant,
     /// A fragmented message being reassembled: (is text, bytes so far).
     partial: Option<(bool, Vec<u8>)>,
@@ -71,6 +73,7 @@ impl WsSession {
             me: None,
             role: Role::Unknown,
             agents: HashMap::new(),
+            backend_detour: Detour::default(),
             last_heard: Instant::now(),
             partial: None,
             flow,
@@ -128,7 +131,10 @@ impl WsSession {
     /// grow without bound under overload.
     fn overloaded(&mut self, packet: &Packet, ctx: &mut ws::WebsocketContext<Self>) -> bool {
         let limit = self.rctx.config.session.max_mailbox_depth;
-        let agent_depth = self.agents.get(&packet.subject_id).map_or(0, |a| a.depth());
+        let agent_depth = self
+            .agents
+            .get(&packet.subject_id)
+            .map_or(0, |a| a.agent.depth());
         let depth = agent_depth.max(self.rctx.backend.depth());
         if depth <= limit {
             return false;
@@ -241,8 +247,9 @@ impl WsSession {
             self.role = Role::Agent;
         }
         let me = self.me();
-        if let Some(agent) = self.agents.get(&packet.subject_id) {
-            if agent
+        if let Some(bound) = self.agents.get(&packet.subject_id) {
+            if bound
+                .agent
                 .try_send(AgentAlive {
                     session: me.clone(),
                 })
@@ -261,7 +268,7 @@ impl WsSession {
     fn heartbeat(&mut self, packet: Packet) {
         let me = self.me();
         let packet = match self.agents.get(&packet.subject_id) {
-            Some(agent) => match agent.try_send(AgentHeartbeat {
+            Some(bound) => match bound.agent.try_send(AgentHeartbeat {
                 session: me.clone(),
                 packet,
             }) {
@@ -279,29 +286,59 @@ impl WsSession {
         });
     }
 
+    fn in_flight_limit(&self) -> u64 {
+        self.rctx.config.session.max_in_flight_bytes as u64
+    }
+
     fn route_to_backend(&mut self, packet: Packet) {
-        let packet = match self.agents.get(&packet.subject_id) {
-            Some(agent) if self.role != Role::Backend => match agent.try_send(FromClient(packet)) {
-                Ok(()) => return,
-                Err(FromClient(p)) => {
-                    self.agents.remove(&p.subject_id);
-                    p
+        let backend = &self.rctx.backend;
+        let packet = match backend.shortcut() {
+            Some(sc) => {
+                match sc.send(
+                    &self.backend_detour,
+                    packet,
+                    TO_BACKEND,
+                    self.in_flight_limit(),
+                ) {
+                    Ok(()) => return,
+                    Err(p) => p,
                 }
-            },
-            _ => packet,
+            }
+            None => packet,
         };
-        self.rctx.backend.do_send(ToBackend(packet));
+        backend.do_send(Relay {
+            packet,
+            ticket: self.backend_detour.ticket(),
+        });
     }
 
     fn route_to_agent(&mut self, packet: Packet) {
+        let limit = self.in_flight_limit();
         let packet = match self.agents.get(&packet.subject_id) {
-            Some(agent) => match agent.try_send(ToClient(packet)) {
-                Ok(()) => return,
-                Err(ToClient(p)) => {
-                    self.agents.remove(&p.subject_id);
-                    p
+            Some(bound) => {
+                // Only live updates may pass the agent: a status change is
+                // the agent's to see.
+                let packet = match bound.agent.shortcut() {
+                    Some(sc) if packet.packet_type == PacketType::ClientBoundLiveUpdate => {
+                        match sc.send(&bound.detour, packet, TO_AGENT, limit) {
+                            Ok(()) => return,
+                            Err(p) => p,
+                        }
+                    }
+                    _ => packet,
+                };
+                let relay = Relay {
+                    packet,
+                    ticket: bound.detour.ticket(),
+                };
+                match bound.agent.try_send(relay) {
+                    Ok(()) => return,
+                    Err(Relay { packet, .. }) => {
+                        self.agents.remove(&packet.subject_id);
+                        packet
+                    }
                 }
-            },
+            }
             None => packet,
         };
         self.rctx.network.do_send(RouteToAgent {
@@ -420,8 +457,8 @@ impl Actor for WsSession {
         match self.role {
             Role::Backend => self.rctx.backend.do_send(BackendClosed { session: me }),
             _ => {
-                for agent in self.agents.values() {
-                    agent.do_send(SocketClosed {
+                for bound in self.agents.values() {
+                    bound.agent.do_send(SocketClosed {
                         session: me.clone(),
                     });
                 }
@@ -511,20 +548,46 @@ impl Handler<Deliver> for WsSession {
     }
 }
 
+/// An agent this socket knows, and what it handed that agent and the
+/// agent has not passed on yet.
+struct BoundAgent {
+    agent: Mailbox<Agent>,
+    detour: Detour,
+}
+
 /// The manager found (or made) the agent a packet was for: remember it so
-/// the next packet goes straight there.
+/// the next packet goes straight there. `detour` counts what the manager
+/// already relayed to the agent for this socket, so a later packet cannot
+/// overtake it by the shortcut.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AgentBound {
     pub agent_id: String,
     pub agent: Mailbox<Agent>,
+    pub detour: Detour,
+}
+
+impl AgentBound {
+    pub fn new(agent_id: String, agent: Mailbox<Agent>) -> Self {
+        AgentBound {
+            agent_id,
+            agent,
+            detour: Detour::default(),
+        }
+    }
 }
 
 impl Handler<AgentBound> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: AgentBound, _: &mut Self::Context) {
         let _h = self.probe.handling("AgentBound");
-        self.agents.insert(msg.agent_id, msg.agent);
+        self.agents.insert(
+            msg.agent_id,
+            BoundAgent {
+                agent: msg.agent,
+                detour: msg.detour,
+            },
+        );
     }
 }
 

@@ -27,8 +27,8 @@ use actix::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::agent::{
-    Agent, AgentAlive, AgentBound, AgentHeartbeat, AgentInfo, CheckLiveness, GetAgentInfo,
-    RetireAgent, RouterContext, ToBackend, ToClient, WsSession,
+    Agent, AgentAlive, AgentBound, AgentHeartbeat, AgentInfo, CheckLiveness, Detour, GetAgentInfo,
+    Relay, RetireAgent, RouterContext, ToBackend, ToClient, WsSession,
 };
 use crate::metrics::{ActorProbe, Mailbox};
 use crate::uart::{CommandError, LinkInfo, RootReply, SendCommand, UartManager};
@@ -99,8 +99,9 @@ impl NetworkManager {
         let rctx = &self.rctx;
         let (agent, created) = self.agents.locate_or_insert(agent_id, || {
             let probe = rctx.metrics.probe("Agent", agent_id);
-            let addr = Agent::new(agent_id, Arc::clone(rctx), Arc::clone(&probe)).start();
-            Mailbox::new(addr, probe)
+            let agent = Agent::new(agent_id, Arc::clone(rctx), Arc::clone(&probe));
+            let shortcut = agent.shortcut();
+            Mailbox::new(agent.start(), probe).with_shortcut(shortcut)
         });
         if created {
             log::debug!("agent {agent_id}: created");
@@ -208,10 +209,7 @@ impl Handler<BindAgent> for NetworkManager {
         agent.do_send(AgentAlive {
             session: msg.session.clone(),
         });
-        msg.session.do_send(AgentBound {
-            agent_id: msg.agent_id,
-            agent,
-        });
+        msg.session.do_send(AgentBound::new(msg.agent_id, agent));
     }
 }
 
@@ -234,7 +232,7 @@ impl Handler<RouteHeartbeat> for NetworkManager {
                     session: msg.session.clone(),
                     packet: msg.packet,
                 });
-                msg.session.do_send(AgentBound { agent_id, agent });
+                msg.session.do_send(AgentBound::new(agent_id, agent));
             }
             None => {
                 // Unknown agent: answer with the backend's ping only.
@@ -261,10 +259,22 @@ impl Handler<RouteToAgent> for NetworkManager {
         let agent_id = msg.packet.subject_id.clone();
         let agent = self.agent(&agent_id);
         // Forward first, then tell the sender: anything it sends straight
-        // to the agent afterwards lands behind this packet.
-        agent.do_send(ToClient(msg.packet));
-        if let Some(s) = msg.reply_to {
-            s.do_send(AgentBound { agent_id, agent });
+        // to the agent afterwards lands behind this packet, and the detour
+        // keeps it off the shortcut until the agent has passed this on.
+        match msg.reply_to {
+            Some(s) => {
+                let detour = Detour::default();
+                agent.do_send(Relay {
+                    packet: msg.packet,
+                    ticket: detour.ticket(),
+                });
+                s.do_send(AgentBound {
+                    agent_id,
+                    agent,
+                    detour,
+                });
+            }
+            None => agent.do_send(ToClient(msg.packet)),
         }
     }
 }

@@ -1,0 +1,118 @@
+//! `Shortcut`: the way past an `Agent` or the `BackendLink` for live
+//! updates that need nothing from it.
+//!
+//! In steady state a live update only crosses its owner (`Agent` for
+//! `client_bound_live_update`, `BackendLink` for
+//! `mephisto_bound_live_update`) to be written to a socket: each crossing is
+//! one more mailbox and one more thread wake-up per packet. So the owner,
+//! which alone decides whether its socket may be written to now, publishes
+//! that socket here while (and only while) it holds nothing back: a socket
+//! is bound, it keeps up (`Flow`), and nothing waits in the owner's queue.
+//! Sessions then write to that socket directly.
+//!
+//! Order per sender is kept with a [`Detour`]: a sender that handed packets
+//! to the owner goes direct again only once the owner has passed all of
+//! them on (delivered, or queued, which closes the shortcut first).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::session::{deliver, WsSession};
+use crate::metrics::Mailbox;
+use crate::wire::Packet;
+
+#[derive(Default)]
+pub struct Shortcut {
+    target: RwLock<Option<Mailbox<WsSession>>>,
+}
+
+impl Shortcut {
+    /// The owner holds nothing back and `to` is its live socket.
+    pub fn open(&self, to: &Mailbox<WsSession>) {
+        if let Ok(mut t) = self.target.write() {
+            if !matches!(&*t, Some(cur) if cur.same(to)) {
+                *t = Some(to.clone());
+            }
+        }
+    }
+
+    /// The owner queues, or has no socket: everything goes through it.
+    pub fn close(&self) {
+        if let Ok(mut t) = self.target.write() {
+            *t = None;
+        }
+    }
+
+    /// Writes `packet` straight to the owner's socket if the shortcut is
+    /// open, this sender has nothing left with the owner, and the socket
+    /// has fewer than `in_flight_limit` bytes in flight. Hands the packet
+    /// back otherwise.
+    pub fn send(
+        &self,
+        detour: &Detour,
+        packet: Packet,
+        direction: &'static str,
+        in_flight_limit: u64,
+    ) -> Result<(), Packet> {
+        // Acquire: pairs with the owner's release when it let go of this
+        // sender's last packet, so a shortcut closed before that is seen.
+        if detour.0.load(Ordering::Acquire) != 0 {
+            return Err(packet);
+        }
+        let Ok(t) = self.target.read() else {
+            return Err(packet);
+        };
+        match &*t {
+            Some(s) if s.in_flight() < in_flight_limit => deliver(s, packet, direction),
+            _ => Err(packet),
+        }
+    }
+}
+
+/// Packets one sender has handed to an owner and the owner has not yet
+/// passed on. Each such packet travels with a [`Ticket`].
+#[derive(Default, Clone)]
+pub struct Detour(Arc<AtomicUsize>);
+
+impl Detour {
+    pub fn ticket(&self) -> Ticket {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ticket(Arc::clone(&self.0))
+    }
+}
+
+/// A packet a session could not send by the shortcut, for the owner
+/// (`BackendLink` or `Agent`) to pass on as if sent directly to it.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Relay {
+    pub packet: Packet,
+    pub ticket: Ticket,
+}
+
+/// Dropped when the owner is done with the packet (or the message is
+/// dropped with a stopped owner), releasing the sender's shortcut.
+pub struct Ticket(Arc<AtomicUsize>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_count_until_dropped() {
+        let d = Detour::default();
+        let t1 = d.ticket();
+        let t2 = d.ticket();
+        assert_eq!(d.0.load(Ordering::Acquire), 2);
+        drop(t1);
+        assert_eq!(d.0.load(Ordering::Acquire), 1);
+        drop(t2);
+        assert_eq!(d.0.load(Ordering::Acquire), 0);
+    }
+}
