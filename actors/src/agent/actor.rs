@@ -394,7 +394,7 @@ impl Handler<ToClient> for Agent {
     type Result = ();
     fn handle(&mut self, msg: ToClient, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("ToClient");
-        self.to_client(msg.0, ctx);
+        self.pass_to_client(msg.0, ctx);
     }
 }
 
@@ -403,12 +403,12 @@ impl Handler<Relay> for Agent {
     fn handle(&mut self, msg: Relay, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("Relay");
         // The ticket is dropped after the packet is delivered or queued.
-        self.to_client(msg.packet, ctx);
+        self.pass_to_client(msg.packet, ctx);
     }
 }
 
 impl Agent {
-    fn to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
+    fn pass_to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
         if self.retired {
             self.ctx.network.do_send(crate::network::RouteToAgent {
                 packet,
