@@ -418,7 +418,6 @@ impl Agent {
         }
         if packet.packet_type == PacketType::UpdateStatus {
             if let Some(status) = packet.data_str("status") {
-                let status = status.to_string();
                 self.set_status(&status);
             }
         }

@@ -288,8 +288,7 @@ impl Handler<AgentDetails> for BackendLink {
         let packet = msg.0;
         let key = packet
             .data_str("request_id")
-            .unwrap_or(&packet.subject_id)
-            .to_string();
+            .unwrap_or_else(|| packet.subject_id.clone());
         match self.pending.remove(&key) {
             Some(reply) => {
                 if reply.send(packet).is_err() {

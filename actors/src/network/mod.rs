@@ -317,16 +317,12 @@ impl Handler<RequestStatuses> for NetworkManager {
             )
             .with(
                 "client_timestamp",
-                request
-                    .get("server_timestamp")
-                    .cloned()
-                    .unwrap_or(Value::Null),
+                request.get("server_timestamp").unwrap_or(Value::Null),
             )
             .with(
                 "router_incoming_timestamp",
                 request
                     .get("router_incoming_timestamp")
-                    .cloned()
                     .unwrap_or(Value::Null),
             );
             backend.do_send(ToBackend(reply));

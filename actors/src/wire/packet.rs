@@ -93,76 +93,157 @@ impl PacketError {
 }
 
 /// One router packet: its type and subject decoded, every field kept.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// A packet that arrived as text keeps that text, and each top-level field
+/// is a span of it: the switch reads `packet_type` and `subject_id`, stamps
+/// the router timestamps and writes the rest back byte for byte, so a
+/// forwarded packet costs no parse of its `data` and no rebuild of it, and
+/// every field the switch does not know survives untouched (exact float
+/// digits included). Fields the switch sets are JSON values.
+#[derive(Debug, Clone)]
 pub struct Packet {
     pub packet_type: PacketType,
     pub subject_id: String,
-    /// Every field of the object, `packet_type` and `subject_id` included.
-    pub fields: Map<String, Value>,
+    /// The text the packet arrived as ("" for one the switch made).
+    source: String,
+    /// Top-level fields in arrival order, `packet_type` and `subject_id`
+    /// included; a key appears once (a repeated key keeps its first place
+    /// and its last value, as a JSON object map does).
+    fields: Vec<(Key, Field)>,
+}
+
+/// A key: a span of the source (no escapes in it), or owned.
+#[derive(Debug, Clone)]
+enum Key {
+    Span(u32, u32),
+    Owned(String),
+}
+
+/// A value: the exact JSON text of a span of the source, or a value.
+#[derive(Debug, Clone)]
+enum Field {
+    Span(u32, u32),
+    Value(Value),
+}
+
+impl PartialEq for Packet {
+    fn eq(&self, other: &Packet) -> bool {
+        self.clone().into_value() == other.clone().into_value()
+    }
 }
 
 impl Packet {
     /// Parses one text frame and stamps `router_incoming_timestamp`.
     pub fn parse(text: &str, incoming_ts: f64) -> Result<Packet, PacketError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| PacketError::InvalidJson(e.to_string()))?;
-        let Value::Object(mut fields) = value else {
-            return Err(PacketError::NotAnObject);
+        let raw: Vec<(RawKey, &serde_json::value::RawValue)> =
+            match serde_json::from_str::<RawObject>(text) {
+                Ok(o) => o.0,
+                Err(e) if e.is_data() => return Err(PacketError::NotAnObject),
+                Err(e) => return Err(PacketError::InvalidJson(e.to_string())),
+            };
+        let base = text.as_ptr() as usize;
+        let span = |s: &str| {
+            let at = s.as_ptr() as usize - base;
+            (at as u32, (at + s.len()) as u32)
         };
-        let packet_type = match fields.get("packet_type") {
-            Some(Value::String(s)) => PacketType::parse(s),
-            _ => return Err(PacketError::MissingField("packet_type")),
+        let mut packet = Packet {
+            packet_type: PacketType::Other(String::new()),
+            subject_id: String::new(),
+            source: String::new(),
+            fields: Vec::with_capacity(raw.len() + 2),
         };
-        let subject_id = match fields.get("subject_id") {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Err(PacketError::MissingField("subject_id")),
+        let (mut packet_type, mut subject_id) = (None, None);
+        for (key, value) in &raw {
+            let key = match key {
+                RawKey::Borrowed(k) => {
+                    let (a, b) = span(k);
+                    Key::Span(a, b)
+                }
+                RawKey::Owned(k) => Key::Owned(k.clone()),
+            };
+            let (a, b) = span(value.get());
+            packet.set_key(key, Field::Span(a, b), text);
+        }
+        for (key, field) in &packet.fields {
+            let k = key.as_str(text);
+            if k == "packet_type" {
+                packet_type = field.as_string(text);
+            } else if k == "subject_id" {
+                subject_id = field.as_string(text);
+            }
+        }
+        packet.packet_type = match packet_type {
+            Some(t) => PacketType::parse(&t),
+            None => return Err(PacketError::MissingField("packet_type")),
         };
-        fields.insert("router_incoming_timestamp".into(), ts_value(incoming_ts));
-        Ok(Packet {
-            packet_type,
-            subject_id,
-            fields,
-        })
+        packet.subject_id = subject_id.ok_or(PacketError::MissingField("subject_id"))?;
+        packet.source = text.to_string();
+        packet.set("router_incoming_timestamp", ts_value(incoming_ts));
+        Ok(packet)
     }
 
     /// A packet made by the switch itself.
     pub fn new(packet_type: PacketType, subject_id: impl Into<String>, data: Value) -> Packet {
         let subject_id = subject_id.into();
-        let mut fields = Map::new();
-        fields.insert(
-            "packet_type".into(),
-            Value::String(packet_type.as_str().into()),
-        );
-        fields.insert("subject_id".into(), Value::String(subject_id.clone()));
-        fields.insert("data".into(), data);
-        Packet {
-            packet_type,
-            subject_id,
-            fields,
+        let mut p = Packet {
+            packet_type: packet_type.clone(),
+            subject_id: subject_id.clone(),
+            source: String::new(),
+            fields: Vec::with_capacity(4),
+        };
+        p.set("packet_type", Value::String(packet_type.as_str().into()));
+        p.set("subject_id", Value::String(subject_id));
+        p.set("data", data);
+        p
+    }
+
+    /// Sets a top-level field, in place if it exists, else at the end.
+    fn set(&mut self, key: &str, value: Value) {
+        let source = std::mem::take(&mut self.source);
+        self.set_key(Key::Owned(key.to_string()), Field::Value(value), &source);
+        self.source = source;
+    }
+
+    fn set_key(&mut self, key: Key, field: Field, source: &str) {
+        let k = key.as_str(source);
+        match self
+            .fields
+            .iter_mut()
+            .find(|(have, _)| have.as_str(source) == k)
+        {
+            Some((_, f)) => *f = field,
+            None => self.fields.push((key, field)),
         }
     }
 
     /// Sets a top-level field (builder style).
     pub fn with(mut self, key: &str, value: Value) -> Packet {
-        self.fields.insert(key.into(), value);
+        self.set(key, value);
         self
     }
 
-    pub fn data(&self) -> Option<&Value> {
-        self.fields.get("data")
+    /// A top-level field as a JSON value.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k.as_str(&self.source) == key)
+            .map(|(_, f)| f.to_value(&self.source))
+    }
+
+    pub fn data(&self) -> Option<Value> {
+        self.get("data")
     }
 
     pub fn set_data(&mut self, data: Value) {
-        self.fields.insert("data".into(), data);
+        self.set("data", data);
     }
 
     /// `data.<key>` as a string, if the packet has it.
-    pub fn data_str(&self, key: &str) -> Option<&str> {
-        self.data()?.get(key)?.as_str()
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.fields.get(key)
+    pub fn data_str(&self, key: &str) -> Option<String> {
+        match self.data()?.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        }
     }
 
     pub fn is_backend(&self) -> bool {
@@ -172,15 +253,132 @@ impl Packet {
     /// Serialises the packet for the wire, stamping
     /// `router_outgoing_timestamp` as it leaves.
     pub fn to_text(&mut self, outgoing_ts: f64) -> String {
-        self.fields
-            .insert("router_outgoing_timestamp".into(), ts_value(outgoing_ts));
-        // A Map of Values always serialises.
-        serde_json::to_string(&self.fields).unwrap_or_default()
+        self.set("router_outgoing_timestamp", ts_value(outgoing_ts));
+        let src = self.source.as_bytes();
+        let mut out: Vec<u8> = Vec::with_capacity(src.len() + 64);
+        out.push(b'{');
+        for (i, (key, field)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match key {
+                Key::Span(a, b) => {
+                    out.push(b'"');
+                    out.extend_from_slice(&src[*a as usize..*b as usize]);
+                    out.push(b'"');
+                }
+                // A string always serialises.
+                Key::Owned(k) => serde_json::to_writer(&mut out, k).unwrap_or_default(),
+            }
+            out.push(b':');
+            match field {
+                Field::Span(a, b) => out.extend_from_slice(&src[*a as usize..*b as usize]),
+                // A Value always serialises.
+                Field::Value(v) => serde_json::to_writer(&mut out, v).unwrap_or_default(),
+            }
+        }
+        out.push(b'}');
+        // Spans are whole JSON tokens of a `str`, the rest is serde_json's.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// The packet as a JSON value (what an HTTP handler answers with).
     pub fn into_value(self) -> Value {
-        Value::Object(self.fields)
+        let mut map = Map::with_capacity(self.fields.len());
+        for (k, f) in &self.fields {
+            map.insert(k.as_str(&self.source).to_string(), f.to_value(&self.source));
+        }
+        Value::Object(map)
+    }
+}
+
+impl Key {
+    fn as_str<'a>(&'a self, source: &'a str) -> &'a str {
+        match self {
+            Key::Span(a, b) => &source[*a as usize..*b as usize],
+            Key::Owned(k) => k,
+        }
+    }
+}
+
+impl Field {
+    fn to_value(&self, source: &str) -> Value {
+        match self {
+            // The span was checked to be JSON when the packet was parsed.
+            Field::Span(a, b) => {
+                serde_json::from_str(&source[*a as usize..*b as usize]).unwrap_or(Value::Null)
+            }
+            Field::Value(v) => v.clone(),
+        }
+    }
+
+    /// The field as a string, if it is one.
+    fn as_string(&self, source: &str) -> Option<String> {
+        match self {
+            Field::Span(a, b) => {
+                let raw = &source[*a as usize..*b as usize];
+                if !raw.starts_with('"') {
+                    return None;
+                }
+                match raw.find('\\') {
+                    None => Some(raw[1..raw.len() - 1].to_string()),
+                    Some(_) => serde_json::from_str(raw).ok(),
+                }
+            }
+            Field::Value(Value::String(s)) => Some(s.clone()),
+            Field::Value(_) => None,
+        }
+    }
+}
+
+/// A top-level object read as keys and the raw text of their values.
+struct RawObject<'a>(Vec<(RawKey<'a>, &'a serde_json::value::RawValue)>);
+
+enum RawKey<'a> {
+    /// Unescaped: a slice of the input.
+    Borrowed(&'a str),
+    Owned(String),
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawKey<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawKey<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<RawKey<'de>, E> {
+                Ok(RawKey::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawKey<'de>, E> {
+                Ok(RawKey::Owned(v.to_string()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<RawObject<'de>, M::Error> {
+                let mut out = Vec::with_capacity(8);
+                while let Some(k) = m.next_key::<RawKey<'de>>()? {
+                    out.push((k, m.next_value::<&'de serde_json::value::RawValue>()?));
+                }
+                Ok(RawObject(out))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -204,8 +402,51 @@ mod tests {
         .unwrap();
         assert_eq!(p.packet_type, PacketType::Heartbeat);
         assert_eq!(p.subject_id, "a1");
-        assert_eq!(p.get("extra"), Some(&json!([1, 2])));
-        assert_eq!(p.get("router_incoming_timestamp"), Some(&json!(100.25)));
+        assert_eq!(p.get("extra"), Some(json!([1, 2])));
+        assert_eq!(p.get("router_incoming_timestamp"), Some(json!(100.25)));
+    }
+
+    #[test]
+    fn forwarded_text_keeps_every_other_byte() {
+        let text = r#"{"packet_type":"client_bound_live_update","subject_id":"a1","data":{"x": 0.1000000000000000055511151231257827, "s":"\u00e9\n"},"router_outgoing_timestamp":1,"z\u0041":[ 1 ]}"#;
+        let mut p = Packet::parse(text, 2.5).unwrap();
+        assert_eq!(p.subject_id, "a1");
+        let out = p.to_text(3.5);
+        // data and the unknown fields are copied byte for byte, the
+        // outgoing stamp is replaced in place, the incoming one appended.
+        assert_eq!(
+            out,
+            r#"{"packet_type":"client_bound_live_update","subject_id":"a1","data":{"x": 0.1000000000000000055511151231257827, "s":"\u00e9\n"},"router_outgoing_timestamp":3.5,"zA":[ 1 ],"router_incoming_timestamp":2.5}"#
+        );
+        let back: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back["zA"], json!([1]));
+    }
+
+    #[test]
+    fn escaped_type_and_subject_are_decoded_and_repeated_keys_keep_the_last() {
+        let p = Packet::parse(
+            r#"{"packet_type":"alive","packet_type":"heart\u0062eat","subject_id":"a\"1","data":{}}"#,
+            0.0,
+        )
+        .unwrap();
+        assert_eq!(p.packet_type, PacketType::Heartbeat);
+        assert_eq!(p.subject_id, "a\"1");
+        let v = p.into_value();
+        assert_eq!(v.as_object().unwrap().len(), 4);
+        assert_eq!(v["packet_type"], json!("heartbeat"));
+    }
+
+    #[test]
+    fn data_is_read_on_demand() {
+        let mut p = Packet::parse(
+            r#"{"packet_type":"update_status","subject_id":"a","data":{"status":"done","n":1}}"#,
+            0.0,
+        )
+        .unwrap();
+        assert_eq!(p.data_str("status").as_deref(), Some("done"));
+        assert_eq!(p.data_str("n"), None);
+        p.set_data(json!({"status": "x"}));
+        assert_eq!(p.data(), Some(json!({"status": "x"})));
     }
 
     #[test]
@@ -222,6 +463,11 @@ mod tests {
             Err(PacketError::InvalidJson(_))
         ));
         assert_eq!(Packet::parse("[1]", 0.0), Err(PacketError::NotAnObject));
+        assert_eq!(Packet::parse("\"s\"", 0.0), Err(PacketError::NotAnObject));
+        assert!(matches!(
+            Packet::parse(r#"{"packet_type":"alive","subject_id":"a"} x"#, 0.0),
+            Err(PacketError::InvalidJson(_))
+        ));
         assert_eq!(
             Packet::parse(r#"{"subject_id":"a"}"#, 0.0),
             Err(PacketError::MissingField("packet_type"))
