@@ -27,10 +27,15 @@
 //! Message flow on the agent router (PROTOCOL 1):
 //!
 //! ```text
-//!   browser ──ws──> WsSession ──FromClient──> Agent ──ToBackend──> BackendLink ──Deliver──> WsSession ──ws──> backend
-//!   backend ──ws──> WsSession ──ToClient───> Agent ──Deliver──> WsSession ──ws──> browser
+//!   browser ──ws──> WsSession ──Relay──> BackendLink ──Deliver──> WsSession ──ws──> backend
+//!   backend ──ws──> WsSession ──Relay──> Agent ──Deliver──> WsSession ──ws──> browser
+//!   live updates, while BackendLink / Agent hold nothing back: WsSession ──Deliver──> WsSession (their Shortcut)
 //!   first packet of a socket for an agent: WsSession ──BindAgent / RouteToAgent──> NetworkManager ──> Agent
 //! ```
+//!
+//! The shortcut halves the thread hand-offs per round trip; the owner
+//! alone opens and closes it, so queueing, ordering and reconnection stay
+//! its decisions (see `agent/shortcut.rs`).
 //!
 //! On the mesh link (PROTOCOL 2):
 //!
