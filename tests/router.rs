@@ -687,3 +687,81 @@ async fn a_flood_past_the_mailbox_bound_is_refused_not_queued() {
     );
     s.stop().await;
 }
+
+// PROTOCOL 1.2: whatever way a packet takes through the switch (status
+// changes through the `Agent`, live updates past it while it holds nothing
+// back), an agent gets the backend's packets in the order they were sent.
+#[actix_web::test]
+async fn status_changes_and_live_updates_keep_their_order() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut a = s.agent("a1").await;
+    const N: i64 = 300;
+    for n in 0..N {
+        let p = if n % 10 == 0 {
+            json!({"packet_type": "update_status", "subject_id": "a1",
+                   "data": {"status": "in task", "n": n}})
+        } else {
+            live_update("a1", "client_bound_live_update", n)
+        };
+        b.send(p).await;
+    }
+    for n in 0..N {
+        let p = a.recv().await;
+        assert_eq!(p["data"]["n"], json!(n), "in order: {p}");
+        let want = if n % 10 == 0 {
+            "update_status"
+        } else {
+            "client_bound_live_update"
+        };
+        assert_eq!(p["packet_type"], json!(want));
+    }
+    s.stop().await;
+}
+
+// A backend that stops reading holds its packets in the bounded outbox
+// (its socket's bytes in flight past the bound), and gets every one, in
+// order, when it reads again; then updates go straight to it again.
+#[actix_web::test]
+async fn a_backend_that_stops_reading_gets_everything_in_order_later() {
+    let s = Switch::start_with(|c| c.session.max_in_flight_bytes = 64 * 1024).await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(s.running.http_addr).await.unwrap();
+    let (stream, _) = tokio_tungstenite::client_async(
+        s.running.ws_url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .unwrap();
+    let mut b = Ws { stream };
+    b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
+        .await;
+    s.wait_metric("switchyard_backend_connected", &[], 1.0)
+        .await;
+    let mut a = s.agent("a1").await;
+    let filler = "y".repeat(20 * 1024);
+    // 300 x 20 KB: far more than the kernel's buffers and the bound.
+    const N: i64 = 300;
+    for n in 0..N {
+        a.send(
+            json!({"packet_type": "mephisto_bound_live_update", "subject_id": "a1",
+                      "data": {"n": n, "filler": filler}}),
+        )
+        .await;
+    }
+    wait_for("packets wait in the outbox", || async {
+        s.metric("switchyard_backend_outbox_depth", &[]).await > 0.0
+    })
+    .await;
+    for n in 0..N {
+        let p = b.recv_type("mephisto_bound_live_update").await;
+        assert_eq!(p["data"]["n"], json!(n), "in order, none missing");
+    }
+    a.send(live_update("a1", "mephisto_bound_live_update", N))
+        .await;
+    let p = b.recv_type("mephisto_bound_live_update").await;
+    assert_eq!(p["data"]["n"], json!(N));
+    assert_eq!(s.metric("switchyard_backend_outbox_depth", &[]).await, 0.0);
+    s.stop().await;
+}

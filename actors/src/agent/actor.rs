@@ -413,6 +413,7 @@ impl Agent {
             self.ctx.network.do_send(crate::network::RouteToAgent {
                 packet,
                 reply_to: None,
+                ticket: None,
             });
             return;
         }

@@ -56,6 +56,9 @@ pub struct WsSession {
     agents: HashMap<String, BoundAgent>,
     /// What this socket handed to `BackendLink` and it has not passed on.
     backend_detour: Detour,
+    /// What this socket sent, through the manager, to agents it has not
+    /// been told of yet (`AgentBound`), by agent id.
+    unbound: HashMap<String, Detour>,
     last_heard: Instant,
     /// A fragmented message being reassembled: (is text, bytes so far).
     partial: Option<(bool, Vec<u8>)>,
@@ -80,6 +83,7 @@ impl WsSession {
             role: Role::Unknown,
             agents: HashMap::new(),
             backend_detour: Detour::default(),
+            unbound: HashMap::new(),
             last_heard: Instant::now(),
             partial: None,
             flow,
@@ -320,7 +324,23 @@ impl WsSession {
 
     fn route_to_agent(&mut self, packet: Packet) {
         let limit = self.in_flight_limit();
-        let packet = match self.agents.get(&packet.subject_id) {
+        // While packets for this agent are still on their way through the
+        // manager, the next ones follow them there: straight to the agent
+        // (or past it) they could overtake them.
+        let via_manager = match self.unbound.get(&packet.subject_id) {
+            Some(d) if d.pending() > 0 => true,
+            Some(_) => {
+                self.unbound.remove(&packet.subject_id);
+                false
+            }
+            None => false,
+        };
+        let known = if via_manager {
+            None
+        } else {
+            self.agents.get(&packet.subject_id)
+        };
+        let packet = match known {
             Some(bound) => {
                 // Only live updates may pass the agent: a status change is
                 // the agent's to see.
@@ -347,9 +367,18 @@ impl WsSession {
             }
             None => packet,
         };
+        // Packets for an agent this socket does not know yet go through the
+        // manager, each holding this agent's detour (one per agent id) until
+        // the agent has passed it on.
+        let ticket = self
+            .unbound
+            .entry(packet.subject_id.clone())
+            .or_default()
+            .ticket();
         self.rctx.network.do_send(RouteToAgent {
             packet,
             reply_to: Some(self.me()),
+            ticket: Some(ticket),
         });
     }
 
@@ -566,24 +595,17 @@ struct BoundAgent {
 }
 
 /// The manager found (or made) the agent a packet was for: remember it so
-/// the next packet goes straight there. `detour` counts what the manager
-/// already relayed to the agent for this socket, so a later packet cannot
-/// overtake it by the shortcut.
+/// the next packet goes straight there.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AgentBound {
     pub agent_id: String,
     pub agent: Mailbox<Agent>,
-    pub detour: Detour,
 }
 
 impl AgentBound {
     pub fn new(agent_id: String, agent: Mailbox<Agent>) -> Self {
-        AgentBound {
-            agent_id,
-            agent,
-            detour: Detour::default(),
-        }
+        AgentBound { agent_id, agent }
     }
 }
 
@@ -591,13 +613,20 @@ impl Handler<AgentBound> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: AgentBound, _: &mut Self::Context) {
         let _h = self.probe.handling("AgentBound");
-        self.agents.insert(
-            msg.agent_id,
-            BoundAgent {
-                agent: msg.agent,
-                detour: msg.detour,
-            },
-        );
+        // Several answers may come for one agent; packets still on their
+        // way through the manager are counted apart (`unbound`).
+        match self.agents.get_mut(&msg.agent_id) {
+            Some(bound) => bound.agent = msg.agent,
+            None => {
+                self.agents.insert(
+                    msg.agent_id,
+                    BoundAgent {
+                        agent: msg.agent,
+                        detour: Detour::default(),
+                    },
+                );
+            }
+        }
     }
 }
 

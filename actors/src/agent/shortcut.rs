@@ -56,7 +56,7 @@ impl Shortcut {
     ) -> Result<(), Packet> {
         // Acquire: pairs with the owner's release when it let go of this
         // sender's last packet, so a shortcut closed before that is seen.
-        if detour.0.load(Ordering::Acquire) != 0 {
+        if detour.pending() != 0 {
             return Err(packet);
         }
         let Ok(t) = self.target.read() else {
@@ -75,6 +75,11 @@ impl Shortcut {
 pub struct Detour(Arc<AtomicUsize>);
 
 impl Detour {
+    /// Packets handed over and not yet passed on.
+    pub fn pending(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
     pub fn ticket(&self) -> Ticket {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ticket(Arc::clone(&self.0))

@@ -27,8 +27,8 @@ use actix::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::agent::{
-    Agent, AgentAlive, AgentBound, AgentHeartbeat, AgentInfo, CheckLiveness, Detour, GetAgentInfo,
-    Relay, RetireAgent, RouterContext, ToBackend, ToClient, WsSession,
+    Agent, AgentAlive, AgentBound, AgentHeartbeat, AgentInfo, CheckLiveness, GetAgentInfo, Relay,
+    RetireAgent, RouterContext, Ticket, ToBackend, ToClient, WsSession,
 };
 use crate::metrics::{ActorProbe, Mailbox};
 use crate::uart::{CommandError, LinkInfo, RootReply, SendCommand, UartManager};
@@ -250,6 +250,9 @@ impl Handler<RouteHeartbeat> for NetworkManager {
 pub struct RouteToAgent {
     pub packet: Packet,
     pub reply_to: Option<Mailbox<WsSession>>,
+    /// The sender's hold on its shortcut to this agent, released once the
+    /// agent has passed the packet on.
+    pub ticket: Option<Ticket>,
 }
 
 impl Handler<RouteToAgent> for NetworkManager {
@@ -261,20 +264,15 @@ impl Handler<RouteToAgent> for NetworkManager {
         // Forward first, then tell the sender: anything it sends straight
         // to the agent afterwards lands behind this packet, and the detour
         // keeps it off the shortcut until the agent has passed this on.
-        match msg.reply_to {
-            Some(s) => {
-                let detour = Detour::default();
-                agent.do_send(Relay {
-                    packet: msg.packet,
-                    ticket: detour.ticket(),
-                });
-                s.do_send(AgentBound {
-                    agent_id,
-                    agent,
-                    detour,
-                });
-            }
+        match msg.ticket {
+            Some(ticket) => agent.do_send(Relay {
+                packet: msg.packet,
+                ticket,
+            }),
             None => agent.do_send(ToClient(msg.packet)),
+        }
+        if let Some(s) = msg.reply_to {
+            s.do_send(AgentBound::new(agent_id, agent));
         }
     }
 }
