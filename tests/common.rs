@@ -44,6 +44,21 @@ impl Switch {
         Ws::connect(&self.running.ws_url()).await
     }
 
+    /// A socket on `/` whose kernel receive buffer is tiny, so the switch
+    /// sees it stall as soon as the test stops reading.
+    pub async fn small_buffer_ws(&self) -> Ws {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let tcp = sock.connect(self.running.http_addr).await.unwrap();
+        let (stream, _) = tokio_tungstenite::client_async(
+            self.running.ws_url(),
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+        )
+        .await
+        .unwrap();
+        Ws { stream }
+    }
+
     /// A socket that said `alive` as the backend.
     pub async fn backend(&self) -> Ws {
         let mut b = self.ws().await;

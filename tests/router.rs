@@ -596,16 +596,7 @@ async fn an_agent_that_stops_reading_fills_only_its_bounded_queue() {
             }
         }
     });
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let tcp = sock.connect(s.running.http_addr).await.unwrap();
-    let (stream, _) = tokio_tungstenite::client_async(
-        s.running.ws_url(),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-    )
-    .await
-    .unwrap();
-    let mut slow = Ws { stream };
+    let mut slow = s.small_buffer_ws().await;
     slow.send(json!({"packet_type": "alive", "subject_id": "slow", "data": {}}))
         .await;
     assert_eq!(slow.recv().await["packet_type"], json!("update_status"));
@@ -725,16 +716,7 @@ async fn status_changes_and_live_updates_keep_their_order() {
 #[actix_web::test]
 async fn a_backend_that_stops_reading_gets_everything_in_order_later() {
     let s = Switch::start_with(|c| c.session.max_in_flight_bytes = 64 * 1024).await;
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let tcp = sock.connect(s.running.http_addr).await.unwrap();
-    let (stream, _) = tokio_tungstenite::client_async(
-        s.running.ws_url(),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-    )
-    .await
-    .unwrap();
-    let mut b = Ws { stream };
+    let mut b = s.small_buffer_ws().await;
     b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
         .await;
     s.wait_metric("switchyard_backend_connected", &[], 1.0)
