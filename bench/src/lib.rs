@@ -1,5 +1,5 @@
 //! What the bench binaries share: reading a process's CPU time and RSS
-//! from `/proc`.
+//! from `/proc`, and reporting latency histograms.
 
 pub mod procfs {
     fn clk_tck() -> f64 {
@@ -29,5 +29,40 @@ pub mod procfs {
             .nth(1)?
             .parse()
             .ok()
+    }
+}
+
+/// Latency histograms as the JSON summaries report them: milliseconds, 3
+/// decimals. `ticks_per_ms` is the histogram's unit (1000 for µs, 1e6 for
+/// ns).
+pub mod latency {
+    use hdrhistogram::Histogram;
+    use serde_json::{json, Value};
+
+    /// Rounds to 3 decimals.
+    pub fn r3(x: f64) -> f64 {
+        (x * 1000.0).round() / 1000.0
+    }
+
+    /// The `q` quantile in ms (0 for an empty histogram).
+    pub fn pct(h: &Histogram<u64>, q: f64, ticks_per_ms: f64) -> f64 {
+        if h.is_empty() {
+            return 0.0;
+        }
+        h.value_at_quantile(q) as f64 / ticks_per_ms
+    }
+
+    /// p50, p90, p99, p99.9, max and mean in ms.
+    pub fn summary(h: &Histogram<u64>, ticks_per_ms: f64) -> Value {
+        let p = |q| r3(pct(h, q, ticks_per_ms));
+        let (max, mean) = if h.is_empty() {
+            (0.0, 0.0)
+        } else {
+            (h.max() as f64 / ticks_per_ms, h.mean() / ticks_per_ms)
+        };
+        json!({
+            "p50": p(0.5), "p90": p(0.9), "p99": p(0.99), "p999": p(0.999),
+            "max": r3(max), "mean": r3(mean),
+        })
     }
 }

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use switchyard_bench::latency::{self, r3};
 use switchyard_bench::procfs::{proc_cpu, proc_rss_kb};
 
 use clap::Parser;
@@ -429,24 +430,15 @@ async fn backend(ws: Ws, sh: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let _ = writer.await;
 }
 
-fn pct(h: &Histogram<u64>, q: f64) -> f64 {
-    if h.is_empty() {
-        return 0.0;
-    }
-    h.value_at_quantile(q) as f64 / 1000.0
-}
+/// The histograms' unit: µs.
+const TICKS_PER_MS: f64 = 1000.0;
 
-fn r3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+    latency::pct(h, q, TICKS_PER_MS)
 }
 
 fn lat_json(h: &Histogram<u64>) -> Value {
-    json!({
-        "p50": r3(pct(h, 0.5)), "p90": r3(pct(h, 0.9)), "p99": r3(pct(h, 0.99)),
-        "p999": r3(pct(h, 0.999)),
-        "max": r3(if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 }),
-        "mean": r3(if h.is_empty() { 0.0 } else { h.mean() / 1000.0 }),
-    })
+    latency::summary(h, TICKS_PER_MS)
 }
 
 async fn run_once(cfg: RunCfg, mode: &str) -> Value {

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use switchyard_bench::latency::{self, r3};
 use switchyard_bench::procfs::{proc_cpu, proc_rss_kb};
 
 use bytes::BytesMut;
@@ -691,25 +692,15 @@ fn client_reader(
 
 // ---------------------------------------------------------------- one run
 
+/// The histograms' unit: ns.
+const TICKS_PER_MS: f64 = 1e6;
+
 fn pct(h: &Histogram<u64>, q: f64) -> f64 {
-    if h.is_empty() {
-        return 0.0;
-    }
-    h.value_at_quantile(q) as f64 / 1e6
+    latency::pct(h, q, TICKS_PER_MS)
 }
 
-fn r3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-/// Percentiles in ms, 3 decimals (µs resolution).
 fn lat_json(h: &Histogram<u64>) -> Value {
-    json!({
-        "p50": r3(pct(h, 0.5)), "p90": r3(pct(h, 0.9)), "p99": r3(pct(h, 0.99)),
-        "p999": r3(pct(h, 0.999)),
-        "max": r3(if h.is_empty() { 0.0 } else { h.max() as f64 / 1e6 }),
-        "mean": r3(if h.is_empty() { 0.0 } else { h.mean() / 1e6 }),
-    })
+    latency::summary(h, TICKS_PER_MS)
 }
 
 fn path_json(r: &PathRes, sent: u64) -> Value {
