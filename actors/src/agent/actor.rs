@@ -74,7 +74,8 @@ impl Agent {
     }
 
     /// Opens the shortcut exactly while this actor would deliver a live
-    /// update at once itself.
+    /// update at once itself; called after every change of what that
+    /// depends on (socket, liveness, queue, retirement).
     fn refresh_shortcut(&self) {
         match &self.session {
             Some(s) if !self.retired && self.state.is_alive && self.state.queue.is_empty() => {
@@ -173,11 +174,12 @@ impl Agent {
     }
 
     fn enqueue(&mut self, packet: Packet) {
-        // Before anything waits here, no sender may pass it.
-        self.shortcut.close();
         let m = &self.ctx.metrics;
         m.packets_queued_total.inc();
-        match self.state.enqueue(packet) {
+        let enqueued = self.state.enqueue(packet);
+        // Something waits here now: no sender may pass it.
+        self.refresh_shortcut();
+        match enqueued {
             Enqueued::Kept => m.packets_queued.inc(),
             Enqueued::DroppedOldest(old) => {
                 m.dropped(drop_reason::AGENT_QUEUE_FULL, 1);
@@ -213,8 +215,6 @@ impl Agent {
     }
 
     fn bind(&mut self, session: Mailbox<WsSession>, ctx: &mut Context<Self>) {
-        // Reopened for the new socket once the queue is flushed to it.
-        self.shortcut.close();
         if let Some(old) = &self.session {
             if !old.same(&session) {
                 self.ctx.metrics.rebinds.inc();
@@ -224,13 +224,14 @@ impl Agent {
         }
         self.session = Some(session);
         self.state.on_bound();
+        self.refresh_shortcut();
         self.cancel_timers(ctx);
     }
 
     fn unbind(&mut self, ctx: &mut Context<Self>) {
         self.session = None;
-        self.shortcut.close();
         self.state.on_socket_closed(crate::now_secs());
+        self.refresh_shortcut();
         self.cancel_timers(ctx);
         let grace = self.ctx.config.agent.reconnect_grace();
         self.grace_timer = Some(ctx.run_later(grace, |act, _| {
@@ -277,7 +278,7 @@ impl Agent {
             return;
         }
         self.retired = true;
-        self.shortcut.close();
+        self.refresh_shortcut();
         self.cancel_timers(ctx);
         if let Some(me) = &self.me {
             self.ctx.network.do_send(AgentRetired {

@@ -68,15 +68,23 @@ impl BackendLink {
     fn set_connected(&mut self, session: Option<Mailbox<WsSession>>) {
         let changed = self.session.is_some() != session.is_some();
         self.metrics.backend_connected.set(session.is_some() as i64);
-        if session.is_none() {
-            self.shortcut.close();
-        }
         self.session = session;
+        self.refresh_shortcut();
         if let (true, Some(n)) = (changed, &self.network) {
             n.do_send(Publish(SwitchEvent::Backend {
                 ts: crate::now_secs(),
                 connected: self.session.is_some(),
             }));
+        }
+    }
+
+    /// Opens the shortcut exactly while a packet for the backend would be
+    /// written at once: a socket is bound and the outbox is empty. Called
+    /// after every change of either.
+    fn refresh_shortcut(&self) {
+        match &self.session {
+            Some(s) if self.outbox.is_empty() => self.shortcut.open(s),
+            _ => self.shortcut.close(),
         }
     }
 
@@ -126,10 +134,7 @@ impl BackendLink {
                 .backend_outbox_depth
                 .set(self.outbox.len() as i64);
         }
-        match &self.session {
-            Some(s) if self.outbox.is_empty() => self.shortcut.open(s),
-            _ => self.shortcut.close(),
-        }
+        self.refresh_shortcut();
         if !self.outbox.is_empty() && self.session.is_some() && self.drain_timer.is_none() {
             self.drain_timer = Some(ctx.run_later(DRAIN_RETRY, |act, ctx| {
                 act.drain_timer = None;
@@ -139,9 +144,10 @@ impl BackendLink {
     }
 
     fn keep(&mut self, packet: Packet) {
-        // Before anything waits here, no sender may pass it.
-        self.shortcut.close();
-        if let Some(old) = self.outbox.push(packet) {
+        let dropped = self.outbox.push(packet);
+        // Something waits here now: no sender may pass it.
+        self.refresh_shortcut();
+        if let Some(old) = dropped {
             self.metrics.dropped(drop_reason::BACKEND_OUTBOX_FULL, 1);
             log::warn!(
                 "backend outbox full ({}): dropped its oldest `{}` packet for {}",

@@ -603,12 +603,6 @@ pub struct AgentBound {
     pub agent: Mailbox<Agent>,
 }
 
-impl AgentBound {
-    pub fn new(agent_id: String, agent: Mailbox<Agent>) -> Self {
-        AgentBound { agent_id, agent }
-    }
-}
-
 impl Handler<AgentBound> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: AgentBound, _: &mut Self::Context) {

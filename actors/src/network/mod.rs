@@ -209,7 +209,10 @@ impl Handler<BindAgent> for NetworkManager {
         agent.do_send(AgentAlive {
             session: msg.session.clone(),
         });
-        msg.session.do_send(AgentBound::new(msg.agent_id, agent));
+        msg.session.do_send(AgentBound {
+            agent_id: msg.agent_id,
+            agent,
+        });
     }
 }
 
@@ -232,7 +235,7 @@ impl Handler<RouteHeartbeat> for NetworkManager {
                     session: msg.session.clone(),
                     packet: msg.packet,
                 });
-                msg.session.do_send(AgentBound::new(agent_id, agent));
+                msg.session.do_send(AgentBound { agent_id, agent });
             }
             None => {
                 // Unknown agent: answer with the backend's ping only.
@@ -272,7 +275,7 @@ impl Handler<RouteToAgent> for NetworkManager {
             None => agent.do_send(ToClient(msg.packet)),
         }
         if let Some(s) = msg.reply_to {
-            s.do_send(AgentBound::new(agent_id, agent));
+            s.do_send(AgentBound { agent_id, agent });
         }
     }
 }
