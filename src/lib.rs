@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, HttpServer};
+use actix_web::web;
 use switchyard_actors::agent::{AttachNetwork, BackendLink, RouterContext};
 use switchyard_actors::metrics::{Mailbox, Metrics};
 use switchyard_actors::monitor::Monitor;
@@ -250,21 +250,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         uploads,
         static_dir: config.static_dir.clone(),
     });
-    let mut server = HttpServer::new(move || http::app(state.clone()))
-        .disable_signals()
-        .shutdown_timeout(2);
-    if config.http_workers > 0 {
-        server = server.workers(config.http_workers);
-    }
-    let server = server
-        .bind(config.http)
+    let (server, http_addr) = http::server::serve(state, config.http, config.http_workers)
         .map_err(|source| StartError::Bind {
             what: "HTTP",
             addr: config.http,
             source,
         })?;
-    let http_addr = server.addrs().first().copied().unwrap_or(config.http);
-    let server = server.run();
     let handle = server.handle();
     let server_task = actix_web::rt::spawn(server);
     log::info!("switchyard listening on http://{http_addr} (WebSocket on /)");

@@ -245,9 +245,17 @@ async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
     // bytes: 13 MB in all, more than
     // the kernel buffers a stalled socket's way.
     const N: u32 = 6000;
+    // The fast subscriber paces the writer: at most WINDOW frames ahead of
+    // what it has read, so a busy CPU cannot make it the slow one. The slow
+    // subscriber reads nothing until the end, whatever the pace.
+    const WINDOW: u32 = 200;
+    let (credit, credits) = std::sync::mpsc::channel::<()>();
     let mut root = m.root.take().unwrap();
     let writer = actix_web::rt::task::spawn_blocking(move || {
         for i in 0..N {
+            if i >= WINDOW && credits.recv().is_err() {
+                break;
+            }
             let mut raw = i.to_be_bytes().to_vec();
             raw.extend([0x42; 196]);
             let entries = ["SEQ", "BLA", "BLB", "BLC"]
@@ -268,6 +276,7 @@ async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
         let seq = u32::from_str_radix(&raw[..8], 16).unwrap();
         assert_eq!(seq, next, "in order, none missing");
         next += 1;
+        let _ = credit.send(());
     }
     m.root = Some(writer.await.unwrap());
     s_metric_at_least(&m.s, "switchyard_monitor_events_dropped_total", &[], 1.0).await;

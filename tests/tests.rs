@@ -12,4 +12,5 @@ pub mod mesh;
 mod metrics;
 mod monitor;
 mod router;
+mod upgrade;
 mod uplink;

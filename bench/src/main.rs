@@ -301,7 +301,9 @@ async fn agent_reader(
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => {
-                res.closed_early = true;
+                // The writer closes the socket on the same stop signal, and
+                // the router's answer may come before this task sees it.
+                res.closed_early = !*stop.borrow();
                 break;
             }
         };

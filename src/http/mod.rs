@@ -6,14 +6,15 @@ pub mod error;
 pub mod mesh_api;
 pub mod metrics;
 pub mod monitor;
+pub mod server;
 pub mod static_files;
+pub mod transport;
+pub mod upgrade;
 pub mod uploads;
 pub mod ws;
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use actix_web::dev::Service;
 use actix_web::{web, App};
@@ -22,27 +23,6 @@ use switchyard_actors::agent::RouterContext;
 use switchyard_actors::metrics::Metrics;
 
 use crate::config::Config;
-
-/// A WebSocket response body that counts the bytes the transport takes
-/// into the socket's `Flow` (see `switchyard_actors::flow` for why).
-pub struct Counted<S> {
-    pub inner: S,
-    pub flow: Arc<switchyard_actors::flow::Flow>,
-}
-
-impl<S, E> futures_util::Stream for Counted<S>
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-{
-    type Item = Result<bytes::Bytes, E>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let r = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(b))) = &r {
-            self.flow.took(b.len());
-        }
-        r
-    }
-}
 
 /// What every handler may read.
 pub struct AppState {
@@ -87,7 +67,7 @@ pub fn app(
                 res
             })
         })
-        .route("/", web::get().to(ws::index_or_upgrade))
+        .route("/", web::get().to(ws::index))
         .route("/request_agent", web::post().to(agent_api::request_agent))
         .route(
             "/submit_onboarding",
@@ -106,7 +86,7 @@ pub fn app(
             "/download_file/{name}",
             web::get().to(uploads::download_file),
         )
-        .route("/monitor", web::get().to(monitor::monitor))
+        .route("/monitor", web::get().to(ws::upgrade_required))
         .route("/dashboard", web::get().to(monitor::dashboard))
         .route("/dashboard/", web::get().to(monitor::dashboard))
         .route("/dashboard/{name}", web::get().to(monitor::dashboard_asset))
@@ -130,7 +110,7 @@ pub fn app(
             "/api/nodes/{gateway}/{addr}/send",
             web::post().to(mesh_api::gateway_send),
         )
-        .route("/gateway", web::get().to(ws::gateway))
+        .route("/gateway", web::get().to(ws::upgrade_required))
         .route("/api/broadcast", web::post().to(mesh_api::broadcast))
         .route("/metrics", web::get().to(metrics::prometheus))
         .route("/metrics/actors", web::get().to(metrics::actors))

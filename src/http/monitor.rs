@@ -1,11 +1,12 @@
 //! `/monitor` (PROTOCOL 4), `/dashboard` and `/api/agents`.
 //!
-//! The monitor's upgrade wraps the WebSocket's response body in `Counted`,
-//! so the `Monitor` knows when a subscriber is slow.
+//! A subscriber's session hands its `Flow` to the transport, which counts
+//! the bytes it takes, so the `Monitor` knows when a subscriber is slow.
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_http::RequestHead;
+use actix_web::{web, HttpResponse};
 use actix_web_actors::ws;
 use serde_json::json;
 use switchyard_actors::agent::GetBackendInfo;
@@ -13,28 +14,23 @@ use switchyard_actors::monitor::{Flow, MonitorSession};
 use switchyard_actors::network::ListAgents;
 
 use super::error::ApiError;
-use super::{AppState, Counted};
+use super::transport::{Inbound, Session};
+use super::AppState;
 
-pub async fn monitor(
-    req: HttpRequest,
-    stream: web::Payload,
-    state: web::Data<AppState>,
-) -> actix_web::Result<HttpResponse> {
+/// A `/monitor` subscriber's session.
+pub fn monitor_session(head: &RequestHead, state: &AppState, inbound: Inbound) -> Session {
     let flow = Arc::new(Flow::default());
-    let peer = super::ws::peer_name(&req);
     let session = MonitorSession::new(
         Arc::clone(&state.metrics),
         state.monitor.clone(),
         state.router.shutdown.clone(),
-        peer,
+        super::ws::peer_name(head),
         Arc::clone(&flow),
     );
-    let mut res = ws::handshake(&req)?;
-    let body = ws::WebsocketContext::create(session, stream);
-    Ok(res.streaming(Counted {
-        inner: Box::pin(body),
-        flow,
-    }))
+    Session {
+        out: Box::pin(ws::WebsocketContext::create(session, inbound)),
+        flow: Some(flow),
+    }
 }
 
 pub async fn agents(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

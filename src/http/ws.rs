@@ -1,25 +1,22 @@
-//! `GET /`: the WebSocket upgrade for agents and the backend, or the static
-//! `index.html` for a plain browser request (PROTOCOL 1.1).
-//! The transport (actix-web-actors) is used only here and in `WsSession`.
+//! The sessions of `/` (agents and the backend, PROTOCOL 1.1) and
+//! `/gateway` (PROTOCOL 5), built for an accepted upgrade (`upgrade`), and
+//! what those paths answer to a plain HTTP request.
+//! The transport (actix-web-actors) is used only here, in `monitor`, in
+//! `upgrade` and in the sessions themselves.
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_http::RequestHead;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actix_web_actors::ws;
 use switchyard_actors::agent::{SessionOrigin, WsSession};
 use switchyard_actors::flow::Flow;
 
-use super::{static_files, AppState, Counted};
-
-fn is_upgrade(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(actix_web::http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
+use super::transport::{Inbound, Session};
+use super::{static_files, AppState};
 
 /// The token of PROTOCOL 1.5, from `Authorization: Bearer T` or `?token=T`.
-fn presented_token(req: &HttpRequest) -> Option<String> {
+fn presented_token(req: &RequestHead) -> Option<String> {
     if let Some(h) = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -29,7 +26,7 @@ fn presented_token(req: &HttpRequest) -> Option<String> {
             return Some(t.trim().to_string());
         }
     }
-    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+    web::Query::<Vec<(String, String)>>::from_query(req.uri.query().unwrap_or_default())
         .ok()
         .and_then(|q| q.0.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v))
 }
@@ -44,7 +41,7 @@ fn same_token(a: &str, b: &str) -> bool {
 }
 
 /// Whether the request presents `expected` (always, when none is set).
-fn token_ok(req: &HttpRequest, expected: Option<&str>) -> bool {
+fn token_ok(req: &RequestHead, expected: Option<&str>) -> bool {
     match expected {
         None => true,
         Some(expected) => presented_token(req).is_some_and(|t| same_token(&t, expected)),
@@ -52,53 +49,66 @@ fn token_ok(req: &HttpRequest, expected: Option<&str>) -> bool {
 }
 
 /// The peer's address, for logs and `/metrics/actors`.
-pub fn peer_name(req: &HttpRequest) -> String {
-    req.peer_addr()
+pub fn peer_name(req: &RequestHead) -> String {
+    req.peer_addr
         .map(|a| a.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 
-pub async fn index_or_upgrade(
-    req: HttpRequest,
-    stream: web::Payload,
-    state: web::Data<AppState>,
-) -> actix_web::Result<HttpResponse> {
-    if !is_upgrade(&req) {
-        return Ok(static_files::index(state).await);
+/// A refused handshake: the status (and `Allow`) actix-http gives it, with
+/// the reason in the body, where every client shows it.
+pub fn refusal(e: &actix_http::ws::HandshakeError) -> HttpResponse {
+    e.error_response()
+        .set_body(actix_web::body::BoxBody::new(e.to_string()))
+}
+
+/// `GET /` without an upgrade: the task's page.
+pub async fn index(state: web::Data<AppState>) -> HttpResponse {
+    static_files::index(state).await
+}
+
+/// A WebSocket path asked without an upgrade: the handshake's own error.
+pub async fn upgrade_required(req: HttpRequest) -> HttpResponse {
+    match actix_http::ws::verify_handshake(req.head()) {
+        Err(e) => refusal(&e),
+        // Unreachable through the server, which hands every upgrade to
+        // `upgrade`; answered all the same.
+        Ok(()) => HttpResponse::BadRequest().body("WebSocket upgrade expected"),
     }
-    let token_ok = token_ok(&req, state.config.backend.token.as_deref());
-    let peer = peer_name(&req);
+}
+
+/// An agent's or the backend's session on `/`.
+pub fn router_session(head: &RequestHead, state: &AppState, inbound: Inbound) -> Session {
+    let token_ok = token_ok(head, state.config.backend.token.as_deref());
     let flow = Arc::new(Flow::default());
     let session = WsSession::new(
         state.router.clone(),
-        SessionOrigin { token_ok, peer },
+        SessionOrigin {
+            token_ok,
+            peer: peer_name(head),
+        },
         Arc::clone(&flow),
     );
-    let mut res = ws::handshake(&req)?;
     let codec = actix_http::ws::Codec::new().max_size(state.config.session.hard_frame_bytes());
-    let body = ws::WebsocketContext::with_codec(session, stream, codec);
-    Ok(res.streaming(Counted {
-        inner: Box::pin(body),
-        flow,
-    }))
+    Session {
+        out: Box::pin(ws::WebsocketContext::with_codec(session, inbound, codec)),
+        flow: Some(flow),
+    }
 }
 
-/// `/gateway`: an edge switch's uplink (PROTOCOL 5).
-pub async fn gateway(
-    req: HttpRequest,
-    stream: web::Payload,
-    state: web::Data<AppState>,
-) -> actix_web::Result<HttpResponse> {
-    let token_ok = token_ok(&req, state.config.gateway_token.as_deref());
-    let peer = peer_name(&req);
+/// An edge switch's uplink on `/gateway` (PROTOCOL 5).
+pub fn gateway_session(head: &RequestHead, state: &AppState, inbound: Inbound) -> Session {
+    let token_ok = token_ok(head, state.config.gateway_token.as_deref());
     let session = switchyard_actors::uplink::GatewaySession::new(
         Arc::clone(&state.metrics),
         state.gateways.clone(),
         token_ok,
-        peer,
+        peer_name(head),
         state.router.shutdown.clone(),
     );
-    ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(16 * 1024 * 1024)
-        .start()
+    let codec = actix_http::ws::Codec::new().max_size(16 * 1024 * 1024);
+    Session {
+        out: Box::pin(ws::WebsocketContext::with_codec(session, inbound, codec)),
+        flow: None,
+    }
 }
