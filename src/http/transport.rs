@@ -1,5 +1,6 @@
-//! The byte pump of an upgraded WebSocket: a session's frames between its
-//! actor and the bare TCP stream, once the HTTP/1 dispatcher has let go.
+//! The WebSocket transport: the handshake of an upgrade request (`accept`),
+//! then a session's frames between its actor and the bare TCP stream, once
+//! the HTTP/1 dispatcher has let go (`Outlet::run`).
 //!
 //! actix-http's dispatcher keeps an 8 KiB read and an 8 KiB write buffer for
 //! the life of every connection, upgraded or not; with thousands of idle
@@ -23,9 +24,13 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use actix_codec::{Framed, FramedParts};
+use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::error::PayloadError;
+use actix_http::{h1, ws, ConnectionType, Request, Response, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
 use bytes::{Buf, Bytes};
-use futures_util::Stream;
+use futures_util::{SinkExt, Stream};
 use switchyard_actors::flow::Flow;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -105,6 +110,63 @@ impl Stream for Inbound {
     }
 }
 
+/// An upgrade request's connection, as actix-http's upgrade service gets
+/// it: the HTTP/1 codec on the TCP stream, with the dispatcher's buffers.
+pub type Upgrading = Framed<TcpStream, h1::Codec>;
+
+/// Answers the WebSocket handshake of `req`. Returns the status answered
+/// (101, or the refusal's) and, when the session can start, the connection
+/// opened for it: the dispatcher's buffers are dropped here.
+pub async fn accept(
+    req: &Request,
+    mut framed: Upgrading,
+) -> (StatusCode, Option<(Inbound, Outlet)>) {
+    let mut res = match ws::handshake(req.head()) {
+        Ok(res) => res,
+        Err(e) => {
+            log::info!("websocket: refused a handshake on {}: {e}", req.path());
+            let res = refusal(&e);
+            let status = res.status();
+            refuse(framed, res.into()).await;
+            return (status, None);
+        }
+    };
+    let res = res.finish().drop_body();
+    if let Err(e) = framed.send((res, BodySize::None).into()).await {
+        log::debug!("websocket: the handshake's answer was not sent: {e}");
+        return (StatusCode::SWITCHING_PROTOCOLS, None);
+    }
+    let FramedParts { io, read_buf, .. } = framed.into_parts();
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        Some(open(io, read_buf.freeze())),
+    )
+}
+
+/// A refused handshake: the status (and `Allow`) actix-http gives it, with
+/// the reason in the body, where every client shows it.
+pub fn refusal(e: &ws::HandshakeError) -> HttpResponse {
+    e.error_response().set_body(BoxBody::new(e.to_string()))
+}
+
+/// Answers with `res` and closes the connection.
+pub async fn refuse(mut framed: Upgrading, res: Response<BoxBody>) {
+    let (mut res, body) = res.into_parts();
+    res.head_mut().set_connection_type(ConnectionType::Close);
+    let body = body.try_into_bytes().unwrap_or_default();
+    let sent = async {
+        framed
+            .send((res, BodySize::Sized(body.len() as u64)).into())
+            .await?;
+        framed.send(h1::Message::Chunk(Some(body))).await?;
+        framed.send(h1::Message::Chunk(None)).await?;
+        framed.close().await
+    };
+    if let Err(e) = sent.await {
+        log::debug!("websocket: a refusal was not sent: {e}");
+    }
+}
+
 /// The socket's writing end: runs a session until it stops and its last
 /// frame is written.
 pub struct Outlet {
@@ -114,7 +176,7 @@ pub struct Outlet {
 /// Splits an upgraded connection into the session's incoming bytes and the
 /// outlet that will run it; `early` are bytes read past the upgrade
 /// request's head.
-pub fn open(io: TcpStream, early: Bytes) -> (Inbound, Outlet) {
+fn open(io: TcpStream, early: Bytes) -> (Inbound, Outlet) {
     // Nagle stays on, as on the HTTP dispatcher: with it off, every frame is
     // a packet of its own and a round trip costs a third more CPU at 25 000
     // round trips/s, for a lower median latency only.

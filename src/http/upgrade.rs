@@ -8,14 +8,10 @@
 //! handshake get the HTTP error the handshake names, and are counted in
 //! `switchyard_http_requests_total` like every other request.
 
-use actix_codec::{Framed, FramedParts};
-use actix_http::body::{BodySize, BoxBody, MessageBody};
-use actix_http::{h1, ws, ConnectionType, Request, Response, StatusCode};
+use actix_http::{Request, Response, StatusCode};
 use actix_web::web;
-use futures_util::SinkExt;
-use tokio::net::TcpStream;
 
-use super::transport;
+use super::transport::{self, Upgrading};
 use super::AppState;
 
 /// The WebSocket endpoints, by path.
@@ -51,7 +47,7 @@ impl Endpoint {
 pub async fn upgrade(
     state: web::Data<AppState>,
     req: Request,
-    mut framed: Framed<TcpStream, h1::Codec>,
+    framed: Upgrading,
 ) -> Result<(), actix_http::Error> {
     let endpoint = Endpoint::of(req.path());
     let count = |status: StatusCode| {
@@ -67,28 +63,14 @@ pub async fn upgrade(
     let Some(endpoint) = endpoint else {
         count(StatusCode::NOT_FOUND);
         let res = Response::with_body(StatusCode::NOT_FOUND, "no WebSocket endpoint here");
-        refuse(framed, res.map_into_boxed_body()).await;
+        transport::refuse(framed, res.map_into_boxed_body()).await;
         return Ok(());
     };
-    let mut res = match ws::handshake(req.head()) {
-        Ok(res) => res,
-        Err(e) => {
-            log::info!("websocket: refused a handshake on {}: {e}", req.path());
-            let res = super::ws::refusal(&e);
-            count(res.status());
-            refuse(framed, res.into()).await;
-            return Ok(());
-        }
-    };
-    let res = res.finish().drop_body();
-    if let Err(e) = framed.send((res, BodySize::None).into()).await {
-        log::debug!("websocket: the handshake's answer was not sent: {e}");
+    let (status, open) = transport::accept(&req, framed).await;
+    count(status);
+    let Some((inbound, outlet)) = open else {
         return Ok(());
-    }
-    count(StatusCode::SWITCHING_PROTOCOLS);
-    // The dispatcher's buffers go now; the session keeps none of its own.
-    let FramedParts { io, read_buf, .. } = framed.into_parts();
-    let (inbound, outlet) = transport::open(io, read_buf.freeze());
+    };
     let session = match endpoint {
         Endpoint::Router => super::ws::router_session(req.head(), &state, inbound),
         Endpoint::Monitor => super::monitor::monitor_session(req.head(), &state, inbound),
@@ -99,24 +81,6 @@ pub async fn upgrade(
     // share of the dispatcher's read buffer with it), ends here.
     actix_web::rt::spawn(outlet.run(session));
     Ok(())
-}
-
-/// Answers with `res` and closes the connection.
-async fn refuse(mut framed: Framed<TcpStream, h1::Codec>, res: Response<BoxBody>) {
-    let (mut res, body) = res.into_parts();
-    res.head_mut().set_connection_type(ConnectionType::Close);
-    let body = body.try_into_bytes().unwrap_or_default();
-    let sent = async {
-        framed
-            .send((res, BodySize::Sized(body.len() as u64)).into())
-            .await?;
-        framed.send(h1::Message::Chunk(Some(body))).await?;
-        framed.send(h1::Message::Chunk(None)).await?;
-        framed.close().await
-    };
-    if let Err(e) = sent.await {
-        log::debug!("websocket: a refusal was not sent: {e}");
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use actix_http::RequestHead;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use switchyard_actors::agent::{SessionOrigin, WsSession};
 use switchyard_actors::flow::Flow;
@@ -55,13 +55,6 @@ pub fn peer_name(req: &RequestHead) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// A refused handshake: the status (and `Allow`) actix-http gives it, with
-/// the reason in the body, where every client shows it.
-pub fn refusal(e: &actix_http::ws::HandshakeError) -> HttpResponse {
-    e.error_response()
-        .set_body(actix_web::body::BoxBody::new(e.to_string()))
-}
-
 /// `GET /` without an upgrade: the task's page.
 pub async fn index(state: web::Data<AppState>) -> HttpResponse {
     static_files::index(state).await
@@ -70,7 +63,7 @@ pub async fn index(state: web::Data<AppState>) -> HttpResponse {
 /// A WebSocket path asked without an upgrade: the handshake's own error.
 pub async fn upgrade_required(req: HttpRequest) -> HttpResponse {
     match actix_http::ws::verify_handshake(req.head()) {
-        Err(e) => refusal(&e),
+        Err(e) => super::transport::refusal(&e),
         // Unreachable through the server, which hands every upgrade to
         // `upgrade`; answered all the same.
         Ok(()) => HttpResponse::BadRequest().body("WebSocket upgrade expected"),

@@ -1,7 +1,8 @@
 //! `ceiling`: the minimal relay the benchmark compares switchyard against.
 //!
-//! Same WebSocket stack as switchyard (actix-web 4 + actix-web-actors
-//! `WebsocketContext`), one actor per socket and nothing else but a routing
+//! Same WebSocket stack as switchyard (actix-http's HTTP/1 service, an
+//! actix-web-actors `WebsocketContext` per socket, switchyard's transport
+//! after the upgrade), one actor per socket and nothing else but a routing
 //! map. Each text frame is parsed only far enough to read `packet_type` and
 //! `subject_id`; forwarded frames are relayed unchanged (same bytes).
 use std::collections::HashMap;
@@ -9,11 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, Message, StreamHandler};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_http::{HttpService, Request, Response, StatusCode};
+use actix_server::Server;
+use actix_service::fn_service;
 use actix_web_actors::ws;
 use bytestring::ByteString;
 use clap::Parser;
 use serde::Deserialize;
+use switchyard::http::transport::{self, Session, Upgrading};
 
 #[derive(Parser)]
 #[command(about = "Minimal reference relay for the agent router protocol (benchmark ceiling)")]
@@ -144,36 +148,57 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Sock {
     }
 }
 
-async fn index(
-    req: HttpRequest,
-    stream: web::Payload,
-    map: web::Data<Map>,
-) -> actix_web::Result<HttpResponse> {
-    let sock = Sock {
-        map: map.get_ref().clone(),
-        id: None,
+/// actix-http's upgrade service: every socket runs on switchyard's
+/// WebSocket transport, as switchyard's own do.
+async fn upgrade(map: Map, req: Request, framed: Upgrading) -> Result<(), actix_http::Error> {
+    if req.path() != "/" {
+        let res = Response::with_body(StatusCode::NOT_FOUND, "not found");
+        transport::refuse(framed, res.map_into_boxed_body()).await;
+        return Ok(());
+    }
+    let (_, open) = transport::accept(&req, framed).await;
+    let Some((inbound, outlet)) = open else {
+        return Ok(());
     };
-    ws::WsResponseBuilder::new(sock, &req, stream)
-        .frame_size(16 * 1024 * 1024)
-        .start()
+    let sock = Sock { map, id: None };
+    let codec = actix_http::ws::Codec::new().max_size(16 * 1024 * 1024);
+    let out = ws::WebsocketContext::with_codec(sock, inbound, codec);
+    drop(req);
+    actix_web::rt::spawn(outlet.run(Session {
+        out: Box::pin(out),
+        flow: None,
+    }));
+    Ok(())
 }
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let map: Map = Arc::new(Mutex::new(Routes::default()));
     actix_web::rt::System::new().block_on(async move {
-        let data = web::Data::new(map);
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route("/", web::get().to(index))
-        })
-        .backlog(4096)
-        .max_connections(100_000);
+        let mut server = Server::build()
+            .backlog(4096)
+            .max_concurrent_connections(100_000);
         if args.workers > 0 {
             server = server.workers(args.workers);
         }
         eprintln!("ceiling listening on ws://{}/", args.http);
-        server.bind(&args.http)?.run().await
+        server
+            .bind("ceiling", &args.http, move || {
+                let map = map.clone();
+                HttpService::build()
+                    .upgrade(fn_service(move |(req, framed)| {
+                        upgrade(map.clone(), req, framed)
+                    }))
+                    // Anything but an upgrade: 404.
+                    .finish(|_req: Request| async {
+                        Ok::<_, actix_http::Error>(Response::with_body(
+                            StatusCode::NOT_FOUND,
+                            "WebSocket only",
+                        ))
+                    })
+                    .tcp()
+            })?
+            .run()
+            .await
     })
 }
