@@ -29,7 +29,7 @@ use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::error::PayloadError;
 use actix_http::{h1, ws, ConnectionType, Request, Response, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{SinkExt, Stream};
 use switchyard_actors::flow::Flow;
 use tokio::io::AsyncWriteExt;
@@ -59,50 +59,119 @@ pub struct Session {
     pub flow: Option<Arc<Flow>>,
 }
 
-/// The socket's incoming bytes, as the session's context reads them.
+/// Frames longer than this are handed on in pieces as they arrive (the
+/// session's codec holds them, up to its own frame limit).
+const PIECE: usize = 64 * 1024;
+
+/// The socket's incoming bytes, as the session's context reads them: one
+/// whole frame per turn of its reader.
+///
+/// The reader (actix-web-actors' `WsStream`) takes every chunk it is given
+/// before it decodes one frame, so a stream that handed it all the socket
+/// had would let a peer that sends faster than its session works grow that
+/// buffer without end. Handing it one frame per turn leaves the rest in the
+/// kernel's buffers, and TCP's window slows the peer down.
 pub struct Inbound {
     io: Rc<TcpStream>,
-    /// Bytes that came with the upgrade request, after its head.
-    early: Option<Bytes>,
-    done: bool,
+    /// Bytes read and not handed on yet (first, those that came with the
+    /// upgrade request): at most one read past the frame being handed on.
+    buf: BytesMut,
+    /// Bytes still to hand on of a frame longer than `PIECE`.
+    owed: usize,
+    /// A frame was handed on in this turn of the reader.
+    handed: bool,
+    eof: bool,
 }
 
 impl Inbound {
     fn new(io: Rc<TcpStream>, early: Bytes) -> Self {
         Inbound {
             io,
-            early: (!early.is_empty()).then_some(early),
-            done: false,
+            buf: BytesMut::from(&early[..]),
+            owed: 0,
+            handed: false,
+            eof: false,
         }
     }
+
+    /// Hands on the first `n` buffered bytes.
+    fn hand(&mut self, n: usize) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        let out = self.buf.split_to(n).freeze();
+        if self.buf.is_empty() {
+            // Let the allocation go with what was handed on: an idle socket
+            // keeps no buffer.
+            self.buf = BytesMut::new();
+        }
+        Poll::Ready(Some(Ok(out)))
+    }
+}
+
+/// The length of the WebSocket frame (RFC 6455 5.2) at the start of `buf`,
+/// header included, once its header is complete.
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    let b1 = *buf.get(1)?;
+    let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
+    let (ext, payload) = match b1 & 0x7f {
+        126 => (
+            2,
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as u64,
+        ),
+        127 => (8, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
+        n => (0, n as u64),
+    };
+    usize::try_from(payload).ok()?.checked_add(2 + ext + mask)
 }
 
 impl Stream for Inbound {
     type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(early) = self.early.take() {
-            return Poll::Ready(Some(Ok(early)));
-        }
-        if self.done {
-            return Poll::Ready(None);
+        let this = &mut *self;
+        if this.handed {
+            // The reader asks again in the turn it got a whole frame: it
+            // decodes that frame and comes back for the next.
+            this.handed = false;
+            return Poll::Pending;
         }
         loop {
-            if let Err(e) = ready!(self.io.poll_read_ready(cx)) {
-                self.done = true;
-                return Poll::Ready(Some(Err(PayloadError::Io(e))));
+            if this.owed > 0 {
+                if !this.buf.is_empty() {
+                    let n = this.owed.min(this.buf.len());
+                    this.owed -= n;
+                    this.handed = this.owed == 0;
+                    return this.hand(n);
+                }
+            } else if let Some(len) = frame_len(&this.buf) {
+                if len <= this.buf.len() {
+                    this.handed = true;
+                    return this.hand(len);
+                }
+                if len > PIECE {
+                    this.owed = len;
+                    continue;
+                }
             }
-            let mut buf = [0u8; READ_CHUNK];
-            match self.io.try_read(&mut buf) {
-                Ok(0) => {
-                    self.done = true;
+            if this.eof {
+                // A truncated frame goes on as it is: the codec sees it end.
+                if this.buf.is_empty() {
                     return Poll::Ready(None);
                 }
-                Ok(n) => return Poll::Ready(Some(Ok(Bytes::copy_from_slice(&buf[..n])))),
+                let n = this.buf.len();
+                return this.hand(n);
+            }
+            if let Err(e) = ready!(this.io.poll_read_ready(cx)) {
+                this.eof = true;
+                return Poll::Ready(Some(Err(PayloadError::Io(e))));
+            }
+            let mut chunk = [0u8; READ_CHUNK];
+            match this.io.try_read(&mut chunk) {
+                Ok(0) => this.eof = true,
+                Ok(n) => this.buf.extend_from_slice(&chunk[..n]),
                 // Readiness was stale; `poll_read_ready` registers again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
-                    self.done = true;
+                    this.eof = true;
+                    this.buf.clear();
                     return Poll::Ready(Some(Err(PayloadError::Io(e))));
                 }
             }
@@ -337,5 +406,113 @@ impl Future for Pump {
             }
             ready!(this.write(cx));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    /// A masked client frame of `payload` (RFC 6455 5.2).
+    fn client_frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x81];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 65_536 => {
+                f.push(0x80 | 126);
+                f.extend((n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend((n as u64).to_be_bytes());
+            }
+        }
+        let mask = [1u8, 2, 3, 4];
+        f.extend(mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    #[test]
+    fn frame_len_reads_every_header_form() {
+        assert_eq!(frame_len(&[]), None);
+        assert_eq!(frame_len(&[0x81]), None);
+        assert_eq!(frame_len(&[0x81, 5]), Some(7));
+        assert_eq!(frame_len(&[0x81, 0x85]), Some(11), "mask key");
+        assert_eq!(frame_len(&[0x81, 126, 1]), None, "extended length cut");
+        assert_eq!(frame_len(&[0x81, 126, 1, 0]), Some(4 + 256));
+        assert_eq!(frame_len(&client_frame(&[7; 300])), Some(300 + 8));
+        assert_eq!(frame_len(&client_frame(&[7; 70_000])), Some(70_000 + 14));
+        assert_eq!(frame_len(&[0x81, 127, 0, 0, 0, 0, 0, 1]), None);
+    }
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (client, listener.accept().await.unwrap().0)
+    }
+
+    /// One poll, outside any task: the reader's second call in a turn.
+    fn poll_once(inbound: &mut Inbound) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        inbound.poll_next_unpin(&mut cx)
+    }
+
+    // A peer that sends far more than its session has read keeps the rest
+    // in the kernel: the reader gets one whole frame per turn, and the
+    // transport holds at most one read past it.
+    #[actix_web::test]
+    async fn the_reader_gets_one_whole_frame_per_turn() {
+        let (mut client, server) = pair().await;
+        let frames: Vec<Vec<u8>> = (0..2000u32)
+            .map(|i| client_frame(format!("frame {i} {}", "x".repeat(i as usize % 200)).as_bytes()))
+            .collect();
+        // Two frames came with the upgrade request.
+        let early = Bytes::from([frames[0].clone(), frames[1].clone()].concat());
+        let writer = actix_web::rt::spawn({
+            let rest = frames[2..].concat();
+            async move { client.write_all(&rest).await.map(|_| client) }
+        });
+        let (mut inbound, _outlet) = open(server, early);
+        for (i, frame) in frames.iter().enumerate() {
+            let got = inbound.next().await.expect("a frame").expect("no error");
+            assert_eq!(&got[..], &frame[..], "frame {i} whole and in order");
+            assert!(poll_once(&mut inbound).is_pending(), "one frame per turn");
+            assert!(inbound.buf.len() <= READ_CHUNK, "{}", inbound.buf.len());
+        }
+        drop(writer.await.unwrap().unwrap());
+        assert!(inbound.next().await.is_none(), "the peer's end");
+    }
+
+    // A frame longer than PIECE goes on in pieces that add up to it.
+    #[actix_web::test]
+    async fn a_long_frame_goes_on_in_pieces() {
+        let (mut client, server) = pair().await;
+        let long = client_frame(&vec![9u8; 300_000]);
+        let short = client_frame(b"after");
+        let bytes = [long.clone(), short.clone()].concat();
+        let writer =
+            actix_web::rt::spawn(async move { client.write_all(&bytes).await.map(|_| client) });
+        let (mut inbound, _outlet) = open(server, Bytes::new());
+        let mut got = Vec::new();
+        while got.len() < long.len() {
+            let piece = inbound.next().await.unwrap().unwrap();
+            assert!(
+                piece.len() <= long.len() - got.len(),
+                "no byte of the next frame"
+            );
+            got.extend_from_slice(&piece);
+        }
+        assert_eq!(got, long);
+        assert!(
+            poll_once(&mut inbound).is_pending(),
+            "the turn ends with the frame"
+        );
+        assert_eq!(&inbound.next().await.unwrap().unwrap()[..], &short[..]);
+        drop(writer.await.unwrap().unwrap());
     }
 }
