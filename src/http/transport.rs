@@ -5,8 +5,8 @@
 //! actix-http's dispatcher keeps an 8 KiB read and an 8 KiB write buffer for
 //! the life of every connection, upgraded or not; with thousands of idle
 //! agents those buffers were most of the switch's memory. Here an idle
-//! socket keeps none: reads go through a buffer on the stack and leave only
-//! the bytes read, and writes go out vectored, straight from the frames the
+//! socket keeps none: reads go into a buffer that is let go once its bytes
+//! are handed on, and writes go out vectored, straight from the frames the
 //! session's context encoded.
 //!
 //! The pump pulls the session's output only while less than `OUT_HIGH` bytes
@@ -29,7 +29,7 @@ use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::error::PayloadError;
 use actix_http::{h1, ws, ConnectionType, Request, Response, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, Stream};
 use switchyard_actors::flow::Flow;
 use tokio::io::AsyncWriteExt;
@@ -39,7 +39,7 @@ use tokio::net::TcpStream;
 /// pulling from the session (the dispatcher's default high-water mark).
 pub const OUT_HIGH: usize = 32 * 1024;
 
-/// The stack buffer of one read.
+/// The most one read takes from the socket.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Frames handed to one vectored write.
@@ -75,6 +75,7 @@ pub struct Inbound {
     io: Rc<TcpStream>,
     /// Bytes read and not handed on yet (first, those that came with the
     /// upgrade request): at most one read past the frame being handed on.
+    /// Emptied, it lets its allocation go, so an idle socket keeps none.
     buf: BytesMut,
     /// Bytes still to hand on of a frame longer than `PIECE`.
     owed: usize,
@@ -163,15 +164,20 @@ impl Stream for Inbound {
                 this.eof = true;
                 return Poll::Ready(Some(Err(PayloadError::Io(e))));
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            match this.io.try_read(&mut chunk) {
+            // Straight into the buffer's spare room: no copy, no zeroing.
+            this.buf.reserve(READ_CHUNK);
+            match this.io.try_read_buf(&mut (&mut this.buf).limit(READ_CHUNK)) {
                 Ok(0) => this.eof = true,
-                Ok(n) => this.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 // Readiness was stale; `poll_read_ready` registers again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if this.buf.is_empty() {
+                        this.buf = BytesMut::new();
+                    }
+                }
                 Err(e) => {
                     this.eof = true;
-                    this.buf.clear();
+                    this.buf = BytesMut::new();
                     return Poll::Ready(Some(Err(PayloadError::Io(e))));
                 }
             }
@@ -482,7 +488,12 @@ mod tests {
             let got = inbound.next().await.expect("a frame").expect("no error");
             assert_eq!(&got[..], &frame[..], "frame {i} whole and in order");
             assert!(poll_once(&mut inbound).is_pending(), "one frame per turn");
-            assert!(inbound.buf.len() <= READ_CHUNK, "{}", inbound.buf.len());
+            // One read past a frame of at most 215 bytes.
+            assert!(
+                inbound.buf.len() <= READ_CHUNK + 215,
+                "{}",
+                inbound.buf.len()
+            );
         }
         drop(writer.await.unwrap().unwrap());
         assert!(inbound.next().await.is_none(), "the peer's end");
