@@ -7,6 +7,11 @@
 //! (PROTOCOL 4) and `/gateway` (PROTOCOL 5). Requests that are not a valid
 //! handshake get the HTTP error the handshake names, and are counted in
 //! `switchyard_http_requests_total` like every other request.
+//!
+//! A session's task is spawned here, so actix-server's per-worker limit on
+//! connections (25 600) stops at the handshake: open sessions are bounded
+//! by the process's open-file limit, and counted in
+//! `switchyard_connections_open`.
 
 use actix_http::{Request, Response, StatusCode};
 use actix_web::web;
