@@ -32,8 +32,9 @@ fn text_frame(text: &str) -> Vec<u8> {
 }
 
 async fn connect(s: &Switch) -> TcpStream {
-    let addr = s.url("").trim_start_matches("http://").to_string();
-    TcpStream::connect(addr).await.expect("connect")
+    TcpStream::connect(s.running.http_addr)
+        .await
+        .expect("connect")
 }
 
 /// Reads an HTTP response head byte by byte (what follows it, the first

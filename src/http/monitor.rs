@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use actix_http::ws;
 use actix_http::RequestHead;
 use actix_web::{web, HttpResponse};
-use actix_web_actors::ws;
 use serde_json::json;
 use switchyard_actors::agent::GetBackendInfo;
 use switchyard_actors::monitor::{Flow, MonitorSession};
@@ -27,10 +27,7 @@ pub fn monitor_session(head: &RequestHead, state: &AppState, inbound: Inbound) -
         super::ws::peer_name(head),
         Arc::clone(&flow),
     );
-    Session {
-        out: Box::pin(ws::WebsocketContext::create(session, inbound)),
-        flow: Some(flow),
-    }
+    Session::start(session, inbound, ws::Codec::new(), Some(flow))
 }
 
 pub async fn agents(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -29,6 +29,7 @@ use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::error::PayloadError;
 use actix_http::{h1, ws, ConnectionType, Request, Response, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use actix_web_actors::ws::WebsocketContext;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, Stream};
 use switchyard_actors::flow::Flow;
@@ -57,6 +58,21 @@ pub type Outbound = Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>
 pub struct Session {
     pub out: Outbound,
     pub flow: Option<Arc<Flow>>,
+}
+
+impl Session {
+    /// Starts `actor` in a WebSocket context reading `inbound` with `codec`
+    /// (which sets its frame limit).
+    pub fn start<A>(actor: A, inbound: Inbound, codec: ws::Codec, flow: Option<Arc<Flow>>) -> Self
+    where
+        A: actix::Actor<Context = WebsocketContext<A>>
+            + actix::StreamHandler<Result<ws::Message, ws::ProtocolError>>,
+    {
+        Session {
+            out: Box::pin(WebsocketContext::with_codec(actor, inbound, codec)),
+            flow,
+        }
+    }
 }
 
 /// Frames longer than this are handed on in pieces as they arrive (the

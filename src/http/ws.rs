@@ -1,14 +1,14 @@
 //! The sessions of `/` (agents and the backend, PROTOCOL 1.1) and
 //! `/gateway` (PROTOCOL 5), built for an accepted upgrade (`upgrade`), and
 //! what those paths answer to a plain HTTP request.
-//! The transport (actix-web-actors) is used only here, in `monitor`, in
-//! `upgrade` and in the sessions themselves.
+//! actix-web-actors is used only in `transport` and in the sessions
+//! themselves.
 
 use std::sync::Arc;
 
+use actix_http::ws;
 use actix_http::RequestHead;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
 use switchyard_actors::agent::{SessionOrigin, WsSession};
 use switchyard_actors::flow::Flow;
 
@@ -62,7 +62,7 @@ pub async fn index(state: web::Data<AppState>) -> HttpResponse {
 
 /// A WebSocket path asked without an upgrade: the handshake's own error.
 pub async fn upgrade_required(req: HttpRequest) -> HttpResponse {
-    match actix_http::ws::verify_handshake(req.head()) {
+    match ws::verify_handshake(req.head()) {
         Err(e) => super::transport::refusal(&e),
         // Unreachable through the server, which hands every upgrade to
         // `upgrade`; answered all the same.
@@ -82,11 +82,8 @@ pub fn router_session(head: &RequestHead, state: &AppState, inbound: Inbound) ->
         },
         Arc::clone(&flow),
     );
-    let codec = actix_http::ws::Codec::new().max_size(state.config.session.hard_frame_bytes());
-    Session {
-        out: Box::pin(ws::WebsocketContext::with_codec(session, inbound, codec)),
-        flow: Some(flow),
-    }
+    let codec = ws::Codec::new().max_size(state.config.session.hard_frame_bytes());
+    Session::start(session, inbound, codec, Some(flow))
 }
 
 /// An edge switch's uplink on `/gateway` (PROTOCOL 5).
@@ -99,9 +96,6 @@ pub fn gateway_session(head: &RequestHead, state: &AppState, inbound: Inbound) -
         peer_name(head),
         state.router.shutdown.clone(),
     );
-    let codec = actix_http::ws::Codec::new().max_size(16 * 1024 * 1024);
-    Session {
-        out: Box::pin(ws::WebsocketContext::with_codec(session, inbound, codec)),
-        flow: None,
-    }
+    let codec = ws::Codec::new().max_size(16 * 1024 * 1024);
+    Session::start(session, inbound, codec, None)
 }

@@ -162,12 +162,9 @@ async fn upgrade(map: Map, req: Request, framed: Upgrading) -> Result<(), actix_
     };
     let sock = Sock { map, id: None };
     let codec = actix_http::ws::Codec::new().max_size(16 * 1024 * 1024);
-    let out = ws::WebsocketContext::with_codec(sock, inbound, codec);
+    let session = Session::start(sock, inbound, codec, None);
     drop(req);
-    actix_web::rt::spawn(outlet.run(Session {
-        out: Box::pin(out),
-        flow: None,
-    }));
+    actix_web::rt::spawn(outlet.run(session));
     Ok(())
 }
 
