@@ -50,6 +50,7 @@
 pub mod agent;
 pub mod channel;
 pub mod flow;
+pub mod log_limit;
 pub mod metrics;
 pub mod monitor;
 pub mod network;

@@ -8,6 +8,9 @@
 //! Mailbox depth: actix does not expose a queue length, so every send goes
 //! through a [`Mailbox`] (which counts `sent`) and every handler opens a
 //! [`Handling`] guard (which counts `handled`); depth is the difference.
+//! Those two counters are the actor's own; the per-kind depth gauge is
+//! summed from them when `/metrics` is read, so a message costs no write
+//! to a counter every actor of its kind shares.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -164,6 +167,8 @@ pub struct Metrics {
     pub gateway_refused: IntCounter,
     pub gateway_bad_frames: IntCounterVec,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
+    /// Every actor kind seen, so a kind whose last actor stopped reads 0.
+    kinds: Mutex<Vec<&'static str>>,
     next_actor: AtomicU64,
 }
 
@@ -375,6 +380,7 @@ impl Metrics {
             ),
             registry: r,
             actors: Mutex::new(HashMap::new()),
+            kinds: Mutex::new(Vec::new()),
             next_actor: AtomicU64::new(1),
         };
         for s in KNOWN_STATUSES.iter().chain(std::iter::once(&"other")) {
@@ -385,11 +391,31 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.sum_mailbox_depths();
         let mut buf = Vec::new();
         let families = self.registry.gather();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&families, &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Sets `switchyard_actor_mailbox_depth{kind}` to the sum over the
+    /// live actors of that kind (0 for a kind with none left).
+    fn sum_mailbox_depths(&self) {
+        let mut sums: HashMap<&'static str, u64> = HashMap::new();
+        if let Ok(kinds) = self.kinds.lock() {
+            sums.extend(kinds.iter().map(|k| (*k, 0)));
+        }
+        if let Ok(map) = self.actors.lock() {
+            for p in map.values() {
+                *sums.entry(p.kind).or_default() += p.depth();
+            }
+        }
+        for (kind, depth) in sums {
+            self.actor_mailbox_depth
+                .with_label_values(&[kind])
+                .set(depth as i64);
+        }
     }
 
     pub fn malformed(&self, kind: &str) {
@@ -411,12 +437,16 @@ impl Metrics {
             sent: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             retired: AtomicBool::new(false),
-            depth: self.actor_mailbox_depth.with_label_values(&[kind]),
             histogram: self.actor_handle_seconds.with_label_values(&[kind]),
             counters: Mutex::new(Vec::new()),
             metrics: Arc::clone(self),
         });
         self.actors_live.with_label_values(&[kind]).inc();
+        if let Ok(mut kinds) = self.kinds.lock() {
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
         if let Ok(mut map) = self.actors.lock() {
             map.insert(key, Arc::clone(&probe));
         }
@@ -482,7 +512,6 @@ pub struct ActorProbe {
     sent: AtomicU64,
     handled: AtomicU64,
     retired: AtomicBool,
-    depth: IntGauge,
     histogram: prometheus::Histogram,
     /// This actor's per-message counters, looked up once per message type
     /// (a label lookup in the registry costs a lock and two string hashes;
@@ -518,33 +547,37 @@ impl ActorProbe {
     }
 
     fn on_sent(&self) {
-        if !self.retired.load(Ordering::Relaxed) {
-            self.sent.fetch_add(1, Ordering::Relaxed);
-            self.depth.inc();
-        }
+        self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
     fn on_send_failed(&self) {
-        if !self.retired.load(Ordering::Relaxed) {
-            self.sent.fetch_sub(1, Ordering::Relaxed);
-            self.depth.dec();
-        }
+        self.sent.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Opens the guard a handler holds while it runs.
     pub fn handling(self: &Arc<Self>, message: &'static str) -> Handling {
+        self.handling_since(message, Instant::now())
+    }
+
+    fn handling_since(self: &Arc<Self>, message: &'static str, started: Instant) -> Handling {
         Handling {
             probe: Arc::clone(self),
             message,
-            started: Instant::now(),
+            started,
         }
     }
 
     /// For input that does not pass through the mailbox (stream items such
     /// as WebSocket frames): counted as sent and handled at once.
     pub fn handling_unqueued(self: &Arc<Self>, message: &'static str) -> Handling {
+        self.handling_unqueued_at(message, Instant::now())
+    }
+
+    /// [`ActorProbe::handling_unqueued`] from the caller's own reading of
+    /// the clock (a WebSocket session reads it once per frame).
+    pub fn handling_unqueued_at(self: &Arc<Self>, message: &'static str, now: Instant) -> Handling {
         self.on_sent();
-        self.handling(message)
+        self.handling_since(message, now)
     }
 
     /// Called from the actor's `stopped()`: it leaves `/metrics/actors` and
@@ -553,7 +586,6 @@ impl ActorProbe {
         if self.retired.swap(true, Ordering::Relaxed) {
             return;
         }
-        self.depth.sub(self.depth() as i64);
         self.metrics
             .actors_live
             .with_label_values(&[self.kind])
@@ -576,7 +608,6 @@ impl Drop for Handling {
         let p = &self.probe;
         if !p.retired.load(Ordering::Relaxed) {
             p.handled.fetch_add(1, Ordering::Relaxed);
-            p.depth.dec();
         }
         p.histogram.observe(self.started.elapsed().as_secs_f64());
         p.count_message(self.message);

@@ -17,6 +17,7 @@ use super::session::{deliver, CloseSocket, WsSession, TO_AGENT};
 use super::shortcut::{Relay, Shortcut};
 use super::state::{AgentState, Enqueued};
 use super::{RouterContext, ToBackend};
+use crate::log_limit::{held_note, LogLimit};
 use crate::metrics::{drop_reason, status_label, ActorProbe, Mailbox};
 use crate::network::events::SwitchEvent;
 use crate::network::{AgentRetired, Publish};
@@ -46,6 +47,9 @@ pub struct Agent {
     /// Set once the manager has forgotten this agent: everything that still
     /// arrives is handed back to the manager.
     retired: bool,
+    /// A full queue drops a packet per packet in: logged once a second
+    /// (each drop is counted and reported to the backend all the same).
+    overflow_log: LogLimit,
 }
 
 impl Agent {
@@ -65,6 +69,7 @@ impl Agent {
             idle_timer: None,
             drain_timer: None,
             retired: false,
+            overflow_log: LogLimit::per_second(),
         }
     }
 
@@ -183,12 +188,15 @@ impl Agent {
             Enqueued::Kept => m.packets_queued.inc(),
             Enqueued::DroppedOldest(old) => {
                 m.dropped(drop_reason::AGENT_QUEUE_FULL, 1);
-                log::warn!(
-                    "agent {}: queue full ({}), dropped its oldest {} packet",
-                    self.state.agent_id,
-                    self.state.queue.limit(),
-                    old.packet_type.as_str()
-                );
+                if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
+                    log::warn!(
+                        "agent {}: queue full ({}), dropped its oldest {} packet{}",
+                        self.state.agent_id,
+                        self.state.queue.limit(),
+                        old.packet_type.as_str(),
+                        held_note(held)
+                    );
+                }
                 let report = Packet::new(
                     PacketType::LogError,
                     self.state.agent_id.clone(),

@@ -17,6 +17,7 @@ use super::outbox::Outbox;
 use super::session::{deliver, CloseSocket, WsSession, TO_BACKEND};
 use super::shortcut::{Relay, Shortcut};
 use super::BackendConfig;
+use crate::log_limit::{held_note, LogLimit};
 use crate::metrics::{drop_reason, ActorProbe, Mailbox, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::{NetworkManager, Publish};
@@ -36,6 +37,8 @@ pub struct BackendLink {
     /// Where to announce connects and disconnects (set once the manager
     /// exists: it is started after this link).
     network: Option<Mailbox<NetworkManager>>,
+    /// A full outbox drops a packet per packet in: logged once a second.
+    overflow_log: LogLimit,
 }
 
 impl BackendLink {
@@ -51,6 +54,7 @@ impl BackendLink {
             shortcut: Arc::new(Shortcut::default()),
             pending: HashMap::new(),
             network: None,
+            overflow_log: LogLimit::per_second(),
         }
     }
 
@@ -149,12 +153,15 @@ impl BackendLink {
         self.refresh_shortcut();
         if let Some(old) = dropped {
             self.metrics.dropped(drop_reason::BACKEND_OUTBOX_FULL, 1);
-            log::warn!(
-                "backend outbox full ({}): dropped its oldest `{}` packet for {}",
-                self.outbox.limit(),
-                old.packet_type.as_str(),
-                old.subject_id
-            );
+            if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
+                log::warn!(
+                    "backend outbox full ({}): dropped its oldest `{}` packet for {}{}",
+                    self.outbox.limit(),
+                    old.packet_type.as_str(),
+                    old.subject_id,
+                    held_note(held)
+                );
+            }
         }
         self.metrics
             .backend_outbox_depth

@@ -15,6 +15,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix_http::ws::Item;
 use actix_web_actors::ws;
+use bytestring::ByteString;
 use serde_json::json;
 
 use super::{
@@ -22,6 +23,7 @@ use super::{
     RouterContext, SocketClosed,
 };
 use crate::flow::Flow;
+use crate::log_limit::{held_note, LogLimit};
 use crate::metrics::{ActorProbe, Mailbox};
 use crate::network::{BindAgent, RequestStatuses, RouteHeartbeat, RouteToAgent};
 use crate::wire::{Packet, PacketType};
@@ -67,6 +69,9 @@ pub struct WsSession {
     /// `packets_forwarded` by direction, looked up once (a label lookup
     /// per packet costs a lock and two hashes).
     forwarded: [(&'static str, prometheus::IntCounter); 2],
+    /// Bad input and refusals are logged at most once a second per socket
+    /// (each is counted in the metrics and answered all the same).
+    reject_log: LogLimit,
 }
 
 impl WsSession {
@@ -87,6 +92,7 @@ impl WsSession {
             last_heard: Instant::now(),
             partial: None,
             flow,
+            reject_log: LogLimit::per_second(),
         }
     }
 
@@ -106,11 +112,19 @@ impl WsSession {
     /// The socket stays open.
     fn reject(&mut self, kind: &'static str, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         self.rctx.metrics.malformed(kind);
-        log::warn!("socket {}: {} ({})", self.origin.peer, text, kind);
+        if let Some(held) = self.reject_log.admit(Instant::now()) {
+            log::warn!(
+                "socket {}: {} ({}){}",
+                self.origin.peer,
+                text,
+                kind,
+                held_note(held)
+            );
+        }
         self.write(json!({ "error": text, "kind": kind }).to_string(), ctx);
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_text(&mut self, text: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
         let limit = self.rctx.config.session.max_frame_bytes;
         if text.len() > limit {
             let msg = format!(
@@ -120,7 +134,7 @@ impl WsSession {
             self.reject("oversize_frame", &msg, ctx);
             return;
         }
-        let packet = match Packet::parse(text, crate::now_secs()) {
+        let packet = match Packet::parse_shared(text, crate::now_secs()) {
             Ok(p) => p,
             Err(e) => {
                 self.reject(e.kind(), &e.to_string(), ctx);
@@ -156,7 +170,9 @@ impl WsSession {
             "switch overloaded ({depth} messages waiting): `{}` packet dropped; send it again",
             packet.packet_type.as_str()
         );
-        log::warn!("socket {}: {msg}", self.origin.peer);
+        if let Some(held) = self.reject_log.admit(Instant::now()) {
+            log::warn!("socket {}: {msg}{}", self.origin.peer, held_note(held));
+        }
         self.write(
             json!({ "error": msg, "kind": "overloaded" }).to_string(),
             ctx,
@@ -421,7 +437,7 @@ impl WsSession {
                     self.on_binary(buf.len(), ctx);
                 } else {
                     match String::from_utf8(buf) {
-                        Ok(text) => self.on_text(&text, ctx),
+                        Ok(text) => self.on_text(text.into(), ctx),
                         Err(_) => self.reject("invalid_utf8", "text message is not UTF-8", ctx),
                     }
                 }
@@ -506,10 +522,11 @@ impl Actor for WsSession {
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        let _h = self.probe.handling_unqueued("Frame");
-        self.last_heard = Instant::now();
+        let now = Instant::now();
+        let _h = self.probe.handling_unqueued_at("Frame", now);
+        self.last_heard = now;
         match msg {
-            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Text(text)) => self.on_text(text, ctx),
             Ok(ws::Message::Binary(b)) => self.on_binary(b.len(), ctx),
             Ok(ws::Message::Ping(b)) => ctx.pong(&b),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}

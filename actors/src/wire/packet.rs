@@ -2,9 +2,12 @@
 //!
 //! A packet is one JSON object. The switch looks at `packet_type`,
 //! `subject_id` and a few `data` fields, and forwards everything else
-//! untouched: unknown fields survive the trip because the whole object is
-//! kept as a `serde_json::Map` (in arrival order).
+//! untouched: unknown fields survive the trip because the text they came
+//! in is kept and written back (see [`Packet`]).
 
+use std::borrow::Cow;
+
+use bytestring::ByteString;
 use serde_json::{Map, Value};
 
 /// The subject id of the backend (the Mephisto main process).
@@ -94,28 +97,48 @@ impl PacketError {
 
 /// One router packet: its type and subject decoded, every field kept.
 ///
-/// A packet that arrived as text keeps that text, and each top-level field
-/// is a span of it: the switch reads `packet_type` and `subject_id`, stamps
-/// the router timestamps and writes the rest back byte for byte, so a
-/// forwarded packet costs no parse of its `data` and no rebuild of it, and
-/// every field the switch does not know survives untouched (exact float
-/// digits included). Fields the switch sets are JSON values.
+/// A packet that arrived as text keeps that text (shared, not copied), and
+/// each top-level field is a span of it: the switch reads `packet_type` and
+/// `subject_id`, stamps the router timestamps and writes the rest back byte
+/// for byte, so a forwarded packet costs no parse of its `data` and no
+/// rebuild of it, and every field the switch does not know survives
+/// untouched (exact float digits included). Fields the switch sets are
+/// JSON values.
 #[derive(Debug, Clone)]
 pub struct Packet {
     pub packet_type: PacketType,
     pub subject_id: String,
     /// The text the packet arrived as ("" for one the switch made).
-    source: String,
+    source: ByteString,
     /// Top-level fields in arrival order, `packet_type` and `subject_id`
     /// included; a key appears once (a repeated key keeps its first place
     /// and its last value, as a JSON object map does).
     fields: Vec<(Key, Field)>,
+    /// While the first `count` fields are exactly the source object's (none
+    /// replaced, no key repeated), the offset of its closing brace: the
+    /// text to send is then the source up to it with the fields set since
+    /// appended, one copy (`to_text`).
+    verbatim: Option<Verbatim>,
 }
 
-/// A key: a span of the source (no escapes in it), or owned.
+#[derive(Debug, Clone, Copy)]
+struct Verbatim {
+    count: u32,
+    close: u32,
+}
+
+/// The field the switch stamps as a packet comes in (PROTOCOL 1.1).
+const INCOMING: &str = "router_incoming_timestamp";
+/// The field the switch stamps as a packet leaves (PROTOCOL 1.1).
+const OUTGOING: &str = "router_outgoing_timestamp";
+
+/// A key: a span of the source (no escapes in it), a name of the switch's
+/// own, or owned.
 #[derive(Debug, Clone)]
 enum Key {
     Span(u32, u32),
+    /// Plain ASCII with nothing to escape: written as is.
+    Static(&'static str),
     Owned(String),
 }
 
@@ -135,6 +158,13 @@ impl PartialEq for Packet {
 impl Packet {
     /// Parses one text frame and stamps `router_incoming_timestamp`.
     pub fn parse(text: &str, incoming_ts: f64) -> Result<Packet, PacketError> {
+        Packet::parse_shared(ByteString::from(text), incoming_ts)
+    }
+
+    /// [`Packet::parse`] of a frame the packet may keep as it is: a
+    /// WebSocket text message is handed over without a copy.
+    pub fn parse_shared(source: ByteString, incoming_ts: f64) -> Result<Packet, PacketError> {
+        let text: &str = &source;
         let raw: Vec<(RawKey, &serde_json::value::RawValue)> =
             match serde_json::from_str::<RawObject>(text) {
                 Ok(o) => o.0,
@@ -146,13 +176,7 @@ impl Packet {
             let at = s.as_ptr() as usize - base;
             (at as u32, (at + s.len()) as u32)
         };
-        let mut packet = Packet {
-            packet_type: PacketType::Other(String::new()),
-            subject_id: String::new(),
-            source: String::new(),
-            fields: Vec::with_capacity(raw.len() + 2),
-        };
-        let (mut packet_type, mut subject_id) = (None, None);
+        let mut fields: Vec<(Key, Field)> = Vec::with_capacity(raw.len() + 2);
         for (key, value) in &raw {
             let key = match key {
                 RawKey::Borrowed(k) => {
@@ -162,23 +186,39 @@ impl Packet {
                 RawKey::Owned(k) => Key::Owned(k.clone()),
             };
             let (a, b) = span(value.get());
-            packet.set_key(key, Field::Span(a, b), text);
+            set_field(&mut fields, key, Field::Span(a, b), text);
         }
-        for (key, field) in &packet.fields {
-            let k = key.as_str(text);
-            if k == "packet_type" {
-                packet_type = field.as_string(text);
-            } else if k == "subject_id" {
-                subject_id = field.as_string(text);
+        let (mut packet_type, mut subject_id) = (None, None);
+        for (key, field) in &fields {
+            match key.as_str(text) {
+                "packet_type" => packet_type = field.as_str(text),
+                "subject_id" => subject_id = field.as_str(text),
+                _ => {}
             }
         }
-        packet.packet_type = match packet_type {
+        let packet_type = match packet_type {
             Some(t) => PacketType::parse(&t),
             None => return Err(PacketError::MissingField("packet_type")),
         };
-        packet.subject_id = subject_id.ok_or(PacketError::MissingField("subject_id"))?;
-        packet.source = text.to_string();
-        packet.set("router_incoming_timestamp", ts_value(incoming_ts));
+        let subject_id = subject_id
+            .ok_or(PacketError::MissingField("subject_id"))?
+            .into_owned();
+        // The parse accepted nothing but whitespace after the object, so
+        // its closing brace is the last byte that is not whitespace.
+        // (Spans are u32 already: a frame is far below 4 GiB.)
+        let verbatim = (fields.len() == raw.len()).then(|| Verbatim {
+            count: fields.len() as u32,
+            close: (text.trim_end().len() - 1) as u32,
+        });
+        drop(raw);
+        let mut packet = Packet {
+            packet_type,
+            subject_id,
+            source,
+            fields,
+            verbatim,
+        };
+        packet.set_own(INCOMING, ts_value(incoming_ts));
         Ok(packet)
     }
 
@@ -188,37 +228,32 @@ impl Packet {
         let mut p = Packet {
             packet_type: packet_type.clone(),
             subject_id: subject_id.clone(),
-            source: String::new(),
+            source: ByteString::new(),
             fields: Vec::with_capacity(4),
+            verbatim: None,
         };
-        p.set("packet_type", Value::String(packet_type.as_str().into()));
-        p.set("subject_id", Value::String(subject_id));
-        p.set("data", data);
+        p.set_own("packet_type", Value::String(packet_type.as_str().into()));
+        p.set_own("subject_id", Value::String(subject_id));
+        p.set_own("data", data);
         p
     }
 
-    /// Sets a top-level field, in place if it exists, else at the end.
-    fn set(&mut self, key: &str, value: Value) {
-        let source = std::mem::take(&mut self.source);
-        self.set_key(Key::Owned(key.to_string()), Field::Value(value), &source);
-        self.source = source;
+    /// Sets a field whose name is the switch's own (plain ASCII).
+    fn set_own(&mut self, key: &'static str, value: Value) {
+        self.set_key(Key::Static(key), Field::Value(value));
     }
 
-    fn set_key(&mut self, key: Key, field: Field, source: &str) {
-        let k = key.as_str(source);
-        match self
-            .fields
-            .iter_mut()
-            .find(|(have, _)| have.as_str(source) == k)
-        {
-            Some((_, f)) => *f = field,
-            None => self.fields.push((key, field)),
+    /// Sets a top-level field, in place if it exists, else at the end.
+    fn set_key(&mut self, key: Key, field: Field) {
+        let at = set_field(&mut self.fields, key, field, &self.source);
+        if matches!(self.verbatim, Some(v) if at < v.count as usize) {
+            self.verbatim = None;
         }
     }
 
     /// Sets a top-level field (builder style).
     pub fn with(mut self, key: &str, value: Value) -> Packet {
-        self.set(key, value);
+        self.set_key(Key::Owned(key.to_string()), Field::Value(value));
         self
     }
 
@@ -235,7 +270,7 @@ impl Packet {
     }
 
     pub fn set_data(&mut self, data: Value) {
-        self.set("data", data);
+        self.set_own("data", data);
     }
 
     /// `data.<key>` as a string, if the packet has it.
@@ -253,11 +288,22 @@ impl Packet {
     /// Serialises the packet for the wire, stamping
     /// `router_outgoing_timestamp` as it leaves.
     pub fn to_text(&mut self, outgoing_ts: f64) -> String {
-        self.set("router_outgoing_timestamp", ts_value(outgoing_ts));
+        self.set_own(OUTGOING, ts_value(outgoing_ts));
         let src = self.source.as_bytes();
-        let mut out: Vec<u8> = Vec::with_capacity(src.len() + 64);
-        out.push(b'{');
-        for (i, (key, field)) in self.fields.iter().enumerate() {
+        let mut out: Vec<u8> = Vec::with_capacity(src.len() + 96);
+        // The source object as it came, its closing brace left off, or a
+        // new object.
+        let done = match self.verbatim {
+            Some(v) => {
+                out.extend_from_slice(&src[..v.close as usize]);
+                v.count as usize
+            }
+            None => {
+                out.push(b'{');
+                0
+            }
+        };
+        for (i, (key, field)) in self.fields.iter().enumerate().skip(done) {
             if i > 0 {
                 out.push(b',');
             }
@@ -265,6 +311,11 @@ impl Packet {
                 Key::Span(a, b) => {
                     out.push(b'"');
                     out.extend_from_slice(&src[*a as usize..*b as usize]);
+                    out.push(b'"');
+                }
+                Key::Static(k) => {
+                    out.push(b'"');
+                    out.extend_from_slice(k.as_bytes());
                     out.push(b'"');
                 }
                 // A string always serialises.
@@ -292,10 +343,27 @@ impl Packet {
     }
 }
 
+/// Sets `key` in `fields`: in place if it is there, else at the end.
+/// Returns where it is.
+fn set_field(fields: &mut Vec<(Key, Field)>, key: Key, field: Field, source: &str) -> usize {
+    let k = key.as_str(source);
+    match fields.iter().position(|(have, _)| have.as_str(source) == k) {
+        Some(at) => {
+            fields[at].1 = field;
+            at
+        }
+        None => {
+            fields.push((key, field));
+            fields.len() - 1
+        }
+    }
+}
+
 impl Key {
     fn as_str<'a>(&'a self, source: &'a str) -> &'a str {
         match self {
             Key::Span(a, b) => &source[*a as usize..*b as usize],
+            Key::Static(k) => k,
             Key::Owned(k) => k,
         }
     }
@@ -312,8 +380,8 @@ impl Field {
         }
     }
 
-    /// The field as a string, if it is one.
-    fn as_string(&self, source: &str) -> Option<String> {
+    /// The field as a string, if it is one (borrowed unless it had escapes).
+    fn as_str<'a>(&'a self, source: &'a str) -> Option<Cow<'a, str>> {
         match self {
             Field::Span(a, b) => {
                 let raw = &source[*a as usize..*b as usize];
@@ -321,11 +389,11 @@ impl Field {
                     return None;
                 }
                 match raw.find('\\') {
-                    None => Some(raw[1..raw.len() - 1].to_string()),
-                    Some(_) => serde_json::from_str(raw).ok(),
+                    None => Some(Cow::Borrowed(&raw[1..raw.len() - 1])),
+                    Some(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
                 }
             }
-            Field::Value(Value::String(s)) => Some(s.clone()),
+            Field::Value(Value::String(s)) => Some(Cow::Borrowed(s)),
             Field::Value(_) => None,
         }
     }
@@ -420,6 +488,46 @@ mod tests {
         );
         let back: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(back["zA"], json!([1]));
+    }
+
+    #[test]
+    fn an_unchanged_packet_is_sent_as_it_came_with_the_stamps_appended() {
+        // Whitespace, an escaped key and exact digits stay as they were.
+        let text = " {\"packet_type\" : \"mephisto_bound_live_update\", \"subject_id\":\"a1\",\"z\\u0041\":1.50,\"data\":{ }} \n";
+        let mut p = Packet::parse(text, 2.5).unwrap();
+        let out = p.to_text(3.5);
+        assert_eq!(
+            out,
+            " {\"packet_type\" : \"mephisto_bound_live_update\", \"subject_id\":\"a1\",\"z\\u0041\":1.50,\"data\":{ },\"router_incoming_timestamp\":2.5,\"router_outgoing_timestamp\":3.5}"
+        );
+        // Sent again (a packet that waited and is written later), the
+        // outgoing stamp is replaced, not repeated.
+        let again = p.to_text(4.5);
+        let back: Value = serde_json::from_str(&again).unwrap();
+        assert_eq!(back["router_outgoing_timestamp"], json!(4.5));
+        assert_eq!(again.matches("router_outgoing_timestamp").count(), 1);
+    }
+
+    #[test]
+    fn a_changed_packet_is_written_field_by_field() {
+        let text =
+            r#"{"packet_type":"update_status","subject_id":"a","data":{"status":"x"},"k":[1, 2]}"#;
+        let mut p = Packet::parse(text, 1.0).unwrap();
+        p.set_data(json!({"status": "y"}));
+        let out = p.to_text(2.0);
+        assert_eq!(
+            out,
+            r#"{"packet_type":"update_status","subject_id":"a","data":{"status":"y"},"k":[1, 2],"router_incoming_timestamp":1.0,"router_outgoing_timestamp":2.0}"#
+        );
+        // A repeated key: one field, its first place, its last value.
+        let mut p = Packet::parse(
+            r#"{"packet_type":"alive","subject_id":"a","n":1,"n":2}"#,
+            1.0,
+        )
+        .unwrap();
+        let back: Value = serde_json::from_str(&p.to_text(2.0)).unwrap();
+        assert_eq!(back["n"], json!(2));
+        assert_eq!(back.as_object().unwrap().len(), 5);
     }
 
     #[test]
