@@ -88,7 +88,7 @@ if [[ $QUICK == 1 ]]; then
   IDLE=(--duration 3 --drain 1)
 else
   FIXED=(--duration 10 --warmup 2 --drain 3)
-  MAXR=(--duration 5 --warmup 1 --drain 2 --max-time 90 --bisect-steps 3)
+  MAXR=(--duration 5 --warmup 1 --drain 2 --max-time 240 --bisect-steps 5)
   IDLE=(--duration 8 --drain 2)
 fi
 # The ramp of c starts at 2000 round trips/s, for the Node routers at 500
@@ -413,7 +413,7 @@ estimate() {
   if [[ $QUICK == 1 ]]; then
     case $key in a|e25k) echo 6 ;; b|d5k) echo 7 ;; c) echo 22 ;; dmax) echo $((13 + 5 * node)) ;; esac
   else
-    case $key in a|e25k) echo 17 ;; b) echo 18 ;; c) echo 95 ;; d5k) echo 14 ;; dmax) echo $((23 + 20 * node)) ;; esac
+    case $key in a|e25k) echo 17 ;; b) echo 18 ;; c) echo 150 ;; d5k) echo 14 ;; dmax) echo $((23 + 20 * node)) ;; esac
   fi
 }
 est=0

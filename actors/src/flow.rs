@@ -8,20 +8,38 @@
 //! have in their own bounded queues (an agent's queue, the backend outbox,
 //! a monitor subscriber's queue), where overflow is counted and reported.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
-#[derive(Debug, Default)]
+/// What an owner asks to have done when the socket has taken enough.
+type Wake = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
 pub struct Flow {
     written: AtomicU64,
     taken: AtomicU64,
+    /// A waiter is set: `took` checks `resume_at` (one relaxed load per
+    /// pull while nobody waits).
+    armed: AtomicBool,
+    resume_at: AtomicU64,
+    waiter: Mutex<Option<Wake>>,
+}
+
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow")
+            .field("in_flight", &self.in_flight())
+            .field("armed", &self.armed.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Flow {
     /// Bytes written and not yet taken by the transport.
     pub fn in_flight(&self) -> u64 {
         self.written
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.taken.load(Ordering::Relaxed))
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.taken.load(Ordering::SeqCst))
     }
 
     /// Counts a WebSocket text frame of `payload` bytes about to be written
@@ -40,7 +58,40 @@ impl Flow {
 
     /// Counts bytes the transport took (called by the response body stream).
     pub fn took(&self, bytes: usize) {
-        self.taken.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.taken.fetch_add(bytes as u64, Ordering::SeqCst);
+        if self.armed.load(Ordering::SeqCst)
+            && self.in_flight() <= self.resume_at.load(Ordering::Relaxed)
+        {
+            self.fire();
+        }
+    }
+
+    /// Calls `wake` once, from whichever thread sees it first, when the
+    /// bytes in flight have fallen to `at` or below: at once if they
+    /// already have. An owner that keeps packets for this socket thus
+    /// resumes as soon as there is room, rather than polling. A later call
+    /// replaces a waiter that has not been called.
+    pub fn wake_when_at_most(&self, at: u64, wake: impl FnOnce() + Send + 'static) {
+        if let Ok(mut w) = self.waiter.lock() {
+            *w = Some(Box::new(wake));
+        }
+        self.resume_at.store(at, Ordering::Relaxed);
+        self.armed.store(true, Ordering::SeqCst);
+        // The transport may have taken everything between the owner's last
+        // look and the arming: then nobody else would see it.
+        if self.in_flight() <= at {
+            self.fire();
+        }
+    }
+
+    fn fire(&self) {
+        if !self.armed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let wake = self.waiter.lock().ok().and_then(|mut w| w.take());
+        if let Some(wake) = wake {
+            wake();
+        }
     }
 }
 
@@ -59,5 +110,30 @@ mod tests {
         assert_eq!(f.in_flight(), 12 + 204 + 70_010);
         f.took(1_000_000);
         assert_eq!(f.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_waiter_is_woken_once_when_enough_is_taken() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        let f = Flow::default();
+        let woken = Arc::new(AtomicUsize::new(0));
+        f.wrote(996); // 1000 in flight, the header included
+        let w = Arc::clone(&woken);
+        f.wake_when_at_most(400, move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        });
+        f.took(500);
+        assert_eq!(woken.load(Ordering::SeqCst), 0, "500 still in flight");
+        f.took(100);
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        f.took(400);
+        assert_eq!(woken.load(Ordering::SeqCst), 1, "once");
+        // Already below: woken at once.
+        let w = Arc::clone(&woken);
+        f.wake_when_at_most(10, move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
     }
 }

@@ -8,9 +8,11 @@
 //! Mailbox depth: actix does not expose a queue length, so every send goes
 //! through a [`Mailbox`] (which counts `sent`) and every handler opens a
 //! [`Handling`] guard (which counts `handled`); depth is the difference.
-//! Those two counters are the actor's own; the per-kind depth gauge is
-//! summed from them when `/metrics` is read, so a message costs no write
-//! to a counter every actor of its kind shares.
+//! Those two counters are the actor's own, and so are its handling-time
+//! histogram and per-message counts until `/metrics` is read: then the
+//! per-kind series are brought up to date from every live actor. A message
+//! thus costs no write to a counter that every actor of its kind shares
+//! (on two threads, such a counter's cache line moves with every write).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +21,7 @@ use std::time::Instant;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
+use prometheus::local::LocalHistogram;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -391,7 +394,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        self.sum_mailbox_depths();
+        self.collect_probes();
         let mut buf = Vec::new();
         let families = self.registry.gather();
         // Encoding into a Vec cannot fail for well-formed families.
@@ -399,17 +402,21 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// Sets `switchyard_actor_mailbox_depth{kind}` to the sum over the
-    /// live actors of that kind (0 for a kind with none left).
-    fn sum_mailbox_depths(&self) {
+    /// Folds what the live actors measured into the registry, and sets
+    /// `switchyard_actor_mailbox_depth{kind}` to the sum over the live
+    /// actors of that kind (0 for a kind with none left).
+    fn collect_probes(&self) {
         let mut sums: HashMap<&'static str, u64> = HashMap::new();
         if let Ok(kinds) = self.kinds.lock() {
             sums.extend(kinds.iter().map(|k| (*k, 0)));
         }
-        if let Ok(map) = self.actors.lock() {
-            for p in map.values() {
-                *sums.entry(p.kind).or_default() += p.depth();
-            }
+        let probes: Vec<Arc<ActorProbe>> = match self.actors.lock() {
+            Ok(map) => map.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for p in probes {
+            p.flush();
+            *sums.entry(p.kind).or_default() += p.depth();
         }
         for (kind, depth) in sums {
             self.actor_mailbox_depth
@@ -437,8 +444,10 @@ impl Metrics {
             sent: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             retired: AtomicBool::new(false),
-            histogram: self.actor_handle_seconds.with_label_values(&[kind]),
-            counters: Mutex::new(Vec::new()),
+            local: Mutex::new(Local {
+                histogram: self.actor_handle_seconds.with_label_values(&[kind]).local(),
+                counters: Vec::new(),
+            }),
             metrics: Arc::clone(self),
         });
         self.actors_live.with_label_values(&[kind]).inc();
@@ -512,32 +521,66 @@ pub struct ActorProbe {
     sent: AtomicU64,
     handled: AtomicU64,
     retired: AtomicBool,
-    histogram: prometheus::Histogram,
-    /// This actor's per-message counters, looked up once per message type
-    /// (a label lookup in the registry costs a lock and two string hashes;
-    /// this is a short scan by pointer). Only the actor itself touches it.
-    counters: Mutex<Vec<(&'static str, IntCounter)>>,
+    /// What this actor's handlers measured since `/metrics` was last read.
+    /// Its own, so a handler touches no counter that the actors of its kind
+    /// on other threads write too; folded into the registry when `/metrics`
+    /// is read and when the actor stops. Only the actor itself and a scrape
+    /// take the lock.
+    local: Mutex<Local>,
     metrics: Arc<Metrics>,
 }
 
+struct Local {
+    histogram: LocalHistogram,
+    /// This actor's per-message counters, looked up once per message type
+    /// (a label lookup in the registry costs a lock and two string hashes;
+    /// this is a short scan by pointer), with the count not yet added.
+    counters: Vec<(&'static str, IntCounter, u64)>,
+}
+
+impl Local {
+    fn flush(&mut self) {
+        self.histogram.flush();
+        for (_, c, n) in &mut self.counters {
+            if *n > 0 {
+                c.inc_by(std::mem::take(n));
+            }
+        }
+    }
+}
+
 impl ActorProbe {
-    fn count_message(&self, message: &'static str) {
-        let Ok(mut cache) = self.counters.lock() else {
+    /// Counts one handled `message` that took `seconds`.
+    fn record(&self, message: &'static str, seconds: f64) {
+        let Ok(mut local) = self.local.lock() else {
             return;
         };
-        if let Some((_, c)) = cache
-            .iter()
-            .find(|(m, _)| std::ptr::eq(*m, message) || *m == message)
+        local.histogram.observe(seconds);
+        match local
+            .counters
+            .iter_mut()
+            .find(|(m, _, _)| std::ptr::eq(*m, message) || *m == message)
         {
-            c.inc();
-            return;
+            Some((_, _, n)) => *n += 1,
+            None => {
+                let c = self
+                    .metrics
+                    .actor_messages
+                    .with_label_values(&[self.kind, message]);
+                local.counters.push((message, c, 1));
+            }
         }
-        let c = self
-            .metrics
-            .actor_messages
-            .with_label_values(&[self.kind, message]);
-        c.inc();
-        cache.push((message, c));
+        // A handler that runs after the actor stopped is counted at once.
+        if self.retired.load(Ordering::Relaxed) {
+            local.flush();
+        }
+    }
+
+    /// Adds what this actor measured to the registry.
+    fn flush(&self) {
+        if let Ok(mut local) = self.local.lock() {
+            local.flush();
+        }
     }
 
     pub fn depth(&self) -> u64 {
@@ -586,6 +629,7 @@ impl ActorProbe {
         if self.retired.swap(true, Ordering::Relaxed) {
             return;
         }
+        self.flush();
         self.metrics
             .actors_live
             .with_label_values(&[self.kind])
@@ -609,8 +653,7 @@ impl Drop for Handling {
         if !p.retired.load(Ordering::Relaxed) {
             p.handled.fetch_add(1, Ordering::Relaxed);
         }
-        p.histogram.observe(self.started.elapsed().as_secs_f64());
-        p.count_message(self.message);
+        p.record(self.message, self.started.elapsed().as_secs_f64());
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::session::{deliver, CloseSocket, WsSession, TO_AGENT};
 use super::shortcut::{Relay, Shortcut};
 use super::state::{AgentState, Enqueued};
-use super::{RouterContext, ToBackend};
+use super::{resume_when_room, Resume, RouterContext, ToBackend};
 use crate::log_limit::{held_note, LogLimit};
 use crate::metrics::{drop_reason, status_label, ActorProbe, Mailbox};
 use crate::network::events::SwitchEvent;
@@ -27,9 +27,6 @@ use crate::wire::{Packet, PacketType};
 /// `NetworkManager` before it stops: senders holding a cached address then
 /// find it closed and ask the manager instead.
 const RETIRE_LINGER: Duration = Duration::from_secs(1);
-
-/// How soon a stalled socket is offered queued packets again.
-const DRAIN_RETRY: Duration = Duration::from_millis(20);
 
 pub struct Agent {
     state: AgentState,
@@ -42,8 +39,9 @@ pub struct Agent {
     me: Option<Mailbox<Agent>>,
     grace_timer: Option<SpawnHandle>,
     idle_timer: Option<SpawnHandle>,
-    /// Set while queued packets wait for a slow socket to take more.
-    drain_timer: Option<SpawnHandle>,
+    /// Queued packets wait for a slow socket to take more: its `Flow` will
+    /// send `Resume`.
+    awaiting_room: bool,
     /// Set once the manager has forgotten this agent: everything that still
     /// arrives is handed back to the manager.
     retired: bool,
@@ -67,7 +65,7 @@ impl Agent {
             me: None,
             grace_timer: None,
             idle_timer: None,
-            drain_timer: None,
+            awaiting_room: false,
             retired: false,
             overflow_log: LogLimit::per_second(),
         }
@@ -153,8 +151,8 @@ impl Agent {
         self.drain(ctx);
     }
 
-    /// Sends queued packets, in order, while the socket keeps up; checks
-    /// again shortly if it does not.
+    /// Sends queued packets, in order, while the socket keeps up; when it
+    /// does not, asks its `Flow` for a `Resume` once it has room.
     fn drain(&mut self, ctx: &mut Context<Self>) {
         while let Some(s) = self.writable().cloned() {
             let Some(p) = self.state.queue.pop() else {
@@ -169,12 +167,13 @@ impl Agent {
             }
         }
         self.refresh_shortcut();
-        let stalled = !self.state.queue.is_empty() && self.session.is_some() && self.state.is_alive;
-        if stalled && self.drain_timer.is_none() {
-            self.drain_timer = Some(ctx.run_later(DRAIN_RETRY, |act, ctx| {
-                act.drain_timer = None;
-                act.drain(ctx);
-            }));
+        if self.state.queue.is_empty() || !self.state.is_alive || self.awaiting_room {
+            return;
+        }
+        // The socket is full: go on once it has taken half of its bound.
+        let limit = self.ctx.config.session.max_in_flight_bytes as u64;
+        if let Some(s) = &self.session {
+            self.awaiting_room = resume_when_room(s, limit / 2, ctx);
         }
     }
 
@@ -231,6 +230,8 @@ impl Agent {
             }
         }
         self.session = Some(session);
+        // A waiter armed on an earlier socket's flow no longer matters.
+        self.awaiting_room = false;
         self.state.on_bound();
         self.refresh_shortcut();
         self.cancel_timers(ctx);
@@ -238,6 +239,7 @@ impl Agent {
 
     fn unbind(&mut self, ctx: &mut Context<Self>) {
         self.session = None;
+        self.awaiting_room = false;
         self.state.on_socket_closed(crate::now_secs());
         self.refresh_shortcut();
         self.cancel_timers(ctx);
@@ -336,6 +338,16 @@ impl Actor for Agent {
 #[rtype(result = "()")]
 pub struct AgentAlive {
     pub session: Mailbox<WsSession>,
+}
+
+impl Handler<Resume> for Agent {
+    type Result = ();
+    fn handle(&mut self, _: Resume, ctx: &mut Context<Self>) {
+        // Sent from the transport's side, not through a `Mailbox`.
+        let _h = self.probe.handling_unqueued("Resume");
+        self.awaiting_room = false;
+        self.drain(ctx);
+    }
 }
 
 impl Handler<AgentAlive> for Agent {

@@ -17,6 +17,7 @@ use super::outbox::Outbox;
 use super::session::{deliver, CloseSocket, WsSession, TO_BACKEND};
 use super::shortcut::{Relay, Shortcut};
 use super::BackendConfig;
+use super::{resume_when_room, Resume};
 use crate::log_limit::{held_note, LogLimit};
 use crate::metrics::{drop_reason, ActorProbe, Mailbox, Metrics};
 use crate::network::events::SwitchEvent;
@@ -25,7 +26,9 @@ use crate::wire::Packet;
 
 pub struct BackendLink {
     in_flight_limit: u64,
-    drain_timer: Option<SpawnHandle>,
+    /// The outbox waits for the backend socket to take more: its `Flow`
+    /// will send `Resume`.
+    awaiting_room: bool,
     metrics: Arc<Metrics>,
     probe: Arc<ActorProbe>,
     session: Option<Mailbox<WsSession>>,
@@ -46,7 +49,7 @@ impl BackendLink {
         let probe = metrics.probe("BackendLink", "backend");
         BackendLink {
             in_flight_limit: in_flight_limit as u64,
-            drain_timer: None,
+            awaiting_room: false,
             outbox: Outbox::new(config.outbox_limit),
             metrics,
             probe,
@@ -71,6 +74,8 @@ impl BackendLink {
 
     fn set_connected(&mut self, session: Option<Mailbox<WsSession>>) {
         let changed = self.session.is_some() != session.is_some();
+        // A waiter armed on the old socket's flow no longer matters.
+        self.awaiting_room = false;
         self.metrics.backend_connected.set(session.is_some() as i64);
         self.session = session;
         self.refresh_shortcut();
@@ -139,11 +144,13 @@ impl BackendLink {
                 .set(self.outbox.len() as i64);
         }
         self.refresh_shortcut();
-        if !self.outbox.is_empty() && self.session.is_some() && self.drain_timer.is_none() {
-            self.drain_timer = Some(ctx.run_later(DRAIN_RETRY, |act, ctx| {
-                act.drain_timer = None;
-                act.drain(ctx);
-            }));
+        if self.outbox.is_empty() || self.awaiting_room {
+            return;
+        }
+        // The socket is full: go on once it has taken half of its bound,
+        // so the outbox drains in batches rather than a packet per pull.
+        if let Some(s) = &self.session {
+            self.awaiting_room = resume_when_room(s, self.in_flight_limit / 2, ctx);
         }
     }
 
@@ -179,14 +186,21 @@ impl BackendLink {
     }
 }
 
-/// How soon a stalled backend socket is offered queued packets again.
-const DRAIN_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
-
 impl Actor for BackendLink {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.probe.retire();
+    }
+}
+
+impl Handler<Resume> for BackendLink {
+    type Result = ();
+    fn handle(&mut self, _: Resume, ctx: &mut Context<Self>) {
+        // Sent from the transport's side, not through a `Mailbox`.
+        let _h = self.probe.handling_unqueued("Resume");
+        self.awaiting_room = false;
+        self.drain(ctx);
     }
 }
 

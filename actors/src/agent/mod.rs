@@ -44,6 +44,34 @@ pub use shortcut::{Detour, Relay, Shortcut, Ticket};
 use crate::metrics::{Mailbox, Metrics};
 use crate::network::NetworkManager;
 
+/// A socket its owner (`Agent`, `BackendLink`) keeps packets for has room
+/// again: sent by the socket's `Flow`, from the transport's side.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Resume;
+
+/// Asks `session`'s `Flow` to send the actor of `ctx` a [`Resume`] once at
+/// most `at` bytes are in flight (at once if that is already so), instead
+/// of the owner looking again and again. False if the session counts no
+/// flow (then it never fills up either).
+fn resume_when_room<A>(session: &Mailbox<WsSession>, at: u64, ctx: &mut actix::Context<A>) -> bool
+where
+    A: actix::Actor<Context = actix::Context<A>> + actix::Handler<Resume>,
+{
+    use actix::AsyncContext;
+    let Some(flow) = session.flow() else {
+        return false;
+    };
+    // Weak: a waiter left on a flow must not keep its owner alive.
+    let me = ctx.address().downgrade();
+    flow.wake_when_at_most(at, move || {
+        if let Some(me) = me.upgrade() {
+            me.do_send(Resume);
+        }
+    });
+    true
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }

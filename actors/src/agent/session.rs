@@ -39,6 +39,11 @@ pub struct SessionOrigin {
     pub peer: String,
 }
 
+/// A map by agent id, looked up up to three times per packet: foldhash,
+/// seeded per process, hashes an id several times faster than the default
+/// SipHash and still keeps a peer from choosing colliding ids.
+type AgentMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, PartialEq)]
 enum Role {
     Unknown,
@@ -55,12 +60,12 @@ pub struct WsSession {
     /// Agents this socket speaks for (an agent socket: its own; the backend
     /// socket: every agent it has written to), so steady-state packets go
     /// straight to the `Agent`, or past it by its shortcut.
-    agents: HashMap<String, BoundAgent>,
+    agents: AgentMap<BoundAgent>,
     /// What this socket handed to `BackendLink` and it has not passed on.
     backend_detour: Detour,
     /// What this socket sent, through the manager, to agents it has not
     /// been told of yet (`AgentBound`), by agent id.
-    unbound: HashMap<String, Detour>,
+    unbound: AgentMap<Detour>,
     last_heard: Instant,
     /// A fragmented message being reassembled: (is text, bytes so far).
     partial: Option<(bool, Vec<u8>)>,
@@ -86,9 +91,9 @@ impl WsSession {
             probe,
             me: None,
             role: Role::Unknown,
-            agents: HashMap::new(),
+            agents: AgentMap::default(),
             backend_detour: Detour::default(),
-            unbound: HashMap::new(),
+            unbound: AgentMap::default(),
             last_heard: Instant::now(),
             partial: None,
             flow,
