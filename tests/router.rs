@@ -713,6 +713,8 @@ async fn status_changes_and_live_updates_keep_their_order() {
 // A backend that stops reading holds its packets in the bounded outbox
 // (its socket's bytes in flight past the bound), and gets every one, in
 // order, when it reads again; then updates go straight to it again.
+// Meanwhile the agent's socket stops being read, for at most a second: its
+// heartbeat, sent behind the updates, is still answered.
 #[actix_web::test]
 async fn a_backend_that_stops_reading_gets_everything_in_order_later() {
     let s = Switch::start_with(|c| c.session.max_in_flight_bytes = 64 * 1024).await;
@@ -736,6 +738,14 @@ async fn a_backend_that_stops_reading_gets_everything_in_order_later() {
         s.metric("switchyard_backend_outbox_depth", &[]).await > 0.0
     })
     .await;
+    wait_for("the agent's socket stopped being read", || async {
+        s.metric("switchyard_sender_pauses_total", &[]).await >= 1.0
+    })
+    .await;
+    a.send(json!({"packet_type": "heartbeat", "subject_id": "a1", "data": {}}))
+        .await;
+    let hb = a.recv_type("heartbeat").await;
+    assert_eq!(hb["subject_id"], json!("a1"));
     for n in 0..N {
         let p = b.recv_type("mephisto_bound_live_update").await;
         assert_eq!(p["data"]["n"], json!(n), "in order, none missing");

@@ -46,6 +46,7 @@ pub mod names {
     pub const BACKEND_CONNECTED: &str = "switchyard_backend_connected";
     pub const BACKEND_OUTBOX_DEPTH: &str = "switchyard_backend_outbox_depth";
     pub const BACKEND_REFUSED: &str = "switchyard_backend_refused_total";
+    pub const SENDER_PAUSES: &str = "switchyard_sender_pauses_total";
     pub const MALFORMED_INPUT: &str = "switchyard_malformed_input_total";
     pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
     pub const UPLOADED_FILES: &str = "switchyard_uploaded_files_total";
@@ -136,6 +137,7 @@ pub struct Metrics {
     pub backend_connected: IntGauge,
     pub backend_outbox_depth: IntGauge,
     pub backend_refused: IntCounter,
+    pub sender_pauses: IntCounter,
     pub malformed_input: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub uploaded_files: IntCounter,
@@ -260,6 +262,10 @@ impl Metrics {
             backend_refused: counter(
                 names::BACKEND_REFUSED,
                 "Sockets refused as backend (wrong or missing token)",
+            ),
+            sender_pauses: counter(
+                names::SENDER_PAUSES,
+                "Times an agent socket stopped reading because the backend socket was full",
             ),
             malformed_input: counter_vec(
                 names::MALFORMED_INPUT,

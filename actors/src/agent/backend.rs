@@ -95,6 +95,10 @@ impl BackendLink {
             Some(s) if self.outbox.is_empty() => self.shortcut.open(s),
             _ => self.shortcut.close(),
         }
+        // Connected and still keeping packets: the socket was full. Senders
+        // hold back until the outbox is empty (see `Shortcut::until_room`).
+        self.shortcut
+            .set_full(self.session.is_some() && !self.outbox.is_empty());
     }
 
     /// The backend socket, if it can take more now.

@@ -77,6 +77,9 @@ pub struct WsSession {
     /// Bad input and refusals are logged at most once a second per socket
     /// (each is counted in the metrics and answered all the same).
     reject_log: LogLimit,
+    /// The backend-full episode in which this socket stopped reading for
+    /// `MAX_PAUSE` in vain (see `Shortcut::until_room`).
+    gave_up_waiting: u64,
 }
 
 impl WsSession {
@@ -98,6 +101,7 @@ impl WsSession {
             partial: None,
             flow,
             reject_log: LogLimit::per_second(),
+            gave_up_waiting: 0,
         }
     }
 
@@ -201,7 +205,7 @@ impl WsSession {
             PacketType::Alive => self.agent_alive(packet),
             PacketType::Heartbeat => self.heartbeat(packet),
             PacketType::MephistoBoundLiveUpdate | PacketType::LogError => {
-                self.route_to_backend(packet)
+                self.route_to_backend(packet, ctx)
             }
             PacketType::ClientBoundLiveUpdate | PacketType::UpdateStatus => {
                 if self.may_act_as_backend() {
@@ -321,7 +325,7 @@ impl WsSession {
         self.rctx.config.session.max_in_flight_bytes as u64
     }
 
-    fn route_to_backend(&mut self, packet: Packet) {
+    fn route_to_backend(&mut self, packet: Packet, ctx: &mut ws::WebsocketContext<Self>) {
         let backend = &self.rctx.backend;
         let packet = match backend.shortcut() {
             Some(sc) => {
@@ -341,6 +345,30 @@ impl WsSession {
             packet,
             ticket: self.backend_detour.ticket(),
         });
+        // The backend socket is full: read nothing more from this socket
+        // until it has taken what waits for it (or `MAX_PAUSE` passed).
+        // Never the backend's own socket: waiting blocks this session's
+        // mailbox, and what would give the backend room goes through it.
+        if self.role == Role::Backend {
+            return;
+        }
+        let Some((episode, room)) = backend
+            .shortcut()
+            .and_then(|sc| sc.until_room(self.gave_up_waiting))
+        else {
+            return;
+        };
+        self.rctx.metrics.sender_pauses.inc();
+        ctx.wait(room.into_actor(self).map(move |room, act, _| {
+            if !room {
+                log::info!(
+                    "socket {}: the backend took nothing for {:?}; reading on, its packets wait in the outbox",
+                    act.origin.peer,
+                    super::shortcut::MAX_PAUSE
+                );
+                act.gave_up_waiting = episode;
+            }
+        }));
     }
 
     fn route_to_agent(&mut self, packet: Packet) {

@@ -13,20 +13,87 @@
 //! Order per sender is kept with a [`Detour`]: a sender that handed packets
 //! to the owner goes direct again only once the owner has passed all of
 //! them on (delivered, or queued, which closes the shortcut first).
+//!
+//! An owner whose socket is connected but full also says so here
+//! ([`Shortcut::set_full`]): a sender that had to hand it a packet then
+//! stops reading its own socket until the owner's queue is empty again
+//! ([`Shortcut::until_room`]), so the peers that send wait in their own TCP
+//! buffers instead of in the owner's queue, and the owner is not asked to
+//! handle every packet while it is the slowest part of the path.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::session::{deliver, WsSession};
 use crate::metrics::Mailbox;
 use crate::wire::Packet;
 
-#[derive(Default)]
 pub struct Shortcut {
     target: RwLock<Option<Mailbox<WsSession>>>,
+    /// True while the owner keeps packets because its connected socket is
+    /// full (not while it has no socket: then its queue is the place for
+    /// them).
+    full: watch::Sender<bool>,
+    /// Counts the times `full` turned true: a sender that waited
+    /// `MAX_PAUSE` in vain does not wait again in the same episode.
+    episode: AtomicU64,
 }
 
+impl Default for Shortcut {
+    fn default() -> Self {
+        Shortcut {
+            target: RwLock::new(None),
+            full: watch::Sender::new(false),
+            episode: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The longest a sender stops reading for a full owner: past it, it reads
+/// on and its packets wait in the owner's bounded queue until the owner's
+/// socket has room again, so a peer that never reads again costs each
+/// sender one second, not its socket.
+pub const MAX_PAUSE: Duration = Duration::from_secs(1);
+
 impl Shortcut {
+    /// The owner's socket is connected and full (`true`), or not.
+    pub fn set_full(&self, full: bool) {
+        self.full.send_if_modified(|f| {
+            if *f == full {
+                return false;
+            }
+            if full {
+                self.episode.fetch_add(1, Ordering::Relaxed);
+            }
+            *f = full;
+            true
+        });
+    }
+
+    /// While the owner says its socket is full, and unless the sender
+    /// already waited in vain in this episode (`gave_up`): the episode, and
+    /// a future that ends when the socket has room (`true`) or after
+    /// [`MAX_PAUSE`] (`false`).
+    pub fn until_room(&self, gave_up: u64) -> Option<(u64, impl Future<Output = bool> + 'static)> {
+        if !*self.full.borrow() {
+            return None;
+        }
+        let episode = self.episode.load(Ordering::Relaxed);
+        if episode == gave_up {
+            return None;
+        }
+        let mut rx = self.full.subscribe();
+        Some((episode, async move {
+            tokio::time::timeout(MAX_PAUSE, rx.wait_for(|full| !*full))
+                .await
+                .is_ok()
+        }))
+    }
+
     /// The owner holds nothing back and `to` is its live socket.
     pub fn open(&self, to: &Mailbox<WsSession>) {
         if let Ok(mut t) = self.target.write() {
