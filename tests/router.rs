@@ -636,6 +636,67 @@ async fn an_agent_that_stops_reading_fills_only_its_bounded_queue() {
     reader.abort();
 }
 
+// One socket may speak for several agents. When it stops reading, each
+// agent keeps its packets in its own queue and waits for the socket's room
+// on the same flow; reading again, the socket gets every packet of both,
+// each agent's in order.
+#[actix_web::test]
+async fn a_socket_for_two_agents_gets_both_queues_when_it_reads_again() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = Switch::start_with(|c| {
+        c.session.max_in_flight_bytes = 64 * 1024;
+        // Room for everything: this is about waiting, not overflow.
+        c.agent.queue_limit = 1000;
+    })
+    .await;
+    let b = s.backend().await;
+    let (mut to_switch, mut from_switch) = b.stream.split();
+    let reader =
+        actix_web::rt::spawn(async move { while let Some(Ok(_)) = from_switch.next().await {} });
+    let mut slow = s.small_buffer_ws().await;
+    for id in ["x1", "x2"] {
+        slow.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
+            .await;
+        assert_eq!(
+            slow.recv_type("update_status").await["subject_id"],
+            json!(id)
+        );
+    }
+    let filler = "q".repeat(20 * 1024);
+    const N: i64 = 150;
+    for n in 0..N {
+        for id in ["x1", "x2"] {
+            let p = json!({"packet_type": "client_bound_live_update", "subject_id": id,
+                           "data": {"n": n, "filler": filler}});
+            to_switch.send(Message::Text(p.to_string())).await.unwrap();
+        }
+    }
+    wait_for("packets wait in the agents' queues", || async {
+        s.metric("switchyard_packets_queued", &[]).await > 0.0
+    })
+    .await;
+    let mut next = std::collections::HashMap::from([("x1", 0i64), ("x2", 0i64)]);
+    while next.values().any(|n| *n < N) {
+        let p = slow.recv_type("client_bound_live_update").await;
+        let id = p["subject_id"].as_str().unwrap().to_string();
+        let want = next.get_mut(id.as_str()).unwrap();
+        assert_eq!(p["data"]["n"], json!(*want), "{id}: in order, none missing");
+        *want += 1;
+    }
+    assert_eq!(s.metric("switchyard_packets_queued", &[]).await, 0.0);
+    assert_eq!(
+        s.metric(
+            "switchyard_packets_dropped_total",
+            &[("reason", "agent_queue_full")]
+        )
+        .await,
+        0.0
+    );
+    s.stop().await;
+    reader.abort();
+}
+
 // Every queue a peer can fill is bounded, the switch's own mailboxes too:
 // past the bound a sender's live updates are refused with `overloaded`
 // (counted), never queued without limit.

@@ -18,11 +18,13 @@ type Wake = Box<dyn FnOnce() + Send>;
 pub struct Flow {
     written: AtomicU64,
     taken: AtomicU64,
-    /// A waiter is set: `took` checks `resume_at` (one relaxed load per
-    /// pull while nobody waits).
+    /// A waiter is set: `took` checks `resume_at` (one load per pull
+    /// while nobody waits).
     armed: AtomicBool,
     resume_at: AtomicU64,
-    waiter: Mutex<Option<Wake>>,
+    /// By owner: one socket may be written to by several owners (a socket
+    /// that speaks for several agents), each waiting for room.
+    waiters: Mutex<Vec<(usize, Wake)>>,
 }
 
 impl std::fmt::Debug for Flow {
@@ -70,10 +72,13 @@ impl Flow {
     /// bytes in flight have fallen to `at` or below: at once if they
     /// already have. An owner that keeps packets for this socket thus
     /// resumes as soon as there is room, rather than polling. A later call
-    /// replaces a waiter that has not been called.
-    pub fn wake_when_at_most(&self, at: u64, wake: impl FnOnce() + Send + 'static) {
-        if let Ok(mut w) = self.waiter.lock() {
-            *w = Some(Box::new(wake));
+    /// by the same `owner` replaces its waiter if that was not called yet;
+    /// every owner's waiter is called when the threshold last asked for is
+    /// reached (the router's owners all ask for half the same bound).
+    pub fn wake_when_at_most(&self, owner: usize, at: u64, wake: impl FnOnce() + Send + 'static) {
+        if let Ok(mut w) = self.waiters.lock() {
+            w.retain(|(o, _)| *o != owner);
+            w.push((owner, Box::new(wake)));
         }
         self.resume_at.store(at, Ordering::Relaxed);
         self.armed.store(true, Ordering::SeqCst);
@@ -88,8 +93,12 @@ impl Flow {
         if !self.armed.swap(false, Ordering::SeqCst) {
             return;
         }
-        let wake = self.waiter.lock().ok().and_then(|mut w| w.take());
-        if let Some(wake) = wake {
+        let waiters = self
+            .waiters
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        for (_, wake) in waiters {
             wake();
         }
     }
@@ -119,21 +128,24 @@ mod tests {
         let f = Flow::default();
         let woken = Arc::new(AtomicUsize::new(0));
         f.wrote(996); // 1000 in flight, the header included
-        let w = Arc::clone(&woken);
-        f.wake_when_at_most(400, move || {
-            w.fetch_add(1, Ordering::SeqCst);
-        });
+        let waiter = |by: usize| {
+            let w = Arc::clone(&woken);
+            move || {
+                w.fetch_add(by, Ordering::SeqCst);
+            }
+        };
+        // Two owners wait; the first one asks twice (replaced, not doubled).
+        f.wake_when_at_most(1, 400, waiter(1));
+        f.wake_when_at_most(1, 400, waiter(1));
+        f.wake_when_at_most(2, 400, waiter(10));
         f.took(500);
         assert_eq!(woken.load(Ordering::SeqCst), 0, "500 still in flight");
         f.took(100);
-        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert_eq!(woken.load(Ordering::SeqCst), 11, "each owner once");
         f.took(400);
-        assert_eq!(woken.load(Ordering::SeqCst), 1, "once");
+        assert_eq!(woken.load(Ordering::SeqCst), 11, "once");
         // Already below: woken at once.
-        let w = Arc::clone(&woken);
-        f.wake_when_at_most(10, move || {
-            w.fetch_add(1, Ordering::SeqCst);
-        });
-        assert_eq!(woken.load(Ordering::SeqCst), 2);
+        f.wake_when_at_most(1, 10, waiter(100));
+        assert_eq!(woken.load(Ordering::SeqCst), 111);
     }
 }

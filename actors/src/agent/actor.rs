@@ -173,11 +173,12 @@ impl Agent {
         // The socket is full: go on once it has taken half of its bound.
         let limit = self.ctx.config.session.max_in_flight_bytes as u64;
         if let Some(s) = &self.session {
-            self.awaiting_room = resume_when_room(s, limit / 2, ctx);
+            self.awaiting_room = resume_when_room(s, &self.probe, limit / 2, ctx);
         }
     }
 
-    fn enqueue(&mut self, packet: Packet) {
+    fn enqueue(&mut self, mut packet: Packet) {
+        packet.detach();
         let m = &self.ctx.metrics;
         m.packets_queued_total.inc();
         let enqueued = self.state.enqueue(packet);

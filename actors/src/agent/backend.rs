@@ -154,11 +154,12 @@ impl BackendLink {
         // The socket is full: go on once it has taken half of its bound,
         // so the outbox drains in batches rather than a packet per pull.
         if let Some(s) = &self.session {
-            self.awaiting_room = resume_when_room(s, self.in_flight_limit / 2, ctx);
+            self.awaiting_room = resume_when_room(s, &self.probe, self.in_flight_limit / 2, ctx);
         }
     }
 
-    fn keep(&mut self, packet: Packet) {
+    fn keep(&mut self, mut packet: Packet) {
+        packet.detach();
         let dropped = self.outbox.push(packet);
         // Something waits here now: no sender may pass it.
         self.refresh_shortcut();

@@ -50,11 +50,16 @@ use crate::network::NetworkManager;
 #[rtype(result = "()")]
 pub struct Resume;
 
-/// Asks `session`'s `Flow` to send the actor of `ctx` a [`Resume`] once at
-/// most `at` bytes are in flight (at once if that is already so), instead
-/// of the owner looking again and again. False if the session counts no
-/// flow (then it never fills up either).
-fn resume_when_room<A>(session: &Mailbox<WsSession>, at: u64, ctx: &mut actix::Context<A>) -> bool
+/// Asks `session`'s `Flow` to send the actor of `ctx` (known to the flow by
+/// its `owner` probe) a [`Resume`] once at most `at` bytes are in flight
+/// (at once if that is already so), instead of the owner looking again and
+/// again. False if the session counts no flow (then it never fills up).
+fn resume_when_room<A>(
+    session: &Mailbox<WsSession>,
+    owner: &Arc<crate::metrics::ActorProbe>,
+    at: u64,
+    ctx: &mut actix::Context<A>,
+) -> bool
 where
     A: actix::Actor<Context = actix::Context<A>> + actix::Handler<Resume>,
 {
@@ -64,7 +69,8 @@ where
     };
     // Weak: a waiter left on a flow must not keep its owner alive.
     let me = ctx.address().downgrade();
-    flow.wake_when_at_most(at, move || {
+    // The owner's probe is its identity while it lives.
+    flow.wake_when_at_most(Arc::as_ptr(owner) as usize, at, move || {
         if let Some(me) = me.upgrade() {
             me.do_send(Resume);
         }

@@ -352,21 +352,26 @@ impl WsSession {
         if self.role == Role::Backend {
             return;
         }
-        let Some((episode, room)) = backend
+        let Some(room) = backend
             .shortcut()
             .and_then(|sc| sc.until_room(self.gave_up_waiting))
         else {
             return;
         };
         self.rctx.metrics.sender_pauses.inc();
-        ctx.wait(room.into_actor(self).map(move |room, act, _| {
-            if !room {
-                log::info!(
-                    "socket {}: the backend took nothing for {:?}; reading on, its packets wait in the outbox",
-                    act.origin.peer,
-                    super::shortcut::MAX_PAUSE
-                );
-                act.gave_up_waiting = episode;
+        ctx.wait(room.into_actor(self).map(|room, act, _| {
+            if room {
+                return;
+            }
+            log::info!(
+                "socket {}: the backend took nothing for {:?}; reading on, its packets wait in the outbox",
+                act.origin.peer,
+                super::shortcut::MAX_PAUSE
+            );
+            // The episode as it is now: not the one the wait began in,
+            // which may have ended and started again meanwhile.
+            if let Some(sc) = act.rctx.backend.shortcut() {
+                act.gave_up_waiting = sc.episode();
             }
         }));
     }

@@ -75,23 +75,21 @@ impl Shortcut {
     }
 
     /// While the owner says its socket is full, and unless the sender
-    /// already waited in vain in this episode (`gave_up`): the episode, and
-    /// a future that ends when the socket has room (`true`) or after
-    /// [`MAX_PAUSE`] (`false`).
-    pub fn until_room(&self, gave_up: u64) -> Option<(u64, impl Future<Output = bool> + 'static)> {
-        if !*self.full.borrow() {
-            return None;
-        }
-        let episode = self.episode.load(Ordering::Relaxed);
-        if episode == gave_up {
-            return None;
-        }
+    /// already waited in vain in this episode (`gave_up`): a future that
+    /// ends when the flag next changes (from full, that is to not full,
+    /// however briefly), `true`, or after [`MAX_PAUSE`], `false`.
+    pub fn until_room(&self, gave_up: u64) -> Option<impl Future<Output = bool> + 'static> {
+        // Subscribed before looking: a change after the look is not missed.
         let mut rx = self.full.subscribe();
-        Some((episode, async move {
-            tokio::time::timeout(MAX_PAUSE, rx.wait_for(|full| !*full))
-                .await
-                .is_ok()
-        }))
+        if !*rx.borrow_and_update() || self.episode() == gave_up {
+            return None;
+        }
+        Some(async move { tokio::time::timeout(MAX_PAUSE, rx.changed()).await.is_ok() })
+    }
+
+    /// The current full episode (see `until_room`).
+    pub fn episode(&self) -> u64 {
+        self.episode.load(Ordering::Relaxed)
     }
 
     /// The owner holds nothing back and `to` is its live socket.

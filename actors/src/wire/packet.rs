@@ -222,6 +222,17 @@ impl Packet {
         Ok(packet)
     }
 
+    /// Gives the packet a copy of its text in an allocation of its own. A
+    /// frame's text is a slice of the buffer it was read into, which may be
+    /// far larger (up to the largest frame that socket sent): a packet that
+    /// waits in a queue must not keep that buffer alive.
+    pub fn detach(&mut self) {
+        if !self.source.is_empty() {
+            let own: &str = &self.source;
+            self.source = ByteString::from(own.to_owned());
+        }
+    }
+
     /// A packet made by the switch itself.
     pub fn new(packet_type: PacketType, subject_id: impl Into<String>, data: Value) -> Packet {
         let subject_id = subject_id.into();
@@ -506,6 +517,25 @@ mod tests {
         let back: Value = serde_json::from_str(&again).unwrap();
         assert_eq!(back["router_outgoing_timestamp"], json!(4.5));
         assert_eq!(again.matches("router_outgoing_timestamp").count(), 1);
+    }
+
+    #[test]
+    fn a_detached_packet_no_longer_holds_the_buffer_it_was_cut_from() {
+        let frame = r#"{"packet_type":"alive","subject_id":"a","data":{}}"#;
+        let mut buf = frame.as_bytes().to_vec();
+        buf.extend(std::iter::repeat_n(b' ', 1 << 20));
+        let big = bytes::Bytes::from(buf);
+        let text = ByteString::try_from(big.slice(..frame.len())).unwrap();
+        let mut p = Packet::parse_shared(text, 1.0).unwrap();
+        let range = big.as_ptr_range();
+        assert!(range.contains(&p.source.as_ptr()), "shared before");
+        let before = p.clone().to_text(2.0);
+        p.detach();
+        assert!(
+            !range.contains(&p.source.as_ptr()),
+            "a copy of its own after"
+        );
+        assert_eq!(p.to_text(2.0), before);
     }
 
     #[test]
