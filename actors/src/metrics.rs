@@ -408,6 +408,16 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
+    /// The live actors' probes, taken out of the lock so that reading them
+    /// (and taking each probe's own lock) does not hold up actors starting
+    /// or stopping.
+    fn live_probes(&self) -> Vec<Arc<ActorProbe>> {
+        match self.actors.lock() {
+            Ok(map) => map.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Folds what the live actors measured into the registry, and sets
     /// `switchyard_actor_mailbox_depth{kind}` to the sum over the live
     /// actors of that kind (0 for a kind with none left).
@@ -416,11 +426,7 @@ impl Metrics {
         if let Ok(kinds) = self.kinds.lock() {
             sums.extend(kinds.iter().map(|k| (*k, 0)));
         }
-        let probes: Vec<Arc<ActorProbe>> = match self.actors.lock() {
-            Ok(map) => map.values().cloned().collect(),
-            Err(_) => Vec::new(),
-        };
-        for p in probes {
+        for p in self.live_probes() {
             p.flush();
             *sums.entry(p.kind).or_default() += p.depth();
         }
@@ -470,10 +476,7 @@ impl Metrics {
 
     /// A snapshot of every live actor, for `/metrics/actors`.
     pub fn actor_snapshot(&self) -> ActorSnapshot {
-        let probes: Vec<Arc<ActorProbe>> = match self.actors.lock() {
-            Ok(map) => map.values().cloned().collect(),
-            Err(_) => Vec::new(),
-        };
+        let probes = self.live_probes();
         let mut actors: Vec<ActorInfo> = probes
             .iter()
             .map(|p| ActorInfo {
