@@ -74,6 +74,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "TOKEN")]
     pub backend_token: Option<String>,
 
+    /// Without a backend token: networks the backend may connect from
+    /// (CIDR or addresses, comma-separated) [default: the first backend's address].
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub backend_allow: Option<Vec<String>>,
+
+    /// Agents kept at once; past it new agent ids are refused [default: 50000].
+    #[arg(long, value_name = "N")]
+    pub max_agents: Option<usize>,
+
+    /// Agent ids one socket may bind [default: 4].
+    #[arg(long, value_name = "N")]
+    pub max_agents_per_socket: Option<usize>,
+
+    /// Largest JSON body of the agent API (multipart keeps --max-upload-bytes) [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_json_body_bytes: Option<usize>,
+
     /// Seconds an agent may stay without a socket before it is `disconnect` [default: 10].
     #[arg(long, value_name = "SECS")]
     pub reconnect_grace: Option<f64>,
@@ -217,6 +234,13 @@ impl RunArgs {
         set(&mut c.backend.request_timeout_secs, self.request_timeout);
         set(&mut c.session.max_frame_bytes, self.max_frame_bytes);
         set(&mut c.max_upload_bytes, self.max_upload_bytes);
+        set(&mut c.backend.allow, self.backend_allow);
+        set(&mut c.agent.max_agents, self.max_agents);
+        set(
+            &mut c.session.max_agents_per_socket,
+            self.max_agents_per_socket,
+        );
+        set(&mut c.max_json_body_bytes, self.max_json_body_bytes);
         set(&mut c.expected_task_version, self.expected_task_version);
         set(&mut c.session.ping_interval_secs, self.ws_ping_interval);
         set(&mut c.session.ping_timeout_secs, self.ws_ping_timeout);

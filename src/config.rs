@@ -28,6 +28,9 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
     /// Largest HTTP request body (uploads included); past it: 413.
     pub max_upload_bytes: usize,
+    /// Largest JSON (or urlencoded) body of the agent API's endpoints;
+    /// past it: 413. Multipart uploads keep `max_upload_bytes`.
+    pub max_json_body_bytes: usize,
     /// The `mephisto-task` version the frontend should report.
     pub expected_task_version: String,
     /// HTTP worker threads (0: one per core).
@@ -60,6 +63,7 @@ impl Default for Config {
             upload_dir: None,
             static_dir: None,
             max_upload_bytes: 50 * 1024 * 1024,
+            max_json_body_bytes: 1024 * 1024,
             expected_task_version: "2.0.4".into(),
             http_workers: 0,
             tcp: "127.0.0.1:5000".into(),
@@ -144,11 +148,14 @@ impl Config {
                 ping_timeout_secs: 0.5,
                 idle_expiry_secs: 5.0,
                 queue_limit: 100,
+                takeover_probe_secs: 0.5,
+                ..AgentConfig::default()
             },
             backend: BackendConfig {
                 outbox_limit: 1000,
                 request_timeout_secs: 1.0,
                 token: None,
+                ..BackendConfig::default()
             },
             session: SessionConfig {
                 max_frame_bytes: 64 * 1024,

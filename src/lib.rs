@@ -126,8 +126,17 @@ fn mesh_setup(config: &Config) -> Result<NetworkSetup, StartError> {
 /// Starts every actor and the HTTP server on the current actix system.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Metrics::new();
-    if config.backend.token.is_none() {
-        log::warn!("no backend token set: any socket may become the backend (set --backend-token)");
+    if let Err(e) = switchyard_actors::agent::BackendGate::new(
+        config.backend.token.is_some(),
+        &config.backend.allow,
+    ) {
+        return Err(StartError::Config(format!("backend allow list: {e}")));
+    }
+    if config.backend.token.is_none() && config.backend.allow.is_empty() {
+        log::warn!(
+            "no backend token set: the backend is pinned to the address of the first socket that \
+             says alive as mephisto (set --backend-token or --backend-allow)"
+        );
     }
     let uploads = http::uploads::UploadStore::open(config.upload_dir(), &config.data_dir).map_err(
         |source| StartError::Io {

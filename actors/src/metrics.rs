@@ -80,6 +80,10 @@ pub mod names {
     pub const GATEWAY_DUPLICATES: &str = "switchyard_gateway_duplicates_total";
     pub const GATEWAY_REFUSED: &str = "switchyard_gateway_refused_total";
     pub const GATEWAY_BAD_FRAMES: &str = "switchyard_gateway_bad_frames_total";
+    pub const ROUTER_REFUSED: &str = "switchyard_router_refused_total";
+    pub const BACKEND_OUTBOX_BYTES: &str = "switchyard_backend_outbox_bytes";
+    pub const PACKETS_QUEUED_BYTES: &str = "switchyard_packets_queued_bytes";
+    pub const STATUS_SWEEPS: &str = "switchyard_status_sweeps_total";
 }
 
 /// Label values of `switchyard_packets_dropped_total{reason}`.
@@ -89,6 +93,37 @@ pub mod drop_reason {
     pub const UNMATCHED_AGENT_DETAILS: &str = "unmatched_agent_details";
     pub const AGENT_REMOVED: &str = "agent_removed";
     pub const OVERLOADED: &str = "overloaded";
+    /// Queued for an agent that had no socket until its idle expiry.
+    pub const AGENT_EXPIRED: &str = "agent_expired";
+    /// A request to the backend whose HTTP request timed out first.
+    pub const STALE_REQUEST: &str = "stale_request";
+    /// For a new agent past the switch's bound on agents.
+    pub const AGENT_LIMIT: &str = "agent_limit";
+}
+
+/// Label values of `switchyard_router_refused_total{reason}`: claims and
+/// requests of a router socket or HTTP request refused (PROTOCOL 1.5).
+pub mod refusal {
+    /// A backend-only packet from a socket that is not the backend.
+    pub const NOT_BACKEND: &str = "not_backend";
+    /// An agent-to-backend packet for an id the socket did not bind.
+    pub const UNBOUND_AGENT: &str = "unbound_agent";
+    /// A socket tried to bind more agent ids than allowed.
+    pub const TOO_MANY_IDS: &str = "too_many_ids";
+    /// An agent id longer than allowed.
+    pub const ID_TOO_LONG: &str = "id_too_long";
+    /// An agent socket claimed the backend, or the backend an agent.
+    pub const ROLE_CHANGE: &str = "role_change";
+    /// A new agent past the switch's bound on agents.
+    pub const AGENT_LIMIT: &str = "agent_limit";
+    /// A claim on an agent whose socket still answers.
+    pub const TAKEOVER: &str = "takeover";
+    /// A packet with more top-level fields than allowed.
+    pub const TOO_MANY_FIELDS: &str = "too_many_fields";
+    /// An HTTP JSON body over its limit.
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    /// `request_statuses` while a sweep runs: answered by the next one.
+    pub const STATUSES_COALESCED: &str = "statuses_coalesced";
 }
 
 /// Statuses PROTOCOL 1.3 names; any other string the backend sends is
@@ -171,6 +206,10 @@ pub struct Metrics {
     pub gateway_duplicates: IntCounterVec,
     pub gateway_refused: IntCounter,
     pub gateway_bad_frames: IntCounterVec,
+    pub router_refused: IntCounterVec,
+    pub backend_outbox_bytes: IntGauge,
+    pub packets_queued_bytes: IntGauge,
+    pub status_sweeps: IntCounter,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     /// Every actor kind seen, so a kind whose last actor stopped reads 0.
     kinds: Mutex<Vec<&'static str>>,
@@ -387,6 +426,23 @@ impl Metrics {
                 "Undecodable uplink frames, by kind",
                 &["kind"],
             ),
+            router_refused: counter_vec(
+                names::ROUTER_REFUSED,
+                "Router claims and requests refused (PROTOCOL 1.5), by reason",
+                &["reason"],
+            ),
+            backend_outbox_bytes: gauge(
+                names::BACKEND_OUTBOX_BYTES,
+                "Bytes of the packets waiting for the backend",
+            ),
+            packets_queued_bytes: gauge(
+                names::PACKETS_QUEUED_BYTES,
+                "Bytes of the packets waiting in agent queues",
+            ),
+            status_sweeps: counter(
+                names::STATUS_SWEEPS,
+                "request_statuses sweeps over every agent",
+            ),
             registry: r,
             actors: Mutex::new(HashMap::new()),
             kinds: Mutex::new(Vec::new()),
@@ -439,6 +495,10 @@ impl Metrics {
 
     pub fn malformed(&self, kind: &str) {
         self.malformed_input.with_label_values(&[kind]).inc();
+    }
+
+    pub fn refused(&self, reason: &str) {
+        self.router_refused.with_label_values(&[reason]).inc();
     }
 
     pub fn dropped(&self, reason: &str, n: u64) {

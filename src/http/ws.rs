@@ -79,6 +79,7 @@ pub fn router_session(head: &RequestHead, state: &AppState, inbound: Inbound) ->
         SessionOrigin {
             token_ok,
             peer: peer_name(head),
+            ip: head.peer_addr.map(|a| a.ip()),
         },
         Arc::clone(&flow),
     );

@@ -17,6 +17,7 @@
 
 mod actor;
 mod backend;
+pub mod claims;
 pub mod outbox;
 mod session;
 mod shortcut;
@@ -36,8 +37,10 @@ pub use backend::{
     AgentDetails, AttachNetwork, BackendAlive, BackendClosed, BackendInfo, BackendLink,
     CancelRequest, GetBackendInfo, RegisterRequest, ToBackend,
 };
+pub use claims::{BackendGate, BackendRefusal, ClaimError, Claims, Role};
 pub use session::{
-    deliver, AgentBound, CloseSocket, Deliver, SessionOrigin, WsSession, TO_AGENT, TO_BACKEND,
+    deliver, AgentBound, ClaimRefused, CloseSocket, Deliver, SessionOrigin, WsSession, TO_AGENT,
+    TO_BACKEND,
 };
 pub use shortcut::{Detour, Relay, Shortcut, Ticket};
 
@@ -94,6 +97,18 @@ pub struct AgentConfig {
     pub idle_expiry_secs: f64,
     /// Undelivered packets kept per agent; past it the oldest is dropped.
     pub queue_limit: usize,
+    /// Bytes of undelivered packets kept per agent; past it the oldest
+    /// are dropped (counted and reported to the backend, as past
+    /// `queue_limit`).
+    pub queue_bytes_limit: usize,
+    /// Agents the switch keeps at once; past it a new agent id is refused
+    /// (an error to its socket, counted): every agent costs memory, and a
+    /// crowd of sockets must not grow the switch without bound.
+    pub max_agents: usize,
+    /// Seconds a claim on an agent whose socket is still bound waits for
+    /// that socket to answer a ping: if it answers, the claim is refused
+    /// (a live worker is not taken over); if not, the claim takes over.
+    pub takeover_probe_secs: f64,
 }
 
 impl Default for AgentConfig {
@@ -103,6 +118,9 @@ impl Default for AgentConfig {
             ping_timeout_secs: 15.0,
             idle_expiry_secs: 3600.0,
             queue_limit: 10_000,
+            queue_bytes_limit: 4 * 1024 * 1024,
+            max_agents: 50_000,
+            takeover_probe_secs: 2.0,
         }
     }
 }
@@ -117,6 +135,9 @@ impl AgentConfig {
     pub fn ping_timeout_ms(&self) -> i64 {
         (self.ping_timeout_secs * 1000.0) as i64
     }
+    pub fn takeover_probe(&self) -> Duration {
+        secs(self.takeover_probe_secs)
+    }
 }
 
 /// The backend link's bounds (PROTOCOL 1.4, 1.5).
@@ -125,18 +146,27 @@ impl AgentConfig {
 pub struct BackendConfig {
     /// Packets kept for the backend while it is away.
     pub outbox_limit: usize,
+    /// Bytes of the packets kept for the backend; past it the oldest are
+    /// dropped and counted, as past `outbox_limit`.
+    pub outbox_bytes_limit: usize,
     /// Seconds an HTTP request waits for the backend's `agent_details`.
     pub request_timeout_secs: f64,
     /// When set, only a socket presenting this token may be the backend.
     pub token: Option<String>,
+    /// Without a token: the networks (CIDR, e.g. `10.0.0.0/8`, or a single
+    /// address) the backend may connect from. Empty: the address of the
+    /// first backend, from then on (127.0.0.1 and ::1 count as one).
+    pub allow: Vec<String>,
 }
 
 impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
             outbox_limit: 100_000,
+            outbox_bytes_limit: 64 * 1024 * 1024,
             request_timeout_secs: 30.0,
             token: None,
+            allow: Vec::new(),
         }
     }
 }
@@ -165,6 +195,14 @@ pub struct SessionConfig {
     /// which a socket's packets are refused (`overloaded`) rather than
     /// queued without bound.
     pub max_mailbox_depth: u64,
+    /// Top-level fields a packet may have; past it the packet is refused
+    /// before its fields are looked at (work per packet stays linear).
+    pub max_packet_fields: usize,
+    /// Longest agent id, in bytes.
+    pub max_agent_id_bytes: usize,
+    /// Agent ids one socket may bind (`alive`/`heartbeat`); a browser speaks
+    /// for one agent at a time.
+    pub max_agents_per_socket: usize,
 }
 
 impl Default for SessionConfig {
@@ -175,6 +213,9 @@ impl Default for SessionConfig {
             ping_timeout_secs: 60.0,
             max_in_flight_bytes: 1024 * 1024,
             max_mailbox_depth: 10_000,
+            max_packet_fields: 64,
+            max_agent_id_bytes: 256,
+            max_agents_per_socket: 4,
         }
     }
 }
@@ -213,6 +254,11 @@ pub struct RouterContext {
     pub backend: Mailbox<BackendLink>,
     last_mephisto_ping_ms: AtomicI64,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Who may be the backend. Asked once per backend `alive`, by the
+    /// session that received it, which must know before it reads on (its
+    /// next packet may be backend-only): a lock held for a comparison, not
+    /// a round trip through an actor.
+    backend_gate: std::sync::Mutex<BackendGate>,
 }
 
 impl RouterContext {
@@ -223,7 +269,15 @@ impl RouterContext {
         backend: Mailbox<BackendLink>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Arc<Self> {
+        // `start` refuses a bad allow list before this; should one reach
+        // here all the same, no address is allowed (a token still works).
+        let backend_gate = BackendGate::new(config.backend.token.is_some(), &config.backend.allow)
+            .unwrap_or_else(|e| {
+                log::error!("backend allow list: {e}; only a token holder may be the backend");
+                BackendGate::token_only()
+            });
         Arc::new(RouterContext {
+            backend_gate: std::sync::Mutex::new(backend_gate),
             config,
             metrics,
             network,
@@ -231,6 +285,20 @@ impl RouterContext {
             last_mephisto_ping_ms: AtomicI64::new(crate::now_ms()),
             shutdown,
         })
+    }
+
+    /// Whether a socket from `ip` (that presented the token, or not) may be
+    /// the backend (PROTOCOL 1.5).
+    pub fn admit_backend(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        token_ok: bool,
+    ) -> Result<(), BackendRefusal> {
+        match self.backend_gate.lock() {
+            Ok(mut g) => g.admit(ip, token_ok),
+            // A panic while holding it cannot leave a half-made decision.
+            Err(p) => p.into_inner().admit(ip, token_ok),
+        }
     }
 
     pub fn last_mephisto_ping_ms(&self) -> i64 {

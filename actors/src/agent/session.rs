@@ -18,6 +18,7 @@ use actix_web_actors::ws;
 use bytestring::ByteString;
 use serde_json::json;
 
+use super::claims::{ClaimError, Claims, Role};
 use super::{
     Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, Detour, Relay,
     RouterContext, SocketClosed,
@@ -37,6 +38,8 @@ pub struct SessionOrigin {
     /// The peer presented the configured backend token (or none is set).
     pub token_ok: bool,
     pub peer: String,
+    /// The peer's address, for the backend gate (PROTOCOL 1.5).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// A map by agent id, looked up up to three times per packet: foldhash,
@@ -44,19 +47,13 @@ pub struct SessionOrigin {
 /// SipHash and still keeps a peer from choosing colliding ids.
 type AgentMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
-#[derive(Debug, PartialEq)]
-enum Role {
-    Unknown,
-    Agent,
-    Backend,
-}
-
 pub struct WsSession {
     rctx: Arc<RouterContext>,
     origin: SessionOrigin,
     probe: Arc<ActorProbe>,
     me: Option<Mailbox<WsSession>>,
-    role: Role,
+    /// Its role and the agent ids it bound (PROTOCOL 1.5).
+    claims: Claims,
     /// Agents this socket speaks for (an agent socket: its own; the backend
     /// socket: every agent it has written to), so steady-state packets go
     /// straight to the `Agent`, or past it by its shortcut.
@@ -87,13 +84,17 @@ impl WsSession {
         let probe = rctx.metrics.probe("WsSession", origin.peer.clone());
         let counter = |d| (d, rctx.metrics.packets_forwarded.with_label_values(&[d]));
         let forwarded = [counter(TO_AGENT), counter(TO_BACKEND)];
+        let claims = Claims::new(
+            rctx.config.session.max_agents_per_socket,
+            rctx.config.session.max_agent_id_bytes,
+        );
         WsSession {
             forwarded,
             rctx,
             origin,
             probe,
             me: None,
-            role: Role::Unknown,
+            claims,
             agents: AgentMap::default(),
             backend_detour: Detour::default(),
             unbound: AgentMap::default(),
@@ -143,7 +144,8 @@ impl WsSession {
             self.reject("oversize_frame", &msg, ctx);
             return;
         }
-        let packet = match Packet::parse_shared(text, crate::now_secs()) {
+        let max_fields = self.rctx.config.session.max_packet_fields;
+        let packet = match Packet::parse_limited(text, crate::now_secs(), max_fields) {
             Ok(p) => p,
             Err(e) => {
                 self.reject(e.kind(), &e.to_string(), ctx);
@@ -153,10 +155,43 @@ impl WsSession {
         self.route(packet, ctx);
     }
 
-    /// With a backend token set, only the authenticated backend may speak
-    /// for the backend (1.5); without one the reference lets anyone.
-    fn may_act_as_backend(&self) -> bool {
-        self.rctx.config.backend.token.is_none() || self.role == Role::Backend
+    /// A claim this socket may not make: the sender is told why, the
+    /// refusal counted and logged (at most once a second per socket). The
+    /// socket stays open.
+    fn refuse(&mut self, e: ClaimError, ctx: &mut ws::WebsocketContext<Self>) {
+        self.refuse_text(e.reason(), &e.to_string(), ctx);
+    }
+
+    fn refuse_text(&mut self, reason: &str, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        self.rctx.metrics.refused(reason);
+        if let Some(held) = self.reject_log.admit(Instant::now()) {
+            log::warn!(
+                "socket {}: refused: {} ({}){}",
+                self.origin.peer,
+                text,
+                reason,
+                held_note(held)
+            );
+        }
+        self.write(json!({ "error": text, "kind": reason }).to_string(), ctx);
+    }
+
+    /// The claim PROTOCOL 1.5 asks of each packet type: None when the
+    /// socket may send it.
+    fn check_claim(&mut self, packet: &Packet) -> Option<ClaimError> {
+        let c = &mut self.claims;
+        match &packet.packet_type {
+            PacketType::Alive if packet.is_backend() => None,
+            PacketType::Alive | PacketType::Heartbeat => c.claim_agent(&packet.subject_id).err(),
+            PacketType::MephistoBoundLiveUpdate | PacketType::LogError => {
+                c.speak_for(&packet.subject_id).err()
+            }
+            PacketType::ClientBoundLiveUpdate
+            | PacketType::UpdateStatus
+            | PacketType::RequestStatuses
+            | PacketType::AgentDetails => c.backend_only(packet.packet_type.as_str()).err(),
+            _ => None,
+        }
     }
 
     /// True (and the sender told, the drop counted) when the actors this
@@ -190,6 +225,10 @@ impl WsSession {
     }
 
     fn route(&mut self, packet: Packet, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(e) = self.check_claim(&packet) {
+            self.refuse(e, ctx);
+            return;
+        }
         if matches!(
             packet.packet_type,
             PacketType::MephistoBoundLiveUpdate
@@ -208,29 +247,13 @@ impl WsSession {
                 self.route_to_backend(packet, ctx)
             }
             PacketType::ClientBoundLiveUpdate | PacketType::UpdateStatus => {
-                if self.may_act_as_backend() {
-                    self.route_to_agent(packet);
-                } else {
-                    self.refuse_backend_only(&packet, ctx);
-                }
+                self.route_to_agent(packet)
             }
-            PacketType::RequestStatuses => {
-                if self.may_act_as_backend() {
-                    self.rctx.network.do_send(RequestStatuses(packet));
-                } else {
-                    self.refuse_backend_only(&packet, ctx);
-                }
-            }
-            PacketType::AgentDetails => {
-                if self.may_act_as_backend() {
-                    self.rctx.backend.do_send(AgentDetails(packet));
-                } else {
-                    self.refuse_backend_only(&packet, ctx);
-                }
-            }
+            PacketType::RequestStatuses => self.rctx.network.do_send(RequestStatuses(packet)),
+            PacketType::AgentDetails => self.rctx.backend.do_send(AgentDetails(packet)),
             // Known types that only the switch sends, and anything else.
             other => {
-                let from = if self.role == Role::Backend {
+                let from = if self.claims.role() == Role::Backend {
                     "backend"
                 } else {
                     "agent"
@@ -249,38 +272,41 @@ impl WsSession {
         }
     }
 
-    fn refuse_backend_only(&mut self, packet: &Packet, ctx: &mut ws::WebsocketContext<Self>) {
-        let msg = format!(
-            "only the authenticated backend may send `{}`",
-            packet.packet_type.as_str()
-        );
-        self.reject("not_backend", &msg, ctx);
-    }
-
+    /// A socket says `alive` as `mephisto`: it becomes the backend if it
+    /// is no agent's socket and the gate admits it (token, allow list or
+    /// pinned address); else it is closed with 1008, after the upgrade
+    /// (PROTOCOL 1.5, 1.6: an HTTP error would make a backend retry in a
+    /// tight loop).
     fn backend_alive(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if !self.origin.token_ok {
+        let refusal = match self.claims.role() {
+            Role::Agent => Some(ClaimError::RoleChange.to_string()),
+            Role::Backend => None,
+            Role::Unknown => self
+                .rctx
+                .admit_backend(self.origin.ip, self.origin.token_ok)
+                .err()
+                .map(|e| e.to_string()),
+        };
+        if let Some(why) = refusal {
             self.rctx.metrics.backend_refused.inc();
-            log::warn!(
-                "socket {}: refused as backend: missing or wrong backend token",
-                self.origin.peer
-            );
+            // Once per refused socket: it is closed at once.
+            log::warn!("socket {}: refused as backend: {why}", self.origin.peer);
             ctx.close(Some(ws::CloseReason {
                 code: ws::CloseCode::Policy,
-                description: Some("backend token missing or wrong".into()),
+                description: Some(why),
             }));
             ctx.stop();
             return;
         }
-        self.role = Role::Backend;
+        if self.claims.claim_backend().is_err() {
+            return;
+        }
         self.rctx
             .backend
             .do_send(BackendAlive { session: self.me() });
     }
 
     fn agent_alive(&mut self, packet: Packet) {
-        if self.role == Role::Unknown {
-            self.role = Role::Agent;
-        }
         let me = self.me();
         if let Some(bound) = self.agents.get(&packet.subject_id) {
             if bound
@@ -349,7 +375,7 @@ impl WsSession {
         // until it has taken what waits for it (or `MAX_PAUSE` passed).
         // Never the backend's own socket: waiting blocks this session's
         // mailbox, and what would give the backend room goes through it.
-        if self.role == Role::Backend {
+        if self.claims.role() == Role::Backend {
             return;
         }
         let Some(room) = backend
@@ -543,7 +569,7 @@ impl Actor for WsSession {
             .with_label_values(&[LINK_ROUTER])
             .dec();
         let me = self.me();
-        match self.role {
+        match self.claims.role() {
             Role::Backend => self.rctx.backend.do_send(BackendClosed { session: me }),
             _ => {
                 for bound in self.agents.values() {
@@ -702,13 +728,50 @@ impl Handler<CloseSocket> for WsSession {
         let _h = self.probe.handling("CloseSocket");
         // A socket that was replaced no longer speaks for its agents.
         self.agents.clear();
-        if self.role == Role::Backend {
-            self.role = Role::Unknown;
-        }
+        self.claims.drop_backend();
         ctx.close(Some(ws::CloseReason {
             code: msg.code,
             description: Some(msg.reason),
         }));
         ctx.stop();
+    }
+}
+
+/// A claim this socket made was refused past it (the switch holds as many
+/// agents as it may; the agent's socket still answers): the sender is told
+/// with a JSON error; the refusal is counted where it was decided.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClaimRefused {
+    pub agent_id: String,
+    pub kind: &'static str,
+    pub text: String,
+}
+
+impl ClaimRefused {
+    pub fn agent_limit(agent_id: &str, max: usize) -> Self {
+        ClaimRefused {
+            agent_id: agent_id.to_string(),
+            kind: crate::metrics::refusal::AGENT_LIMIT,
+            text: format!("the switch holds {max} agents, the most it may; try again later"),
+        }
+    }
+}
+
+impl Handler<ClaimRefused> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: ClaimRefused, ctx: &mut Self::Context) {
+        let _h = self.probe.handling("ClaimRefused");
+        if let Some(held) = self.reject_log.admit(Instant::now()) {
+            log::warn!(
+                "socket {}: claim on agent {} refused: {}{}",
+                self.origin.peer,
+                msg.agent_id,
+                msg.text,
+                held_note(held)
+            );
+        }
+        let text = json!({ "error": msg.text, "kind": msg.kind, "subject_id": msg.agent_id });
+        self.write(text.to_string(), ctx);
     }
 }

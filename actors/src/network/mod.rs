@@ -27,8 +27,8 @@ use actix::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::agent::{
-    Agent, AgentAlive, AgentBound, AgentHeartbeat, AgentInfo, CheckLiveness, GetAgentInfo, Relay,
-    RetireAgent, RouterContext, Ticket, ToBackend, ToClient, WsSession,
+    Agent, AgentAlive, AgentBound, AgentHeartbeat, AgentInfo, CheckLiveness, ClaimRefused,
+    GetAgentInfo, Relay, RetireAgent, RouterContext, Ticket, ToBackend, ToClient, WsSession,
 };
 use crate::metrics::{ActorProbe, Mailbox};
 use crate::uart::{CommandError, LinkInfo, RootReply, SendCommand, UartManager};
@@ -95,7 +95,18 @@ impl NetworkManager {
         rctx.expect("router context is made by NetworkManager::create")
     }
 
-    fn agent(&mut self, agent_id: &str) -> Mailbox<Agent> {
+    /// The agent, made if it is new and the switch holds fewer than
+    /// `max_agents` (PROTOCOL 1.5: a crowd of ids must not grow the switch
+    /// without bound); None past it, counted.
+    fn agent(&mut self, agent_id: &str) -> Option<Mailbox<Agent>> {
+        if self.agents.locate(agent_id).is_none()
+            && self.agents.len() >= self.rctx.config.agent.max_agents
+        {
+            self.rctx
+                .metrics
+                .refused(crate::metrics::refusal::AGENT_LIMIT);
+            return None;
+        }
         let rctx = &self.rctx;
         let (agent, created) = self.agents.locate_or_insert(agent_id, || {
             let probe = rctx.metrics.probe("Agent", agent_id);
@@ -106,7 +117,7 @@ impl NetworkManager {
         if created {
             log::debug!("agent {agent_id}: created");
         }
-        agent
+        Some(agent)
     }
 
     /// A frame from a root (ours, or a gateway's): cache, history, events.
@@ -205,7 +216,13 @@ impl Handler<BindAgent> for NetworkManager {
     type Result = ();
     fn handle(&mut self, msg: BindAgent, _: &mut Context<Self>) {
         let _h = self.probe.handling("BindAgent");
-        let agent = self.agent(&msg.agent_id);
+        let Some(agent) = self.agent(&msg.agent_id) else {
+            msg.session.do_send(ClaimRefused::agent_limit(
+                &msg.agent_id,
+                self.rctx.config.agent.max_agents,
+            ));
+            return;
+        };
         agent.do_send(AgentAlive {
             session: msg.session.clone(),
         });
@@ -263,7 +280,17 @@ impl Handler<RouteToAgent> for NetworkManager {
     fn handle(&mut self, msg: RouteToAgent, _: &mut Context<Self>) {
         let _h = self.probe.handling("RouteToAgent");
         let agent_id = msg.packet.subject_id.clone();
-        let agent = self.agent(&agent_id);
+        let Some(agent) = self.agent(&agent_id) else {
+            let max = self.rctx.config.agent.max_agents;
+            log::warn!("agent {agent_id}: not made, {max} agents already; packet dropped");
+            self.rctx
+                .metrics
+                .dropped(crate::metrics::drop_reason::AGENT_LIMIT, 1);
+            if let Some(s) = msg.reply_to {
+                s.do_send(ClaimRefused::agent_limit(&agent_id, max));
+            }
+            return;
+        };
         // Forward first, then tell the sender: anything it sends straight
         // to the agent afterwards lands behind this packet, and the detour
         // keeps it off the shortcut until the agent has passed this on.

@@ -6,6 +6,7 @@
 //! in is kept and written back (see [`Packet`]).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use bytestring::ByteString;
 use serde_json::{Map, Value};
@@ -83,6 +84,8 @@ pub enum PacketError {
     NotAnObject,
     #[error("missing or non-string field `{0}`")]
     MissingField(&'static str),
+    #[error("a packet may have at most {0} top-level fields")]
+    TooManyFields(usize),
 }
 
 impl PacketError {
@@ -91,6 +94,7 @@ impl PacketError {
             PacketError::InvalidJson(_) => "invalid_json",
             PacketError::NotAnObject => "not_an_object",
             PacketError::MissingField(_) => "missing_field",
+            PacketError::TooManyFields(_) => "too_many_fields",
         }
     }
 }
@@ -126,6 +130,13 @@ struct Verbatim {
     count: u32,
     close: u32,
 }
+
+/// Top-level fields a packet parsed without a limit of its own may have
+/// (Mephisto's packets have about eight).
+pub const DEFAULT_MAX_FIELDS: usize = 64;
+
+/// Up to this many fields, a repeated key is found by a scan.
+const SCAN_FIELDS: usize = 16;
 
 /// The field the switch stamps as a packet comes in (PROTOCOL 1.1).
 const INCOMING: &str = "router_incoming_timestamp";
@@ -164,21 +175,50 @@ impl Packet {
     /// [`Packet::parse`] of a frame the packet may keep as it is: a
     /// WebSocket text message is handed over without a copy.
     pub fn parse_shared(source: ByteString, incoming_ts: f64) -> Result<Packet, PacketError> {
+        Packet::parse_limited(source, incoming_ts, DEFAULT_MAX_FIELDS)
+    }
+
+    /// [`Packet::parse_shared`] of a packet with at most `max_fields`
+    /// top-level fields: the parse stops at the first field past it, so a
+    /// frame of many small fields costs no more than its bytes.
+    pub fn parse_limited(
+        source: ByteString,
+        incoming_ts: f64,
+        max_fields: usize,
+    ) -> Result<Packet, PacketError> {
         let text: &str = &source;
-        let raw: Vec<(RawKey, &serde_json::value::RawValue)> =
-            match serde_json::from_str::<RawObject>(text) {
-                Ok(o) => o.0,
-                Err(e) if e.is_data() => return Err(PacketError::NotAnObject),
-                Err(e) => return Err(PacketError::InvalidJson(e.to_string())),
-            };
+        let over = std::cell::Cell::new(false);
+        let seed = RawObjectSeed {
+            max: max_fields,
+            over: &over,
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed = serde::de::DeserializeSeed::deserialize(seed, &mut de).and_then(|o| {
+            de.end()?;
+            Ok(o)
+        });
+        let raw: Vec<(RawKey, &serde_json::value::RawValue)> = match parsed {
+            Ok(o) => o.0,
+            Err(_) if over.get() => return Err(PacketError::TooManyFields(max_fields)),
+            Err(e) if e.is_data() => return Err(PacketError::NotAnObject),
+            Err(e) => return Err(PacketError::InvalidJson(e.to_string())),
+        };
         let base = text.as_ptr() as usize;
         let span = |s: &str| {
             let at = s.as_ptr() as usize - base;
             (at as u32, (at + s.len()) as u32)
         };
         let mut fields: Vec<(Key, Field)> = Vec::with_capacity(raw.len() + 2);
-        for (key, value) in &raw {
-            let key = match key {
+        // A repeated key is found by a scan of the few fields a packet has,
+        // or by a map past a handful: linear in the fields either way.
+        let mut index: Option<HashMap<&str, usize>> =
+            (raw.len() > SCAN_FIELDS).then(|| HashMap::with_capacity(raw.len()));
+        for (raw_key, value) in &raw {
+            let name: &str = match raw_key {
+                RawKey::Borrowed(k) => k,
+                RawKey::Owned(k) => k,
+            };
+            let key = match raw_key {
                 RawKey::Borrowed(k) => {
                     let (a, b) = span(k);
                     Key::Span(a, b)
@@ -186,8 +226,21 @@ impl Packet {
                 RawKey::Owned(k) => Key::Owned(k.clone()),
             };
             let (a, b) = span(value.get());
-            set_field(&mut fields, key, Field::Span(a, b), text);
+            let field = Field::Span(a, b);
+            match index.as_mut() {
+                None => {
+                    set_field(&mut fields, key, field, text);
+                }
+                Some(index) => match index.get(name) {
+                    Some(&at) => fields[at].1 = field,
+                    None => {
+                        index.insert(name, fields.len());
+                        fields.push((key, field));
+                    }
+                },
+            }
         }
+        drop(index);
         let (mut packet_type, mut subject_id) = (None, None);
         for (key, field) in &fields {
             match key.as_str(text) {
@@ -438,26 +491,35 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for RawKey<'a> {
     }
 }
 
-impl<'de: 'a, 'a> serde::Deserialize<'de> for RawObject<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
+/// Reads a [`RawObject`] of at most `max` fields; past it the read stops
+/// with an error and `over` is set.
+struct RawObjectSeed<'c> {
+    max: usize,
+    over: &'c std::cell::Cell<bool>,
+}
+
+impl<'de, 'c> serde::de::DeserializeSeed<'de> for RawObjectSeed<'c> {
+    type Value = RawObject<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawObject<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 'c> serde::de::Visitor<'de> for RawObjectSeed<'c> {
+    type Value = RawObject<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<RawObject<'de>, M::Error> {
+        let mut out = Vec::with_capacity(8);
+        while let Some(k) = m.next_key::<RawKey<'de>>()? {
+            if out.len() >= self.max {
+                self.over.set(true);
+                return Err(serde::de::Error::custom("too many fields"));
             }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut m: M,
-            ) -> Result<RawObject<'de>, M::Error> {
-                let mut out = Vec::with_capacity(8);
-                while let Some(k) = m.next_key::<RawKey<'de>>()? {
-                    out.push((k, m.next_value::<&'de serde_json::value::RawValue>()?));
-                }
-                Ok(RawObject(out))
-            }
+            out.push((k, m.next_value::<&'de serde_json::value::RawValue>()?));
         }
-        d.deserialize_map(V)
+        Ok(RawObject(out))
     }
 }
 
@@ -585,6 +647,40 @@ mod tests {
         assert_eq!(p.data_str("n"), None);
         p.set_data(json!({"status": "x"}));
         assert_eq!(p.data(), Some(json!({"status": "x"})));
+    }
+
+    #[test]
+    fn fields_past_the_limit_are_refused_and_many_keys_parse_in_linear_time() {
+        let many = |n: usize| {
+            let mut t = String::from(r#"{"packet_type":"alive","subject_id":"a""#);
+            for i in 0..n {
+                t.push_str(&format!(",\"k{i}\":{i}"));
+            }
+            t.push('}');
+            t
+        };
+        assert_eq!(
+            Packet::parse_limited(many(10).into(), 0.0, 8).unwrap_err(),
+            PacketError::TooManyFields(8)
+        );
+        assert!(Packet::parse_limited(many(6).into(), 0.0, 8).is_ok());
+        // 100 000 distinct keys: refused at once with the default limit,
+        // and parsed (no limit) in linear time with repeats still merged.
+        let big = many(100_000);
+        assert_eq!(
+            Packet::parse(&big, 0.0).unwrap_err(),
+            PacketError::TooManyFields(DEFAULT_MAX_FIELDS)
+        );
+        let t = std::time::Instant::now();
+        let mut p = Packet::parse_limited(big.into(), 0.0, usize::MAX).unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        let dup = r#"{"packet_type":"alive","subject_id":"a","n":1,"a1":1,"a2":1,"a3":1,"a4":1,"a5":1,"a6":1,"a7":1,"a8":1,"a9":1,"a10":1,"a11":1,"a12":1,"a13":1,"a14":1,"a15":1,"n":2}"#;
+        let back: Value =
+            serde_json::from_str(&Packet::parse(dup, 0.0).unwrap().to_text(1.0)).unwrap();
+        assert_eq!(back["n"], json!(2));
+        assert_eq!(back.as_object().unwrap().len(), 20);
+        assert_eq!(p.get("k99999"), Some(json!(99_999)));
+        let _ = p.to_text(1.0);
     }
 
     #[test]
