@@ -324,3 +324,338 @@ async fn backend_allow_admits_only_its_networks() {
     assert_eq!(p["subject_id"], json!("a1"));
     s.stop().await;
 }
+
+fn request_statuses(ts: f64) -> Value {
+    json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {},
+           "server_timestamp": ts})
+}
+
+// PROTOCOL 1.5 "Bounds": `request_statuses` cannot fan out without bound.
+// A burst of requests over thousands of agents runs one sweep at a time;
+// requests that come meanwhile are answered by the next sweep.
+#[actix_web::test]
+async fn a_burst_of_request_statuses_is_swept_once_at_a_time() {
+    let s = Switch::start().await;
+    let mut backend = s.backend().await;
+    let mut victim = s.agent("victim").await;
+    // Thousands of agents (made by the backend writing to them).
+    for i in 0..3000 {
+        backend
+            .send(live_update(&format!("g{i}"), "client_bound_live_update", i))
+            .await;
+    }
+    s.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 3001.0)
+        .await;
+    for i in 0..200 {
+        backend.send(request_statuses(i as f64)).await;
+    }
+    served(&mut victim, "victim").await;
+    // Every request was swept for or coalesced; far fewer sweeps ran.
+    let url = s.url("/metrics");
+    wait_for("every request answered or coalesced", || {
+        let url = url.clone();
+        async move {
+            let sweeps = metric_at(&url, "switchyard_status_sweeps_total", &[]).await;
+            let coalesced = metric_at(
+                &url,
+                "switchyard_router_refused_total",
+                &[("reason", "statuses_coalesced")],
+            )
+            .await;
+            sweeps + coalesced == 200.0
+        }
+    })
+    .await;
+    let sweeps = s.metric("switchyard_status_sweeps_total", &[]).await;
+    assert!(sweeps < 200.0, "{sweeps} sweeps for 200 requests");
+    // The last answer is for the newest request, and lists every agent.
+    let mut last = Value::Null;
+    for _ in 0..sweeps as usize {
+        last = backend.recv_type("return_statuses").await;
+    }
+    assert_eq!(
+        last["client_timestamp"],
+        json!(199.0),
+        "newest request answered last"
+    );
+    assert_eq!(last["data"].as_object().unwrap().len(), 3001);
+    served(&mut victim, "victim").await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Bounds": the backend outbox is bounded in bytes as well as
+// packets. With no backend, an agent's large live updates drop the oldest
+// past the bound (counted); the newest reach the backend in order.
+#[actix_web::test]
+async fn the_backend_outbox_is_bounded_in_bytes() {
+    let s = Switch::start_with(|c| c.backend.outbox_bytes_limit = 2 * 1024 * 1024).await;
+    let mut a = s.agent("a1").await;
+    let blob = "x".repeat(60 * 1024);
+    for n in 0..100 {
+        a.send(
+            json!({"packet_type": "mephisto_bound_live_update", "subject_id": "a1",
+                      "data": {"n": n, "blob": blob}}),
+        )
+        .await;
+    }
+    served(&mut a, "a1").await;
+    let url = s.url("/metrics");
+    wait_for("drops counted", || {
+        let url = url.clone();
+        async move {
+            let dropped = metric_at(
+                &url,
+                "switchyard_packets_dropped_total",
+                &[("reason", "backend_outbox_full")],
+            )
+            .await;
+            let kept = metric_at(&url, "switchyard_backend_outbox_depth", &[]).await;
+            dropped > 0.0 && dropped + kept == 100.0
+        }
+    })
+    .await;
+    let bytes = s.metric("switchyard_backend_outbox_bytes", &[]).await;
+    assert!(bytes <= 2.0 * 1024.0 * 1024.0, "{bytes} bytes kept");
+    let kept = s.metric("switchyard_backend_outbox_depth", &[]).await as i64;
+    assert!(kept >= 20, "{kept} kept");
+    let mut b = s.backend().await;
+    for n in (100 - kept)..100 {
+        let p = b.recv_type("mephisto_bound_live_update").await;
+        assert_eq!(p["data"]["n"], json!(n));
+    }
+    s.stop().await;
+}
+
+// PROTOCOL 1.3, 1.5: an agent's queue is bounded in bytes as well as
+// packets; every drop is counted and reported to the backend.
+#[actix_web::test]
+async fn an_agent_queue_is_bounded_in_bytes() {
+    let s = Switch::start_with(|c| c.agent.queue_bytes_limit = 1024 * 1024).await;
+    let mut b = s.backend().await;
+    let blob = "y".repeat(60 * 1024);
+    for n in 0..40 {
+        b.send(
+            json!({"packet_type": "client_bound_live_update", "subject_id": "away",
+                      "data": {"n": n, "blob": blob}}),
+        )
+        .await;
+    }
+    let e = b.recv_type("log_error").await;
+    assert_eq!(
+        e["data"]["error_type"],
+        json!("agent-queue-overflow"),
+        "{e}"
+    );
+    assert_eq!(e["data"]["dropped_packet"]["data"]["n"], json!(0));
+    let url = s.url("/metrics");
+    wait_for("drops counted", || {
+        let url = url.clone();
+        async move {
+            let dropped = metric_at(
+                &url,
+                "switchyard_packets_dropped_total",
+                &[("reason", "agent_queue_full")],
+            )
+            .await;
+            let kept = metric_at(&url, "switchyard_packets_queued", &[]).await;
+            dropped > 0.0 && dropped + kept == 40.0
+        }
+    })
+    .await;
+    let bytes = s.metric("switchyard_packets_queued_bytes", &[]).await;
+    assert!(bytes <= 1024.0 * 1024.0, "{bytes} bytes queued");
+    // The agent comes and gets the newest, in order.
+    let kept = s.metric("switchyard_packets_queued", &[]).await as i64;
+    let mut a = s.ws().await;
+    a.send(json!({"packet_type": "alive", "subject_id": "away", "data": {}}))
+        .await;
+    for n in (40 - kept)..40 {
+        let p = a.recv_type("client_bound_live_update").await;
+        assert_eq!(p["data"]["n"], json!(n));
+    }
+    s.stop().await;
+}
+
+// PROTOCOL 1.3, 1.5: an agent with queued packets and no socket expires
+// after its idle expiry all the same; the drop is counted and reported.
+#[actix_web::test]
+async fn an_agent_with_queued_packets_and_no_socket_expires() {
+    let s = Switch::start_with(|c| c.agent.idle_expiry_secs = 0.5).await;
+    let mut b = s.backend().await;
+    for n in 0..3 {
+        b.send(live_update("gone", "client_bound_live_update", n))
+            .await;
+    }
+    s.wait_metric("switchyard_packets_queued", &[], 3.0).await;
+    let e = b.recv_type("log_error").await;
+    assert_eq!(
+        e["data"]["error_type"],
+        json!("agent-expired-undelivered"),
+        "{e}"
+    );
+    assert_eq!(e["data"]["dropped_count"], json!(3));
+    s.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 0.0)
+        .await;
+    s.wait_metric(
+        "switchyard_packets_dropped_total",
+        &[("reason", "agent_expired")],
+        3.0,
+    )
+    .await;
+    assert_eq!(s.metric("switchyard_packets_queued_bytes", &[]).await, 0.0);
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Bounds": past `max_agents`, a new agent id is refused.
+#[actix_web::test]
+async fn past_max_agents_new_ids_are_refused() {
+    let s = Switch::start_with(|c| c.agent.max_agents = 3).await;
+    let mut keep = Vec::new();
+    for i in 0..3 {
+        keep.push(s.agent(&format!("a{i}")).await);
+    }
+    let mut late = s.ws().await;
+    late.send(json!({"packet_type": "alive", "subject_id": "a3", "data": {}}))
+        .await;
+    let e = error_of(&mut late).await;
+    assert_eq!(e["kind"], json!("agent_limit"), "{e}");
+    s.wait_metric(
+        "switchyard_router_refused_total",
+        &[("reason", "agent_limit")],
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        s.metric("switchyard_actors_live", &[("kind", "Agent")])
+            .await,
+        3.0
+    );
+    served(&mut keep[0], "a0").await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Bounds": JSON bodies have a small limit of their own and
+// are kept as text. A 10 MiB body is refused (413, JSON error) without
+// being taken; one under the limit reaches the backend intact.
+#[actix_web::test]
+async fn a_big_json_body_is_refused_and_memory_stays_bounded() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let before = rss_mib();
+    // Announced: refused on the header, before any of the body is taken.
+    for _ in 0..2 {
+        let answer = raw_post(&s, Some(10 * 1024 * 1024), 10 * 1024 * 1024).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("limit"), "{answer}");
+    }
+    // Streamed (chunked, no length): refused once past the limit.
+    let answer = raw_post(&s, None, 10 * 1024 * 1024).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    s.wait_metric(
+        "switchyard_malformed_input_total",
+        &[("kind", "body_too_large")],
+        3.0,
+    )
+    .await;
+    let grown = rss_mib() - before;
+    assert!(grown < 200.0, "RSS grew {grown} MiB");
+    let (status, _) = get_json(&s.url("/is_alive")).await;
+    assert_eq!(status, 200);
+    // Under the limit: delivered, its text as sent.
+    let fits = format!(
+        r#"{{"USED_AGENT_ID":"a1","metadata":{{"k":"{}","f":1.50}},"client_timestamp":2}}"#,
+        "w".repeat(900 * 1024)
+    );
+    let (status, _) = post_raw(
+        &s.url("/submit_metadata"),
+        "application/json",
+        fits.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let p = b.recv_type("submit_metadata").await;
+    assert_eq!(p["data"]["k"].as_str().unwrap().len(), 900 * 1024);
+    assert_eq!(p["client_timestamp"], json!(2));
+    s.stop().await;
+}
+
+/// POSTs a JSON body of `size` bytes to `/submit_metadata` over a raw TCP
+/// connection (with `Content-Length: declared`, or chunked), stopping
+/// when the switch stops taking it; returns what the switch answered.
+async fn raw_post(s: &Switch, declared: Option<usize>, size: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(s.running.http_addr)
+        .await
+        .unwrap();
+    let length = match declared {
+        Some(n) => format!("Content-Length: {n}\r\n"),
+        None => "Transfer-Encoding: chunked\r\n".into(),
+    };
+    let head = format!(
+        "POST /submit_metadata HTTP/1.1\r\nHost: switch\r\nContent-Type: application/json\r\n{length}\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut body = br#"{"USED_AGENT_ID":"a1","metadata":{"k":""#.to_vec();
+    body.resize(size, b'z');
+    let mut sent = 0;
+    let writing = async {
+        for piece in body.chunks(64 * 1024) {
+            let r = match declared {
+                Some(_) => tcp.write_all(piece).await,
+                None => {
+                    let mut c = format!("{:x}\r\n", piece.len()).into_bytes();
+                    c.extend_from_slice(piece);
+                    c.extend_from_slice(b"\r\n");
+                    tcp.write_all(&c).await
+                }
+            };
+            if r.is_err() {
+                break;
+            }
+            sent += piece.len();
+        }
+    };
+    // The switch answers and stops reading: writing stalls or fails.
+    let _ = tokio::time::timeout(Duration::from_secs(3), writing).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    // An announced length is refused before the body is taken. (A chunked
+    // body is refused once past the limit; the HTTP layer may read the
+    // rest of it to its end, but nothing past the limit is kept.)
+    if declared.is_some() {
+        assert!(
+            sent < size,
+            "the switch took the whole body ({sent} bytes): {answer}"
+        );
+    }
+    answer
+}
+
+// PROTOCOL 1.4, 1.5: a request that timed out (408) is removed from the
+// outbox with its HTTP request: a backend that connects later never gets it.
+#[actix_web::test]
+async fn a_timed_out_request_never_reaches_the_backend() {
+    let s = Switch::start().await;
+    let (status, answer) = post_json(
+        &s.url("/request_agent"),
+        json!({"provider_data": {"worker": "w1"}, "client_timestamp": 1}),
+    )
+    .await;
+    assert_eq!(status, 408, "{answer}");
+    s.wait_metric(
+        "switchyard_packets_dropped_total",
+        &[("reason", "stale_request")],
+        1.0,
+    )
+    .await;
+    assert_eq!(s.metric("switchyard_backend_outbox_depth", &[]).await, 0.0);
+    let mut b = s.backend().await;
+    // What the backend gets first is a later packet, not the stale one.
+    let mut a = s.agent("a1").await;
+    a.send(live_update("a1", "mephisto_bound_live_update", 1))
+        .await;
+    let p = b.recv().await;
+    assert_eq!(p["packet_type"], json!("mephisto_bound_live_update"), "{p}");
+    s.stop().await;
+}

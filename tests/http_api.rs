@@ -273,10 +273,15 @@ async fn submit_task_with_invalid_final_string_data_is_400() {
     s.stop().await;
 }
 
-// Bodies over the upload limit -> 413 with a JSON error; nothing stored.
+// Bodies over their limit -> 413 with a JSON error; nothing stored.
+// Multipart bodies have the upload limit, JSON bodies their own (1.5).
 #[actix_web::test]
 async fn bodies_over_the_limit_are_413() {
-    let s = Switch::start_with(|c| c.max_upload_bytes = 64 * 1024).await;
+    let s = Switch::start_with(|c| {
+        c.max_upload_bytes = 64 * 1024;
+        c.max_json_body_bytes = 64 * 1024;
+    })
+    .await;
     let big = vec![b'z'; 100 * 1024];
     let (ctype, body) = multipart(
         &[("USED_AGENT_ID", "a"), ("final_string_data", "{}")],

@@ -120,9 +120,8 @@ pub mod refusal {
     pub const TAKEOVER: &str = "takeover";
     /// A packet with more top-level fields than allowed.
     pub const TOO_MANY_FIELDS: &str = "too_many_fields";
-    /// An HTTP JSON body over its limit.
-    pub const BODY_TOO_LARGE: &str = "body_too_large";
-    /// `request_statuses` while a sweep runs: answered by the next one.
+    /// `request_statuses` that waited for a running sweep and was replaced
+    /// by a newer one before its own sweep (answered by that one's).
     pub const STATUSES_COALESCED: &str = "statuses_coalesced";
 }
 

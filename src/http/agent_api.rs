@@ -2,11 +2,21 @@
 //! packet for the backend (through `BackendLink`'s ordered outbox) and, for
 //! `/request_agent` and `/submit_onboarding`, waits for the matching
 //! `agent_details`.
+//!
+//! Bodies are kept as text: a JSON body is split into its top-level fields,
+//! each the exact JSON text it came as, and the packet's `data` is written
+//! from those texts (PROTOCOL 1.5: a body costs its bytes, not a tree of
+//! values several times their size). JSON and urlencoded bodies have a
+//! small limit of their own (`max_json_body_bytes`); multipart uploads keep
+//! `max_upload_bytes`.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 use switchyard_actors::agent::{CancelRequest, RegisterRequest, ToBackend};
 use switchyard_actors::network::RemoveAgent;
 use switchyard_actors::now_secs;
@@ -18,14 +28,63 @@ use super::uploads::{describe, UploadStore};
 use super::AppState;
 
 /// A request body as fields, whatever its encoding (JSON, urlencoded form
-/// or multipart form), plus the files a multipart form carried.
+/// or multipart form), each the JSON text of its value (a form's text
+/// fields are JSON strings), plus the files a multipart form carried.
 pub struct Form {
-    pub fields: Map<String, Value>,
+    pub fields: BTreeMap<String, Box<RawValue>>,
     pub files: Vec<Value>,
 }
 
+impl Form {
+    fn raw(&self, key: &str) -> Option<&RawValue> {
+        self.fields.get(key).map(|r| &**r)
+    }
+}
+
+fn as_string(raw: &RawValue) -> Option<String> {
+    if raw.get().starts_with('"') {
+        serde_json::from_str(raw.get()).ok()
+    } else {
+        None
+    }
+}
+
+/// JSON text of a string.
+fn raw_string(s: &str) -> Box<RawValue> {
+    // A string always serialises to valid JSON.
+    RawValue::from_string(serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()))
+        .unwrap_or_else(|_| raw_null())
+}
+
+fn raw_null() -> Box<RawValue> {
+    RawValue::from_string("null".into()).unwrap_or_default()
+}
+
+fn raw_of(v: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(v).unwrap_or_else(|_| raw_null())
+}
+
+/// `{"k": <raw>, ...}` from texts already JSON, in the order given.
+fn raw_object<'a>(entries: impl IntoIterator<Item = (&'a str, &'a RawValue)>) -> Box<RawValue> {
+    let mut text = String::from("{");
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&serde_json::to_string(k).unwrap_or_else(|_| "\"\"".into()));
+        text.push(':');
+        text.push_str(v.get());
+    }
+    text.push('}');
+    // Keys are serialised strings and values JSON texts: an object.
+    RawValue::from_string(text).unwrap_or_else(|_| raw_null())
+}
+
 fn too_large(state: &AppState, what: &str) -> ApiError {
-    let limit = state.config.max_upload_bytes;
+    too_large_at(state, what, state.config.max_upload_bytes)
+}
+
+fn too_large_at(state: &AppState, what: &str, limit: usize) -> ApiError {
     state.metrics.malformed("body_too_large");
     log::warn!("HTTP body over the limit of {limit} bytes ({what})");
     ApiError::TooLarge { limit }
@@ -42,15 +101,11 @@ async fn read_form(
     mut payload: web::Payload,
     state: &AppState,
 ) -> Result<Form, ApiError> {
-    let limit = state.config.max_upload_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(state, "declared length"));
-    }
     let ctype = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -58,13 +113,20 @@ async fn read_form(
         .unwrap_or("")
         .to_ascii_lowercase();
     if ctype.starts_with("multipart/form-data") {
+        if declared.is_some_and(|n| n > state.config.max_upload_bytes) {
+            return Err(too_large(state, "declared length"));
+        }
         return read_multipart(req, payload, state).await;
     }
-    let mut body = web::BytesMut::new();
+    let limit = state.config.max_json_body_bytes;
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large_at(state, "declared length", limit));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| bad_body(state, format!("reading the body: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(too_large(state, "body"));
+            return Err(too_large_at(state, "body", limit));
         }
         body.extend_from_slice(&chunk);
     }
@@ -73,12 +135,16 @@ async fn read_form(
             .map_err(|e| bad_body(state, format!("invalid form body: {e}")))?;
         pairs
             .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
+            .map(|(k, v)| (k, raw_string(&v)))
             .collect()
     } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => return Err(bad_body(state, "the body must be a JSON object".into())),
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| bad_body(state, "the body is not UTF-8".into()))?;
+        match serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(text) {
+            Ok(m) => m,
+            Err(e) if e.is_data() => {
+                return Err(bad_body(state, "the body must be a JSON object".into()))
+            }
             Err(e) => return Err(bad_body(state, format!("invalid JSON body: {e}"))),
         }
     };
@@ -96,7 +162,7 @@ async fn read_multipart(
     let limit = state.config.max_upload_bytes;
     let mut total = 0usize;
     let mut form = Form {
-        fields: Map::new(),
+        fields: BTreeMap::new(),
         files: Vec::new(),
     };
     let mut stored: Vec<String> = Vec::new();
@@ -160,7 +226,7 @@ async fn read_multipart(
                     }
                     let text = String::from_utf8(buf)
                         .map_err(|_| bad_body(state, format!("form field {name} is not UTF-8")))?;
-                    form.fields.insert(name, Value::String(text));
+                    form.fields.insert(name, raw_string(&text));
                 }
             }
         }
@@ -188,40 +254,53 @@ async fn read_multipart(
     }
 }
 
-fn agent_id_of(
-    state: &AppState,
-    fields: &Map<String, Value>,
-    key: &str,
-) -> Result<String, ApiError> {
-    match fields.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(bad_body(state, format!("missing `{key}`"))),
+fn agent_id_of(state: &AppState, raw: Option<&RawValue>, key: &str) -> Result<String, ApiError> {
+    let id = raw.and_then(|r| {
+        let t = r.get();
+        if t.starts_with('"') {
+            as_string(r).filter(|s| !s.is_empty())
+        } else if t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            // A number, as its text.
+            Some(t.to_string())
+        } else {
+            None
+        }
+    });
+    let id = id.ok_or_else(|| bad_body(state, format!("missing `{key}`")))?;
+    let max = state.config.session.max_agent_id_bytes;
+    if id.len() > max {
+        return Err(bad_body(
+            state,
+            format!("`{key}` of {} bytes is over the limit of {max}", id.len()),
+        ));
     }
+    Ok(id)
 }
 
-fn client_timestamp(fields: &Map<String, Value>) -> Value {
-    match fields.get("client_timestamp") {
+fn client_timestamp(form: &Form) -> Value {
+    match form.raw("client_timestamp") {
         // A form sends it as text.
-        Some(Value::String(s)) => s
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or(Value::String(s.clone())),
-        Some(v) => v.clone(),
+        Some(r) => match as_string(r) {
+            Some(s) => s
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .unwrap_or(Value::String(s)),
+            // A number is small: a value is fine. Anything else too
+            // large for a timestamp is kept as null.
+            None if r.get().len() <= 64 => serde_json::from_str(r.get()).unwrap_or(Value::Null),
+            None => Value::Null,
+        },
         None => Value::Null,
     }
 }
 
-fn outgoing(
-    packet_type: PacketType,
-    subject: &str,
-    data: Value,
-    fields: &Map<String, Value>,
-) -> Packet {
-    Packet::new(packet_type, subject, data)
-        .with("client_timestamp", client_timestamp(fields))
+/// A packet for the backend whose `data` is `data`, kept as text.
+fn outgoing(packet_type: PacketType, subject: &str, data: Box<RawValue>, form: &Form) -> Packet {
+    let mut p = Packet::new(packet_type, subject, Value::Null);
+    p.set_raw_data(data);
+    p.with("client_timestamp", client_timestamp(form))
         .with("router_incoming_timestamp", json!(now_secs()))
 }
 
@@ -286,17 +365,12 @@ pub async fn request_agent(
 ) -> Result<HttpResponse, ApiError> {
     let form = read_form(&req, payload, &state).await?;
     let provider_data = form
-        .fields
-        .get("provider_data")
-        .cloned()
+        .raw("provider_data")
         .ok_or_else(|| bad_body(&state, "missing `provider_data`".into()))?;
     let request_id = uuid::Uuid::new_v4().to_string();
-    let packet = outgoing(
-        PacketType::RegisterAgent,
-        &request_id,
-        json!({ "provider_data": provider_data, "request_id": request_id }),
-        &form.fields,
-    );
+    let id_raw = raw_string(&request_id);
+    let data = raw_object([("provider_data", provider_data), ("request_id", &*id_raw)]);
+    let packet = outgoing(PacketType::RegisterAgent, &request_id, data, &form);
     ask_backend(&state, request_id, packet).await
 }
 
@@ -306,27 +380,69 @@ pub async fn submit_onboarding(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let form = read_form(&req, payload, &state).await?;
-    let mut provider_data = match form.fields.get("provider_data") {
-        Some(Value::Object(m)) => m.clone(),
-        _ => return Err(bad_body(&state, "missing `provider_data` object".into())),
-    };
-    let agent_id = agent_id_of(&state, &provider_data, "USED_AGENT_ID")?;
+    let mut provider_data = form
+        .raw("provider_data")
+        .and_then(|r| serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(r.get()).ok())
+        .ok_or_else(|| bad_body(&state, "missing `provider_data` object".into()))?;
+    let agent_id = agent_id_of(
+        &state,
+        provider_data.get("USED_AGENT_ID").map(|r| &**r),
+        "USED_AGENT_ID",
+    )?;
     provider_data.remove("USED_AGENT_ID");
     provider_data
-        .entry("onboarding_data")
-        .or_insert_with(|| json!({}));
+        .entry("onboarding_data".into())
+        .or_insert_with(|| raw_of(&json!({})));
     let request_id = uuid::Uuid::new_v4().to_string();
-    provider_data.insert("request_id".into(), json!(request_id));
-    let packet = outgoing(
-        PacketType::SubmitOnboarding,
-        &agent_id,
-        Value::Object(provider_data),
-        &form.fields,
-    );
+    provider_data.insert("request_id".into(), raw_string(&request_id));
+    let data = raw_object(provider_data.iter().map(|(k, v)| (k.as_str(), &**v)));
+    let packet = outgoing(PacketType::SubmitOnboarding, &agent_id, data, &form);
     let answer = ask_backend(&state, request_id, packet);
     // The reference clears the agent as soon as the submit is sent.
     state.router.network.do_send(RemoveAgent { agent_id });
     answer.await
+}
+
+/// `data` with the uploaded files described in `files` and
+/// `filesByFields` (PROTOCOL 1.4, multipart rules).
+fn with_files(data: Box<RawValue>, files: &[Value]) -> Box<RawValue> {
+    let mut by_field: serde_json::Map<String, Value> = serde_json::Map::new();
+    for f in files {
+        let field = f["fieldname"].as_str().unwrap_or("").to_string();
+        if let Value::Array(list) = by_field.entry(field).or_insert_with(|| json!([])) {
+            list.push(f.clone());
+        }
+    }
+    let files_raw = raw_of(&Value::Array(files.to_vec()));
+    let by_raw = raw_of(&Value::Object(by_field));
+    let t = data.get().trim();
+    if t.starts_with('{') {
+        // Splice the two keys in before the closing brace (a repeated key
+        // is read as its last value, as a JSON object map does).
+        let body = t[1..t.len() - 1].trim();
+        let mut text = String::with_capacity(t.len() + files_raw.get().len() + 64);
+        text.push('{');
+        text.push_str(body);
+        if !body.is_empty() {
+            text.push(',');
+        }
+        text.push_str("\"files\":");
+        text.push_str(files_raw.get());
+        text.push_str(",\"filesByFields\":");
+        text.push_str(by_raw.get());
+        text.push('}');
+        return RawValue::from_string(text).unwrap_or_else(|_| raw_null());
+    }
+    // Files need somewhere to go; keep any non-object data beside them.
+    if t == "null" {
+        raw_object([("files", &*files_raw), ("filesByFields", &*by_raw)])
+    } else {
+        raw_object([
+            ("final_data", &*data),
+            ("files", &*files_raw),
+            ("filesByFields", &*by_raw),
+        ])
+    }
 }
 
 pub async fn submit_task(
@@ -335,39 +451,22 @@ pub async fn submit_task(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let form = read_form(&req, payload, &state).await?;
-    let agent_id = agent_id_of(&state, &form.fields, "USED_AGENT_ID")?;
-    let mut data = match form.fields.get("final_string_data") {
-        Some(Value::String(s)) => serde_json::from_str::<Value>(s)
-            .map_err(|e| bad_body(&state, format!("invalid `final_string_data`: {e}")))?,
-        Some(other) => other.clone(),
+    let agent_id = agent_id_of(&state, form.raw("USED_AGENT_ID"), "USED_AGENT_ID")?;
+    let mut data = match form.raw("final_string_data") {
+        Some(r) => match as_string(r) {
+            Some(s) => RawValue::from_string(s)
+                .map_err(|e| bad_body(&state, format!("invalid `final_string_data`: {e}")))?,
+            None => r.to_owned(),
+        },
         None => form
-            .fields
-            .get("final_data")
-            .cloned()
-            .unwrap_or(Value::Null),
+            .raw("final_data")
+            .map(|r| r.to_owned())
+            .unwrap_or_else(raw_null),
     };
     if !form.files.is_empty() {
-        let mut by_field: Map<String, Value> = Map::new();
-        for f in &form.files {
-            let field = f["fieldname"].as_str().unwrap_or("").to_string();
-            if let Value::Array(list) = by_field.entry(field).or_insert_with(|| json!([])) {
-                list.push(f.clone());
-            }
-        }
-        if !data.is_object() {
-            // Files need somewhere to go; keep any non-object data beside them.
-            data = if data.is_null() {
-                json!({})
-            } else {
-                json!({ "final_data": data })
-            };
-        }
-        if let Value::Object(m) = &mut data {
-            m.insert("files".into(), Value::Array(form.files.clone()));
-            m.insert("filesByFields".into(), Value::Object(by_field));
-        }
+        data = with_files(data, &form.files);
     }
-    let packet = outgoing(PacketType::SubmitUnit, &agent_id, data, &form.fields);
+    let packet = outgoing(PacketType::SubmitUnit, &agent_id, data, &form);
     state.router.backend.do_send(ToBackend(packet));
     state.router.network.do_send(RemoveAgent { agent_id });
     Ok(HttpResponse::Ok().json(json!({ "status": "Submitted!" })))
@@ -379,19 +478,16 @@ pub async fn submit_metadata(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let form = read_form(&req, payload, &state).await?;
-    let agent_id = agent_id_of(&state, &form.fields, "USED_AGENT_ID")?;
-    let metadata = match form.fields.get("metadata") {
-        // A form carries JSON as text.
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
-        Some(v) => v.clone(),
-        None => Value::Null,
+    let agent_id = agent_id_of(&state, form.raw("USED_AGENT_ID"), "USED_AGENT_ID")?;
+    let metadata = match form.raw("metadata") {
+        // A form carries JSON as text; text that is not JSON stays a string.
+        Some(r) => match as_string(r) {
+            Some(s) => RawValue::from_string(s).unwrap_or_else(|_| r.to_owned()),
+            None => r.to_owned(),
+        },
+        None => raw_null(),
     };
-    let packet = outgoing(
-        PacketType::SubmitMetadata,
-        &agent_id,
-        metadata,
-        &form.fields,
-    );
+    let packet = outgoing(PacketType::SubmitMetadata, &agent_id, metadata, &form);
     state.router.backend.do_send(ToBackend(packet));
     Ok(HttpResponse::Ok().json(json!({ "status": "Submitted metadata" })))
 }
@@ -402,13 +498,12 @@ pub async fn log_error(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let form = read_form(&req, payload, &state).await?;
-    let agent_id = agent_id_of(&state, &form.fields, "USED_AGENT_ID")?;
+    let agent_id = agent_id_of(&state, form.raw("USED_AGENT_ID"), "USED_AGENT_ID")?;
     let error_data = form
-        .fields
-        .get("error_data")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let packet = outgoing(PacketType::LogError, &agent_id, error_data, &form.fields);
+        .raw("error_data")
+        .map(|r| r.to_owned())
+        .unwrap_or_else(raw_null);
+    let packet = outgoing(PacketType::LogError, &agent_id, error_data, &form);
     state.router.backend.do_send(ToBackend(packet));
     Ok(HttpResponse::Ok().json(json!({ "status": "Error log sent!" })))
 }

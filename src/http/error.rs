@@ -53,7 +53,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.to_string() }))
+        let mut res = HttpResponse::build(self.status_code());
+        // The rest of a body over the limit is not read: the connection
+        // closes after the answer instead of draining it.
+        if matches!(self, ApiError::TooLarge { .. }) {
+            res.force_close();
+        }
+        res.json(serde_json::json!({ "error": self.to_string() }))
     }
 }

@@ -57,7 +57,11 @@ impl Agent {
             .with_label_values(&["none"])
             .inc();
         Agent {
-            state: AgentState::new(agent_id, ctx.config.agent.queue_limit),
+            state: AgentState::bounded(
+                agent_id,
+                ctx.config.agent.queue_limit,
+                ctx.config.agent.queue_bytes_limit,
+            ),
             session: None,
             shortcut: Arc::new(Shortcut::default()),
             ctx,
@@ -154,18 +158,21 @@ impl Agent {
     /// Sends queued packets, in order, while the socket keeps up; when it
     /// does not, asks its `Flow` for a `Resume` once it has room.
     fn drain(&mut self, ctx: &mut Context<Self>) {
+        let bytes_before = self.state.queue.bytes();
         while let Some(s) = self.writable().cloned() {
-            let Some(p) = self.state.queue.pop() else {
+            let Some((p, weight)) = self.state.queue.pop_weighed() else {
                 break;
             };
             self.ctx.metrics.packets_queued.dec();
             if let Err(packet) = deliver(&s, p, TO_AGENT) {
-                self.state.queue.push_front(packet);
+                self.state.queue.push_front_weighed(packet, weight);
                 self.ctx.metrics.packets_queued.inc();
+                self.note_queue_bytes(bytes_before);
                 self.unbind(ctx);
                 return;
             }
         }
+        self.note_queue_bytes(bytes_before);
         self.refresh_shortcut();
         if self.state.queue.is_empty() || !self.state.is_alive || self.awaiting_room {
             return;
@@ -177,44 +184,70 @@ impl Agent {
         }
     }
 
+    /// Moves the queued-bytes gauge by what the queue gained or lost
+    /// since it held `before` bytes.
+    fn note_queue_bytes(&self, before: usize) {
+        let after = self.state.queue.bytes();
+        self.ctx
+            .metrics
+            .packets_queued_bytes
+            .add(after as i64 - before as i64);
+    }
+
     fn enqueue(&mut self, mut packet: Packet) {
         packet.detach();
-        let m = &self.ctx.metrics;
-        m.packets_queued_total.inc();
+        let bytes_before = self.state.queue.bytes();
+        self.ctx.metrics.packets_queued_total.inc();
         let enqueued = self.state.enqueue(packet);
+        self.note_queue_bytes(bytes_before);
         // Something waits here now: no sender may pass it.
         self.refresh_shortcut();
+        let m = &self.ctx.metrics;
         match enqueued {
             Enqueued::Kept => m.packets_queued.inc(),
-            Enqueued::DroppedOldest(old) => {
-                m.dropped(drop_reason::AGENT_QUEUE_FULL, 1);
-                if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
-                    log::warn!(
-                        "agent {}: queue full ({}), dropped its oldest {} packet{}",
-                        self.state.agent_id,
-                        self.state.queue.limit(),
-                        old.packet_type.as_str(),
-                        held_note(held)
-                    );
+            Enqueued::DroppedOldest(dropped) => {
+                // One in, `dropped.len()` out.
+                m.packets_queued.sub(dropped.len() as i64 - 1);
+                m.dropped(drop_reason::AGENT_QUEUE_FULL, dropped.len() as u64);
+                for old in dropped {
+                    self.report_overflow(old);
                 }
-                let report = Packet::new(
-                    PacketType::LogError,
-                    self.state.agent_id.clone(),
-                    json!({
-                        "error_type": "agent-queue-overflow",
-                        "text": format!(
-                            "switchyard: agent {} had {} undelivered packets; dropped the oldest ({})",
-                            self.state.agent_id,
-                            self.state.queue.limit(),
-                            old.packet_type.as_str()
-                        ),
-                        "dropped_packet": old.into_value(),
-                    }),
-                )
-                .with("client_timestamp", serde_json::Value::Null);
-                self.ctx.backend.do_send(ToBackend(report));
             }
         }
+    }
+
+    /// Tells the backend (a `log_error`) that a queued packet was dropped
+    /// because the queue was full; the packet goes along as text.
+    fn report_overflow(&mut self, mut old: Packet) {
+        let q = &self.state.queue;
+        if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
+            log::warn!(
+                "agent {}: queue full ({} packets, {} bytes at most), dropped its oldest {} packet{}",
+                self.state.agent_id,
+                q.limit(),
+                q.bytes_limit(),
+                old.packet_type.as_str(),
+                held_note(held)
+            );
+        }
+        let text = format!(
+            "switchyard: agent {} had {} undelivered packets ({} bytes, at most {} packets and {} bytes); dropped the oldest ({})",
+            self.state.agent_id,
+            q.len(),
+            q.bytes(),
+            q.limit(),
+            q.bytes_limit(),
+            old.packet_type.as_str()
+        );
+        let dropped = old.to_raw(crate::now_secs());
+        let report = Packet::new(
+            PacketType::LogError,
+            self.state.agent_id.clone(),
+            json!({ "error_type": "agent-queue-overflow", "text": text }),
+        )
+        .with("client_timestamp", serde_json::Value::Null);
+        let report = with_data_field(report, "dropped_packet", dropped);
+        self.ctx.backend.do_send(ToBackend(report));
     }
 
     /// Sends queued packets, in order, to the (new) live socket.
@@ -270,7 +303,7 @@ impl Agent {
             act.idle_timer = None;
             if act.state.is_idle(act.session.is_some()) {
                 log::info!("agent {}: idle, removed", act.state.agent_id);
-                act.retire(ctx);
+                act.retire(true, ctx);
             }
         }));
     }
@@ -284,7 +317,10 @@ impl Agent {
         }
     }
 
-    fn retire(&mut self, ctx: &mut Context<Self>) {
+    /// Forgets the agent. `expired`: it had no socket for the idle expiry
+    /// (what it still held for its socket is reported to the backend);
+    /// else its work was submitted.
+    fn retire(&mut self, expired: bool, ctx: &mut Context<Self>) {
         if self.retired {
             return;
         }
@@ -297,17 +333,42 @@ impl Agent {
                 agent: me.clone(),
             });
         }
+        let bytes_before = self.state.queue.bytes();
         let left = self.state.queue.take_all();
+        self.note_queue_bytes(bytes_before);
         if !left.is_empty() {
             self.ctx.metrics.packets_queued.sub(left.len() as i64);
-            self.ctx
-                .metrics
-                .dropped(drop_reason::AGENT_REMOVED, left.len() as u64);
+            let reason = if expired {
+                drop_reason::AGENT_EXPIRED
+            } else {
+                drop_reason::AGENT_REMOVED
+            };
+            self.ctx.metrics.dropped(reason, left.len() as u64);
             log::info!(
-                "agent {}: removed with {} undelivered packets",
+                "agent {}: removed with {} undelivered packets ({} bytes)",
                 self.state.agent_id,
-                left.len()
+                left.len(),
+                bytes_before
             );
+            if expired {
+                let report = Packet::new(
+                    PacketType::LogError,
+                    self.state.agent_id.clone(),
+                    json!({
+                        "error_type": "agent-expired-undelivered",
+                        "text": format!(
+                            "switchyard: agent {} had no socket for {:?}; removed with {} undelivered packets ({} bytes), dropped",
+                            self.state.agent_id,
+                            self.ctx.config.agent.idle_expiry(),
+                            left.len(),
+                            bytes_before
+                        ),
+                        "dropped_count": left.len(),
+                    }),
+                )
+                .with("client_timestamp", serde_json::Value::Null);
+                self.ctx.backend.do_send(ToBackend(report));
+            }
         }
         ctx.run_later(RETIRE_LINGER, |_, ctx| ctx.stop());
     }
@@ -330,6 +391,8 @@ impl Actor for Agent {
             .dec();
         let left = self.state.queue.len();
         self.ctx.metrics.packets_queued.sub(left as i64);
+        let bytes = self.state.queue.bytes();
+        self.ctx.metrics.packets_queued_bytes.sub(bytes as i64);
         self.probe.retire();
     }
 }
@@ -444,8 +507,8 @@ impl Agent {
                 self.set_status(&status);
             }
         }
-        // A queued packet keeps the agent from idle expiry: the idle timer
-        // re-checks `is_idle` when it fires.
+        // A queued packet does not keep the agent from idle expiry: with no
+        // socket to come for it, it is dropped and reported then.
         self.send_to_client(packet, ctx);
     }
 }
@@ -507,7 +570,7 @@ impl Handler<RetireAgent> for Agent {
     type Result = ();
     fn handle(&mut self, _: RetireAgent, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("RetireAgent");
-        self.retire(ctx);
+        self.retire(false, ctx);
     }
 }
 
@@ -537,4 +600,26 @@ impl Handler<GetAgentInfo> for Agent {
             last_ping_ms: self.state.last_ping_ms,
         })
     }
+}
+
+/// `report` with `data.<key>` set to `raw`, kept as text: `data` is
+/// written out with the field appended (the report's own `data` is small).
+fn with_data_field(mut report: Packet, key: &str, raw: Box<serde_json::value::RawValue>) -> Packet {
+    let data = report.data().unwrap_or_else(|| json!({}));
+    let mut text = serde_json::to_string(&data).unwrap_or_else(|_| "{}".into());
+    if text.ends_with('}') {
+        text.pop();
+        if text.len() > 1 {
+            text.push(',');
+        }
+        text.push_str(&serde_json::to_string(key).unwrap_or_else(|_| "\"_\"".into()));
+        text.push(':');
+        text.push_str(raw.get());
+        text.push('}');
+    }
+    match serde_json::value::RawValue::from_string(text) {
+        Ok(r) => report.set_raw_data(r),
+        Err(e) => log::warn!("report of agent {}: {e}", report.subject_id),
+    }
+    report
 }

@@ -22,7 +22,7 @@ use crate::log_limit::{held_note, LogLimit};
 use crate::metrics::{drop_reason, ActorProbe, Mailbox, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::{NetworkManager, Publish};
-use crate::wire::Packet;
+use crate::wire::{Packet, PacketType};
 
 pub struct BackendLink {
     in_flight_limit: u64,
@@ -37,6 +37,8 @@ pub struct BackendLink {
     /// empty: agent sessions then write live updates to it directly.
     shortcut: Arc<Shortcut>,
     pending: HashMap<String, oneshot::Sender<Packet>>,
+    /// How often `pending` is swept of requests whose HTTP side is gone.
+    request_timeout: std::time::Duration,
     /// Where to announce connects and disconnects (set once the manager
     /// exists: it is started after this link).
     network: Option<Mailbox<NetworkManager>>,
@@ -50,7 +52,8 @@ impl BackendLink {
         BackendLink {
             in_flight_limit: in_flight_limit as u64,
             awaiting_room: false,
-            outbox: Outbox::new(config.outbox_limit),
+            outbox: Outbox::with_bytes(config.outbox_limit, config.outbox_bytes_limit),
+            request_timeout: config.request_timeout(),
             metrics,
             probe,
             session: None,
@@ -133,9 +136,11 @@ impl BackendLink {
     fn drain(&mut self, ctx: &mut Context<Self>) {
         let mut sent = 0usize;
         while let Some(s) = self.writable() {
-            let Some(p) = self.outbox.pop() else { break };
+            let Some((p, weight)) = self.outbox.pop_weighed() else {
+                break;
+            };
             if let Err(packet) = deliver(&s, p, TO_BACKEND) {
-                self.outbox.push_front(packet);
+                self.outbox.push_front_weighed(packet, weight);
                 log::warn!("backend socket gone without notice; queueing for the next one");
                 self.set_connected(None);
                 break;
@@ -143,9 +148,7 @@ impl BackendLink {
             sent += 1;
         }
         if sent > 0 {
-            self.metrics
-                .backend_outbox_depth
-                .set(self.outbox.len() as i64);
+            self.note_depth();
         }
         self.refresh_shortcut();
         if self.outbox.is_empty() || self.awaiting_room {
@@ -158,26 +161,37 @@ impl BackendLink {
         }
     }
 
+    fn note_depth(&self) {
+        self.metrics
+            .backend_outbox_depth
+            .set(self.outbox.len() as i64);
+        self.metrics
+            .backend_outbox_bytes
+            .set(self.outbox.bytes() as i64);
+    }
+
     fn keep(&mut self, mut packet: Packet) {
         packet.detach();
-        let dropped = self.outbox.push(packet);
+        let weight = packet.weight();
+        let dropped = self.outbox.push_weighed(packet, weight);
         // Something waits here now: no sender may pass it.
         self.refresh_shortcut();
-        if let Some(old) = dropped {
-            self.metrics.dropped(drop_reason::BACKEND_OUTBOX_FULL, 1);
+        if !dropped.is_empty() {
+            self.metrics
+                .dropped(drop_reason::BACKEND_OUTBOX_FULL, dropped.len() as u64);
             if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
+                let old = &dropped[0];
                 log::warn!(
-                    "backend outbox full ({}): dropped its oldest `{}` packet for {}{}",
+                    "backend outbox full ({} packets, {} bytes at most): dropped its oldest `{}` packet for {}{}",
                     self.outbox.limit(),
+                    self.outbox.bytes_limit(),
                     old.packet_type.as_str(),
                     old.subject_id,
                     held_note(held)
                 );
             }
         }
-        self.metrics
-            .backend_outbox_depth
-            .set(self.outbox.len() as i64);
+        self.note_depth();
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -193,6 +207,17 @@ impl BackendLink {
 
 impl Actor for BackendLink {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // An HTTP request that went away cancels its entry; should that
+        // message be lost, the entry goes at the next sweep all the same.
+        let every = self
+            .request_timeout
+            .max(std::time::Duration::from_millis(100));
+        ctx.run_interval(every, |act, _| {
+            act.pending.retain(|_, reply| !reply.is_closed());
+        });
+    }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.probe.retire();
@@ -305,6 +330,24 @@ impl Handler<CancelRequest> for BackendLink {
     fn handle(&mut self, msg: CancelRequest, _: &mut Context<Self>) {
         let _h = self.probe.handling("CancelRequest");
         self.pending.remove(&msg.request_id);
+        // Its packet, if it still waits for the backend, must not reach it
+        // later: the HTTP request has been answered 408 already.
+        let id = msg.request_id.as_str();
+        let removed = self.outbox.remove_where(|p| {
+            matches!(
+                p.packet_type,
+                PacketType::RegisterAgent | PacketType::SubmitOnboarding
+            ) && p.data_str("request_id").as_deref() == Some(id)
+        });
+        if removed > 0 {
+            self.metrics
+                .dropped(drop_reason::STALE_REQUEST, removed as u64);
+            log::info!(
+                "request {id}: timed out while waiting for the backend; removed from the outbox"
+            );
+            self.note_depth();
+            self.refresh_shortcut();
+        }
     }
 }
 

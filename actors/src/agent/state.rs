@@ -28,19 +28,26 @@ pub struct AgentState {
 #[derive(Debug, PartialEq)]
 pub enum Enqueued {
     Kept,
-    /// The queue was full: its oldest packet had to go.
-    DroppedOldest(Box<Packet>),
+    /// The queue was full (in items or in bytes): its oldest packets had
+    /// to go, oldest first.
+    DroppedOldest(Vec<Packet>),
 }
 
 impl AgentState {
     pub fn new(agent_id: impl Into<String>, queue_limit: usize) -> Self {
+        AgentState::bounded(agent_id, queue_limit, usize::MAX)
+    }
+
+    /// An agent whose queue holds at most `queue_limit` packets and
+    /// `queue_bytes` bytes of them.
+    pub fn bounded(agent_id: impl Into<String>, queue_limit: usize, queue_bytes: usize) -> Self {
         AgentState {
             agent_id: agent_id.into(),
             status: STATUS_NONE.to_string(),
             is_alive: false,
             last_ping_ms: 0,
             disconnect_time: None,
-            queue: Outbox::new(queue_limit),
+            queue: Outbox::with_bytes(queue_limit, queue_bytes),
         }
     }
 
@@ -91,15 +98,20 @@ impl AgentState {
 
     /// Keeps a packet for later delivery, dropping the oldest past the bound.
     pub fn enqueue(&mut self, packet: Packet) -> Enqueued {
-        match self.queue.push(packet) {
-            None => Enqueued::Kept,
-            Some(old) => Enqueued::DroppedOldest(Box::new(old)),
+        let weight = packet.weight();
+        let dropped = self.queue.push_weighed(packet, weight);
+        if dropped.is_empty() {
+            Enqueued::Kept
+        } else {
+            Enqueued::DroppedOldest(dropped)
         }
     }
 
-    /// Idle: no socket and nothing waiting (the idle-expiry rule).
+    /// Idle: no socket (the idle-expiry rule). Packets waiting for a socket
+    /// that never comes do not keep an agent forever: they are dropped,
+    /// counted and reported when it expires.
     pub fn is_idle(&self, has_socket: bool) -> bool {
-        !has_socket && self.queue.is_empty()
+        !has_socket
     }
 }
 
@@ -166,7 +178,7 @@ mod tests {
         assert_eq!(s.enqueue(pkt(1)), Enqueued::Kept);
         assert_eq!(s.enqueue(pkt(2)), Enqueued::Kept);
         match s.enqueue(pkt(3)) {
-            Enqueued::DroppedOldest(p) => assert_eq!(p.data().unwrap()["n"], json!(1)),
+            Enqueued::DroppedOldest(p) => assert_eq!(p[0].data().unwrap()["n"], json!(1)),
             other => panic!("expected a drop, got {other:?}"),
         }
         let left: Vec<_> = s
@@ -179,12 +191,30 @@ mod tests {
     }
 
     #[test]
-    fn idle_means_no_socket_and_empty_queue() {
+    fn idle_means_no_socket_whatever_waits() {
         let mut s = AgentState::new("a", 2);
         assert!(s.is_idle(false));
         assert!(!s.is_idle(true));
         s.enqueue(pkt(1));
-        assert!(!s.is_idle(false));
+        assert!(s.is_idle(false));
+    }
+
+    #[test]
+    fn queue_is_bounded_in_bytes() {
+        let one = pkt(1).weight();
+        let mut s = AgentState::bounded("a", 100, one * 3);
+        for n in 0..3 {
+            assert_eq!(s.enqueue(pkt(n)), Enqueued::Kept);
+        }
+        match s.enqueue(pkt(3)) {
+            Enqueued::DroppedOldest(p) => {
+                assert_eq!(p.len(), 1);
+                assert_eq!(p[0].data().unwrap()["n"], json!(0));
+            }
+            other => panic!("expected a drop, got {other:?}"),
+        }
+        assert!(s.queue.bytes() <= one * 3);
+        assert_eq!(s.queue.len(), 3);
     }
 
     #[test]

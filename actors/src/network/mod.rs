@@ -38,7 +38,7 @@ use events::SwitchEvent;
 use history::HistoryLog;
 use mesh::MeshState;
 use node_cache::{NodeKey, NodeView, Sample};
-use routing::RoutingTable;
+use routing::{RoutingTable, StatusSweeps, SweepDecision};
 
 /// How often node statuses are checked against the node timeout.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -47,6 +47,8 @@ pub struct NetworkManager {
     rctx: Arc<RouterContext>,
     probe: Arc<ActorProbe>,
     agents: RoutingTable<Mailbox<Agent>>,
+    /// `request_statuses`: one sweep over the agents at a time.
+    sweeps: StatusSweeps<Packet>,
     mesh: MeshState,
     history: Option<HistoryLog>,
     uart: Option<Mailbox<UartManager>>,
@@ -82,6 +84,7 @@ impl NetworkManager {
                 rctx,
                 probe,
                 agents: RoutingTable::default(),
+                sweeps: StatusSweeps::default(),
                 mesh: setup.mesh,
                 history: setup.history,
                 uart: None,
@@ -314,10 +317,31 @@ pub struct RequestStatuses(pub Packet);
 
 impl Handler<RequestStatuses> for NetworkManager {
     type Result = ();
-    fn handle(&mut self, msg: RequestStatuses, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: RequestStatuses, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("RequestStatuses");
+        self.rctx.set_last_mephisto_ping_ms(crate::now_ms());
+        match self.sweeps.request(msg.0) {
+            SweepDecision::Start(request) => self.sweep_statuses(request, ctx),
+            // The request it replaced is answered by the sweep that
+            // answers this one.
+            SweepDecision::Wait { replaced: true } => {
+                self.rctx
+                    .metrics
+                    .refused(crate::metrics::refusal::STATUSES_COALESCED);
+            }
+            SweepDecision::Wait { replaced: false } => {}
+        }
+    }
+}
+
+impl NetworkManager {
+    /// Asks every agent to apply the ping-timeout rule and report its
+    /// status, then answers `request` with `return_statuses`; when the
+    /// answer is sent, sweeps again for a request that came meanwhile.
+    /// Off the manager's own turn: it keeps serving while agents reply.
+    fn sweep_statuses(&mut self, request: Packet, ctx: &mut Context<Self>) {
+        self.rctx.metrics.status_sweeps.inc();
         let now_ms = crate::now_ms();
-        self.rctx.set_last_mephisto_ping_ms(now_ms);
         let asks: Vec<_> = self
             .agents
             .iter()
@@ -327,11 +351,8 @@ impl Handler<RequestStatuses> for NetworkManager {
                 async move { (id, req.await.ok()) }
             })
             .collect();
-        let request = msg.0;
         let backend = self.rctx.backend.clone();
-        // Answer off the manager's own turn: it keeps serving while the
-        // agents reply.
-        actix::spawn(async move {
+        let answer = async move {
             let mut statuses = Map::new();
             for (id, status) in futures_util::future::join_all(asks).await {
                 if let Some(s) = status {
@@ -354,7 +375,12 @@ impl Handler<RequestStatuses> for NetworkManager {
                     .unwrap_or(Value::Null),
             );
             backend.do_send(ToBackend(reply));
-        });
+        };
+        ctx.spawn(answer.into_actor(self).map(|(), act, ctx| {
+            if let Some(next) = act.sweeps.finished() {
+                act.sweep_statuses(next, ctx);
+            }
+        }));
     }
 }
 

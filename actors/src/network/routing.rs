@@ -63,9 +63,80 @@ impl<L: Clone> RoutingTable<L> {
     }
 }
 
+/// `request_statuses` sweeps (PROTOCOL 1.2, 1.5): at most one runs over
+/// the agents at a time; requests that arrive meanwhile are answered
+/// together by one more sweep when it ends (its answer carries the newest
+/// request's timestamps), so a flood of requests costs at most two sweeps'
+/// worth of work and memory, not one per request.
+#[derive(Debug)]
+pub struct StatusSweeps<R> {
+    running: bool,
+    waiting: Option<R>,
+}
+
+impl<R> Default for StatusSweeps<R> {
+    fn default() -> Self {
+        StatusSweeps {
+            running: false,
+            waiting: None,
+        }
+    }
+}
+
+/// What to do with a `request_statuses`.
+#[derive(Debug, PartialEq)]
+pub enum SweepDecision<R> {
+    /// Sweep now, answering this request.
+    Start(R),
+    /// A sweep runs: this request waits for the next one. True if it
+    /// replaced an older waiting request (that one is answered by the same
+    /// sweep, with this one's timestamps).
+    Wait { replaced: bool },
+}
+
+impl<R> StatusSweeps<R> {
+    pub fn request(&mut self, request: R) -> SweepDecision<R> {
+        if !self.running {
+            self.running = true;
+            return SweepDecision::Start(request);
+        }
+        let replaced = self.waiting.replace(request).is_some();
+        SweepDecision::Wait { replaced }
+    }
+
+    /// The running sweep ended: the request to sweep for next, if any.
+    pub fn finished(&mut self) -> Option<R> {
+        match self.waiting.take() {
+            Some(next) => Some(next),
+            None => {
+                self.running = false;
+                None
+            }
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.running
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_sweep_at_a_time_and_the_newest_waiting_request_next() {
+        let mut s = StatusSweeps::default();
+        assert_eq!(s.request(1), SweepDecision::Start(1));
+        assert_eq!(s.request(2), SweepDecision::Wait { replaced: false });
+        assert_eq!(s.request(3), SweepDecision::Wait { replaced: true });
+        assert_eq!(s.request(4), SweepDecision::Wait { replaced: true });
+        assert_eq!(s.finished(), Some(4));
+        assert!(s.running());
+        assert_eq!(s.finished(), None);
+        assert!(!s.running());
+        assert_eq!(s.request(5), SweepDecision::Start(5));
+    }
 
     #[test]
     fn locate_or_insert_creates_once() {

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytestring::ByteString;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The subject id of the backend (the Mephisto main process).
@@ -153,10 +154,12 @@ enum Key {
     Owned(String),
 }
 
-/// A value: the exact JSON text of a span of the source, or a value.
+/// A value: the exact JSON text of a span of the source, JSON text of its
+/// own (kept as text, never parsed into a tree), or a value.
 #[derive(Debug, Clone)]
 enum Field {
     Span(u32, u32),
+    Raw(Box<RawValue>),
     Value(Value),
 }
 
@@ -321,6 +324,42 @@ impl Packet {
         self
     }
 
+    /// Sets a top-level field to JSON text, kept as text: a large body
+    /// costs its bytes once, not a tree of values.
+    pub fn with_raw(mut self, key: &str, raw: Box<RawValue>) -> Packet {
+        self.set_key(Key::Owned(key.to_string()), Field::Raw(raw));
+        self
+    }
+
+    /// Sets `data` to JSON text, kept as text.
+    pub fn set_raw_data(&mut self, raw: Box<RawValue>) {
+        self.set_key(Key::Static("data"), Field::Raw(raw));
+    }
+
+    /// The packet as JSON text kept as text (for a report that carries it).
+    pub fn to_raw(&mut self, outgoing_ts: f64) -> Box<RawValue> {
+        let text = self.to_text(outgoing_ts);
+        // `to_text` writes one JSON object.
+        RawValue::from_string(text).unwrap_or_else(|_| null_raw())
+    }
+
+    /// About the bytes this packet holds: its text and what was set since
+    /// (for queues bounded in bytes; the fields' own bookkeeping aside).
+    pub fn weight(&self) -> usize {
+        let mut n = self.source.len();
+        for (k, f) in &self.fields {
+            if let Key::Owned(k) = k {
+                n += k.len();
+            }
+            n += match f {
+                Field::Span(..) => 0,
+                Field::Raw(r) => r.get().len(),
+                Field::Value(v) => json_len(v),
+            };
+        }
+        n
+    }
+
     /// A top-level field as a JSON value.
     pub fn get(&self, key: &str) -> Option<Value> {
         self.fields
@@ -388,6 +427,7 @@ impl Packet {
             out.push(b':');
             match field {
                 Field::Span(a, b) => out.extend_from_slice(&src[*a as usize..*b as usize]),
+                Field::Raw(r) => out.extend_from_slice(r.get().as_bytes()),
                 // A Value always serialises.
                 Field::Value(v) => serde_json::to_writer(&mut out, v).unwrap_or_default(),
             }
@@ -440,6 +480,7 @@ impl Field {
             Field::Span(a, b) => {
                 serde_json::from_str(&source[*a as usize..*b as usize]).unwrap_or(Value::Null)
             }
+            Field::Raw(r) => serde_json::from_str(r.get()).unwrap_or(Value::Null),
             Field::Value(v) => v.clone(),
         }
     }
@@ -457,6 +498,7 @@ impl Field {
                     Some(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
                 }
             }
+            Field::Raw(r) => serde_json::from_str::<String>(r.get()).ok().map(Cow::Owned),
             Field::Value(Value::String(s)) => Some(Cow::Borrowed(s)),
             Field::Value(_) => None,
         }
@@ -521,6 +563,27 @@ impl<'de, 'c> serde::de::Visitor<'de> for RawObjectSeed<'c> {
         }
         Ok(RawObject(out))
     }
+}
+
+fn null_raw() -> Box<RawValue> {
+    RawValue::from_string("null".into()).unwrap_or_default()
+}
+
+/// The length of `v` as JSON text, without writing it anywhere.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 fn ts_value(ts: f64) -> Value {
@@ -681,6 +744,26 @@ mod tests {
         assert_eq!(back.as_object().unwrap().len(), 20);
         assert_eq!(p.get("k99999"), Some(json!(99_999)));
         let _ = p.to_text(1.0);
+    }
+
+    #[test]
+    fn raw_fields_are_written_as_they_are_and_weighed() {
+        let raw = RawValue::from_string(r#"{"big": [1, 2.50, "x"]}"#.into()).unwrap();
+        let mut p = Packet::new(PacketType::SubmitMetadata, "a", Value::Null);
+        p.set_raw_data(raw);
+        let p = p.with_raw("extra", RawValue::from_string("\"s\"".into()).unwrap());
+        assert_eq!(p.data(), Some(json!({"big": [1, 2.5, "x"]})));
+        assert!(p.weight() >= r#"{"big": [1, 2.50, "x"]}"#.len());
+        let mut q = p.clone();
+        let text = q.to_text(1.0);
+        assert!(text.contains(r#""data":{"big": [1, 2.50, "x"]}"#), "{text}");
+        assert!(text.contains(r#""extra":"s""#), "{text}");
+        let r = q.to_raw(2.0);
+        let back: Value = serde_json::from_str(r.get()).unwrap();
+        assert_eq!(back["data"]["big"][2], json!("x"));
+        let parsed =
+            Packet::parse(r#"{"packet_type":"alive","subject_id":"a","data":{}}"#, 0.0).unwrap();
+        assert!(parsed.weight() >= 40);
     }
 
     #[test]
