@@ -659,3 +659,82 @@ async fn a_timed_out_request_never_reaches_the_backend() {
     assert_eq!(p["packet_type"], json!("mephisto_bound_live_update"), "{p}");
     s.stop().await;
 }
+
+// PROTOCOL 1.5 "Agents": a second socket claiming an agent whose socket is
+// still live (it answers a ping promptly) is refused and counted; the
+// backend's next packet for the agent goes to its own worker.
+#[actix_web::test]
+async fn a_live_agent_socket_is_not_taken_over() {
+    let s = Switch::start().await;
+    let mut backend = s.backend().await;
+    let mut victim = s.agent("v").await;
+    let mut attacker = s.ws().await;
+    for packet_type in ["alive", "heartbeat"] {
+        attacker
+            .send(json!({"packet_type": packet_type, "subject_id": "v", "data": {}}))
+            .await;
+        // The victim's worker goes on as usual (its client answers pings).
+        let refused = error_of(&mut attacker);
+        let worker = async {
+            loop {
+                served(&mut victim, "v").await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let e = tokio::select! {
+            e = refused => e,
+            _ = worker => unreachable!(),
+        };
+        assert_eq!(e["kind"], json!("takeover"), "{e}");
+    }
+    s.wait_metric(
+        "switchyard_router_refused_total",
+        &[("reason", "takeover")],
+        2.0,
+    )
+    .await;
+    // Nor may the refused socket speak for the agent.
+    attacker
+        .send(live_update("v", "mephisto_bound_live_update", 1))
+        .await;
+    assert_eq!(
+        error_of(&mut attacker).await["kind"],
+        json!("unbound_agent")
+    );
+    backend
+        .send(live_update("v", "client_bound_live_update", 9))
+        .await;
+    let p = victim.recv_type("client_bound_live_update").await;
+    assert_eq!(p["data"]["n"], json!(9));
+    assert!(attacker.try_recv(Duration::from_millis(300)).await.is_err());
+    assert_eq!(s.metric("switchyard_rebinds_total", &[]).await, 0.0);
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Agents": a worker whose old socket went silent (a network
+// drop: nothing answers the probe) takes its agent back within the probe
+// time, and gets what was sent meanwhile.
+#[actix_web::test]
+async fn a_silent_agent_socket_is_taken_over_quickly() {
+    let s = Switch::start().await;
+    let mut backend = s.backend().await;
+    let _silent = s.agent("w").await;
+    let t = Instant::now();
+    let mut again = s.ws().await;
+    again
+        .send(json!({"packet_type": "alive", "subject_id": "w", "data": {}}))
+        .await;
+    again.recv_type("update_status").await;
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    s.wait_metric("switchyard_rebinds_total", &[], 1.0).await;
+    backend
+        .send(live_update("w", "client_bound_live_update", 4))
+        .await;
+    let p = again.recv_type("client_bound_live_update").await;
+    assert_eq!(p["data"]["n"], json!(4));
+    s.stop().await;
+}

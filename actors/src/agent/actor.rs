@@ -13,7 +13,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::json;
 
-use super::session::{deliver, CloseSocket, WsSession, TO_AGENT};
+use super::claims::{judge_claim, Holder, Verdict};
+use super::session::{deliver, ClaimRefused, CloseSocket, ProbeLiveness, WsSession, TO_AGENT};
 use super::shortcut::{Relay, Shortcut};
 use super::state::{AgentState, Enqueued};
 use super::{resume_when_room, Resume, RouterContext, ToBackend};
@@ -48,6 +49,18 @@ pub struct Agent {
     /// A full queue drops a packet per packet in: logged once a second
     /// (each drop is counted and reported to the backend all the same).
     overflow_log: LogLimit,
+    /// A claim from another socket, waiting for the bound socket to show
+    /// it is alive (then refused) or not (then granted).
+    pending_claim: Option<PendingClaim>,
+    next_probe: u64,
+}
+
+/// A claim on the agent by a socket other than its bound one.
+struct PendingClaim {
+    session: Mailbox<WsSession>,
+    /// None for `alive`, the packet for a `heartbeat`.
+    heartbeat: Option<Packet>,
+    probe: u64,
 }
 
 impl Agent {
@@ -72,6 +85,8 @@ impl Agent {
             awaiting_room: false,
             retired: false,
             overflow_log: LogLimit::per_second(),
+            pending_claim: None,
+            next_probe: 0,
         }
     }
 
@@ -425,10 +440,133 @@ impl Handler<AgentAlive> for Agent {
             });
             return;
         }
-        self.bind(msg.session, ctx);
-        self.flush(ctx);
-        let status = self.status_packet();
-        self.send_to_client(status, ctx);
+        self.claim(msg.session, None, ctx);
+    }
+}
+
+impl Agent {
+    /// A socket says `alive` (`heartbeat` None) or `heartbeat` for this
+    /// agent: granted at once unless another socket holds the agent and
+    /// may still be alive; then that socket is probed (PROTOCOL 1.5).
+    fn claim(
+        &mut self,
+        session: Mailbox<WsSession>,
+        heartbeat: Option<Packet>,
+        ctx: &mut Context<Self>,
+    ) {
+        let holder = match &self.session {
+            Some(s) if !s.same(&session) => Holder::Other {
+                live: self.state.is_alive && s.connected(),
+            },
+            _ => Holder::FreeOrSame,
+        };
+        let pending = self
+            .pending_claim
+            .as_ref()
+            .map(|p| p.session.same(&session));
+        match judge_claim(holder, pending) {
+            Verdict::Grant => self.grant(session, heartbeat, ctx),
+            Verdict::Probe => self.start_probe(session, heartbeat, ctx),
+            Verdict::Wait => {
+                if let (Some(p), Some(hb)) = (self.pending_claim.as_mut(), heartbeat) {
+                    p.heartbeat = Some(hb);
+                }
+            }
+            Verdict::Refuse => self.refuse_claim(&session),
+        }
+    }
+
+    fn grant(
+        &mut self,
+        session: Mailbox<WsSession>,
+        heartbeat: Option<Packet>,
+        ctx: &mut Context<Self>,
+    ) {
+        let rebound = match &self.session {
+            Some(s) => !s.same(&session),
+            None => true,
+        };
+        match heartbeat {
+            None => {
+                self.bind(session, ctx);
+                self.flush(ctx);
+                let status = self.status_packet();
+                self.send_to_client(status, ctx);
+            }
+            Some(mut packet) => {
+                if rebound {
+                    self.bind(session, ctx);
+                }
+                self.state.on_heartbeat(crate::now_ms());
+                packet.set_data(self.ctx.heartbeat_data(Some(&self.state.status)));
+                self.send_to_client(packet, ctx);
+                if rebound {
+                    self.flush(ctx);
+                }
+            }
+        }
+    }
+
+    /// Asks the bound socket for a sign of life (any frame after a ping)
+    /// within `takeover_probe_secs`; the claim waits meanwhile.
+    fn start_probe(
+        &mut self,
+        session: Mailbox<WsSession>,
+        heartbeat: Option<Packet>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(holder) = self.session.clone() else {
+            return self.grant(session, heartbeat, ctx);
+        };
+        self.next_probe += 1;
+        let probe = self.next_probe;
+        self.pending_claim = Some(PendingClaim {
+            session,
+            heartbeat,
+            probe,
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A holder too far behind to take the message is not live either:
+        // the dropped sender ends the wait at once.
+        let _ = holder.try_send(ProbeLiveness(tx));
+        let wait = self.ctx.config.agent.takeover_probe();
+        let answered = async move { matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(()))) };
+        ctx.spawn(answered.into_actor(self).map(move |answered, act, ctx| {
+            act.probe_done(probe, answered, ctx);
+        }));
+    }
+
+    fn probe_done(&mut self, probe: u64, answered: bool, ctx: &mut Context<Self>) {
+        if self.pending_claim.as_ref().map(|p| p.probe) != Some(probe) {
+            return;
+        }
+        let Some(claim) = self.pending_claim.take() else {
+            return;
+        };
+        if self.retired {
+            return;
+        }
+        if answered {
+            self.refuse_claim(&claim.session);
+        } else {
+            log::info!(
+                "agent {}: its socket did not answer within {:?}; a newer socket takes over",
+                self.state.agent_id,
+                self.ctx.config.agent.takeover_probe()
+            );
+            self.grant(claim.session, claim.heartbeat, ctx);
+        }
+    }
+
+    /// A claim on this agent while its socket is alive: refused, counted,
+    /// and the claimer told.
+    fn refuse_claim(&mut self, session: &Mailbox<WsSession>) {
+        self.ctx.metrics.refused(crate::metrics::refusal::TAKEOVER);
+        session.do_send(ClaimRefused {
+            agent_id: self.state.agent_id.clone(),
+            kind: crate::metrics::refusal::TAKEOVER,
+            text: "this agent is connected on another socket that is still alive".into(),
+        });
     }
 }
 
@@ -452,20 +590,14 @@ impl Handler<AgentHeartbeat> for Agent {
             return;
         }
         self.ctx.metrics.heartbeats.inc();
-        let rebound = match &self.session {
-            Some(s) => !s.same(&msg.session),
-            None => true,
-        };
-        if rebound {
-            self.bind(msg.session.clone(), ctx);
+        let same = matches!(&self.session, Some(s) if s.same(&msg.session));
+        if !same {
+            return self.claim(msg.session, Some(msg.packet), ctx);
         }
         self.state.on_heartbeat(crate::now_ms());
         msg.packet
             .set_data(self.ctx.heartbeat_data(Some(&self.state.status)));
         self.send_to_client(msg.packet, ctx);
-        if rebound {
-            self.flush(ctx);
-        }
     }
 }
 
@@ -528,6 +660,10 @@ impl Handler<SocketClosed> for Agent {
         if current && !self.retired {
             log::debug!("agent {}: socket closed", self.state.agent_id);
             self.unbind(ctx);
+            // A claim waiting on that socket's sign of life has its answer.
+            if let Some(claim) = self.pending_claim.take() {
+                self.grant(claim.session, claim.heartbeat, ctx);
+            }
         }
     }
 }

@@ -125,6 +125,46 @@ impl Claims {
     pub fn bound(&self) -> &[String] {
         &self.bound
     }
+
+    /// The claim on `id` was refused where it was judged (another socket
+    /// holds the agent): this socket no longer speaks for it.
+    pub fn release(&mut self, id: &str) {
+        self.bound.retain(|b| b != id);
+    }
+}
+
+/// The socket an agent is bound to, as seen by a claim from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// No socket, or the claimer's own.
+    FreeOrSame,
+    /// Another socket: `live` if the agent is alive on it and its session
+    /// still runs.
+    Other { live: bool },
+}
+
+/// What the agent does with a claim (`alive`/`heartbeat`) (PROTOCOL 1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Bind the claimer (a dead holder is closed).
+    Grant,
+    /// Ask the live holder for a sign of life; the claim waits.
+    Probe,
+    /// The same claimer's claim waits already: keep the newest packet.
+    Wait,
+    /// Another claim waits on a probe already: refuse this one.
+    Refuse,
+}
+
+/// `pending`: a claim waits on a probe, and whether it is this claimer's.
+pub fn judge_claim(holder: Holder, pending: Option<bool>) -> Verdict {
+    match (holder, pending) {
+        (Holder::FreeOrSame, _) => Verdict::Grant,
+        (Holder::Other { live: false }, _) => Verdict::Grant,
+        (Holder::Other { live: true }, None) => Verdict::Probe,
+        (Holder::Other { live: true }, Some(true)) => Verdict::Wait,
+        (Holder::Other { live: true }, Some(false)) => Verdict::Refuse,
+    }
 }
 
 /// A peer's text, cut short for an error message or a log line.
@@ -337,6 +377,24 @@ mod tests {
             Err(ClaimError::Unbound(s)) => assert!(s.len() < 80, "{s}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_live_holder_is_probed_a_dead_one_replaced() {
+        use Holder::*;
+        assert_eq!(judge_claim(FreeOrSame, None), Verdict::Grant);
+        assert_eq!(judge_claim(Other { live: false }, None), Verdict::Grant);
+        assert_eq!(judge_claim(Other { live: true }, None), Verdict::Probe);
+        assert_eq!(judge_claim(Other { live: true }, Some(true)), Verdict::Wait);
+        assert_eq!(
+            judge_claim(Other { live: true }, Some(false)),
+            Verdict::Refuse
+        );
+        let mut c = Claims::new(1, 8);
+        c.claim_agent("a").unwrap();
+        c.release("a");
+        assert!(c.speak_for("a").is_err());
+        c.claim_agent("b").unwrap();
     }
 
     #[test]

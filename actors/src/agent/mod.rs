@@ -39,8 +39,8 @@ pub use backend::{
 };
 pub use claims::{BackendGate, BackendRefusal, ClaimError, Claims, Role};
 pub use session::{
-    deliver, AgentBound, ClaimRefused, CloseSocket, Deliver, SessionOrigin, WsSession, TO_AGENT,
-    TO_BACKEND,
+    deliver, AgentBound, ClaimRefused, CloseSocket, Deliver, ProbeLiveness, SessionOrigin,
+    WsSession, TO_AGENT, TO_BACKEND,
 };
 pub use shortcut::{Detour, Relay, Shortcut, Ticket};
 

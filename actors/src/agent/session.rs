@@ -77,6 +77,9 @@ pub struct WsSession {
     /// The backend-full episode in which this socket stopped reading for
     /// `MAX_PAUSE` in vain (see `Shortcut::until_room`).
     gave_up_waiting: u64,
+    /// Agents asking for a sign of life from this socket's peer (another
+    /// socket claims them): answered by the next frame that arrives.
+    probes: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl WsSession {
@@ -103,6 +106,7 @@ impl WsSession {
             flow,
             reject_log: LogLimit::per_second(),
             gave_up_waiting: 0,
+            probes: Vec::new(),
         }
     }
 
@@ -589,6 +593,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         let now = Instant::now();
         let _h = self.probe.handling_unqueued_at("Frame", now);
         self.last_heard = now;
+        // The peer is alive: whoever asked hears it.
+        for p in self.probes.drain(..) {
+            let _ = p.send(());
+        }
         match msg {
             Ok(ws::Message::Text(text)) => self.on_text(text, ctx),
             Ok(ws::Message::Binary(b)) => self.on_binary(b.len(), ctx),
@@ -762,6 +770,9 @@ impl Handler<ClaimRefused> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: ClaimRefused, ctx: &mut Self::Context) {
         let _h = self.probe.handling("ClaimRefused");
+        // It does not speak for that agent.
+        self.claims.release(&msg.agent_id);
+        self.agents.remove(&msg.agent_id);
         if let Some(held) = self.reject_log.admit(Instant::now()) {
             log::warn!(
                 "socket {}: claim on agent {} refused: {}{}",
@@ -773,5 +784,29 @@ impl Handler<ClaimRefused> for WsSession {
         }
         let text = json!({ "error": msg.text, "kind": msg.kind, "subject_id": msg.agent_id });
         self.write(text.to_string(), ctx);
+    }
+}
+
+/// An agent bound to this socket asks whether its peer is alive: the
+/// socket pings, and the next frame from the peer answers (PROTOCOL 1.5:
+/// a live socket is not taken over). The agent waits a bounded time.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProbeLiveness(pub tokio::sync::oneshot::Sender<()>);
+
+/// Probes one socket may hold (its agents ask; a few at most).
+const MAX_PROBES: usize = 16;
+
+impl Handler<ProbeLiveness> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: ProbeLiveness, ctx: &mut Self::Context) {
+        let _h = self.probe.handling("ProbeLiveness");
+        self.probes.retain(|p| !p.is_closed());
+        if self.probes.len() >= MAX_PROBES {
+            // Dropped unanswered: that claim is granted.
+            return;
+        }
+        self.probes.push(msg.0);
+        ctx.ping(b"");
     }
 }
