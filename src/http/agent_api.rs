@@ -405,7 +405,7 @@ pub async fn submit_onboarding(
 
 /// `data` with the uploaded files described in `files` and
 /// `filesByFields` (PROTOCOL 1.4, multipart rules).
-fn with_files(data: Box<RawValue>, files: &[Value]) -> Box<RawValue> {
+fn with_files(data: &RawValue, files: &[Value]) -> Box<RawValue> {
     let mut by_field: serde_json::Map<String, Value> = serde_json::Map::new();
     for f in files {
         let field = f["fieldname"].as_str().unwrap_or("").to_string();
@@ -438,7 +438,7 @@ fn with_files(data: Box<RawValue>, files: &[Value]) -> Box<RawValue> {
         raw_object([("files", &*files_raw), ("filesByFields", &*by_raw)])
     } else {
         raw_object([
-            ("final_data", &*data),
+            ("final_data", data),
             ("files", &*files_raw),
             ("filesByFields", &*by_raw),
         ])
@@ -464,7 +464,7 @@ pub async fn submit_task(
             .unwrap_or_else(raw_null),
     };
     if !form.files.is_empty() {
-        data = with_files(data, &form.files);
+        data = with_files(&data, &form.files);
     }
     let packet = outgoing(PacketType::SubmitUnit, &agent_id, data, &form);
     state.router.backend.do_send(ToBackend(packet));

@@ -261,7 +261,7 @@ impl Agent {
             json!({ "error_type": "agent-queue-overflow", "text": text }),
         )
         .with("client_timestamp", serde_json::Value::Null);
-        let report = with_data_field(report, "dropped_packet", dropped);
+        let report = with_data_field(report, "dropped_packet", &dropped);
         self.ctx.backend.do_send(ToBackend(report));
     }
 
@@ -740,7 +740,7 @@ impl Handler<GetAgentInfo> for Agent {
 
 /// `report` with `data.<key>` set to `raw`, kept as text: `data` is
 /// written out with the field appended (the report's own `data` is small).
-fn with_data_field(mut report: Packet, key: &str, raw: Box<serde_json::value::RawValue>) -> Packet {
+fn with_data_field(mut report: Packet, key: &str, raw: &serde_json::value::RawValue) -> Packet {
     let data = report.data().unwrap_or_else(|| json!({}));
     let mut text = serde_json::to_string(&data).unwrap_or_else(|_| "{}".into());
     if text.ends_with('}') {
