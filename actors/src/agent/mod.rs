@@ -18,6 +18,8 @@
 mod actor;
 mod backend;
 pub mod claims;
+#[cfg(test)]
+mod model_tests;
 pub mod outbox;
 mod session;
 mod shortcut;
