@@ -91,6 +91,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES")]
     pub max_json_body_bytes: Option<usize>,
 
+    /// Bytes of packets kept for an absent or slow backend [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub backend_outbox_bytes: Option<usize>,
+
+    /// Bytes of undelivered packets kept per agent [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub agent_queue_bytes: Option<usize>,
+
+    /// Seconds a claim on a connected agent waits for its socket to answer a ping [default: 2].
+    #[arg(long, value_name = "SECS")]
+    pub takeover_probe: Option<f64>,
+
     /// Seconds an agent may stay without a socket before it is `disconnect` [default: 10].
     #[arg(long, value_name = "SECS")]
     pub reconnect_grace: Option<f64>,
@@ -241,6 +253,9 @@ impl RunArgs {
             self.max_agents_per_socket,
         );
         set(&mut c.max_json_body_bytes, self.max_json_body_bytes);
+        set(&mut c.backend.outbox_bytes_limit, self.backend_outbox_bytes);
+        set(&mut c.agent.queue_bytes_limit, self.agent_queue_bytes);
+        set(&mut c.agent.takeover_probe_secs, self.takeover_probe);
         set(&mut c.expected_task_version, self.expected_task_version);
         set(&mut c.session.ping_interval_secs, self.ws_ping_interval);
         set(&mut c.session.ping_timeout_secs, self.ws_ping_timeout);
@@ -283,6 +298,35 @@ mod tests {
     #[test]
     fn no_flags_is_the_default_config() {
         assert_eq!(parse(&[]).into_config(None).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn router_limits_are_flags() {
+        let c = parse(&[
+            "--backend-allow",
+            "10.0.0.0/8,192.168.1.5",
+            "--max-agents",
+            "7",
+            "--max-agents-per-socket",
+            "2",
+            "--max-json-body-bytes",
+            "1000",
+            "--backend-outbox-bytes",
+            "2000",
+            "--agent-queue-bytes",
+            "3000",
+            "--takeover-probe",
+            "0.5",
+        ])
+        .into_config(None)
+        .unwrap();
+        assert_eq!(c.backend.allow, vec!["10.0.0.0/8", "192.168.1.5"]);
+        assert_eq!(c.agent.max_agents, 7);
+        assert_eq!(c.session.max_agents_per_socket, 2);
+        assert_eq!(c.max_json_body_bytes, 1000);
+        assert_eq!(c.backend.outbox_bytes_limit, 2000);
+        assert_eq!(c.agent.queue_bytes_limit, 3000);
+        assert_eq!(c.agent.takeover_probe_secs, 0.5);
     }
 
     #[test]
