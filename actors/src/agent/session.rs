@@ -593,9 +593,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         let now = Instant::now();
         let _h = self.probe.handling_unqueued_at("Frame", now);
         self.last_heard = now;
-        // The peer is alive: whoever asked hears it.
-        for p in self.probes.drain(..) {
-            let _ = p.send(());
+        // The peer is alive (a closing or broken peer is not): whoever
+        // asked hears it.
+        if !self.probes.is_empty()
+            && matches!(msg, Ok(ref m) if !matches!(m, ws::Message::Close(_)))
+        {
+            for p in self.probes.drain(..) {
+                let _ = p.send(());
+            }
         }
         match msg {
             Ok(ws::Message::Text(text)) => self.on_text(text, ctx),
@@ -781,6 +786,11 @@ impl Handler<ClaimRefused> for WsSession {
                 msg.text,
                 held_note(held)
             );
+        }
+        // The backend is not sent what it cannot parse as a packet (its
+        // packet for an agent past the bound is logged and counted only).
+        if self.claims.role() == Role::Backend {
+            return;
         }
         let text = json!({ "error": msg.text, "kind": msg.kind, "subject_id": msg.agent_id });
         self.write(text.to_string(), ctx);
