@@ -214,36 +214,36 @@ impl Packet {
         let mut fields: Vec<(Key, Field)> = Vec::with_capacity(raw.len() + 2);
         // A repeated key is found by a scan of the few fields a packet has,
         // or by a map past a handful: linear in the fields either way.
-        let mut index: Option<HashMap<&str, usize>> =
-            (raw.len() > SCAN_FIELDS).then(|| HashMap::with_capacity(raw.len()));
-        for (raw_key, value) in &raw {
-            let name: &str = match raw_key {
-                RawKey::Borrowed(k) => k,
-                RawKey::Owned(k) => k,
-            };
-            let key = match raw_key {
-                RawKey::Borrowed(k) => {
-                    let (a, b) = span(k);
-                    Key::Span(a, b)
-                }
-                RawKey::Owned(k) => Key::Owned(k.clone()),
-            };
-            let (a, b) = span(value.get());
-            let field = Field::Span(a, b);
-            match index.as_mut() {
-                None => {
-                    set_field(&mut fields, key, field, text);
-                }
-                Some(index) => match index.get(name) {
+        let key_of = |raw_key: &RawKey| match raw_key {
+            RawKey::Borrowed(k) => {
+                let (a, b) = span(k);
+                Key::Span(a, b)
+            }
+            RawKey::Owned(k) => Key::Owned(k.clone()),
+        };
+        if raw.len() <= SCAN_FIELDS {
+            for (raw_key, value) in &raw {
+                let (a, b) = span(value.get());
+                set_field(&mut fields, key_of(raw_key), Field::Span(a, b), text);
+            }
+        } else {
+            let mut index: HashMap<&str, usize> = HashMap::with_capacity(raw.len());
+            for (raw_key, value) in &raw {
+                let name: &str = match raw_key {
+                    RawKey::Borrowed(k) => k,
+                    RawKey::Owned(k) => k,
+                };
+                let (a, b) = span(value.get());
+                let field = Field::Span(a, b);
+                match index.get(name) {
                     Some(&at) => fields[at].1 = field,
                     None => {
                         index.insert(name, fields.len());
-                        fields.push((key, field));
+                        fields.push((key_of(raw_key), field));
                     }
-                },
+                }
             }
         }
-        drop(index);
         let (mut packet_type, mut subject_id) = (None, None);
         for (key, field) in &fields {
             match key.as_str(text) {
