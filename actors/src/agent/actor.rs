@@ -4,6 +4,8 @@
 //! packets) and its timers: reconnect grace and idle expiry. Handles
 //! `AgentAlive`, `AgentHeartbeat`, `ToClient`, `Relay`,
 //! `SocketClosed`, `CheckLiveness`, `RetireAgent`, `GetAgentInfo`.
+//! A claim by another socket while its socket is bound waits for a probe
+//! of that socket (PROTOCOL 1.5: a live socket is not taken over).
 //! Talks to its current `WsSession`, to `BackendLink` and, to retire, to
 //! `NetworkManager`.
 

@@ -7,6 +7,12 @@
 //! Routes each packet straight to its `Agent` when it knows it, otherwise
 //! asks `NetworkManager` once and caches the answer (`AgentBound`).
 //! The socket that says `alive` as `mephisto` talks to `BackendLink`.
+//!
+//! Every packet is checked against the socket's `Claims` first (PROTOCOL
+//! 1.5): its role, the agent ids it bound, backend-only types; the backend
+//! claim itself against the switch's `BackendGate`. An `Agent` whose
+//! socket this is may ask for a sign of life (`ProbeLiveness`) when another
+//! socket claims it: the next frame from the peer answers.
 
 use std::collections::HashMap;
 use std::sync::Arc;

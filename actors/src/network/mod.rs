@@ -3,7 +3,8 @@
 //! Owns the routing table (agent id -> `Agent`). Handles `BindAgent`,
 //! `RouteHeartbeat`, `RouteToAgent`, `RequestStatuses`, `RemoveAgent`,
 //! `AgentRetired`, `LocateAgent`, `ListAgents`. Creates `Agent`s, answers
-//! `request_statuses` (PROTOCOL 1.2) by asking every agent, and removes
+//! `request_statuses` (PROTOCOL 1.2) by asking every agent, one sweep at
+//! a time (`StatusSweeps`), refuses new agents past `max_agents`, and removes
 //! agents after a submit or an idle expiry (1.3).
 //!
 //! It is asked only at the edges of an agent's life and on a socket's first
