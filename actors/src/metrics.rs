@@ -80,6 +80,19 @@ pub mod names {
     pub const GATEWAY_DUPLICATES: &str = "switchyard_gateway_duplicates_total";
     pub const GATEWAY_REFUSED: &str = "switchyard_gateway_refused_total";
     pub const GATEWAY_BAD_FRAMES: &str = "switchyard_gateway_bad_frames_total";
+    pub const FRAMES_REFUSED: &str = "switchyard_frames_refused_total";
+    pub const PEERS_CUT: &str = "switchyard_peers_cut_total";
+    pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
+    pub const ACCEPT_ERRORS: &str = "switchyard_accept_errors_total";
+    pub const ADMIN_REFUSED: &str = "switchyard_admin_refused_total";
+}
+
+/// Label values of `switchyard_peers_cut_total{reason}`.
+pub mod cut_reason {
+    /// Bytes waited for the socket and none were taken for the timeout.
+    pub const STALLED: &str = "stalled";
+    /// A client sent nothing for the idle timeout.
+    pub const IDLE: &str = "idle";
 }
 
 /// Label values of `switchyard_packets_dropped_total{reason}`.
@@ -171,6 +184,11 @@ pub struct Metrics {
     pub gateway_duplicates: IntCounterVec,
     pub gateway_refused: IntCounter,
     pub gateway_bad_frames: IntCounterVec,
+    pub frames_refused: IntCounterVec,
+    pub peers_cut: IntCounterVec,
+    pub connections_refused: IntCounterVec,
+    pub accept_errors: IntCounterVec,
+    pub admin_refused: IntCounterVec,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     /// Every actor kind seen, so a kind whose last actor stopped reads 0.
     kinds: Mutex<Vec<&'static str>>,
@@ -386,6 +404,31 @@ impl Metrics {
                 names::GATEWAY_BAD_FRAMES,
                 "Undecodable uplink frames, by kind",
                 &["kind"],
+            ),
+            frames_refused: counter_vec(
+                names::FRAMES_REFUSED,
+                "WebSocket frames or messages over the link's limit, closed with 1009 before their payload was read",
+                &["link"],
+            ),
+            peers_cut: counter_vec(
+                names::PEERS_CUT,
+                "Connections ended by the switch because the peer stopped reading or stayed idle, by link and reason",
+                &["link", "reason"],
+            ),
+            connections_refused: counter_vec(
+                names::CONNECTIONS_REFUSED,
+                "Connections refused past a connection limit, by link and limit",
+                &["link", "limit"],
+            ),
+            accept_errors: counter_vec(
+                names::ACCEPT_ERRORS,
+                "Failed accepts on a listener (each followed by a backoff), by link",
+                &["link"],
+            ),
+            admin_refused: counter_vec(
+                names::ADMIN_REFUSED,
+                "Requests to the operators' surface refused, by reason",
+                &["reason"],
             ),
             registry: r,
             actors: Mutex::new(HashMap::new()),

@@ -37,6 +37,14 @@ pub struct SocketConfig {
     pub answer_backlog_limit: usize,
     /// Longest request frame.
     pub max_frame_bytes: usize,
+    /// Open connections; past it a new one gets `F` and is closed.
+    pub max_connections: usize,
+    /// Seconds a connection that has not said `LISTN` may send nothing
+    /// before it is told `F` and closed (0: never).
+    pub idle_timeout_secs: f64,
+    /// Seconds a write may wait for the client to read before the
+    /// connection is cut (a client that stopped reading, listening or not).
+    pub write_timeout_secs: f64,
 }
 
 impl Default for SocketConfig {
@@ -45,6 +53,9 @@ impl Default for SocketConfig {
             push_queue_limit: 10_000,
             answer_backlog_limit: 1024,
             max_frame_bytes: crate::wire::frame::DEFAULT_MAX_FRAME,
+            max_connections: 256,
+            idle_timeout_secs: 300.0,
+            write_timeout_secs: 30.0,
         }
     }
 }
