@@ -151,7 +151,7 @@ impl Inbound {
 /// The length of the WebSocket frame (RFC 6455 5.2) at the start of `buf`,
 /// header included, once its header is complete.
 pub fn frame_len(buf: &[u8]) -> Option<usize> {
-    frame_header(buf)?.len()
+    frame_header(buf)?.total()
 }
 
 /// A WebSocket frame's header (RFC 6455 5.2), as far as the limits need it.
@@ -167,7 +167,7 @@ pub struct Header {
 
 impl Header {
     /// The whole frame's length, when it fits in memory at all.
-    pub fn len(&self) -> Option<usize> {
+    pub fn total(&self) -> Option<usize> {
         usize::try_from(self.payload).ok()?.checked_add(self.head)
     }
 }
@@ -346,7 +346,7 @@ impl Stream for Inbound {
                     this.admitted = true;
                 }
                 // Admitted, so within a limit that fits in memory.
-                let len = h.len().unwrap_or(usize::MAX);
+                let len = h.total().unwrap_or(usize::MAX);
                 if len <= this.buf.len() {
                     this.handed = true;
                     this.admitted = false;
@@ -774,7 +774,7 @@ fn data_frame_bytes(frames: &[u8]) -> usize {
     let mut at = 0;
     let mut data = 0;
     while let Some(h) = frames.get(at..).and_then(frame_header) {
-        let Some(len) = h.len() else { break };
+        let Some(len) = h.total() else { break };
         if h.opcode < 0x8 {
             data += len.min(frames.len() - at);
         }
@@ -845,7 +845,7 @@ mod tests {
         let h =
             frame_header(&[0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
         assert_eq!(h.payload, u64::MAX);
-        assert_eq!(h.len(), None);
+        assert_eq!(h.total(), None);
     }
 
     // PROTOCOL 1.5 "Bounds": a frame over the limit is refused on its header.
