@@ -585,3 +585,111 @@ async fn a_client_that_stops_reading_is_cut() {
     drop(writer.await);
     s.stop().await;
 }
+
+/// CPU time (user + system) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command's closing parenthesis: state is field 3,
+    // utime and stime fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// PROTOCOL 1.5 "Bounds": at the open-file limit the client socket's accept
+// loop backs off instead of spinning on a listener that stays readable.
+// The switch runs as a child process under a small `ulimit -n`, and is
+// sent more connections than it has descriptors for.
+#[actix_web::test]
+async fn at_the_open_file_limit_the_accept_loop_backs_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, tcp_port) = (free_port(), free_port());
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .args(["--tcp", &format!("127.0.0.1:{tcp_port}")])
+        .args(["--uart", "none", "--http-workers", "1"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the switch starts");
+    let pid = child.id();
+    let addr: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().unwrap();
+    let deadline = Instant::now() + LONG;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the client socket never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Far more connections than descriptors: the kernel completes them in
+    // the listen backlog, and the switch's accepts fail with EMFILE.
+    let mut held = Vec::new();
+    for _ in 0..150 {
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await
+        {
+            held.push(c);
+        }
+    }
+    let errors_seen = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("accept failed")
+            .count()
+    };
+    let deadline = Instant::now() + LONG;
+    while errors_seen() == 0 {
+        assert!(Instant::now() < deadline, "accepts never failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (cpu0, lines0, t0) = (cpu_ticks(pid), errors_seen(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ticks = cpu_ticks(pid) - cpu0;
+    let lines = errors_seen() - lines0;
+    let secs = t0.elapsed().as_secs_f64();
+    // A spinning loop burns most of a core and logs a line per failure.
+    assert!(
+        (ticks as f64) < 0.2 * 100.0 * secs,
+        "{ticks} ticks of CPU in {secs:.1} s at the open-file limit"
+    );
+    assert!(
+        lines <= 2 * secs.ceil() as usize + 2,
+        "{lines} log lines in {secs:.1} s"
+    );
+    // Descriptors freed, the switch serves clients again and counted the
+    // failed accepts.
+    drop(held);
+    let deadline = Instant::now() + LONG;
+    loop {
+        let mut c = client(addr).await;
+        c.send(ClientRequest::ActiveCount.encode()).await.unwrap();
+        if let Ok(Some(ClientMessage::Ok(_))) =
+            tokio::time::timeout(Duration::from_secs(2), client_next(&mut c)).await
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served after the limit");
+    }
+    let errors = metric_at(
+        &format!("http://127.0.0.1:{http_port}/metrics"),
+        "switchyard_accept_errors_total",
+        &[("link", "client")],
+    )
+    .await;
+    assert!(errors >= 1.0, "accept errors counted: {errors}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
