@@ -693,3 +693,88 @@ async fn at_the_open_file_limit_the_accept_loop_backs_off() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+// PROTOCOL 4 and 1.5 "Bounds": a monitor subscriber that stops reading is
+// disconnected within the ping timeout; another subscriber keeps getting
+// its events.
+#[actix_web::test]
+async fn a_monitor_subscriber_that_stops_reading_is_cut() {
+    let s = Switch::start_with(|c| c.session.ping_timeout_secs = 2.0).await;
+    let url = format!("ws://{}/monitor", s.running.http_addr);
+    // The honest subscriber reads all along, and says when it saw the
+    // event sent after the cut.
+    let mut honest = Ws::connect(&url).await;
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let reader = actix_web::rt::spawn(async move {
+        let mut seen_tx = Some(seen_tx);
+        while let Ok(e) = honest.try_recv(LONG * 2).await {
+            if e["text"] == json!("after the cut") {
+                if let Some(tx) = seen_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(s.running.http_addr).await.unwrap();
+    let (slow, _) = tokio_tungstenite::client_async(
+        url.as_str(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .unwrap();
+    // Log events of a kilobyte each, through the client socket, far more
+    // than the kernel's buffers hold; the slow subscriber reads none.
+    let addr = s.running.tcp_addr.unwrap();
+    let logger = client(addr).await;
+    let text = "l".repeat(1000);
+    let batch: Vec<u8> = (0..1000)
+        .flat_map(|_| {
+            switchyard_actors::wire::frame::encode_to_vec(
+                &ClientRequest::WriteLog { text: text.clone() }.encode(),
+            )
+        })
+        .collect();
+    let (mut answers, mut requests) = logger.into_inner().into_split();
+    let drain = actix_web::rt::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while matches!(answers.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let deadline = Instant::now() + LONG;
+    let cut = [("link", "monitor"), ("reason", "stalled")];
+    let mut batches = 0;
+    while s.metric("switchyard_peers_cut_total", &cut).await < 1.0 {
+        assert!(Instant::now() < deadline, "the slow subscriber was not cut");
+        if batches < 12 {
+            requests.write_all(&batch).await.unwrap();
+            batches += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // An event after the cut reaches the honest subscriber.
+    requests
+        .write_all(&switchyard_actors::wire::frame::encode_to_vec(
+            &ClientRequest::WriteLog {
+                text: "after the cut".into(),
+            }
+            .encode(),
+        ))
+        .await
+        .unwrap();
+    tokio::time::timeout(LONG, seen_rx)
+        .await
+        .expect("the honest subscriber got the event in time")
+        .expect("the honest subscriber read on");
+    assert_eq!(
+        s.metric("switchyard_peers_cut_total", &cut).await,
+        1.0,
+        "only the slow one"
+    );
+    is_alive_within(&s, Duration::from_secs(5)).await;
+    drop(slow);
+    drain.abort();
+    reader.abort();
+    s.stop().await;
+}
