@@ -275,12 +275,17 @@ async fn an_agent_that_stops_reading_is_cut_within_the_ping_timeout() {
     s.stop().await;
 }
 
-// PROTOCOL 1.5 "Bounds": sockets on `/` are bounded per IP address and
-// over all; past a bound the socket is closed with 1013 after the upgrade
-// (never an HTTP error on `/`, PROTOCOL 1.6), and a freed slot is reused.
+// PROTOCOL 1.5 "Bounds": sockets on `/` are bounded; past the bound the
+// socket is closed with 1013 after the upgrade (never an HTTP error on `/`,
+// PROTOCOL 1.6), and a freed slot is reused. Loopback peers (a reverse
+// proxy on this host) are not bounded per address, only in total.
 #[actix_web::test]
-async fn sockets_past_the_per_ip_limit_are_closed_with_1013() {
-    let s = Switch::start_with(|c| c.ws.max_connections_per_ip = 3).await;
+async fn sockets_past_the_connection_limit_are_closed_with_1013() {
+    let s = Switch::start_with(|c| {
+        c.ws.max_connections = 3;
+        c.ws.max_connections_per_ip = 1;
+    })
+    .await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(s.ws().await);
@@ -289,21 +294,33 @@ async fn sockets_past_the_per_ip_limit_are_closed_with_1013() {
     assert_eq!(refused.closed_with().await, 1013);
     s.wait_metric(
         "switchyard_connections_refused_total",
-        &[("link", "router"), ("limit", "per_ip")],
+        &[("link", "router"), ("limit", "total")],
         1.0,
     )
     .await;
+    assert_eq!(
+        s.metric(
+            "switchyard_connections_refused_total",
+            &[("link", "router"), ("limit", "per_ip")],
+        )
+        .await,
+        0.0,
+        "loopback is not bounded per address"
+    );
     // The ones in use still work.
     let mut a = held.pop().unwrap();
     a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
         .await;
     a.recv_type("update_status").await;
+    heartbeat_within(&mut a, "a1", Duration::from_secs(5)).await;
     // A slot freed is a slot to take.
     held.pop().unwrap().close().await;
     let url = s.url("/metrics");
     wait_for("a slot freed", || {
         let url = url.clone();
-        async move { metric_at(&url, "switchyard_connections_open", &[("link", "router")]).await <= 2.0 }
+        async move {
+            metric_at(&url, "switchyard_connections_open", &[("link", "router")]).await <= 2.0
+        }
     })
     .await;
     let mut again = s.agent("a2").await;

@@ -44,7 +44,8 @@ pub struct WsConfig {
     /// it a new one is closed with 1013 right after the upgrade.
     pub max_connections: usize,
     /// Open sockets on `/` from one IP address (crowd workers behind one
-    /// NAT share one).
+    /// NAT share one). Loopback peers are exempt: a reverse proxy on the
+    /// same host presents every client as loopback.
     pub max_connections_per_ip: usize,
     /// Open `/gateway` sessions.
     pub max_gateway_sessions: usize,
@@ -146,6 +147,42 @@ impl Drop for Slot {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // PROTOCOL 1.5 "Bounds": connections are bounded in total and per
+    // address; a slot let go is free again.
+    #[test]
+    fn slots_are_bounded_in_total_and_per_address() {
+        let slots = Arc::new(Slots::default());
+        let a: IpAddr = "203.0.113.1".parse().unwrap();
+        let b: IpAddr = "203.0.113.2".parse().unwrap();
+        let a1 = slots.take(3, Some(a), Some(2)).unwrap();
+        let a2 = slots.take(3, Some(a), Some(2)).unwrap();
+        assert_eq!(
+            slots.take(3, Some(a), Some(2)).err(),
+            Some(SlotRefusal::PerIp)
+        );
+        assert_eq!(slots.open(), 2, "a refused slot is not kept");
+        let b1 = slots.take(3, Some(b), Some(2)).unwrap();
+        assert_eq!(
+            slots.take(3, Some(b), Some(2)).err(),
+            Some(SlotRefusal::Total)
+        );
+        assert_eq!(slots.take(3, None, None).err(), Some(SlotRefusal::Total));
+        drop(a1);
+        assert_eq!(slots.open(), 2);
+        let a3 = slots.take(3, Some(a), Some(2)).unwrap();
+        drop((a2, a3, b1));
+        assert_eq!(slots.open(), 0);
+        assert!(
+            slots.by_ip.lock().unwrap().is_empty(),
+            "no entry left behind"
+        );
     }
 }
 

@@ -119,9 +119,12 @@ pub async fn upgrade(
     let config = &state.config;
     let peer = req.head().peer_addr;
     let slot = match endpoint {
+        // Loopback peers are not bounded per address: a reverse proxy on
+        // this host presents every client as loopback. The total bound
+        // still holds for them.
         Endpoint::Router => edge.router.take(
             config.ws.max_connections,
-            peer.map(|a| a.ip()),
+            peer.map(|a| a.ip()).filter(|ip| !ip.is_loopback()),
             Some(config.ws.max_connections_per_ip),
         ),
         Endpoint::Monitor => edge
