@@ -684,19 +684,20 @@ impl Pump {
         let Some(stall) = &mut self.stall else {
             return Poll::Pending;
         };
-        let now = Instant::now();
-        if stall.expired(now) {
-            return Poll::Ready(());
-        }
-        let at = tokio::time::Instant::from_std(stall.blocked(now));
+        let deadline = tokio::time::Instant::from_std(stall.blocked(Instant::now()));
+        // The timer is set once and moved only when it fires early: a
+        // socket that is full for a moment many times a second (a busy
+        // backend's) costs no timer update each time.
         let timer = self
             .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if timer.deadline() != at {
-            timer.as_mut().reset(at);
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            if stall.expired(Instant::now()) {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(deadline);
         }
-        ready!(timer.as_mut().poll(cx));
-        Poll::Ready(())
     }
 
     /// Replaces the session with a close frame 1009 of the transport's own:
