@@ -795,3 +795,72 @@ async fn a_monitor_subscriber_that_stops_reading_is_cut() {
     reader.abort();
     s.stop().await;
 }
+
+// PROTOCOL 1.5 "Bounds": large messages being read are bounded switch-wide
+// in bytes, so many sockets each sending up to the frame limit cannot add
+// up without bound; the socket past the budget is closed with 1013, and
+// the budget comes back as messages complete.
+#[actix_web::test]
+async fn large_messages_in_progress_share_a_bounded_budget() {
+    let s = Switch::start_with(|c| c.ws.message_budget_bytes = 1024 * 1024).await;
+    let mut victim = s.agent("victim").await;
+    let frame_len: u64 = 500 * 1024;
+    let part = vec![b'x' ^ 7; 400 * 1024];
+    let open_partial = || async {
+        let (status, mut io) = raw_upgrade(s.running.http_addr, "/").await;
+        assert_eq!(status, 101);
+        io.write_all(&header(0x81, frame_len)).await.unwrap();
+        io.write_all(&part).await.unwrap();
+        io
+    };
+    let budget = |at_least: f64| {
+        let url = s.url("/metrics");
+        async move {
+            let deadline = Instant::now() + LONG;
+            loop {
+                let v = metric_at(&url, "switchyard_message_budget_bytes", &[]).await;
+                if v >= at_least {
+                    return v;
+                }
+                assert!(Instant::now() < deadline, "budget stayed at {v}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let mut first = open_partial().await;
+    let _second = open_partial().await;
+    budget(800_000.0).await;
+    let mut third = open_partial().await;
+    assert_eq!(read_close(&mut third, LONG).await, 1013);
+    s.wait_metric(
+        "switchyard_message_budget_refused_total",
+        &[("link", "router")],
+        1.0,
+    )
+    .await;
+    heartbeat_within(&mut victim, "victim", Duration::from_secs(5)).await;
+    // The first message completes: its bytes go back, and a new large
+    // message fits again.
+    first
+        .write_all(&vec![b'x' ^ 7; frame_len as usize - part.len()])
+        .await
+        .unwrap();
+    let url = s.url("/metrics");
+    wait_for("the first message's bytes given back", || {
+        let url = url.clone();
+        async move { metric_at(&url, "switchyard_message_budget_bytes", &[]).await < 500_000.0 }
+    })
+    .await;
+    let _fourth = open_partial().await;
+    budget(800_000.0).await;
+    assert_eq!(
+        s.metric(
+            "switchyard_message_budget_refused_total",
+            &[("link", "router")]
+        )
+        .await,
+        1.0
+    );
+    heartbeat_within(&mut victim, "victim", Duration::from_secs(5)).await;
+    s.stop().await;
+}

@@ -85,6 +85,8 @@ pub mod names {
     pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
     pub const ACCEPT_ERRORS: &str = "switchyard_accept_errors_total";
     pub const ADMIN_REFUSED: &str = "switchyard_admin_refused_total";
+    pub const MESSAGE_BUDGET_REFUSED: &str = "switchyard_message_budget_refused_total";
+    pub const MESSAGE_BUDGET_BYTES: &str = "switchyard_message_budget_bytes";
 }
 
 /// Label values of `switchyard_peers_cut_total{reason}`.
@@ -189,6 +191,8 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     pub accept_errors: IntCounterVec,
     pub admin_refused: IntCounterVec,
+    pub message_budget_refused: IntCounterVec,
+    pub message_budget_bytes: IntGauge,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     /// Every actor kind seen, so a kind whose last actor stopped reads 0.
     kinds: Mutex<Vec<&'static str>>,
@@ -429,6 +433,15 @@ impl Metrics {
                 names::ADMIN_REFUSED,
                 "Requests to the operators' surface refused, by reason",
                 &["reason"],
+            ),
+            message_budget_refused: counter_vec(
+                names::MESSAGE_BUDGET_REFUSED,
+                "WebSockets closed with 1013 because large messages being read held the whole budget, by link",
+                &["link"],
+            ),
+            message_budget_bytes: gauge(
+                names::MESSAGE_BUDGET_BYTES,
+                "Bytes of large or fragmented WebSocket messages being read, switch-wide",
             ),
             registry: r,
             actors: Mutex::new(HashMap::new()),

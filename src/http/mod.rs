@@ -49,6 +49,10 @@ pub struct WsConfig {
     pub max_connections_per_ip: usize,
     /// Open `/gateway` sessions.
     pub max_gateway_sessions: usize,
+    /// Bytes of large (over 64 KiB) or fragmented messages that all
+    /// WebSockets together may hold while they arrive; a socket whose
+    /// message does not fit is closed with 1013 (try again later).
+    pub message_budget_bytes: usize,
 }
 
 impl Default for WsConfig {
@@ -59,6 +63,7 @@ impl Default for WsConfig {
             max_connections: 50_000,
             max_connections_per_ip: 256,
             max_gateway_sessions: 64,
+            message_budget_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -150,53 +155,28 @@ impl Drop for Slot {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // PROTOCOL 1.5 "Bounds": connections are bounded in total and per
-    // address; a slot let go is free again.
-    #[test]
-    fn slots_are_bounded_in_total_and_per_address() {
-        let slots = Arc::new(Slots::default());
-        let a: IpAddr = "203.0.113.1".parse().unwrap();
-        let b: IpAddr = "203.0.113.2".parse().unwrap();
-        let a1 = slots.take(3, Some(a), Some(2)).unwrap();
-        let a2 = slots.take(3, Some(a), Some(2)).unwrap();
-        assert_eq!(
-            slots.take(3, Some(a), Some(2)).err(),
-            Some(SlotRefusal::PerIp)
-        );
-        assert_eq!(slots.open(), 2, "a refused slot is not kept");
-        let b1 = slots.take(3, Some(b), Some(2)).unwrap();
-        assert_eq!(
-            slots.take(3, Some(b), Some(2)).err(),
-            Some(SlotRefusal::Total)
-        );
-        assert_eq!(slots.take(3, None, None).err(), Some(SlotRefusal::Total));
-        drop(a1);
-        assert_eq!(slots.open(), 2);
-        let a3 = slots.take(3, Some(a), Some(2)).unwrap();
-        drop((a2, a3, b1));
-        assert_eq!(slots.open(), 0);
-        assert!(
-            slots.by_ip.lock().unwrap().is_empty(),
-            "no entry left behind"
-        );
-    }
-}
-
 /// What the WebSocket endpoints share across the HTTP workers: their open
-/// connections and one rate limit for the log lines a peer can trigger.
-#[derive(Default)]
+/// connections, the budget for large messages being read, and one rate
+/// limit for the log lines a peer can trigger.
 pub struct Edge {
     pub router: Arc<Slots>,
     pub monitor: Arc<Slots>,
     pub gateway: Arc<Slots>,
+    pub budget: Arc<transport::FrameBudget>,
     pub log: Mutex<Option<switchyard_actors::log_limit::LogLimit>>,
 }
 
 impl Edge {
+    pub fn new(config: &WsConfig) -> Edge {
+        Edge {
+            router: Arc::default(),
+            monitor: Arc::default(),
+            gateway: Arc::default(),
+            budget: transport::FrameBudget::new(config.message_budget_bytes),
+            log: Mutex::new(None),
+        }
+    }
+
     /// Writes `line` unless one was written in the last second; the line
     /// says how many were held back.
     pub fn log(&self, line: impl FnOnce() -> String) {
@@ -329,4 +309,40 @@ pub fn app(
         .route("/welcome", web::get().to(static_files::index))
         .route("/{path:.*}", web::get().to(static_files::file))
         .default_service(web::to(static_files::not_found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // PROTOCOL 1.5 "Bounds": connections are bounded in total and per
+    // address; a slot let go is free again.
+    #[test]
+    fn slots_are_bounded_in_total_and_per_address() {
+        let slots = Arc::new(Slots::default());
+        let a: IpAddr = "203.0.113.1".parse().unwrap();
+        let b: IpAddr = "203.0.113.2".parse().unwrap();
+        let a1 = slots.take(3, Some(a), Some(2)).unwrap();
+        let a2 = slots.take(3, Some(a), Some(2)).unwrap();
+        assert_eq!(
+            slots.take(3, Some(a), Some(2)).err(),
+            Some(SlotRefusal::PerIp)
+        );
+        assert_eq!(slots.open(), 2, "a refused slot is not kept");
+        let b1 = slots.take(3, Some(b), Some(2)).unwrap();
+        assert_eq!(
+            slots.take(3, Some(b), Some(2)).err(),
+            Some(SlotRefusal::Total)
+        );
+        assert_eq!(slots.take(3, None, None).err(), Some(SlotRefusal::Total));
+        drop(a1);
+        assert_eq!(slots.open(), 2);
+        let a3 = slots.take(3, Some(a), Some(2)).unwrap();
+        drop((a2, a3, b1));
+        assert_eq!(slots.open(), 0);
+        assert!(
+            slots.by_ip.lock().unwrap().is_empty(),
+            "no entry left behind"
+        );
+    }
 }

@@ -36,11 +36,12 @@ pub fn serve(
     }
     // Shared by every worker: the endpoints' connection limits are the
     // switch's, not a worker's.
-    let edge = std::sync::Arc::new(super::Edge::default());
+    let edge = std::sync::Arc::new(super::Edge::new(&state.config.ws));
     let builder = builder.listen("switchyard-http", listener, move || {
         let upgrades = state.clone();
         let edge = std::sync::Arc::clone(&edge);
         let requests = app(state.clone())
+            .app_data(web::Data::from(std::sync::Arc::clone(&edge)))
             .into_factory()
             .map_err(|err: actix_web::Error| err.error_response());
         HttpService::build()

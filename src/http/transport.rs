@@ -113,6 +113,66 @@ pub struct Inbound {
     /// Shared with the outlet: set when a frame is refused, after which
     /// nothing more is read.
     cut: Rc<Cell<Option<Cut>>>,
+    /// The switch-wide budget for large or fragmented messages being read.
+    budget: Option<Arc<FrameBudget>>,
+    /// Bytes of the current message taken from the budget.
+    held: usize,
+    /// The admitted frame's bytes count against the budget.
+    charged: bool,
+    /// The admitted frame ends a data message (its held bytes go back).
+    ends_message: bool,
+}
+
+/// Bytes of large or fragmented messages that the sessions of the whole
+/// switch may be holding while they arrive. A frame of a few kilobytes is
+/// read and handled at once, but one of several megabytes (or a message cut
+/// into many frames) sits in memory while its peer takes its time: many
+/// sockets doing that at once would add up to more than the switch has.
+/// Past the budget a socket is closed with 1013 (try again later).
+#[derive(Debug)]
+pub struct FrameBudget {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl FrameBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(FrameBudget {
+            limit,
+            used: Default::default(),
+        })
+    }
+
+    /// Takes `n` bytes if they fit.
+    pub fn take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                u.checked_add(n).filter(|t| *t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    pub fn give(&self, n: usize) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                Some(u.saturating_sub(n))
+            });
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give(self.held);
+        }
+    }
 }
 
 impl Inbound {
@@ -126,6 +186,49 @@ impl Inbound {
             admitted: false,
             gate: FrameGate::new(usize::MAX),
             cut,
+            budget: None,
+            held: 0,
+            charged: false,
+            ends_message: false,
+        }
+    }
+
+    /// Counts large or fragmented messages against `budget` as they are
+    /// read.
+    pub fn share_budget(mut self, budget: Arc<FrameBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Takes `n` bytes of the current frame from the budget, if it is
+    /// charged; `false` (and the connection cut) if they do not fit.
+    fn charge(&mut self, n: usize, cx: &mut Context<'_>) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        if !self.charged {
+            return true;
+        }
+        if budget.take(n) {
+            self.held += n;
+            return true;
+        }
+        self.cut.set(Some(Cut::Busy {
+            budget: budget.limit,
+        }));
+        self.buf = BytesMut::new();
+        cx.waker().wake_by_ref();
+        false
+    }
+
+    /// The current frame was handed on whole: a message it ended gives its
+    /// bytes back.
+    fn frame_done(&mut self) {
+        if self.ends_message && self.held > 0 {
+            if let Some(b) = &self.budget {
+                b.give(self.held);
+            }
+            self.held = 0;
         }
     }
 
@@ -247,6 +350,9 @@ pub enum Cut {
     /// Bytes waited for the socket and none could be written for `after`:
     /// the peer stopped reading.
     Stalled { after: Duration },
+    /// The switch-wide budget for large messages being read was spent:
+    /// closed with 1013 (try again later).
+    Busy { budget: usize },
 }
 
 /// The close frame (server side, unmasked) the pump writes for an
@@ -325,9 +431,15 @@ impl Stream for Inbound {
             if this.owed > 0 {
                 if !this.buf.is_empty() {
                     let n = this.owed.min(this.buf.len());
+                    if !this.charge(n, cx) {
+                        return Poll::Pending;
+                    }
                     this.owed -= n;
                     this.handed = this.owed == 0;
                     this.admitted = !this.handed;
+                    if this.handed {
+                        this.frame_done();
+                    }
                     return this.hand(n);
                 }
             } else if let Some(h) = frame_header(&this.buf) {
@@ -344,12 +456,22 @@ impl Stream for Inbound {
                         return Poll::Pending;
                     }
                     this.admitted = true;
+                    let data = h.opcode < 0x8;
+                    this.ends_message = data && h.fin;
+                    // Small whole messages, nearly all of them, cost the
+                    // budget nothing.
+                    this.charged =
+                        data && (!h.fin || this.held > 0 || h.total().is_none_or(|l| l > PIECE));
                 }
                 // Admitted, so within a limit that fits in memory.
                 let len = h.total().unwrap_or(usize::MAX);
                 if len <= this.buf.len() {
+                    if !this.charge(len, cx) {
+                        return Poll::Pending;
+                    }
                     this.handed = true;
                     this.admitted = false;
+                    this.frame_done();
                     return this.hand(len);
                 }
                 if len > PIECE {
@@ -700,10 +822,10 @@ impl Pump {
         }
     }
 
-    /// Replaces the session with a close frame 1009 of the transport's own:
+    /// Replaces the session with a close frame of the transport's own:
     /// what was queued goes (but a frame already begun is finished, so the
     /// close frame is read as one), and the session stops.
-    fn close_oversize(&mut self, limit: usize) {
+    fn close_with(&mut self, close: Bytes) {
         self.closing = true;
         // Dropping the session's context stops its actor (its `stopped`
         // runs: it leaves its agent, its subscriber slot, its gateway).
@@ -714,7 +836,6 @@ impl Pump {
         let keep = usize::from(self.front_started && !self.queue.is_empty());
         self.queue.truncate(keep);
         self.queued = self.queue.iter().map(Bytes::len).sum();
-        let close = close_frame_1009(limit);
         self.queued += close.len();
         self.queue.push_back(close);
     }
@@ -735,8 +856,13 @@ impl Future for Pump {
         loop {
             let idle = this.pull(cx);
             if !this.closing {
-                if let Some(Cut::Oversize { limit, .. }) = this.cut.get() {
-                    this.close_oversize(limit);
+                match this.cut.get() {
+                    Some(Cut::Oversize { limit, .. }) => this.close_with(close_frame_1009(limit)),
+                    Some(Cut::Busy { .. }) => this.close_with(close_frame(
+                        1013,
+                        "too many large messages in progress, try again later",
+                    )),
+                    _ => {}
                 }
             }
             if this.queue.is_empty() {
@@ -916,6 +1042,20 @@ mod tests {
         assert_eq!(data_frame_bytes(&frames), 12 + 22);
         assert_eq!(data_frame_bytes(&pong), 0);
         assert_eq!(data_frame_bytes(&text(100)), 102);
+    }
+
+    #[test]
+    fn the_budget_takes_what_fits_and_gets_it_back() {
+        let b = FrameBudget::new(1000);
+        assert!(b.take(600));
+        assert!(!b.take(401), "past the limit");
+        assert!(b.take(400));
+        assert_eq!(b.used(), 1000);
+        b.give(600);
+        assert!(b.take(usize::MAX).then_some(()).is_none(), "no overflow");
+        assert_eq!(b.used(), 400);
+        b.give(10_000);
+        assert_eq!(b.used(), 0, "never below nothing");
     }
 
     #[test]

@@ -158,6 +158,7 @@ pub async fn upgrade(
             return Ok(());
         }
     };
+    let inbound = inbound.share_budget(Arc::clone(&edge.budget));
     let session = match endpoint {
         Endpoint::Router => super::ws::router_session(req.head(), &state, inbound),
         Endpoint::Monitor => super::monitor::monitor_session(req.head(), &state, inbound),
@@ -198,6 +199,19 @@ pub async fn upgrade(
                 edge.log(|| {
                     format!(
                         "{}: {peer} took nothing written to it for {after:?}: disconnected",
+                        endpoint.route()
+                    )
+                });
+            }
+            Some(Cut::Busy { budget }) => {
+                metrics
+                    .message_budget_refused
+                    .with_label_values(&[link])
+                    .inc();
+                edge.log(|| {
+                    format!(
+                        "{}: {peer} closed with 1013: large messages being read hold the \
+                         whole budget of {budget} bytes",
                         endpoint.route()
                     )
                 });
