@@ -394,6 +394,10 @@ async fn the_operators_surface_needs_the_admin_token() {
     let (status, _, page) = get(&s.url("/dashboard?token=op-secret")).await;
     assert_eq!(status, 200);
     assert!(page.contains("/dashboard/dashboard.js?token=op-secret"));
+    for asset in ["dashboard.js", "dashboard.css"] {
+        let (status, _, _) = get(&s.url(&format!("/dashboard/{asset}?token=op-secret"))).await;
+        assert_eq!(status, 200, "{asset} as the page links it");
+    }
     // /monitor: refused before the upgrade without the token, served with it.
     let (status, _) = raw_upgrade(s.running.http_addr, "/monitor").await;
     assert_eq!(status, 401);
