@@ -346,6 +346,29 @@ async fn monitor_subscribers_past_the_limit_are_closed_with_1013() {
     s.stop().await;
 }
 
+// PROTOCOL 5 and 1.5: gateway sessions are bounded; past it: 1013.
+#[actix_web::test]
+async fn gateway_sessions_past_the_limit_are_closed_with_1013() {
+    let s = Switch::start_with(|c| {
+        c.gateway_token = Some("gw-secret".into());
+        c.ws.max_gateway_sessions = 1;
+    })
+    .await;
+    let (status, _first) = raw_upgrade(s.running.http_addr, "/gateway?token=gw-secret").await;
+    assert_eq!(status, 101);
+    let (status, mut second) = raw_upgrade(s.running.http_addr, "/gateway?token=gw-secret").await;
+    assert_eq!(status, 101);
+    assert_eq!(read_close(&mut second, LONG).await, 1013);
+    s.wait_metric(
+        "switchyard_connections_refused_total",
+        &[("link", "gateway"), ("limit", "total")],
+        1.0,
+    )
+    .await;
+    is_alive_within(&s, Duration::from_secs(5)).await;
+    s.stop().await;
+}
+
 fn with_bearer(url: &str, token: &str) -> awc::ClientRequest {
     http()
         .get(url)
