@@ -239,7 +239,7 @@ async fn many_small_fragments_count_as_one_message() {
 #[actix_web::test]
 async fn an_agent_that_stops_reading_is_cut_within_the_ping_timeout() {
     let s = Switch::start_with(|c| {
-        c.session.ping_timeout_secs = 2.0;
+        c.session.ping_timeout_secs = 3.0;
         c.session.ping_interval_secs = 0.5;
     })
     .await;
@@ -743,7 +743,7 @@ async fn at_the_open_file_limit_the_accept_loop_backs_off() {
 // its events.
 #[actix_web::test]
 async fn a_monitor_subscriber_that_stops_reading_is_cut() {
-    let s = Switch::start_with(|c| c.session.ping_timeout_secs = 2.0).await;
+    let s = Switch::start_with(|c| c.session.ping_timeout_secs = 3.0).await;
     let url = format!("ws://{}/monitor", s.running.http_addr);
     // The honest subscriber reads all along, and says when it saw the
     // event sent after the cut.
