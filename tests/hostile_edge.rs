@@ -891,3 +891,81 @@ async fn large_messages_in_progress_share_a_bounded_budget() {
     heartbeat_within(&mut victim, "victim", Duration::from_secs(5)).await;
     s.stop().await;
 }
+
+// PROTOCOL 3 and 1.5: a listening connection is not idle for not sending,
+// but one that stops reading its pushes is cut within the write timeout;
+// the switch goes on serving other clients.
+#[actix_web::test]
+async fn a_listener_that_stops_reading_its_pushes_is_cut() {
+    use switchyard_actors::wire::mesh::RootMessage;
+    let mut m = crate::mesh::MeshSwitch::start_with(|c| {
+        c.socket.write_timeout_secs = 1.0;
+        c.socket.idle_timeout_secs = 0.5;
+    })
+    .await;
+    let addr = m.s.running.tcp_addr.unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut slow = Framed::new(sock.connect(addr).await.unwrap(), FrameCodec::new(1 << 20));
+    slow.send(ClientRequest::Listen.encode()).await.unwrap();
+    assert!(matches!(
+        client_next(&mut slow).await,
+        Some(ClientMessage::Ok(_))
+    ));
+    // Node messages of 900 bytes, far more than the kernel's buffers hold,
+    // written from a thread of their own (the pty blocks when full).
+    let mut root = m.root.take().unwrap();
+    let sender = actix_web::rt::task::spawn_blocking(move || {
+        for _ in 0..20_000 {
+            root.send(&RootMessage::Message {
+                node: 1,
+                text: vec![b'm'; 900],
+            });
+        }
+        root
+    });
+    let deadline = Instant::now() + LONG;
+    let cut = [("link", "client"), ("reason", "stalled")];
+    while m.s.metric("switchyard_peers_cut_total", &cut).await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow listener was not cut: {}",
+            get(&m.s.url("/metrics"))
+                .await
+                .2
+                .lines()
+                .filter(|l| l.starts_with("switchyard_client")
+                    || l.starts_with("switchyard_node_messages")
+                    || l.starts_with("switchyard_uart_frames")
+                    || l.starts_with("switchyard_peers_cut"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        m.s.metric(
+            "switchyard_peers_cut_total",
+            &[("link", "client"), ("reason", "idle")]
+        )
+        .await,
+        0.0,
+        "a listener is not idle for not sending"
+    );
+    let mut honest = client(addr).await;
+    honest
+        .send(ClientRequest::ActiveCount.encode())
+        .await
+        .unwrap();
+    loop {
+        match client_next(&mut honest).await {
+            Some(ClientMessage::Ok(_)) => break,
+            Some(ClientMessage::Fail(f)) => panic!("refused: {f}"),
+            Some(_) => continue,
+            None => panic!("closed"),
+        }
+    }
+    m.root = Some(sender.await.unwrap());
+    drop(slow);
+    m.s.stop().await;
+}
