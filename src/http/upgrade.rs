@@ -169,7 +169,8 @@ pub async fn upgrade(
     };
     let outlet = outlet.stall_after(config.session.ping_timeout());
     let metrics = Arc::clone(&state.metrics);
-    let peer = super::ws::peer_name(req.head());
+    // The address, not its text: every open socket's task keeps it.
+    let peer = Peer(req.head().peer_addr);
     // The session runs in a task of its own, sized for it: the connection's
     // task, sized for the dispatcher (and the request's header map and a
     // share of the dispatcher's read buffer with it), ends here.
@@ -220,6 +221,18 @@ pub async fn upgrade(
         }
     });
     Ok(())
+}
+
+/// A peer's address for a log line.
+struct Peer(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("unknown"),
+        }
+    }
 }
 
 #[cfg(test)]
