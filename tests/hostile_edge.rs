@@ -823,6 +823,155 @@ async fn a_monitor_subscriber_that_stops_reading_is_cut() {
     s.stop().await;
 }
 
+/// Reads server frames until a close frame; returns the opcodes of the
+/// frames before it, and the close frame's code and reason.
+async fn frames_to_close<R: AsyncReadExt + Unpin>(
+    io: &mut R,
+    within: Duration,
+) -> (Vec<u8>, u16, String) {
+    tokio::time::timeout(within, async {
+        let mut before = Vec::new();
+        loop {
+            let mut h = [0u8; 2];
+            io.read_exact(&mut h).await.expect("a frame before the end");
+            let len = match h[1] & 0x7f {
+                126 => io.read_u16().await.unwrap() as usize,
+                127 => io.read_u64().await.unwrap() as usize,
+                n => n as usize,
+            };
+            let mut payload = vec![0u8; len];
+            io.read_exact(&mut payload).await.unwrap();
+            match h[0] & 0x0f {
+                0x8 => {
+                    let code = u16::from_be_bytes([payload[0], payload[1]]);
+                    let reason = String::from_utf8_lossy(&payload[2..]).to_string();
+                    return (before, code, reason);
+                }
+                op => before.push(op),
+            }
+        }
+    })
+    .await
+    .expect("a close frame in time")
+}
+
+/// Writes a log line through the client socket and waits until a monitor
+/// subscriber's reader hands it on through `logs`.
+async fn log_seen(
+    logger: &mut Framed<TcpStream, FrameCodec>,
+    logs: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    text: String,
+) {
+    logger
+        .send(ClientRequest::WriteLog { text: text.clone() }.encode())
+        .await
+        .unwrap();
+    assert!(client_next(logger).await.is_some(), "the log was taken");
+    loop {
+        let got = tokio::time::timeout(Duration::from_secs(5), logs.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the subscriber got {text:?} in time"))
+            .expect("the subscriber reads on");
+        if got == text {
+            return;
+        }
+    }
+}
+
+// PROTOCOL 1.5 "Bounds" and 4: a `/monitor` subscriber that completed the
+// upgrade and then went silent (as a host that vanished without a FIN: it
+// answers no ping) is closed with 1001 once the ping timeout has passed
+// (at the next ping interval's tick), while its socket is far from full; a
+// subscriber that only listens (its client answers the pings) is kept and
+// gets every event.
+#[actix_web::test]
+async fn a_monitor_subscriber_that_answers_no_ping_is_closed_after_the_ping_timeout() {
+    const PING_TIMEOUT: Duration = Duration::from_secs(3);
+    let s = Switch::start_with(|c| {
+        c.session.ping_timeout_secs = PING_TIMEOUT.as_secs_f64();
+        c.session.ping_interval_secs = 0.5;
+    })
+    .await;
+    let url = format!("ws://{}/monitor", s.running.http_addr);
+    // The listener never sends a frame of its own; its client answers the
+    // switch's pings as it reads. It hands on the text of every log event.
+    let mut listener = Ws::connect(&url).await;
+    let (logs_tx, mut logs) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let reader = actix_web::rt::spawn(async move {
+        while let Ok(e) = listener.try_recv(LONG * 2).await {
+            if e["event"] == json!("log") {
+                if let Some(text) = e["text"].as_str() {
+                    if logs_tx.send(text.to_string()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    s.wait_metric("switchyard_monitor_subscribers", &[], 1.0)
+        .await;
+
+    // The silent one: upgraded, then never reads nor writes a byte.
+    let connecting = Instant::now();
+    let (status, mut silent) = raw_upgrade(s.running.http_addr, "/monitor").await;
+    assert_eq!(status, 101);
+    let upgraded = Instant::now();
+    s.wait_metric("switchyard_monitor_subscribers", &[], 2.0)
+        .await;
+
+    // Log events go out all along; the listener gets each in turn.
+    let mut logger = client(s.running.tcp_addr.unwrap()).await;
+    let cut = [("link", "monitor"), ("reason", "ping_timeout")];
+    let deadline = upgraded + LONG;
+    let mut i = 0;
+    while s.metric("switchyard_peers_cut_total", &cut).await < 1.0 {
+        assert!(Instant::now() < deadline, "the silent subscriber was kept");
+        log_seen(&mut logger, &mut logs, format!("before the cut {i}")).await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let silent_for = connecting.elapsed();
+    assert!(
+        silent_for >= PING_TIMEOUT,
+        "closed after {silent_for:?}, before the ping timeout"
+    );
+    let bound = PING_TIMEOUT + Duration::from_secs(4);
+    assert!(
+        upgraded.elapsed() < bound,
+        "closed after {:?}, expected within {bound:?}",
+        upgraded.elapsed()
+    );
+
+    // What the silent one would have read: the switch's pings, then 1001.
+    let (before, code, reason) = frames_to_close(&mut silent, LONG).await;
+    assert!(before.contains(&0x9), "pinged before the close: {before:?}");
+    assert_eq!((code, reason.as_str()), (1001, "ping timeout"));
+    s.wait_metric("switchyard_monitor_subscribers", &[], 1.0)
+        .await;
+    s.wait_metric("switchyard_connections_open", &[("link", "monitor")], 1.0)
+        .await;
+
+    // The listener, silent but for its pongs for longer than the ping
+    // timeout, is still served.
+    log_seen(&mut logger, &mut logs, "after the cut".into()).await;
+    assert_eq!(
+        s.metric("switchyard_peers_cut_total", &cut).await,
+        1.0,
+        "only the silent one"
+    );
+    assert_eq!(
+        s.metric(
+            "switchyard_peers_cut_total",
+            &[("link", "monitor"), ("reason", "stalled")]
+        )
+        .await,
+        0.0,
+        "cut for its silence, not for a full socket"
+    );
+    reader.abort();
+    s.stop().await;
+}
+
 // PROTOCOL 1.5 "Bounds": large messages being read are bounded switch-wide
 // in bytes, so many sockets each sending up to the frame limit cannot add
 // up without bound; the socket past the budget is closed with 1013, and

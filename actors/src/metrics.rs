@@ -95,6 +95,9 @@ pub mod cut_reason {
     pub const STALLED: &str = "stalled";
     /// A client sent nothing for the idle timeout.
     pub const IDLE: &str = "idle";
+    /// A WebSocket peer sent nothing, not even a pong to the switch's
+    /// pings, for the ping timeout.
+    pub const PING_TIMEOUT: &str = "ping_timeout";
 }
 
 /// Label values of `switchyard_packets_dropped_total{reason}`.
@@ -416,7 +419,7 @@ impl Metrics {
             ),
             peers_cut: counter_vec(
                 names::PEERS_CUT,
-                "Connections ended by the switch because the peer stopped reading or stayed idle, by link and reason",
+                "Connections ended by the switch because the peer stopped reading, stayed idle or answered no ping, by link and reason",
                 &["link", "reason"],
             ),
             connections_refused: counter_vec(

@@ -26,6 +26,7 @@ pub fn monitor_session(head: &RequestHead, state: &AppState, inbound: Inbound) -
         state.router.shutdown.clone(),
         super::ws::peer_name(head),
         Arc::clone(&flow),
+        &state.router.config.session,
     );
     let limit = state.config.ws.monitor_max_frame_bytes;
     let codec = ws::Codec::new().max_size(limit);
