@@ -204,6 +204,33 @@ pub struct RunArgs {
     /// Seconds between a simulated node's updates [default: 1].
     #[arg(long, value_name = "SECS")]
     pub sim_interval: Option<f64>,
+
+    /// The token the operators' surface (/dashboard, /monitor, /api/*,
+    /// /metrics/actors) needs, as `Authorization: Bearer T` or `?token=T`;
+    /// without one that surface is served on a loopback --http only.
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+
+    /// Open sockets on / over all peers; past it: close 1013 [default: 50000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Open sockets on / from one IP address; past it: close 1013 [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Largest frame on /gateway in bytes; past it: close 1009 [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub gateway_max_frame_bytes: Option<usize>,
+
+    /// Open client-socket connections; past it: `F` and close [default: 256].
+    #[arg(long, value_name = "N")]
+    pub client_max_connections: Option<usize>,
+
+    /// Seconds a client-socket connection (not LISTN) may send nothing
+    /// before it is closed; 0: never [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub client_idle_timeout: Option<f64>,
 }
 
 impl Cli {
@@ -283,6 +310,20 @@ impl RunArgs {
         }
         set(&mut c.sim.nodes, self.sim_nodes);
         set(&mut c.sim.interval_secs, self.sim_interval);
+        if self.admin_token.is_some() {
+            c.admin_token = self.admin_token;
+        }
+        set(&mut c.ws.max_connections, self.max_connections);
+        set(
+            &mut c.ws.max_connections_per_ip,
+            self.max_connections_per_ip,
+        );
+        set(
+            &mut c.ws.gateway_max_frame_bytes,
+            self.gateway_max_frame_bytes,
+        );
+        set(&mut c.socket.max_connections, self.client_max_connections);
+        set(&mut c.socket.idle_timeout_secs, self.client_idle_timeout);
         Ok(c)
     }
 }

@@ -53,6 +53,11 @@ pub struct Config {
     pub agent: AgentConfig,
     pub backend: BackendConfig,
     pub session: SessionConfig,
+    /// The operators' surface (`/dashboard`, `/monitor`, `/api/*`,
+    /// `/metrics/actors`) needs this token (`Authorization: Bearer T` or
+    /// `?token=T`); with none set it is open on a loopback listener only.
+    pub admin_token: Option<String>,
+    pub ws: crate::http::WsConfig,
 }
 
 impl Default for Config {
@@ -78,6 +83,8 @@ impl Default for Config {
             agent: AgentConfig::default(),
             backend: BackendConfig::default(),
             session: SessionConfig::default(),
+            admin_token: None,
+            ws: crate::http::WsConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod common;
 mod channel_suite;
 mod client_socket;
 mod hostile_router;
+mod hostile_edge;
 mod http_api;
 mod launch;
 pub mod mesh;

@@ -84,6 +84,24 @@ pub mod names {
     pub const BACKEND_OUTBOX_BYTES: &str = "switchyard_backend_outbox_bytes";
     pub const PACKETS_QUEUED_BYTES: &str = "switchyard_packets_queued_bytes";
     pub const STATUS_SWEEPS: &str = "switchyard_status_sweeps_total";
+    pub const FRAMES_REFUSED: &str = "switchyard_frames_refused_total";
+    pub const PEERS_CUT: &str = "switchyard_peers_cut_total";
+    pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
+    pub const ACCEPT_ERRORS: &str = "switchyard_accept_errors_total";
+    pub const ADMIN_REFUSED: &str = "switchyard_admin_refused_total";
+    pub const MESSAGE_BUDGET_REFUSED: &str = "switchyard_message_budget_refused_total";
+    pub const MESSAGE_BUDGET_BYTES: &str = "switchyard_message_budget_bytes";
+}
+
+/// Label values of `switchyard_peers_cut_total{reason}`.
+pub mod cut_reason {
+    /// Bytes waited for the socket and none were taken for the timeout.
+    pub const STALLED: &str = "stalled";
+    /// A client sent nothing for the idle timeout.
+    pub const IDLE: &str = "idle";
+    /// A WebSocket peer sent nothing, not even a pong to the switch's
+    /// pings, for the ping timeout.
+    pub const PING_TIMEOUT: &str = "ping_timeout";
 }
 
 /// Label values of `switchyard_packets_dropped_total{reason}`.
@@ -209,6 +227,13 @@ pub struct Metrics {
     pub backend_outbox_bytes: IntGauge,
     pub packets_queued_bytes: IntGauge,
     pub status_sweeps: IntCounter,
+    pub frames_refused: IntCounterVec,
+    pub peers_cut: IntCounterVec,
+    pub connections_refused: IntCounterVec,
+    pub accept_errors: IntCounterVec,
+    pub admin_refused: IntCounterVec,
+    pub message_budget_refused: IntCounterVec,
+    pub message_budget_bytes: IntGauge,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     /// Every actor kind seen, so a kind whose last actor stopped reads 0.
     kinds: Mutex<Vec<&'static str>>,
@@ -441,6 +466,40 @@ impl Metrics {
             status_sweeps: counter(
                 names::STATUS_SWEEPS,
                 "request_statuses sweeps over every agent",
+            ),
+            frames_refused: counter_vec(
+                names::FRAMES_REFUSED,
+                "WebSocket frames or messages over the link's limit, closed with 1009 before their payload was read",
+                &["link"],
+            ),
+            peers_cut: counter_vec(
+                names::PEERS_CUT,
+                "Connections ended by the switch because the peer stopped reading, stayed idle or answered no ping, by link and reason",
+                &["link", "reason"],
+            ),
+            connections_refused: counter_vec(
+                names::CONNECTIONS_REFUSED,
+                "Connections refused past a connection limit, by link and limit",
+                &["link", "limit"],
+            ),
+            accept_errors: counter_vec(
+                names::ACCEPT_ERRORS,
+                "Failed accepts on a listener (each followed by a backoff), by link",
+                &["link"],
+            ),
+            admin_refused: counter_vec(
+                names::ADMIN_REFUSED,
+                "Requests to the operators' surface refused, by reason",
+                &["reason"],
+            ),
+            message_budget_refused: counter_vec(
+                names::MESSAGE_BUDGET_REFUSED,
+                "WebSockets closed with 1013 because large messages being read held the whole budget, by link",
+                &["link"],
+            ),
+            message_budget_bytes: gauge(
+                names::MESSAGE_BUDGET_BYTES,
+                "Bytes of large or fragmented WebSocket messages being read, switch-wide",
             ),
             registry: r,
             actors: Mutex::new(HashMap::new()),

@@ -26,8 +26,11 @@ pub fn monitor_session(head: &RequestHead, state: &AppState, inbound: Inbound) -
         state.router.shutdown.clone(),
         super::ws::peer_name(head),
         Arc::clone(&flow),
+        &state.router.config.session,
     );
-    Session::start(session, inbound, ws::Codec::new(), Some(flow))
+    let limit = state.config.ws.monitor_max_frame_bytes;
+    let codec = ws::Codec::new().max_size(limit);
+    Session::start(session, inbound.limit_frames(limit), codec, Some(flow))
 }
 
 pub async fn agents(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -80,8 +83,33 @@ fn dashboard_file(name: &str) -> Result<HttpResponse, ApiError> {
         .ok_or(ApiError::NotFound)
 }
 
-pub async fn dashboard() -> Result<HttpResponse, ApiError> {
-    dashboard_file("index.html")
+/// The dashboard's page. With an admin token set, the page's own script
+/// and style are linked with the token the page was opened with (the
+/// middleware checked it), as a browser sends no header for them.
+pub async fn dashboard(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.config.admin_token.is_none() {
+        return dashboard_file("index.html");
+    }
+    let Some(token) = super::auth::presented_token(req.head()) else {
+        return dashboard_file("index.html");
+    };
+    let query = serde_urlencoded::to_string([("token", token.as_str())]).unwrap_or_default();
+    let page = String::from_utf8_lossy(include_bytes!("../assets/dashboard/index.html"))
+        .replace(
+            "/dashboard/dashboard.js\"",
+            &format!("/dashboard/dashboard.js?{query}\""),
+        )
+        .replace(
+            "/dashboard/dashboard.css\"",
+            &format!("/dashboard/dashboard.css?{query}\""),
+        );
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(page))
 }
 
 pub async fn dashboard_asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {

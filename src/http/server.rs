@@ -34,15 +34,20 @@ pub fn serve(
     if workers > 0 {
         builder = builder.workers(workers);
     }
+    // Shared by every worker: the endpoints' connection limits are the
+    // switch's, not a worker's.
+    let edge = std::sync::Arc::new(super::Edge::new(&state.config.ws));
     let builder = builder.listen("switchyard-http", listener, move || {
         let upgrades = state.clone();
+        let edge = std::sync::Arc::clone(&edge);
         let requests = app(state.clone())
+            .app_data(web::Data::from(std::sync::Arc::clone(&edge)))
             .into_factory()
             .map_err(|err: actix_web::Error| err.error_response());
         HttpService::build()
             .local_addr(local)
             .upgrade(fn_service(move |(req, framed)| {
-                upgrade::upgrade(upgrades.clone(), req, framed)
+                upgrade::upgrade(upgrades.clone(), std::sync::Arc::clone(&edge), req, framed)
             }))
             .finish(map_config(requests, |_| AppConfig::default()))
             .tcp()

@@ -14,7 +14,16 @@
 //! peer that stops reading therefore freezes its session's actor, and its
 //! senders see the bytes in flight grow and keep what they have in their own
 //! bounded queues (see `switchyard_actors::flow`).
+//!
+//! Limits before bytes (PROTOCOL 1.5 "Bounds"): every frame header is read
+//! before its payload, and a frame (or the sum of a fragmented message's
+//! frames so far) announcing more than the endpoint's limit ends the
+//! connection with a close frame 1009 at once: not one byte of that payload
+//! is read. And because a frozen session cannot keep its own deadlines, the
+//! pump keeps one for it: when bytes wait for the socket and none could be
+//! written for the stall timeout, the pump ends the connection itself.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -22,7 +31,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_codec::{Framed, FramedParts};
 use actix_http::body::{BodySize, BoxBody, MessageBody};
@@ -98,17 +107,136 @@ pub struct Inbound {
     /// A frame was handed on in this turn of the reader.
     handed: bool,
     eof: bool,
+    /// The frame at the start of `buf` (or being handed on) was admitted.
+    admitted: bool,
+    gate: FrameGate,
+    /// Shared with the outlet: set when a frame is refused, after which
+    /// nothing more is read.
+    cut: Rc<Cell<Option<Cut>>>,
+    /// The switch-wide budget for large or fragmented messages being read.
+    budget: Option<Arc<FrameBudget>>,
+    /// Bytes of the current message taken from the budget.
+    held: usize,
+    /// The admitted frame's bytes count against the budget.
+    charged: bool,
+    /// The admitted frame ends a data message (its held bytes go back).
+    ends_message: bool,
+}
+
+/// Bytes of large or fragmented messages that the sessions of the whole
+/// switch may be holding while they arrive. A frame of a few kilobytes is
+/// read and handled at once, but one of several megabytes (or a message cut
+/// into many frames) sits in memory while its peer takes its time: many
+/// sockets doing that at once would add up to more than the switch has.
+/// Past the budget a socket is closed with 1013 (try again later).
+#[derive(Debug)]
+pub struct FrameBudget {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl FrameBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(FrameBudget {
+            limit,
+            used: Default::default(),
+        })
+    }
+
+    /// Takes `n` bytes if they fit.
+    pub fn take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                u.checked_add(n).filter(|t| *t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    pub fn give(&self, n: usize) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                Some(u.saturating_sub(n))
+            });
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give(self.held);
+        }
+    }
 }
 
 impl Inbound {
-    fn new(io: Rc<TcpStream>, early: Bytes) -> Self {
+    fn new(io: Rc<TcpStream>, early: Bytes, cut: Rc<Cell<Option<Cut>>>) -> Self {
         Inbound {
             io,
             buf: BytesMut::from(&early[..]),
             owed: 0,
             handed: false,
             eof: false,
+            admitted: false,
+            gate: FrameGate::new(usize::MAX),
+            cut,
+            budget: None,
+            held: 0,
+            charged: false,
+            ends_message: false,
         }
+    }
+
+    /// Counts large or fragmented messages against `budget` as they are
+    /// read.
+    pub fn share_budget(mut self, budget: Arc<FrameBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Takes `n` bytes of the current frame from the budget, if it is
+    /// charged; `false` (and the connection cut) if they do not fit.
+    fn charge(&mut self, n: usize, cx: &mut Context<'_>) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        if !self.charged {
+            return true;
+        }
+        if budget.take(n) {
+            self.held += n;
+            return true;
+        }
+        self.cut.set(Some(Cut::Busy {
+            budget: budget.limit,
+        }));
+        self.buf = BytesMut::new();
+        cx.waker().wake_by_ref();
+        false
+    }
+
+    /// The current frame was handed on whole: a message it ended gives its
+    /// bytes back.
+    fn frame_done(&mut self) {
+        if self.ends_message && self.held > 0 {
+            if let Some(b) = &self.budget {
+                b.give(self.held);
+            }
+            self.held = 0;
+        }
+    }
+
+    /// Refuses frames (and fragmented messages) over `limit` bytes of
+    /// payload before their payload is read.
+    pub fn limit_frames(mut self, limit: usize) -> Self {
+        self.gate = FrameGate::new(limit);
+        self
     }
 
     /// Hands on the first `n` buffered bytes.
@@ -126,6 +254,30 @@ impl Inbound {
 /// The length of the WebSocket frame (RFC 6455 5.2) at the start of `buf`,
 /// header included, once its header is complete.
 pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    frame_header(buf)?.total()
+}
+
+/// A WebSocket frame's header (RFC 6455 5.2), as far as the limits need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The header's own length (extended length and mask key included).
+    pub head: usize,
+    pub opcode: u8,
+    pub fin: bool,
+    /// The payload length it announces: a peer's claim, not yet a size.
+    pub payload: u64,
+}
+
+impl Header {
+    /// The whole frame's length, when it fits in memory at all.
+    pub fn total(&self) -> Option<usize> {
+        usize::try_from(self.payload).ok()?.checked_add(self.head)
+    }
+}
+
+/// The header at the start of `buf`, once it is complete.
+pub fn frame_header(buf: &[u8]) -> Option<Header> {
+    let b0 = *buf.first()?;
     let b1 = *buf.get(1)?;
     let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
     let (ext, payload) = match b1 & 0x7f {
@@ -136,7 +288,127 @@ pub fn frame_len(buf: &[u8]) -> Option<usize> {
         127 => (8, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
         n => (0, n as u64),
     };
-    usize::try_from(payload).ok()?.checked_add(2 + ext + mask)
+    Some(Header {
+        head: 2 + ext + mask,
+        opcode: b0 & 0x0f,
+        fin: b0 & 0x80 != 0,
+        payload,
+    })
+}
+
+/// The frame limit of one connection, checked on each header before its
+/// payload is read. A fragmented message counts as the sum of its frames:
+/// a message cut into many small frames is refused like one large frame
+/// as soon as the announced sum passes the limit.
+#[derive(Debug, Clone)]
+pub struct FrameGate {
+    limit: u64,
+    /// Payload announced so far by the data frames of an unfinished message.
+    message: u64,
+}
+
+impl FrameGate {
+    pub fn new(limit: usize) -> Self {
+        FrameGate {
+            limit: limit as u64,
+            message: 0,
+        }
+    }
+
+    /// Admits the frame `h` announces, or refuses it with the size that
+    /// passed the limit (the frame's, or its message's so far).
+    pub fn admit(&mut self, h: &Header) -> Result<(), u64> {
+        let size = match h.opcode {
+            // Continuation: counts toward the message it continues.
+            0x0 => self.message.saturating_add(h.payload),
+            // Text or binary: a new message.
+            0x1 | 0x2 => h.payload,
+            // Control frames (and reserved opcodes, which the codec
+            // refuses) stand alone.
+            _ => {
+                return if h.payload > self.limit {
+                    Err(h.payload)
+                } else {
+                    Ok(())
+                };
+            }
+        };
+        if size > self.limit {
+            return Err(size);
+        }
+        self.message = if h.fin { 0 } else { size };
+        Ok(())
+    }
+}
+
+/// Why the transport itself ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// A frame, or a fragmented message, announced `announced` bytes, over
+    /// the `limit`: closed with 1009 before its payload was read.
+    Oversize { announced: u64, limit: usize },
+    /// Bytes waited for the socket and none could be written for `after`:
+    /// the peer stopped reading.
+    Stalled { after: Duration },
+    /// The switch-wide budget for large messages being read was spent:
+    /// closed with 1013 (try again later).
+    Busy { budget: usize },
+}
+
+/// The close frame (server side, unmasked) the pump writes for an
+/// oversized frame: 1009 "message too big" (RFC 6455 7.4.1).
+fn close_frame_1009(limit: usize) -> Bytes {
+    close_frame(1009, &format!("message over {limit} bytes"))
+}
+
+/// A close frame (server side, unmasked) with `code` and `reason` (cut to
+/// the 123 bytes a control frame has room for).
+pub fn close_frame(code: u16, reason: &str) -> Bytes {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let reason = &reason.as_bytes()[..cut];
+    let mut f = Vec::with_capacity(4 + reason.len());
+    f.push(0x88);
+    f.push((2 + reason.len()) as u8);
+    f.extend_from_slice(&code.to_be_bytes());
+    f.extend_from_slice(reason);
+    Bytes::from(f)
+}
+
+/// The write deadline of a connection's pump: when bytes wait for the
+/// socket, the last time any of them could be written. Decisions only; the
+/// pump keeps the timer.
+#[derive(Debug, Clone)]
+pub struct Stall {
+    after: Duration,
+    /// Since when bytes have waited with no progress; `None` while nothing
+    /// waits.
+    since: Option<Instant>,
+}
+
+impl Stall {
+    pub fn new(after: Duration) -> Self {
+        Stall { after, since: None }
+    }
+
+    /// Bytes were written, or nothing waits: the clock starts again.
+    pub fn progressed(&mut self) {
+        self.since = None;
+    }
+
+    /// Bytes wait and none could be written now: the deadline by which
+    /// some must be.
+    pub fn blocked(&mut self, now: Instant) -> Instant {
+        *self.since.get_or_insert(now) + self.after
+    }
+
+    /// Whether the peer has been stalled for the whole timeout at `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.since
+            .is_some_and(|s| now.saturating_duration_since(s) >= self.after)
+    }
 }
 
 impl Stream for Inbound {
@@ -144,6 +416,11 @@ impl Stream for Inbound {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.cut.get().is_some() {
+            // Refused: the outlet closes the connection; nothing more is
+            // read.
+            return Poll::Pending;
+        }
         if this.handed {
             // The reader asks again in the turn it got a whole frame: it
             // decodes that frame and comes back for the next.
@@ -154,13 +431,47 @@ impl Stream for Inbound {
             if this.owed > 0 {
                 if !this.buf.is_empty() {
                     let n = this.owed.min(this.buf.len());
+                    if !this.charge(n, cx) {
+                        return Poll::Pending;
+                    }
                     this.owed -= n;
                     this.handed = this.owed == 0;
+                    this.admitted = !this.handed;
+                    if this.handed {
+                        this.frame_done();
+                    }
                     return this.hand(n);
                 }
-            } else if let Some(len) = frame_len(&this.buf) {
+            } else if let Some(h) = frame_header(&this.buf) {
+                if !this.admitted {
+                    if let Err(announced) = this.gate.admit(&h) {
+                        this.cut.set(Some(Cut::Oversize {
+                            announced,
+                            limit: this.gate.limit as usize,
+                        }));
+                        this.buf = BytesMut::new();
+                        // The outlet, polling this session, sees the cut
+                        // when the session's turn ends.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    this.admitted = true;
+                    let data = h.opcode < 0x8;
+                    this.ends_message = data && h.fin;
+                    // Small whole messages, nearly all of them, cost the
+                    // budget nothing.
+                    this.charged =
+                        data && (!h.fin || this.held > 0 || h.total().is_none_or(|l| l > PIECE));
+                }
+                // Admitted, so within a limit that fits in memory.
+                let len = h.total().unwrap_or(usize::MAX);
                 if len <= this.buf.len() {
+                    if !this.charge(len, cx) {
+                        return Poll::Pending;
+                    }
                     this.handed = true;
+                    this.admitted = false;
+                    this.frame_done();
                     return this.hand(len);
                 }
                 if len > PIECE {
@@ -262,6 +573,8 @@ pub async fn refuse(mut framed: Upgrading, res: Response<BoxBody>) {
 /// frame is written.
 pub struct Outlet {
     io: Rc<TcpStream>,
+    cut: Rc<Cell<Option<Cut>>>,
+    stall: Option<Duration>,
 }
 
 /// Splits an upgraded connection into the session's incoming bytes and the
@@ -272,26 +585,88 @@ fn open(io: TcpStream, early: Bytes) -> (Inbound, Outlet) {
     // a packet of its own and a round trip costs a third more CPU at 25 000
     // round trips/s, for a lower median latency only.
     let io = Rc::new(io);
-    (Inbound::new(Rc::clone(&io), early), Outlet { io })
+    let cut = Rc::new(Cell::new(None));
+    (
+        Inbound::new(Rc::clone(&io), early, Rc::clone(&cut)),
+        Outlet {
+            io,
+            cut,
+            stall: None,
+        },
+    )
 }
 
 impl Outlet {
-    pub async fn run(self, session: Session) {
+    /// Ends the connection when bytes wait for the socket and none could
+    /// be written for `after` (a peer that stopped reading), whatever its
+    /// session is doing: a session whose output is not taken is frozen and
+    /// cannot keep a deadline of its own.
+    pub fn stall_after(mut self, after: Duration) -> Self {
+        self.stall = Some(after);
+        self
+    }
+
+    /// Closes a connection no session will run on (the switch refuses it
+    /// after the upgrade, e.g. 1013 past a connection limit): writes the
+    /// close frame, then lets the peer close its end.
+    pub async fn refuse(self, inbound: Inbound, code: u16, reason: &str) {
+        drop(inbound);
+        let close = close_frame(code, reason);
+        let sent = tokio::time::timeout(LINGER, async {
+            let mut at = 0;
+            while at < close.len() {
+                self.io.writable().await?;
+                match self.io.try_write(&close[at..]) {
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<(), io::Error>(())
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+        if let Ok(mut io) = Rc::try_unwrap(self.io) {
+            linger(&mut io).await;
+        }
+    }
+
+    /// Runs the session until it stops; returns why the transport ended
+    /// the connection itself, if it did.
+    pub async fn run(self, session: Session) -> Option<Cut> {
         let Session { out, flow } = session;
         let mut pump = Pump {
             io: Rc::clone(&self.io),
             out: Some(out),
             queue: VecDeque::new(),
             queued: 0,
+            front_started: false,
             flow,
             broken: false,
+            cut: Rc::clone(&self.cut),
+            closing: false,
+            stall: self.stall.map(Stall::new),
+            timer: None,
+            stalled: false,
         };
         (&mut pump).await;
+        let stalled = pump.stalled;
         // The session, and its `Inbound` with it, is gone: the stream is ours.
         drop(pump);
         if let Ok(mut io) = Rc::try_unwrap(self.io) {
-            linger(&mut io).await;
+            if stalled {
+                // The peer reads nothing: reset rather than leave the
+                // kernel holding what it never takes. A zero linger does
+                // not block the thread on drop (only a positive one does).
+                #[allow(deprecated)]
+                let _ = io.set_linger(Some(Duration::ZERO));
+            } else {
+                linger(&mut io).await;
+            }
         }
+        self.cut.get()
     }
 }
 
@@ -325,10 +700,20 @@ struct Pump {
     out: Option<Outbound>,
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// Some of the queue's first frames were written: they must be
+    /// finished before anything else goes out.
+    front_started: bool,
     flow: Option<Arc<Flow>>,
     /// The socket failed for writing: output is pulled and dropped until
     /// the session, reading the same failure, stops.
     broken: bool,
+    cut: Rc<Cell<Option<Cut>>>,
+    /// A close frame of the transport's own is queued: the session is gone.
+    closing: bool,
+    stall: Option<Stall>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Ended for a peer that stopped reading.
+    stalled: bool,
 }
 
 impl Pump {
@@ -342,7 +727,11 @@ impl Pump {
             match out.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(frames))) => {
                     if let Some(flow) = &self.flow {
-                        flow.took(frames.len());
+                        // Control frames (pings, pongs, close) are not
+                        // counted as written by the senders: counting them
+                        // as taken would give the senders credit past the
+                        // bound with every pong a peer's ping asked for.
+                        flow.took(data_frame_bytes(&frames));
                     }
                     if !self.broken && !frames.is_empty() {
                         self.queued += frames.len();
@@ -378,7 +767,12 @@ impl Pump {
                     self.fail(io::ErrorKind::WriteZero.into());
                     return Poll::Ready(());
                 }
-                Ok(n) => self.advance(n),
+                Ok(n) => {
+                    self.advance(n);
+                    if let Some(stall) = &mut self.stall {
+                        stall.progressed();
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     self.fail(e);
@@ -392,14 +786,58 @@ impl Pump {
     fn advance(&mut self, mut n: usize) {
         self.queued -= n;
         while n > 0 {
-            let front = self.queue.front_mut().expect("wrote more than queued");
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
             if n < front.len() {
                 front.advance(n);
+                self.front_started = true;
                 return;
             }
             n -= front.len();
             self.queue.pop_front();
+            self.front_started = false;
         }
+    }
+
+    /// Bytes wait and the socket takes none: `Ready` once they have waited
+    /// for the whole stall timeout (the peer stopped reading).
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(stall) = &mut self.stall else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(stall.blocked(Instant::now()));
+        // The timer is set once and moved only when it fires early: a
+        // socket that is full for a moment many times a second (a busy
+        // backend's) costs no timer update each time.
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            if stall.expired(Instant::now()) {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(deadline);
+        }
+    }
+
+    /// Replaces the session with a close frame of the transport's own:
+    /// what was queued goes (but a frame already begun is finished, so the
+    /// close frame is read as one), and the session stops.
+    fn close_with(&mut self, close: Bytes) {
+        self.closing = true;
+        // Dropping the session's context stops its actor (its `stopped`
+        // runs: it leaves its agent, its subscriber slot, its gateway).
+        self.out = None;
+        if self.broken {
+            return;
+        }
+        let keep = usize::from(self.front_started && !self.queue.is_empty());
+        self.queue.truncate(keep);
+        self.queued = self.queue.iter().map(Bytes::len).sum();
+        self.queued += close.len();
+        self.queue.push_back(close);
     }
 
     fn fail(&mut self, e: io::Error) {
@@ -417,7 +855,20 @@ impl Future for Pump {
         let this = &mut *self;
         loop {
             let idle = this.pull(cx);
+            if !this.closing {
+                match this.cut.get() {
+                    Some(Cut::Oversize { limit, .. }) => this.close_with(close_frame_1009(limit)),
+                    Some(Cut::Busy { .. }) => this.close_with(close_frame(
+                        1013,
+                        "too many large messages in progress, try again later",
+                    )),
+                    _ => {}
+                }
+            }
             if this.queue.is_empty() {
+                if let Some(stall) = &mut this.stall {
+                    stall.progressed();
+                }
                 if this.out.is_none() {
                     return Poll::Ready(());
                 }
@@ -426,9 +877,42 @@ impl Future for Pump {
                 }
                 continue;
             }
-            ready!(this.write(cx));
+            if this.write(cx).is_pending() {
+                ready!(this.poll_stalled(cx));
+                // Nothing written for the whole timeout: the peer stopped
+                // reading. The session goes with the connection.
+                this.out = None;
+                this.queue.clear();
+                this.queued = 0;
+                this.stalled = true;
+                if this.cut.get().is_none() {
+                    if let Some(stall) = &this.stall {
+                        this.cut.set(Some(Cut::Stalled { after: stall.after }));
+                    }
+                }
+                return Poll::Ready(());
+            }
         }
     }
+}
+
+/// The bytes of data frames (text, binary, continuation) in `frames`, a run
+/// of whole frames a session's context encoded (server frames, unmasked).
+fn data_frame_bytes(frames: &[u8]) -> usize {
+    let mut at = 0;
+    let mut data = 0;
+    while let Some(h) = frames.get(at..).and_then(frame_header) {
+        let Some(len) = h.total() else { break };
+        if h.opcode < 0x8 {
+            data += len.min(frames.len() - at);
+        }
+        at = at.saturating_add(len);
+    }
+    if at < frames.len() {
+        // Not whole frames after all: count the rest as data, as before.
+        data += frames.len() - at;
+    }
+    data
 }
 
 #[cfg(test)]
@@ -468,6 +952,122 @@ mod tests {
         assert_eq!(frame_len(&client_frame(&[7; 300])), Some(300 + 8));
         assert_eq!(frame_len(&client_frame(&[7; 70_000])), Some(70_000 + 14));
         assert_eq!(frame_len(&[0x81, 127, 0, 0, 0, 0, 0, 1]), None);
+    }
+
+    fn header(opcode: u8, fin: bool, payload: u64) -> Header {
+        Header {
+            head: 14,
+            opcode,
+            fin,
+            payload,
+        }
+    }
+
+    #[test]
+    fn frame_header_reads_opcode_fin_and_the_announced_length() {
+        let h = frame_header(&[0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0]).unwrap();
+        assert_eq!((h.opcode, h.fin, h.payload, h.head), (2, true, 1 << 32, 14));
+        let h = frame_header(&[0x00, 0x85]).unwrap();
+        assert_eq!((h.opcode, h.fin, h.payload, h.head), (0, false, 5, 6));
+        // A length no memory holds is a header all the same.
+        let h =
+            frame_header(&[0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
+        assert_eq!(h.payload, u64::MAX);
+        assert_eq!(h.total(), None);
+    }
+
+    // PROTOCOL 1.5 "Bounds": a frame over the limit is refused on its header.
+    #[test]
+    fn the_gate_refuses_a_frame_over_the_limit() {
+        let mut g = FrameGate::new(1000);
+        assert_eq!(g.admit(&header(1, true, 1000)), Ok(()));
+        assert_eq!(g.admit(&header(2, true, 1001)), Err(1001));
+        assert_eq!(g.admit(&header(1, true, 1 << 32)), Err(1 << 32));
+        assert_eq!(g.admit(&header(9, true, 125)), Ok(()), "a ping");
+        assert_eq!(g.admit(&header(9, true, 5000)), Err(5000));
+    }
+
+    // Continuation frames count toward their message's limit.
+    #[test]
+    fn the_gate_sums_a_fragmented_message() {
+        let mut g = FrameGate::new(1000);
+        assert_eq!(g.admit(&header(1, false, 400)), Ok(()));
+        assert_eq!(g.admit(&header(0, false, 400)), Ok(()));
+        // A ping between fragments does not count toward the message.
+        assert_eq!(g.admit(&header(9, true, 100)), Ok(()));
+        assert_eq!(g.admit(&header(0, true, 201)), Err(1001));
+
+        let mut g = FrameGate::new(1000);
+        assert_eq!(g.admit(&header(2, false, 600)), Ok(()));
+        assert_eq!(g.admit(&header(0, true, 400)), Ok(()));
+        // The message ended: the next starts from nothing.
+        assert_eq!(g.admit(&header(1, false, 900)), Ok(()));
+        for _ in 0..10 {
+            assert_eq!(g.admit(&header(0, false, 10)), Ok(()));
+        }
+        assert_eq!(g.admit(&header(0, false, 1)), Err(1001));
+        // Many empty fragments are free; an overflowing sum saturates.
+        let mut g = FrameGate::new(10);
+        assert_eq!(g.admit(&header(1, false, 10)), Ok(()));
+        assert_eq!(g.admit(&header(0, false, u64::MAX)), Err(u64::MAX));
+    }
+
+    #[test]
+    fn the_stall_clock_runs_only_while_nothing_can_be_written() {
+        let t0 = Instant::now();
+        let s10 = Duration::from_secs(10);
+        let mut s = Stall::new(s10);
+        assert!(!s.expired(t0 + s10 * 100), "nothing waits");
+        assert_eq!(s.blocked(t0), t0 + s10);
+        // Blocked again later: the deadline stays the first one.
+        assert_eq!(s.blocked(t0 + Duration::from_secs(4)), t0 + s10);
+        assert!(!s.expired(t0 + Duration::from_secs(9)));
+        assert!(s.expired(t0 + s10));
+        // Progress starts the clock again.
+        s.progressed();
+        assert!(!s.expired(t0 + s10 * 2));
+        assert_eq!(s.blocked(t0 + s10 * 2), t0 + s10 * 3);
+    }
+
+    #[test]
+    fn only_data_frames_count_as_taken() {
+        let text = |n: usize| {
+            let mut f = vec![0x81, n as u8];
+            f.extend(std::iter::repeat_n(b'x', n));
+            f
+        };
+        let pong = [0x8a, 3, 1, 2, 3];
+        let close = close_frame(1000, "bye");
+        let frames = [text(10), pong.to_vec(), text(20), close.to_vec()].concat();
+        assert_eq!(data_frame_bytes(&frames), 12 + 22);
+        assert_eq!(data_frame_bytes(&pong), 0);
+        assert_eq!(data_frame_bytes(&text(100)), 102);
+    }
+
+    #[test]
+    fn the_budget_takes_what_fits_and_gets_it_back() {
+        let b = FrameBudget::new(1000);
+        assert!(b.take(600));
+        assert!(!b.take(401), "past the limit");
+        assert!(b.take(400));
+        assert_eq!(b.used(), 1000);
+        b.give(600);
+        assert!(b.take(usize::MAX).then_some(()).is_none(), "no overflow");
+        assert_eq!(b.used(), 400);
+        b.give(10_000);
+        assert_eq!(b.used(), 0, "never below nothing");
+    }
+
+    #[test]
+    fn close_frames_carry_the_code_and_a_cut_reason() {
+        let f = close_frame(1009, "message over 10 bytes");
+        assert_eq!(&f[..4], &[0x88, 2 + 21, 0x03, 0xf1]);
+        let long = close_frame(1013, &"é".repeat(100));
+        assert!(long.len() <= 2 + 125);
+        assert!(
+            std::str::from_utf8(&long[4..]).is_ok(),
+            "cut on a char boundary"
+        );
     }
 
     async fn pair() -> (TcpStream, TcpStream) {
@@ -513,6 +1113,52 @@ mod tests {
         }
         drop(writer.await.unwrap().unwrap());
         assert!(inbound.next().await.is_none(), "the peer's end");
+    }
+
+    // PROTOCOL 1.5 "Bounds": a header announcing more than the limit is
+    // refused before any of its payload is read, and nothing after it is.
+    #[actix_web::test]
+    async fn a_header_over_the_limit_is_refused_before_its_payload() {
+        let (mut client, server) = pair().await;
+        let ok = client_frame(b"fine");
+        let mut huge = vec![0x82, 0x80 | 127];
+        huge.extend((4u64 << 30).to_be_bytes());
+        huge.extend([1, 2, 3, 4]);
+        client
+            .write_all(&[ok.clone(), huge].concat())
+            .await
+            .unwrap();
+        let writer = actix_web::rt::spawn(async move {
+            // The payload streams on; the reader must take none of it.
+            let chunk = vec![0u8; 64 * 1024];
+            for _ in 0..64 {
+                if client.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            client
+        });
+        let (inbound, _outlet) = open(server, Bytes::new());
+        let mut inbound = inbound.limit_frames(1000);
+        assert_eq!(&inbound.next().await.unwrap().unwrap()[..], &ok[..]);
+        let _ = poll_once(&mut inbound);
+        assert!(
+            poll_once(&mut inbound).is_pending(),
+            "refused, not handed on"
+        );
+        assert_eq!(
+            inbound.cut.get(),
+            Some(Cut::Oversize {
+                announced: 4 << 30,
+                limit: 1000
+            })
+        );
+        assert_eq!(inbound.buf.len(), 0, "nothing kept");
+        assert!(
+            poll_once(&mut inbound).is_pending(),
+            "and nothing more read"
+        );
+        writer.abort();
     }
 
     // A frame longer than PIECE goes on in pieces that add up to it.

@@ -12,41 +12,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use switchyard_actors::agent::{SessionOrigin, WsSession};
 use switchyard_actors::flow::Flow;
 
+use super::auth::token_ok;
 use super::transport::{Inbound, Session};
 use super::{static_files, AppState};
-
-/// The token of PROTOCOL 1.5, from `Authorization: Bearer T` or `?token=T`.
-fn presented_token(req: &RequestHead) -> Option<String> {
-    if let Some(h) = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Some(t) = h.strip_prefix("Bearer ") {
-            return Some(t.trim().to_string());
-        }
-    }
-    web::Query::<Vec<(String, String)>>::from_query(req.uri.query().unwrap_or_default())
-        .ok()
-        .and_then(|q| q.0.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v))
-}
-
-/// Compares in time independent of where the strings differ.
-fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-/// Whether the request presents `expected` (always, when none is set).
-fn token_ok(req: &RequestHead, expected: Option<&str>) -> bool {
-    match expected {
-        None => true,
-        Some(expected) => presented_token(req).is_some_and(|t| same_token(&t, expected)),
-    }
-}
 
 /// The peer's address, for logs and `/metrics/actors`.
 pub fn peer_name(req: &RequestHead) -> String {
@@ -83,8 +51,9 @@ pub fn router_session(head: &RequestHead, state: &AppState, inbound: Inbound) ->
         },
         Arc::clone(&flow),
     );
-    let codec = ws::Codec::new().max_size(state.config.session.hard_frame_bytes());
-    Session::start(session, inbound, codec, Some(flow))
+    let hard = state.config.session.hard_frame_bytes();
+    let codec = ws::Codec::new().max_size(hard);
+    Session::start(session, inbound.limit_frames(hard), codec, Some(flow))
 }
 
 /// An edge switch's uplink on `/gateway` (PROTOCOL 5).

@@ -42,6 +42,9 @@ pub struct MonitorConfig {
     /// Bytes written to a subscriber's socket and not yet taken by it,
     /// past which new events wait in the queue.
     pub in_flight_bytes: usize,
+    /// Open `/monitor` subscribers; past it a new one is closed with 1013
+    /// (try again later) right after the upgrade.
+    pub max_subscribers: usize,
 }
 
 impl Default for MonitorConfig {
@@ -49,6 +52,7 @@ impl Default for MonitorConfig {
         MonitorConfig {
             queue_limit: 1000,
             in_flight_bytes: 256 * 1024,
+            max_subscribers: 64,
         }
     }
 }

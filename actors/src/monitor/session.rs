@@ -2,17 +2,23 @@
 //!
 //! A thin writer: the `Monitor` decides what it gets and when (see there
 //! for why), this actor writes it and turns the peer's
-//! `{"subscribe": [...]}` into a `SetFilter`.
+//! `{"subscribe": [...]}` into a `SetFilter`. It keeps the connection
+//! alive as `WsSession` does: a protocol ping every `ping_interval`, and a
+//! close with 1001 once nothing (a pong, or any frame) was heard from the
+//! peer for `ping_timeout`, so a subscriber whose host vanished without a
+//! FIN does not hold its slot until its socket fills.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web_actors::ws;
 use serde_json::json;
 
 use super::{Flow, Join, Leave, Monitor, SetFilter};
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::agent::SessionConfig;
+use crate::metrics::{cut_reason, ActorProbe, Mailbox, Metrics};
 
 /// Link label of `switchyard_connections_open` for monitor sockets.
 pub const LINK_MONITOR: &str = "monitor";
@@ -24,6 +30,11 @@ pub struct MonitorSession {
     shutdown: tokio::sync::watch::Receiver<bool>,
     flow: Arc<Flow>,
     id: Option<u64>,
+    peer: String,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+    /// When the peer last sent a frame, of any kind.
+    last_heard: Instant,
 }
 
 /// One JSON text for the peer.
@@ -32,14 +43,16 @@ pub struct MonitorSession {
 pub struct MonitorText(pub Arc<str>);
 
 impl MonitorSession {
+    /// `session` gives the keep-alive timings, the router sockets' own.
     pub fn new(
         metrics: Arc<Metrics>,
         monitor: Mailbox<Monitor>,
         shutdown: tokio::sync::watch::Receiver<bool>,
         peer: String,
         flow: Arc<Flow>,
+        session: &SessionConfig,
     ) -> Self {
-        let probe = metrics.probe("MonitorSession", peer);
+        let probe = metrics.probe("MonitorSession", peer.clone());
         MonitorSession {
             metrics,
             probe,
@@ -47,6 +60,10 @@ impl MonitorSession {
             shutdown,
             flow,
             id: None,
+            peer,
+            ping_interval: session.ping_interval(),
+            ping_timeout: session.ping_timeout(),
+            last_heard: Instant::now(),
         }
     }
 
@@ -103,6 +120,29 @@ impl Actor for MonitorSession {
             Err(_) => ctx.stop(),
         }));
         crate::close_on_shutdown(self, ctx, self.shutdown.clone());
+
+        // Protocol keep-alive: ping, and drop a peer that went silent. A
+        // subscriber that only listens still answers the pings. (A peer
+        // that stops reading freezes this actor, timers included: the
+        // transport's stall timeout cuts that one.)
+        let timeout = self.ping_timeout;
+        ctx.run_interval(self.ping_interval, move |act, ctx| {
+            let silent = act.last_heard.elapsed();
+            if silent > timeout {
+                log::info!("monitor {}: silent for {silent:?}, closing", act.peer);
+                act.metrics
+                    .peers_cut
+                    .with_label_values(&[LINK_MONITOR, cut_reason::PING_TIMEOUT])
+                    .inc();
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("ping timeout".into()),
+                }));
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -127,7 +167,9 @@ impl Handler<MonitorText> for MonitorSession {
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for MonitorSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        let _h = self.probe.handling_unqueued("Frame");
+        let now = Instant::now();
+        let _h = self.probe.handling_unqueued_at("Frame", now);
+        self.last_heard = now;
         match msg {
             Ok(ws::Message::Text(t)) => self.on_text(&t, ctx),
             Ok(ws::Message::Ping(b)) => ctx.pong(&b),

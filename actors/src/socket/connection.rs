@@ -8,10 +8,17 @@
 //! never dropped; pushes wait in a bounded queue that drops its oldest when
 //! the client reads slower than the mesh talks, so a slow client never slows
 //! the switch. Handles the request stream, `Push`.
+//!
+//! Time bounds (PROTOCOL 1.5): a write the client does not take within
+//! `write_timeout_secs` cuts the connection (a client that stopped reading
+//! its answers or pushes); a connection that has not said `LISTN` and sends
+//! nothing for `idle_timeout_secs` is told `F` and closed. A listening
+//! connection is not idle for not sending: it is there to read.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -22,7 +29,7 @@ use tokio_util::codec::FramedRead;
 
 use super::{ConnectionClosed, Listening, SocketConfig, SocketManager, LINK_CLIENT};
 use crate::agent::outbox::Outbox;
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::metrics::{cut_reason, ActorProbe, Mailbox, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::{GetLatest, GetMeshInfo, MeshCommand, NetworkManager, Publish, SetRobots};
 use crate::wire::client_api::{fail, get_answer, ok, ClientRequest};
@@ -44,6 +51,8 @@ pub struct ClientConnection {
     listening: bool,
     /// The client closed its sending side: stop once everything is written.
     read_closed: bool,
+    /// When the client last sent a frame (or connected).
+    last_heard: Instant,
 }
 
 impl ClientConnection {
@@ -83,6 +92,7 @@ impl ClientConnection {
                 answers: VecDeque::new(),
                 listening: false,
                 read_closed: false,
+                last_heard: Instant::now(),
             }
         });
     }
@@ -134,19 +144,32 @@ impl ClientConnection {
             return;
         }
         self.writing = true;
+        let limit = self.config.write_timeout();
         let fut = async move {
-            let r = writer.write_all(&batch).await;
+            let r = tokio::time::timeout(limit, writer.write_all(&batch)).await;
             (writer, r)
         };
-        ctx.spawn(fut.into_actor(self).map(|(writer, r), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |(writer, r), act, ctx| {
             act.writing = false;
             match r {
-                Ok(()) => {
+                Ok(Ok(())) => {
                     act.writer = Some(writer);
                     act.pump(ctx);
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     log::debug!("client {}: write failed: {e}", act.peer);
+                    ctx.stop();
+                }
+                Err(_) => {
+                    // The client stopped reading: it is cut, not waited for.
+                    act.metrics
+                        .peers_cut
+                        .with_label_values(&[LINK_CLIENT, cut_reason::STALLED])
+                        .inc();
+                    log::info!(
+                        "client {}: took nothing written to it for {limit:?}; disconnected",
+                        act.peer
+                    );
                     ctx.stop();
                 }
             }
@@ -358,12 +381,26 @@ fn frame_counters(m: &Metrics) -> serde_json::Value {
 impl Actor for ClientConnection {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics
             .connections_open
             .with_label_values(&[LINK_CLIENT])
             .inc();
         log::debug!("client {}: connected", self.peer);
+        if let Some(idle) = self.config.idle_timeout() {
+            ctx.run_interval(idle / 4, move |act, ctx| {
+                if act.listening || act.read_closed || act.last_heard.elapsed() < idle {
+                    return;
+                }
+                act.metrics
+                    .peers_cut
+                    .with_label_values(&[LINK_CLIENT, cut_reason::IDLE])
+                    .inc();
+                log::info!("client {}: idle for {idle:?}; closing", act.peer);
+                act.read_closed = true;
+                act.answer(fail(&format!("idle for {idle:?}, closing")), ctx);
+            });
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -380,6 +417,7 @@ impl Actor for ClientConnection {
 impl StreamHandler<Result<FrameItem, std::io::Error>> for ClientConnection {
     fn handle(&mut self, item: Result<FrameItem, std::io::Error>, ctx: &mut Context<Self>) {
         let _h = self.probe.handling_unqueued("Frame");
+        self.last_heard = Instant::now();
         match item {
             Ok(FrameItem::Frame(content)) => match ClientRequest::parse(&content) {
                 Ok(request) => self.handle_request(request, ctx),

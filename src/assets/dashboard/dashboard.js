@@ -160,8 +160,14 @@
   const domKey = (key) => key.replace(/[^A-Za-z0-9_-]/g, '_');
   const addrOf = (n) => (typeof n === 'number' ? `0x${n.toString(16).padStart(4, '0')}` : String(n));
 
+  // The operators' token (PROTOCOL 1.5), when the page was opened with
+  // `?token=T`: sent on as a Bearer header to the API, and as `?token=` to
+  // /monitor (a browser's WebSocket cannot set headers).
+  const TOKEN = new URLSearchParams(location.search).get('token');
+  const authHeaders = () => (TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {});
+
   async function getJSON(url) {
-    const r = await fetch(url, { cache: 'no-store' });
+    const r = await fetch(url, { cache: 'no-store', headers: authHeaders() });
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
     return r.json();
   }
@@ -257,7 +263,8 @@
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     let ws;
     try {
-      ws = new WebSocket(`${proto}//${location.host}/monitor`);
+      const query = TOKEN ? `?token=${encodeURIComponent(TOKEN)}` : '';
+      ws = new WebSocket(`${proto}//${location.host}/monitor${query}`);
     } catch (e) {
       scheduleReconnect();
       return;
@@ -561,7 +568,7 @@
         if (i >= 0) { state.messages.splice(i, 1); mark('messages'); }
       };
       try {
-        const r = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+        const r = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...authHeaders() }, body: JSON.stringify(body) });
         let j = null;
         try { j = await r.json(); } catch (err) { j = null; }
         if (r.ok && j && j.status === 'ok') {
