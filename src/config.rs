@@ -12,6 +12,7 @@ use switchyard_actors::network::mesh::MeshConfig;
 use switchyard_actors::socket::SocketConfig;
 use switchyard_actors::uart::sim::SimConfig;
 use switchyard_actors::uart::UartConfig;
+use switchyard_actors::uplink::GatewayConfig;
 use switchyard_actors::uplink::UplinkConfig;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -47,6 +48,8 @@ pub struct Config {
     pub uplink: UplinkConfig,
     /// This switch as a central: gateways must present this token.
     pub gateway_token: Option<String>,
+    /// This switch as a central: limits on gateways (PROTOCOL 1.5, 5).
+    pub gateway: GatewayConfig,
     pub agent: AgentConfig,
     pub backend: BackendConfig,
     pub session: SessionConfig,
@@ -71,6 +74,7 @@ impl Default for Config {
             sim: SimConfig::default(),
             uplink: UplinkConfig::default(),
             gateway_token: None,
+            gateway: GatewayConfig::default(),
             agent: AgentConfig::default(),
             backend: BackendConfig::default(),
             session: SessionConfig::default(),

@@ -222,7 +222,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         router.backend.clone(),
     );
 
-    let gateways = GatewayServer::start_link(Arc::clone(&metrics), router.network.clone());
+    let gateways = GatewayServer::start_link(
+        config.gateway.clone(),
+        config.serial.max_frame_bytes,
+        Arc::clone(&metrics),
+        router.network.clone(),
+    );
     if let Some(url) = &config.uplink.url {
         let gateway = config
             .uplink

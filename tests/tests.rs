@@ -6,6 +6,7 @@ mod common;
 
 mod channel_suite;
 mod client_socket;
+mod hostile_mesh;
 mod http_api;
 mod launch;
 pub mod mesh;

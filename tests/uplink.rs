@@ -234,20 +234,8 @@ async fn a_wrong_gateway_token_is_refused() {
             .await,
         0.0
     );
+    // Closed with 1008 as soon as it opens, before it says anything.
     let mut raw = Ws::connect(&format!("ws://{}/gateway", central.running.http_addr)).await;
-    futures_util::SinkExt::send(
-        &mut raw.stream,
-        Message::Binary(
-            Envelope::Hello {
-                gateway: "x".into(),
-                epoch: 1,
-                resume: 1,
-            }
-            .encode(),
-        ),
-    )
-    .await
-    .unwrap();
     assert_eq!(raw.closed_with().await, 1008);
     edge.s.stop().await;
     central.stop().await;
@@ -346,7 +334,7 @@ struct Peer {
 // central switch as the peer) and on the retry budget.
 #[actix_web::test]
 async fn websocket_channel_keeps_the_channel_contract() {
-    let central = Switch::start().await;
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
     let mut peer = Peer {
         addr: central.running.http_addr,
         switch: Some(central),
@@ -362,7 +350,7 @@ async fn websocket_channel_keeps_the_channel_contract() {
     let m2 = m.clone();
     let ch = WebsocketChannel::new(
         format!("ws://{}/gateway", peer.addr),
-        None,
+        Some(TOKEN.into()),
         owner,
         &cfg,
         m,
@@ -446,7 +434,11 @@ async fn websocket_channel_keeps_the_channel_contract() {
     }
     // Back: reconnected, and the kept messages (the newest 3) delivered.
     let addr = peer.addr;
-    let central = Switch::start_with(move |c| c.http = addr).await;
+    let central = Switch::start_with(move |c| {
+        c.http = addr;
+        c.gateway_token = Some(TOKEN.into());
+    })
+    .await;
     let n = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(n @ ChannelNotice::Reconnected) = notices.recv().await {

@@ -88,14 +88,23 @@ pub fn router_session(head: &RequestHead, state: &AppState, inbound: Inbound) ->
 
 /// An edge switch's uplink on `/gateway` (PROTOCOL 5).
 pub fn gateway_session(head: &RequestHead, state: &AppState, inbound: Inbound) -> Session {
-    let token_ok = token_ok(head, state.config.gateway_token.as_deref());
+    use switchyard_actors::uplink::GatewayToken;
+    // PROTOCOL 1.5: no gateway token set means no gateways at all.
+    let token = match state.config.gateway_token.as_deref() {
+        None => GatewayToken::NotSet,
+        Some(t) if token_ok(head, Some(t)) => GatewayToken::Ok,
+        Some(_) => GatewayToken::Wrong,
+    };
+    let max_frame = state.config.gateway.max_frame_bytes;
     let session = switchyard_actors::uplink::GatewaySession::new(
         Arc::clone(&state.metrics),
         state.gateways.clone(),
-        token_ok,
+        token,
+        max_frame,
         peer_name(head),
         state.router.shutdown.clone(),
     );
-    let codec = ws::Codec::new().max_size(16 * 1024 * 1024);
+    // The transport closes a frame announcing more than this with 1009.
+    let codec = ws::Codec::new().max_size(max_frame);
     Session::start(session, inbound, codec, None)
 }

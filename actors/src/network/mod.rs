@@ -662,58 +662,55 @@ impl Handler<GetRobots> for NetworkManager {
     }
 }
 
-/// An event from a gateway's mesh (central side), applied once and in
-/// order by `GatewayServer`.
+/// What a gateway's event means once checked (central side): a frame as
+/// its root would have sent it, a node's status, its mesh link's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayUpdate {
+    Root(RootMessage),
+    NodeStatus { node: NodeAddr, active: bool },
+    Link { up: bool },
+}
+
+/// An event from a gateway's mesh (central side), checked and applied once
+/// and in order by `GatewayServer`. It is stamped with this switch's clock
+/// on arrival: the edge's clock never decides node status, history file
+/// names or what a warm start reads.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct GatewayMessage {
     pub gateway: String,
-    pub ts: f64,
-    pub event: crate::wire::uplink::UplinkEvent,
+    pub update: GatewayUpdate,
 }
 
 impl Handler<GatewayMessage> for NetworkManager {
     type Result = ();
     fn handle(&mut self, msg: GatewayMessage, _: &mut Context<Self>) {
-        use crate::wire::mesh::DataEntry;
-        use crate::wire::uplink::UplinkEvent;
         let _h = self.probe.handling("GatewayMessage");
         let gw = msg.gateway;
-        match msg.event {
-            UplinkEvent::NodeData { node, entries } => {
-                let entries = entries
-                    .into_iter()
-                    .map(|(t, raw)| DataEntry::new(t, raw))
-                    .collect();
-                self.apply_root(Some(&gw), RootMessage::Data { node, entries }, msg.ts);
-            }
-            UplinkEvent::NodeMessage { node, message } => {
-                self.apply_root(
-                    Some(&gw),
-                    RootMessage::Message {
-                        node,
-                        text: message,
-                    },
-                    msg.ts,
-                );
-            }
-            UplinkEvent::NodeStatus { node, active } => {
+        let now = crate::now_secs();
+        match msg.update {
+            GatewayUpdate::Root(m) => self.apply_root(Some(&gw), m, now),
+            GatewayUpdate::NodeStatus { node, active } => {
                 use node_cache::NodeStatus;
-                self.publish(SwitchEvent::NodeStatus {
-                    ts: msg.ts,
-                    key: NodeKey {
-                        gateway: Some(gw),
-                        addr: node,
-                    },
-                    status: if active {
-                        NodeStatus::Active
-                    } else {
-                        NodeStatus::Inactive
-                    },
-                });
+                let key = NodeKey {
+                    gateway: Some(gw),
+                    addr: node,
+                };
+                // Only for nodes the gateway has sent data or messages for.
+                if self.mesh.cache.contains(&key) {
+                    self.publish(SwitchEvent::NodeStatus {
+                        ts: now,
+                        key,
+                        status: if active {
+                            NodeStatus::Active
+                        } else {
+                            NodeStatus::Inactive
+                        },
+                    });
+                }
             }
-            UplinkEvent::Link { up } => self.publish(SwitchEvent::Link {
-                ts: msg.ts,
+            GatewayUpdate::Link { up } => self.publish(SwitchEvent::Link {
+                ts: now,
                 link: format!("gateway:{gw}/mesh"),
                 state: if up { "up" } else { "down" }.into(),
             }),

@@ -111,6 +111,9 @@ pub enum CommandError {
     UnknownNode(NodeAddr),
     #[error("no mesh link on this switch")]
     NoMesh,
+    /// Too many commands wait for an answer already.
+    #[error("too many commands waiting for an answer; try again")]
+    Busy,
 }
 
 /// The root's answer to a command.

@@ -21,8 +21,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use gateway::{GatewayCommand, GatewayServer};
-pub use session::GatewaySession;
+pub use gateway::{GatewayCommand, GatewayConfig, GatewayServer};
+pub use session::{GatewaySession, GatewayToken};
 
 use crate::agent::outbox::Outbox;
 use crate::channel::websocket::WebsocketChannel;

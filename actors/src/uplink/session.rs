@@ -1,27 +1,46 @@
-//! `GatewaySession`: one gateway's WebSocket on `/gateway` (central side).
+//! `GatewaySession`: one gateway's WebSocket on `/gateway` (central side,
+//! PROTOCOL 5, 1.5).
 //!
-//! Decodes the gateway's binary envelopes (bad ones are counted and
-//! ignored, the connection stays), hands them to `GatewayServer`, and
-//! writes what the server sends back. A gateway without the required token
-//! is closed with 1008 at its first frame.
+//! Decodes the gateway's binary envelopes with a byte limit (bad ones are
+//! counted and ignored, the connection stays; one over the limit closes it
+//! with 1009), hands them to `GatewayServer`, and writes what the server
+//! sends back. A session is refused with 1008 as soon as it opens when this
+//! switch has no gateway token set, or when the token is missing or wrong.
+//! A session speaks for the one gateway name its first `Hello` gave; a
+//! `Hello` with another name, or a name the server refuses, closes it with
+//! 1008.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web_actors::ws;
 
-use super::gateway::{GatewayEvent, GatewayGone, GatewayHello, GatewayResult, GatewayServer};
+use super::gateway::{
+    GatewayEvent, GatewayGone, GatewayHello, GatewayRefused, GatewayResult, GatewayServer,
+};
 use crate::metrics::{ActorProbe, Mailbox, Metrics};
-use crate::wire::uplink::Envelope;
+use crate::wire::uplink::{Envelope, UplinkError};
 
 /// Link label of `switchyard_connections_open` for gateway sockets.
 pub const LINK_GATEWAY: &str = "gateway";
+
+/// What the upgrade request's token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayToken {
+    /// This switch has no gateway token: `/gateway` takes no one.
+    NotSet,
+    /// Missing or wrong.
+    Wrong,
+    Ok,
+}
 
 pub struct GatewaySession {
     metrics: Arc<Metrics>,
     probe: Arc<ActorProbe>,
     server: Mailbox<GatewayServer>,
-    token_ok: bool,
+    token: GatewayToken,
+    max_frame_bytes: usize,
+    peer: String,
     id: u64,
     gateway: Option<String>,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -32,53 +51,81 @@ pub struct GatewaySession {
 #[rtype(result = "()")]
 pub struct SendEnvelope(pub Envelope);
 
+/// The server refused this session's claim: close with 1008 and the reason.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseGateway(pub String);
+
 impl GatewaySession {
     pub fn new(
         metrics: Arc<Metrics>,
         server: Mailbox<GatewayServer>,
-        token_ok: bool,
+        token: GatewayToken,
+        max_frame_bytes: usize,
         peer: String,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let probe = metrics.probe("GatewaySession", peer);
+        let probe = metrics.probe("GatewaySession", peer.clone());
         GatewaySession {
             metrics,
             probe,
             server,
-            token_ok,
+            token,
+            max_frame_bytes,
+            peer,
             id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             gateway: None,
             shutdown,
         }
     }
 
-    fn refuse(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        self.metrics.gateway_refused.inc();
-        log::warn!("gateway refused: missing or wrong gateway token");
+    fn close(&mut self, code: ws::CloseCode, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
         ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::Policy,
-            description: Some("gateway token missing or wrong".into()),
+            code,
+            description: Some(why.into()),
         }));
         ctx.stop();
     }
 
+    /// Closes with 1008; the server counts and logs (rate-limited).
+    fn refuse(&mut self, reason: &'static str, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        self.server.do_send(GatewayRefused {
+            reason,
+            peer: self.peer.clone(),
+        });
+        self.close(ws::CloseCode::Policy, why, ctx);
+    }
+
     fn on_binary(&mut self, bytes: &[u8], ctx: &mut ws::WebsocketContext<Self>) {
-        if !self.token_ok {
-            return self.refuse(ctx);
-        }
-        let env = match Envelope::decode(bytes) {
+        let env = match Envelope::decode_limited(bytes, self.max_frame_bytes) {
             Ok(e) => e,
             Err(e) => {
                 self.metrics
                     .gateway_bad_frames
                     .with_label_values(&[e.kind()])
                     .inc();
-                log::warn!("gateway {:?}: ignored a frame: {e}", self.gateway);
+                if let UplinkError::TooLarge(limit) = e {
+                    // A frame that claims more than the limit is not a
+                    // mistake a gateway of this switch makes.
+                    return self.close(
+                        ws::CloseCode::Size,
+                        &format!("envelope over {limit} bytes"),
+                        ctx,
+                    );
+                }
+                log::debug!("gateway {:?}: ignored a frame: {e}", self.gateway);
                 return;
             }
         };
         match (env, &self.gateway) {
+            (Envelope::Hello { gateway, .. }, Some(bound)) if gateway != *bound => {
+                self.refuse(
+                    "second_name",
+                    "one gateway session speaks for one name",
+                    ctx,
+                );
+            }
             (
                 Envelope::Hello {
                     gateway,
@@ -97,14 +144,18 @@ impl GatewaySession {
                     session: me,
                 });
             }
-            (Envelope::Event { seq, ts, event }, Some(g)) => self.server.do_send(GatewayEvent {
+            (Envelope::Event { seq, event, .. }, Some(g)) => self.server.do_send(GatewayEvent {
                 gateway: g.clone(),
+                session_id: self.id,
                 seq,
-                ts,
                 event,
             }),
-            (Envelope::CommandResult { id, outcome }, Some(_)) => {
-                self.server.do_send(GatewayResult { id, outcome })
+            (Envelope::CommandResult { id, outcome }, Some(g)) => {
+                self.server.do_send(GatewayResult {
+                    gateway: g.clone(),
+                    id,
+                    outcome,
+                })
             }
             (other, _) => {
                 // Events before `Hello` come again in the replay after it.
@@ -127,6 +178,16 @@ impl Actor for GatewaySession {
             .with_label_values(&[LINK_GATEWAY])
             .inc();
         crate::close_on_shutdown(self, ctx, self.shutdown.clone());
+        // Refused after the upgrade, before a byte of the peer's is read.
+        match self.token {
+            GatewayToken::Ok => {}
+            GatewayToken::NotSet => self.refuse(
+                "token_not_set",
+                "this switch takes no gateways (no gateway token set)",
+                ctx,
+            ),
+            GatewayToken::Wrong => self.refuse("bad_token", "gateway token missing or wrong", ctx),
+        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -152,15 +213,25 @@ impl Handler<SendEnvelope> for GatewaySession {
     }
 }
 
+impl Handler<CloseGateway> for GatewaySession {
+    type Result = ();
+    fn handle(&mut self, msg: CloseGateway, ctx: &mut Self::Context) {
+        let _h = self.probe.handling("CloseGateway");
+        // The name was never this session's: nothing to give back.
+        self.gateway = None;
+        self.close(ws::CloseCode::Policy, &msg.0, ctx);
+    }
+}
+
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for GatewaySession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         let _h = self.probe.handling_unqueued("Frame");
+        if self.token != GatewayToken::Ok {
+            return;
+        }
         match msg {
             Ok(ws::Message::Binary(b)) => self.on_binary(&b, ctx),
             Ok(ws::Message::Text(_)) => {
-                if !self.token_ok {
-                    return self.refuse(ctx);
-                }
                 self.metrics
                     .gateway_bad_frames
                     .with_label_values(&["text"])

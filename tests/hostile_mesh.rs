@@ -1,0 +1,473 @@
+//! PROTOCOL 1.5, 2 and 5 against hostile peers: a gateway that lies about
+//! lengths, names, nodes and clocks, a gateway that never answers, and the
+//! history files on disk. Every attack goes through a real socket (or the
+//! real data directory), and each test checks that the switch lives, that
+//! memory stays bounded, that others are still served, that the attacker
+//! is refused clearly and that a counter moved.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use switchyard_actors::wire::uplink::{Envelope, UplinkEvent, VERSION};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::*;
+
+const TOKEN: &str = "gw-secret";
+
+/// The test process's resident memory (the in-process switch's with it).
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn central(tweak: impl FnOnce(&mut switchyard::Config)) -> Switch {
+    Switch::start_with(|c| {
+        c.gateway_token = Some(TOKEN.into());
+        tweak(c);
+    })
+    .await
+}
+
+/// A raw gateway session on `/gateway` presenting `token`.
+async fn gateway_ws(s: &Switch, token: Option<&str>) -> Ws {
+    let mut req = format!("ws://{}/gateway", s.running.http_addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    Ws::connect_request(req).await
+}
+
+async fn send_env(ws: &mut Ws, env: &Envelope) {
+    ws.stream
+        .send(Message::Binary(env.encode()))
+        .await
+        .expect("send");
+}
+
+/// A gateway that said hello as `name` and got its first ack.
+async fn hello(s: &Switch, name: &str) -> Ws {
+    let mut g = gateway_ws(s, Some(TOKEN)).await;
+    send_env(
+        &mut g,
+        &Envelope::Hello {
+            gateway: name.into(),
+            epoch: 1,
+            resume: 1,
+        },
+    )
+    .await;
+    s.wait_metric("switchyard_gateway_connected", &[("gateway", name)], 1.0)
+        .await;
+    g
+}
+
+/// GET /is_alive answered within a bound: the switch serves others.
+async fn served(s: &Switch) {
+    let t = Instant::now();
+    let (status, _, _) = get(&s.url("/is_alive")).await;
+    assert_eq!(status, 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+// PROTOCOL 1.5, 5: one 13-byte frame whose string length says 2^50 bytes
+// is refused by the decoder's byte limit (no allocation): the session is
+// closed with 1009, the switch lives, its memory does not move, another
+// gateway keeps being served.
+#[actix_web::test]
+async fn a_13_byte_frame_claiming_a_petabyte_closes_the_session_and_nothing_else() {
+    let s = central(|_| {}).await;
+    let mut honest = hello(&s, "honest").await;
+    let before = vm_rss_kib();
+    let mut g = gateway_ws(&s, Some(TOKEN)).await;
+    let frame = vec![VERSION, 0, 0xFD, 0, 0, 0, 0, 0, 0, 4, 0, b'a', b'b'];
+    assert_eq!(frame.len(), 13);
+    g.stream.send(Message::Binary(frame)).await.unwrap();
+    assert_eq!(g.closed_with().await, 1009);
+    s.wait_metric(
+        "switchyard_gateway_bad_frames_total",
+        &[("kind", "too_large")],
+        1.0,
+    )
+    .await;
+    served(&s).await;
+    let grown = vm_rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+    // The honest gateway's events still apply.
+    send_env(
+        &mut honest,
+        &Envelope::Event {
+            seq: 1,
+            ts: 1.0,
+            event: UplinkEvent::NodeData {
+                node: 7,
+                entries: vec![("HUM".into(), vec![40])],
+            },
+        },
+    )
+    .await;
+    s.wait_metric(
+        "switchyard_gateway_events_in_total",
+        &[("gateway", "honest")],
+        1.0,
+    )
+    .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5: with no gateway token set, `/gateway` takes no one: the
+// upgrade is accepted and closed with 1008 at once, and counted.
+#[actix_web::test]
+async fn with_no_gateway_token_set_every_gateway_is_refused() {
+    let s = Switch::start().await;
+    assert!(s.running.config.gateway_token.is_none());
+    let mut g = gateway_ws(&s, Some("anything")).await;
+    assert_eq!(g.closed_with().await, 1008);
+    // The same 13-byte frame never reaches a decoder.
+    let mut g = gateway_ws(&s, None).await;
+    let _ = g
+        .stream
+        .send(Message::Binary(vec![
+            VERSION, 0, 0xFD, 0, 0, 0, 0, 0, 0, 4, 0, b'a', b'b',
+        ]))
+        .await;
+    assert_eq!(g.closed_with().await, 1008);
+    s.wait_metric(
+        "switchyard_gateway_rejected_total",
+        &[("reason", "token_not_set")],
+        2.0,
+    )
+    .await;
+    assert_eq!(
+        s.metric(
+            "switchyard_gateway_bad_frames_total",
+            &[("kind", "too_large")]
+        )
+        .await,
+        0.0
+    );
+    served(&s).await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5, 5: a gateway name is bound to its session: a second
+// session claiming a connected name is refused, one session cannot speak
+// for a second name, and names are plain and short.
+#[actix_web::test]
+async fn gateway_names_are_checked_and_bound_to_their_session() {
+    let s = central(|_| {}).await;
+    let mut owner = hello(&s, "edge-a").await;
+    // A second session claiming edge-a.
+    let mut thief = gateway_ws(&s, Some(TOKEN)).await;
+    send_env(
+        &mut thief,
+        &Envelope::Hello {
+            gateway: "edge-a".into(),
+            epoch: 2,
+            resume: 1,
+        },
+    )
+    .await;
+    assert_eq!(thief.closed_with().await, 1008);
+    s.wait_metric(
+        "switchyard_gateway_rejected_total",
+        &[("reason", "name_taken")],
+        1.0,
+    )
+    .await;
+    // The owner still speaks for edge-a.
+    assert_eq!(
+        s.metric("switchyard_gateway_connected", &[("gateway", "edge-a")])
+            .await,
+        1.0
+    );
+    // The owner tries a second name.
+    send_env(
+        &mut owner,
+        &Envelope::Hello {
+            gateway: "edge-b".into(),
+            epoch: 1,
+            resume: 1,
+        },
+    )
+    .await;
+    assert_eq!(owner.closed_with().await, 1008);
+    s.wait_metric(
+        "switchyard_gateway_rejected_total",
+        &[("reason", "second_name")],
+        1.0,
+    )
+    .await;
+    // Names that are not plain and short.
+    for bad in ["", "a/b", &"x".repeat(65)] {
+        let mut g = gateway_ws(&s, Some(TOKEN)).await;
+        send_env(
+            &mut g,
+            &Envelope::Hello {
+                gateway: bad.to_string(),
+                epoch: 1,
+                resume: 1,
+            },
+        )
+        .await;
+        assert_eq!(g.closed_with().await, 1008);
+    }
+    s.wait_metric(
+        "switchyard_gateway_rejected_total",
+        &[("reason", "bad_name")],
+        3.0,
+    )
+    .await;
+    served(&s).await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5, 5: the number of gateways is bounded.
+#[actix_web::test]
+async fn the_number_of_connected_gateways_is_bounded() {
+    let s = central(|c| c.gateway.max_gateways = 2).await;
+    let _a = hello(&s, "a").await;
+    let _b = hello(&s, "b").await;
+    let mut c = gateway_ws(&s, Some(TOKEN)).await;
+    send_env(
+        &mut c,
+        &Envelope::Hello {
+            gateway: "c".into(),
+            epoch: 1,
+            resume: 1,
+        },
+    )
+    .await;
+    assert_eq!(c.closed_with().await, 1008);
+    s.wait_metric(
+        "switchyard_gateway_rejected_total",
+        &[("reason", "too_many_gateways")],
+        1.0,
+    )
+    .await;
+    s.stop().await;
+}
+
+// PROTOCOL 2.2, 2.5, 5: gateway data passes the serial link's own checks
+// and is stamped with the central's clock: a timestamp of 1e18 neither
+// names a history file nor keeps a node active, bad data types and
+// over-long messages are rejected and counted, and a gateway speaks for a
+// bounded number of nodes.
+#[actix_web::test]
+async fn gateway_data_is_checked_like_serial_data_and_stamped_here() {
+    let s = central(|c| c.gateway.max_nodes_per_gateway = 3).await;
+    let mut g = hello(&s, "liar").await;
+    let mut seq = 0;
+    let mut ev = |event: UplinkEvent| {
+        seq += 1;
+        Envelope::Event {
+            seq,
+            ts: 1e18,
+            event,
+        }
+    };
+    let events = vec![
+        ev(UplinkEvent::NodeData {
+            node: 1,
+            entries: vec![("HUM".into(), vec![50])],
+        }),
+        // Not 3 printable ASCII characters.
+        ev(UplinkEvent::NodeData {
+            node: 1,
+            entries: vec![("HUMIDITY".into(), vec![50])],
+        }),
+        // Longer than a mesh message can be.
+        ev(UplinkEvent::NodeMessage {
+            node: 1,
+            message: vec![b'x'; 1000],
+        }),
+        // A length its declared type does not have: the entry is dropped.
+        ev(UplinkEvent::NodeData {
+            node: 2,
+            entries: vec![("TMP".into(), vec![1, 2, 3, 4, 5])],
+        }),
+        ev(UplinkEvent::NodeMessage {
+            node: 3,
+            message: b"hi".to_vec(),
+        }),
+        // A fourth and fifth node: over the bound.
+        ev(UplinkEvent::NodeMessage {
+            node: 4,
+            message: b"hi".to_vec(),
+        }),
+        ev(UplinkEvent::NodeMessage {
+            node: 5,
+            message: b"hi".to_vec(),
+        }),
+    ];
+    for e in &events {
+        send_env(&mut g, e).await;
+    }
+    s.wait_metric(
+        "switchyard_gateway_events_in_total",
+        &[("gateway", "liar")],
+        7.0,
+    )
+    .await;
+    s.wait_metric(
+        "switchyard_gateway_events_rejected_total",
+        &[("kind", "bad_data_type")],
+        1.0,
+    )
+    .await;
+    s.wait_metric(
+        "switchyard_gateway_events_rejected_total",
+        &[("kind", "message_too_long")],
+        1.0,
+    )
+    .await;
+    s.wait_metric(
+        "switchyard_gateway_events_rejected_total",
+        &[("kind", "too_many_nodes")],
+        2.0,
+    )
+    .await;
+    s.wait_metric(
+        "switchyard_data_entries_rejected_total",
+        &[("reason", "length_mismatch")],
+        1.0,
+    )
+    .await;
+    // Stamped with this switch's clock.
+    let now = switchyard_actors::now_secs();
+    let (status, node) = get_json(&s.url("/api/nodes/liar/1")).await;
+    assert_eq!(status, 200, "{node}");
+    let last_seen = node["last_seen"].as_f64().unwrap();
+    assert!((last_seen - now).abs() < 60.0, "last_seen {last_seen}");
+    assert_eq!(node["latest"]["HUM"]["value"], json!({"percent": 50}));
+    let (_, all) = get_json(&s.url("/api/nodes")).await;
+    let liars: Vec<&Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["gateway"] == json!("liar"))
+        .collect();
+    assert_eq!(liars.len(), 3, "{all}");
+    // The history file is named by this switch's day.
+    let history = s.running.config.data_dir.join("history");
+    let today = format!(
+        "{}.jsonl",
+        switchyard_actors::network::history::utc_day(now)
+    );
+    wait_for("history written", || {
+        let p = history.join(&today);
+        async move { p.exists() }
+    })
+    .await;
+    let names: Vec<String> = std::fs::read_dir(&history)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| *n == today || n.starts_with(&today[..7])),
+        "{names:?}"
+    );
+    served(&s).await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5, 5: a gateway that never answers its commands: each waits
+// at most the command timeout and is then answered and forgotten; past
+// the bound of waiting commands new ones are refused at once.
+#[actix_web::test]
+async fn commands_a_gateway_never_answers_expire_and_are_bounded() {
+    let s = central(|c| {
+        c.gateway.command_timeout_secs = 0.5;
+        c.gateway.max_pending_commands = 1;
+    })
+    .await;
+    let mut g = hello(&s, "mute").await;
+    send_env(
+        &mut g,
+        &Envelope::Event {
+            seq: 1,
+            ts: 0.0,
+            event: UplinkEvent::NodeMessage {
+                node: 1,
+                message: b"hi".to_vec(),
+            },
+        },
+    )
+    .await;
+    wait_for("node known", || {
+        let url = s.url("/api/nodes/mute/1");
+        async move { get_json(&url).await.0 == 200 }
+    })
+    .await;
+    let url = s.url("/api/nodes/mute/1/send");
+    let u2 = url.clone();
+    let t = Instant::now();
+    let first = actix_web::rt::spawn(async move { post_json(&u2, json!({"text": "a"})).await });
+    // The first command reaches the gateway (and is never answered).
+    let cmd = tokio::time::timeout(WAIT, async {
+        loop {
+            match g.stream.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    if let Ok(Envelope::Command { id, .. }) = Envelope::decode(&b) {
+                        return id;
+                    }
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("gateway socket: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a command");
+    assert!(cmd > 0);
+    let (status, body) = post_json(&url, json!({"text": "b"})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("too many"),
+        "{body}"
+    );
+    s.wait_metric(
+        "switchyard_pending_commands_refused_total",
+        &[("link", "gateway")],
+        1.0,
+    )
+    .await;
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, 504, "{body}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    s.wait_metric(
+        "switchyard_pending_commands_expired_total",
+        &[("link", "gateway")],
+        1.0,
+    )
+    .await;
+    // The slot is free again: the next command is sent, not refused.
+    let u3 = url.clone();
+    let third = actix_web::rt::spawn(async move { post_json(&u3, json!({"text": "c"})).await });
+    assert_eq!(third.await.unwrap().0, 504);
+    assert_eq!(
+        s.metric(
+            "switchyard_pending_commands_refused_total",
+            &[("link", "gateway")]
+        )
+        .await,
+        1.0
+    );
+    served(&s).await;
+    s.stop().await;
+}
