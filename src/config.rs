@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use switchyard_actors::agent::{AgentConfig, BackendConfig, RouterConfig, SessionConfig};
 use switchyard_actors::monitor::MonitorConfig;
+use switchyard_actors::network::history::HistoryConfig;
 use switchyard_actors::network::mesh::MeshConfig;
 use switchyard_actors::socket::SocketConfig;
 use switchyard_actors::uart::sim::SimConfig;
@@ -43,6 +44,8 @@ pub struct Config {
     pub uart: String,
     pub serial: UartConfig,
     pub mesh: MeshConfig,
+    /// The history log on disk: retention, sync, writer queue.
+    pub history: HistoryConfig,
     pub sim: SimConfig,
     /// This switch as an edge: its uplink to a central switch.
     pub uplink: UplinkConfig,
@@ -71,6 +74,7 @@ impl Default for Config {
             uart: "sim".into(),
             serial: UartConfig::default(),
             mesh: MeshConfig::default(),
+            history: HistoryConfig::default(),
             sim: SimConfig::default(),
             uplink: UplinkConfig::default(),
             gateway_token: None,

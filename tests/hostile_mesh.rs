@@ -471,3 +471,126 @@ async fn commands_a_gateway_never_answers_expire_and_are_bounded() {
     served(&s).await;
     s.stop().await;
 }
+
+fn history_line(ts: f64, node: u16, v: u8) -> String {
+    format!(
+        "{{\"ts\":{ts},\"node\":{node},\"type\":\"HUM\",\"raw\":\"{v:02x}\",\"value\":{{\"percent\":{v}}}}}\n"
+    )
+}
+
+// PROTOCOL 2.5, 1.5: the history directory as hostile input. Files are
+// chosen by the date their name parses to (a far-future name, a name in
+// the future and names that do not parse are not read), a directory and a
+// FIFO named like day files and bad, over-long and future-stamped lines are
+// skipped and counted without blocking the start, files past the retention
+// age are deleted, and the warm start streams a large file into the
+// bounded cache without holding the file in memory.
+#[actix_web::test]
+async fn warm_start_streams_dated_files_and_skips_what_it_cannot_read() {
+    use switchyard_actors::network::history::utc_day;
+    let now = switchyard_actors::now_secs();
+    let day = |d: f64| format!("{}.jsonl", utc_day(now + d * 86_400.0));
+    const LINES: usize = 150_000;
+    let before = vm_rss_kib();
+    let t = Instant::now();
+    let s = tokio::time::timeout(
+        Duration::from_secs(60),
+        Switch::start_with(|c| {
+            c.mesh.history_limit = 10;
+            c.mesh.warm_days = 3;
+            let h = c.data_dir.join("history");
+            std::fs::create_dir_all(&h).unwrap();
+            let mut today = String::with_capacity(LINES * 80);
+            for i in 0..LINES {
+                today.push_str(&history_line(
+                    now - 100.0 + i as f64 * 1e-4,
+                    0x11,
+                    (i % 100) as u8,
+                ));
+            }
+            today.push_str("{\"ts\": 1, \"node\": 17, \"ty\n");
+            today.push_str(&"y".repeat(200 * 1024));
+            today.push('\n');
+            today.push_str(&history_line(1e18, 0x96, 1));
+            std::fs::write(h.join(day(0.0)), today).unwrap();
+            std::fs::create_dir(h.join(day(-1.0))).unwrap();
+            let fifo = std::process::Command::new("mkfifo")
+                .arg(h.join(day(-2.0)))
+                .status()
+                .expect("mkfifo");
+            assert!(fifo.success());
+            std::fs::write(
+                h.join("31688740476-10-23.jsonl"),
+                history_line(now, 0x99, 1),
+            )
+            .unwrap();
+            std::fs::write(h.join(day(5.0)), history_line(now, 0x98, 1)).unwrap();
+            std::fs::write(h.join("notes.jsonl"), history_line(now, 0x95, 1)).unwrap();
+            std::fs::write(h.join("2000-01-01.jsonl"), history_line(now, 0x97, 1)).unwrap();
+        }),
+    )
+    .await
+    .expect("the switch starts without waiting on the FIFO");
+    let took = t.elapsed();
+    let grown = vm_rss_kib().saturating_sub(before);
+    // The file is ~14 MiB; every record in memory at once would be several
+    // times that.
+    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB at start");
+    let (_, nodes) = get_json(&s.url("/api/nodes")).await;
+    let addrs: Vec<&Value> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["addr"])
+        .collect();
+    assert_eq!(addrs, vec![&json!(0x11)], "{nodes}");
+    let (_, h) = get_json(&s.url("/api/nodes/0x0011/history?type=HUM&limit=100")).await;
+    assert_eq!(h["samples"].as_array().unwrap().len(), 10, "{h}");
+    assert_eq!(
+        h["samples"][9]["value"],
+        json!({"percent": ((LINES - 1) % 100) as u64}),
+        "the newest samples are kept"
+    );
+    assert_eq!(
+        s.metric("switchyard_history_warm_records_total", &[]).await,
+        LINES as f64
+    );
+    assert_eq!(
+        s.metric(
+            "switchyard_history_warm_skipped_total",
+            &[("kind", "bad_line")]
+        )
+        .await,
+        2.0
+    );
+    assert_eq!(
+        s.metric(
+            "switchyard_history_warm_skipped_total",
+            &[("kind", "long_line")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric(
+            "switchyard_history_warm_skipped_total",
+            &[("kind", "bad_file")]
+        )
+        .await,
+        2.0
+    );
+    assert_eq!(
+        s.metric(
+            "switchyard_history_files_removed_total",
+            &[("reason", "age")]
+        )
+        .await,
+        1.0
+    );
+    let h = s.running.config.data_dir.join("history");
+    assert!(!h.join("2000-01-01.jsonl").exists());
+    assert!(h.join("31688740476-10-23.jsonl").exists());
+    served(&s).await;
+    eprintln!("warm start of {LINES} lines took {took:?}, RSS +{grown} KiB");
+    s.stop().await;
+}

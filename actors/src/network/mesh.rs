@@ -173,25 +173,34 @@ impl MeshState {
         out
     }
 
-    /// Refills the cache from history records (the log, on start).
+    /// Puts one history record back into the cache (the log, on start).
+    /// The cache keeps the last `history_limit` samples per node and type,
+    /// so streaming a whole file through here holds no more than that.
+    pub fn warm_one(&mut self, r: HistoryRecord) -> bool {
+        let Some(raw) = unhex(&r.raw) else {
+            return false;
+        };
+        let key = NodeKey {
+            gateway: r.gateway,
+            addr: r.node,
+        };
+        self.cache.record(
+            &key,
+            &r.data_type,
+            Sample {
+                ts: r.ts,
+                raw,
+                value: r.value,
+            },
+        );
+        true
+    }
+
+    /// Refills the cache from history records; statuses then follow `now`.
     pub fn warm(&mut self, records: Vec<HistoryRecord>, now: f64) -> usize {
         let mut n = 0;
         for r in records {
-            let Some(raw) = unhex(&r.raw) else { continue };
-            let key = NodeKey {
-                gateway: r.gateway,
-                addr: r.node,
-            };
-            self.cache.record(
-                &key,
-                &r.data_type,
-                Sample {
-                    ts: r.ts,
-                    raw,
-                    value: r.value,
-                },
-            );
-            n += 1;
+            n += usize::from(self.warm_one(r));
         }
         self.cache.settle(now);
         n

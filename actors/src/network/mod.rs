@@ -35,7 +35,7 @@ use crate::uart::{CommandError, LinkInfo, RootReply, SendCommand, UartManager};
 use crate::wire::mesh::{Command, NodeAddr, RootMessage};
 use crate::wire::{Packet, PacketType, MEPHISTO};
 use events::SwitchEvent;
-use history::HistoryLog;
+use history::HistoryWriter;
 use mesh::MeshState;
 use node_cache::{NodeKey, NodeView, Sample};
 use routing::RoutingTable;
@@ -48,7 +48,7 @@ pub struct NetworkManager {
     probe: Arc<ActorProbe>,
     agents: RoutingTable<Mailbox<Agent>>,
     mesh: MeshState,
-    history: Option<HistoryLog>,
+    history: Option<HistoryWriter>,
     uart: Option<Mailbox<UartManager>>,
     subscribers: Vec<Recipient<SwitchEvent>>,
     started: std::time::Instant,
@@ -59,8 +59,9 @@ pub struct NetworkManager {
 /// What the manager starts with besides the router.
 pub struct NetworkSetup {
     pub mesh: MeshState,
-    /// The history log, already read back into `mesh`.
-    pub history: Option<HistoryLog>,
+    /// The history log's writer thread (the log is already read back
+    /// into `mesh`).
+    pub history: Option<HistoryWriter>,
 }
 
 impl NetworkManager {
@@ -114,25 +115,10 @@ impl NetworkManager {
         let outcome = self
             .mesh
             .on_root_message(gateway, message, now, &self.rctx.metrics);
-        if let Some(h) = self.history.as_mut() {
-            let mut failed = None;
-            for r in &outcome.records {
-                if let Err(e) = h.append(r) {
-                    failed = Some(e);
-                }
-            }
-            if let Err(e) = h.flush() {
-                failed = Some(e);
-            }
-            if let Some(e) = failed {
-                self.rctx.metrics.history_errors.inc();
-                log::error!("history log: cannot write: {e}");
-            } else {
-                self.rctx
-                    .metrics
-                    .history_records
-                    .inc_by(outcome.records.len() as u64);
-            }
+        // Written on the history thread: a slow disk never holds up this
+        // actor (a full queue is dropped and counted there).
+        if let Some(h) = &self.history {
+            h.write(outcome.records);
         }
         if outcome
             .events
@@ -186,9 +172,8 @@ impl Actor for NetworkManager {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(h) = self.history.as_mut() {
-            let _ = h.flush();
-        }
+        // Dropping the writer syncs what it holds.
+        self.history.take();
         self.probe.retire();
     }
 }
