@@ -594,3 +594,67 @@ async fn warm_start_streams_dated_files_and_skips_what_it_cannot_read() {
     eprintln!("warm start of {LINES} lines took {took:?}, RSS +{grown} KiB");
     s.stop().await;
 }
+
+// PROTOCOL 2.3, 1.5: a root that takes commands and never answers (a
+// stalled adapter): at most `max_pending_commands` wait, the rest are
+// refused at once, each waiter gets a timeout, the entries are forgotten,
+// and the switch keeps serving others meanwhile.
+#[actix_web::test]
+async fn commands_the_root_never_answers_are_bounded_and_expire() {
+    let mut m = crate::mesh::MeshSwitch::start_with(|c| {
+        c.serial.command_timeout_secs = 0.5;
+        c.serial.max_pending_commands = 3;
+    })
+    .await;
+    m.root()
+        .send(&switchyard_actors::wire::mesh::RootMessage::Data {
+            node: 1,
+            entries: vec![switchyard_actors::wire::mesh::DataEntry::new(
+                "HUM",
+                vec![5],
+            )],
+        });
+    let node_url = m.s.url("/api/nodes/1");
+    wait_for("node 1 known", || {
+        let u = node_url.clone();
+        async move { get_json(&u).await.0 == 200 }
+    })
+    .await;
+    let url = m.s.url("/api/nodes/1/send");
+    let t = Instant::now();
+    let reqs: Vec<_> = (0..10)
+        .map(|_| {
+            let u = url.clone();
+            actix_web::rt::spawn(
+                async move { post_json(&u, json!({"text": "x".repeat(200)})).await },
+            )
+        })
+        .collect();
+    served(&m.s).await;
+    let mut statuses = Vec::new();
+    for r in reqs {
+        statuses.push(r.await.unwrap().0);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![503, 503, 503, 503, 503, 503, 503, 504, 504, 504]
+    );
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    m.s.wait_metric(
+        "switchyard_pending_commands_refused_total",
+        &[("link", "uart")],
+        7.0,
+    )
+    .await;
+    m.s.wait_metric(
+        "switchyard_pending_commands_expired_total",
+        &[("link", "uart")],
+        3.0,
+    )
+    .await;
+    // Room again: the next command goes to the root (and times out).
+    let (status, body) = post_json(&url, json!({"text": "again"})).await;
+    assert_eq!(status, 504, "{body}");
+    m.s.stop().await;
+}

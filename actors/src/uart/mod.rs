@@ -52,6 +52,11 @@ pub struct UartConfig {
     pub reconnect_max_secs: f64,
     /// Seconds a command waits for the root's answer.
     pub command_timeout_secs: f64,
+    /// Commands waiting for the root's answer at once; more are refused.
+    pub max_pending_commands: usize,
+    /// Frames waiting for the serial writer thread; past it new ones are
+    /// dropped (a command is refused) and counted.
+    pub write_queue_limit: usize,
 }
 
 impl Default for UartConfig {
@@ -62,6 +67,8 @@ impl Default for UartConfig {
             reconnect_min_secs: 0.5,
             reconnect_max_secs: 30.0,
             command_timeout_secs: 3.0,
+            max_pending_commands: 64,
+            write_queue_limit: 256,
         }
     }
 }
@@ -171,6 +178,9 @@ pub struct UartManager {
     /// reader thread are ignored.
     generation: u64,
     reader_stop: Option<Arc<AtomicBool>>,
+    /// Framed bytes for the writer thread (blocking serial writes never run
+    /// on the actor's thread: a stalled adapter must not stall the switch).
+    writer: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
     codec: FrameCodec,
     buf: BytesMut,
     life: Lifecycle,
@@ -216,6 +226,7 @@ impl UartManager {
             port: None,
             generation: 0,
             reader_stop: None,
+            writer: None,
             buf: BytesMut::new(),
             up_since: None,
             opened_path: None,
@@ -269,9 +280,20 @@ impl UartManager {
             Ok(r) => r,
             Err(e) => return self.retry_later(&format!("{path}: {e}"), ctx),
         };
+        let writer_port = match port.try_clone_native() {
+            Ok(w) => w,
+            Err(e) => return self.retry_later(&format!("{path}: {e}"), ctx),
+        };
         self.generation += 1;
         let stop = Arc::new(AtomicBool::new(false));
         spawn_reader(reader, ctx.address(), self.generation, Arc::clone(&stop));
+        self.writer = spawn_writer(
+            writer_port,
+            ctx.address(),
+            self.generation,
+            self.config.write_queue_limit,
+            Arc::clone(&self.metrics),
+        );
         self.reader_stop = Some(stop);
         self.port = Some(port);
         self.buf.clear();
@@ -284,10 +306,15 @@ impl UartManager {
         let notice = self.life.connected();
         self.notify(notice);
         while let Some(content) = self.kept.pop() {
-            if let Err(e) = self.write(&content) {
-                self.kept.push_front(content);
-                self.link_lost(&format!("write failed: {e}"), ctx);
-                return;
+            match self.write(&content) {
+                Ok(()) => {}
+                // Dropped and counted: the writer's queue is full.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.kept.push_front(content);
+                    self.link_lost(&format!("write failed: {e}"), ctx);
+                    return;
+                }
             }
         }
     }
@@ -312,6 +339,8 @@ impl UartManager {
         if let Some(stop) = self.reader_stop.take() {
             stop.store(true, Ordering::Relaxed);
         }
+        // Ends the writer thread once it has done with its current frame.
+        self.writer = None;
         if let Some(mut port) = self.port.take() {
             // Let the next open of the same device succeed.
             let _ = port.set_exclusive(false);
@@ -365,12 +394,23 @@ impl UartManager {
 
     /// Drops waiters whose requester has long given up: the root will never
     /// answer them, and keeping them would pair later answers wrongly.
+    /// Their requesters were answered with a timeout already (at the
+    /// command timeout); the entries stay twice as long so that a late
+    /// answer still pairs with its own command, not the next one.
     fn expire_stale(&mut self) {
         let limit = Duration::from_secs_f64(self.config.command_timeout_secs.max(0.0)) * 2;
+        let mut n = 0;
         for q in [&mut self.results, &mut self.ninfo] {
             while q.front().is_some_and(|p| p.sent.elapsed() > limit) {
                 q.pop_front();
+                n += 1;
             }
+        }
+        if n > 0 {
+            self.metrics
+                .pending_commands_expired
+                .with_label_values(&["uart"])
+                .inc_by(n);
         }
     }
 
@@ -389,22 +429,103 @@ impl UartManager {
         Some((p.command, p.dst, outcome))
     }
 
+    /// Hands one frame to the writer thread. Fails when there is no port,
+    /// or when the writer's queue is full (the frame is dropped and
+    /// counted: the adapter is not taking bytes).
     fn write(&mut self, content: &[u8]) -> std::io::Result<()> {
-        let port = self
-            .port
-            .as_mut()
+        use std::sync::mpsc::TrySendError;
+        let writer = self
+            .writer
+            .as_ref()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no port"))?;
         let mut framed = BytesMut::with_capacity(content.len() * 2 + 2);
         encode_frame(content, &mut framed);
-        port.write_all(&framed)?;
-        port.flush()?;
-        self.metrics
-            .uart_bytes
-            .with_label_values(&["out"])
-            .inc_by(framed.len() as u64);
-        self.metrics.uart_frames.with_label_values(&["out"]).inc();
-        Ok(())
+        match writer.try_send(framed.freeze()) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.uart_writes_dropped.inc();
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "serial writer queue full",
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "serial writer stopped",
+            )),
+        }
     }
+}
+
+/// How long one frame may take to leave before the port is deemed lost.
+const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The serial writer thread: writes each framed command in turn; a frame
+/// that cannot be written within `WRITE_DEADLINE` (or an error) reports the
+/// port lost and ends the thread.
+fn spawn_writer(
+    mut port: serialport::TTYPort,
+    addr: Addr<UartManager>,
+    generation: u64,
+    queue_limit: usize,
+    metrics: Arc<Metrics>,
+) -> Option<std::sync::mpsc::SyncSender<bytes::Bytes>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(queue_limit.max(1));
+    let spawned = std::thread::Builder::new()
+        .name("uart-writer".into())
+        .spawn(move || {
+            while let Ok(frame) = rx.recv() {
+                if let Err(e) = write_with_deadline(&mut port, &frame) {
+                    let _ = addr.try_send(UartLost {
+                        generation,
+                        error: format!("write failed: {e}"),
+                    });
+                    return;
+                }
+                metrics
+                    .uart_bytes
+                    .with_label_values(&["out"])
+                    .inc_by(frame.len() as u64);
+                metrics.uart_frames.with_label_values(&["out"]).inc();
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            log::error!("cannot start the serial writer thread: {e}");
+            None
+        }
+    }
+}
+
+fn write_with_deadline(port: &mut serialport::TTYPort, mut bytes: &[u8]) -> std::io::Result<()> {
+    let deadline = Instant::now() + WRITE_DEADLINE;
+    while !bytes.is_empty() {
+        match port.write(bytes) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "port took no bytes",
+                ))
+            }
+            Ok(n) => bytes = &bytes[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        if !bytes.is_empty() && Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the port took no bytes for too long",
+            ));
+        }
+    }
+    port.flush()
 }
 
 fn spawn_reader(
@@ -458,6 +579,10 @@ impl Actor for UartManager {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.mesh_link_up.set(0);
+        // Waiting commands are forgotten on a timer too, not only when the
+        // root next answers (it may never).
+        let every = Duration::from_secs_f64(self.config.command_timeout_secs.clamp(0.01, 1.0));
+        ctx.run_interval(every, |act, _| act.expire_stale());
         if let Some(rx) = self.shutdown.take() {
             ctx.spawn(
                 crate::until_shutdown(rx)
@@ -476,6 +601,7 @@ impl Actor for UartManager {
         if let Some(stop) = self.reader_stop.take() {
             stop.store(true, Ordering::Relaxed);
         }
+        self.writer = None;
         self.probe.retire();
     }
 }
@@ -559,9 +685,23 @@ impl Handler<SendCommand> for UartManager {
         if self.port.is_none() {
             return Box::pin(async { Err(CommandError::LinkDown) });
         }
-        if let Err(e) = self.write(&content) {
-            self.link_lost(&format!("write failed: {e}"), ctx);
-            return Box::pin(async { Err(CommandError::LinkDown) });
+        self.expire_stale();
+        if self.results.len() + self.ninfo.len() >= self.config.max_pending_commands.max(1) {
+            self.metrics
+                .pending_commands_refused
+                .with_label_values(&["uart"])
+                .inc();
+            return Box::pin(async { Err(CommandError::Busy) });
+        }
+        match self.write(&content) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Box::pin(async { Err(CommandError::Busy) });
+            }
+            Err(e) => {
+                self.link_lost(&format!("write failed: {e}"), ctx);
+                return Box::pin(async { Err(CommandError::LinkDown) });
+            }
         }
         let (tx, rx) = oneshot::channel();
         let dst = match &command {
@@ -605,6 +745,7 @@ impl Handler<CloseChannel> for UartManager {
     fn handle(&mut self, _: CloseChannel, _: &mut Context<Self>) {
         let _h = self.probe.handling_unqueued("CloseChannel");
         self.life.close();
+        self.writer = None;
         if let Some(stop) = self.reader_stop.take() {
             stop.store(true, Ordering::Relaxed);
         }
@@ -623,6 +764,8 @@ impl Handler<ChannelSend> for UartManager {
         if self.life.is_alive() && self.port.is_some() {
             return MessageResult(match self.write(&msg.0) {
                 Ok(()) => SendOutcome::Delivered,
+                // Dropped and counted: the adapter is not taking bytes.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => SendOutcome::Transient,
                 Err(e) => {
                     self.kept.push(msg.0);
                     self.link_lost(&format!("write failed: {e}"), ctx);
