@@ -273,12 +273,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .gateway_id
             .clone()
             .unwrap_or_else(default_gateway_id);
+        if !switchyard_actors::wire::uplink::is_valid_gateway_name(&gateway) {
+            return Err(StartError::Config(format!(
+                "gateway id {gateway:?}: a central switch takes 1 to 64 of A-Z a-z 0-9 . _ -"
+            )));
+        }
         log::info!("uplink: forwarding the mesh to {url} as gateway {gateway}");
         Uplink::start_link(
             gateway,
             url.clone(),
             config.uplink.token.clone(),
             config.uplink.channel.clone(),
+            config.uplink.buffer_bytes_limit,
             Arc::clone(&metrics),
             router.network.clone(),
             router.shutdown.clone(),

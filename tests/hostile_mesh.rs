@@ -658,3 +658,70 @@ async fn commands_the_root_never_answers_are_bounded_and_expire() {
     assert_eq!(status, 504, "{body}");
     m.s.stop().await;
 }
+
+// PROTOCOL 5, 1.5: while the central switch is away, the edge keeps its
+// events bounded in bytes as well as in number: the oldest are dropped and
+// counted, the buffer's bytes stay under the bound.
+#[actix_web::test]
+async fn the_uplink_buffer_is_bounded_in_bytes_while_the_central_is_away() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    const LIMIT: usize = 4096;
+    let mut edge = crate::mesh::MeshSwitch::start_with(move |c| {
+        c.uplink.url = Some(format!("ws://{free}/gateway"));
+        c.uplink.gateway_id = Some("edge-away".into());
+        c.uplink.token = Some(TOKEN.into());
+        c.uplink.buffer_bytes_limit = LIMIT;
+        c.uplink.channel.reconnect_min_secs = 0.05;
+        c.uplink.channel.reconnect_max_secs = 0.2;
+    })
+    .await;
+    let m = edge.s.url("/metrics");
+    // In batches the pty's buffer holds, while the switch reads them.
+    for batch in 0..10u8 {
+        for i in 0..10u8 {
+            edge.root()
+                .send(&switchyard_actors::wire::mesh::RootMessage::Message {
+                    node: 1,
+                    text: vec![batch * 10 + i; 200],
+                });
+        }
+        let want = f64::from(batch + 1) * 10.0;
+        wait_for("messages read", || {
+            let m = m.clone();
+            async move { metric_at(&m, "switchyard_node_messages_total", &[]).await >= want }
+        })
+        .await;
+    }
+    // About 220 bytes per event: at most ~18 fit in 4 KiB.
+    wait_for("the oldest events dropped", || {
+        let m = m.clone();
+        async move {
+            metric_at(
+                &m,
+                "switchyard_uplink_dropped_total",
+                &[("gateway", "edge-away")],
+            )
+            .await
+                >= 80.0
+        }
+    })
+    .await;
+    let bytes = edge
+        .s
+        .metric(
+            "switchyard_uplink_buffered_bytes",
+            &[("gateway", "edge-away")],
+        )
+        .await;
+    assert!(bytes > 0.0 && bytes <= LIMIT as f64, "{bytes}");
+    let kept = edge
+        .s
+        .metric("switchyard_uplink_buffered", &[("gateway", "edge-away")])
+        .await;
+    assert!(kept < 20.0, "{kept}");
+    served(&edge.s).await;
+    edge.s.stop().await;
+}
