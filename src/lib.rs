@@ -282,9 +282,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Uplink::start_link(
             gateway,
             url.clone(),
-            config.uplink.token.clone(),
-            config.uplink.channel.clone(),
-            config.uplink.buffer_bytes_limit,
+            &config.uplink,
             Arc::clone(&metrics),
             router.network.clone(),
             router.shutdown.clone(),

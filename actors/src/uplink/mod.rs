@@ -143,12 +143,12 @@ pub struct Uplink {
 }
 
 impl Uplink {
+    /// Starts the uplink of gateway `gateway` to `url` with `settings`'
+    /// token, channel and buffer bounds.
     pub fn start_link(
         gateway: String,
         url: String,
-        token: Option<String>,
-        config: ChannelConfig,
-        buffer_bytes_limit: usize,
+        settings: &UplinkConfig,
         metrics: Arc<Metrics>,
         network: Mailbox<NetworkManager>,
         shutdown: tokio::sync::watch::Receiver<bool>,
@@ -159,12 +159,12 @@ impl Uplink {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
         let u = Uplink {
-            unacked: EventBuffer::new(config.buffer_limit, buffer_bytes_limit),
+            unacked: EventBuffer::new(settings.channel.buffer_limit, settings.buffer_bytes_limit),
             gateway,
             epoch,
             url,
-            token,
-            config,
+            token: settings.token.clone(),
+            config: settings.channel.clone(),
             metrics,
             probe: Arc::clone(&probe),
             network,
