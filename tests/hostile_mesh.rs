@@ -725,3 +725,66 @@ async fn the_uplink_buffer_is_bounded_in_bytes_while_the_central_is_away() {
     served(&edge.s).await;
     edge.s.stop().await;
 }
+
+// PROTOCOL 2.5, 1.5: a source inventing data types and nodes fills its own
+// bounded part of the cache, not the switch's memory: types per node and
+// samples per source are bounded, refusals counted.
+#[actix_web::test]
+async fn invented_types_and_nodes_are_held_to_the_cache_bounds() {
+    let s = central(|c| {
+        c.mesh.max_types_per_node = 4;
+        c.mesh.max_samples_per_source = 20;
+    })
+    .await;
+    let mut g = hello(&s, "inventor").await;
+    let types: Vec<(String, Vec<u8>)> = (0..10).map(|i| (format!("T{i:02}"), vec![i])).collect();
+    send_env(
+        &mut g,
+        &Envelope::Event {
+            seq: 1,
+            ts: 0.0,
+            event: UplinkEvent::NodeData {
+                node: 1,
+                entries: types,
+            },
+        },
+    )
+    .await;
+    for n in 2..=30u16 {
+        send_env(
+            &mut g,
+            &Envelope::Event {
+                seq: u64::from(n),
+                ts: 0.0,
+                event: UplinkEvent::NodeData {
+                    node: n,
+                    entries: vec![("ABC".into(), vec![1])],
+                },
+            },
+        )
+        .await;
+    }
+    s.wait_metric(
+        "switchyard_gateway_events_in_total",
+        &[("gateway", "inventor")],
+        30.0,
+    )
+    .await;
+    s.wait_metric(
+        "switchyard_data_entries_rejected_total",
+        &[("reason", "too_many_types")],
+        6.0,
+    )
+    .await;
+    // 4 samples of node 1, then 16 nodes of one sample: the other 13 refused.
+    s.wait_metric(
+        "switchyard_data_entries_rejected_total",
+        &[("reason", "sample_budget")],
+        13.0,
+    )
+    .await;
+    let (_, n1) = get_json(&s.url("/api/nodes/inventor/1")).await;
+    assert_eq!(n1["latest"].as_object().unwrap().len(), 4, "{n1}");
+    served(&s).await;
+    s.stop().await;
+}
