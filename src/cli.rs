@@ -164,7 +164,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub uplink_retry_budget: Option<u32>,
 
-    /// As a central switch: the token gateways must present.
+    /// As a central switch: the token gateways must present (without it,
+    /// /gateway refuses every gateway).
     #[arg(long, value_name = "TOKEN")]
     pub gateway_token: Option<String>,
 
@@ -175,6 +176,20 @@ pub struct RunArgs {
     /// Seconds between a simulated node's updates [default: 1].
     #[arg(long, value_name = "SECS")]
     pub sim_interval: Option<f64>,
+
+    /// As a central switch: largest frame on /gateway in bytes; a frame
+    /// announcing more is closed with 1009 [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub gateway_max_frame_bytes: Option<usize>,
+
+    /// History day files older than this many days are deleted [default: 7].
+    #[arg(long, value_name = "DAYS")]
+    pub history_retention_days: Option<u32>,
+
+    /// Total size of the history day files past which the oldest are
+    /// deleted [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub history_max_bytes: Option<u64>,
 }
 
 impl Cli {
@@ -244,6 +259,9 @@ impl RunArgs {
         }
         set(&mut c.sim.nodes, self.sim_nodes);
         set(&mut c.sim.interval_secs, self.sim_interval);
+        set(&mut c.gateway.max_frame_bytes, self.gateway_max_frame_bytes);
+        set(&mut c.history.retention_days, self.history_retention_days);
+        set(&mut c.history.max_total_bytes, self.history_max_bytes);
         Ok(c)
     }
 }
@@ -305,6 +323,23 @@ mod tests {
         assert_eq!(c.uart, "/dev/ttyUSB0");
         assert_eq!(c.serial.baud, 9600);
         assert_eq!(c.sim.nodes, 3);
+    }
+
+    #[test]
+    fn gateway_and_history_limit_flags() {
+        let c = parse(&[
+            "--gateway-max-frame-bytes",
+            "65536",
+            "--history-retention-days",
+            "3",
+            "--history-max-bytes",
+            "1000000",
+        ])
+        .into_config(None)
+        .unwrap();
+        assert_eq!(c.gateway.max_frame_bytes, 65536);
+        assert_eq!(c.history.retention_days, 3);
+        assert_eq!(c.history.max_total_bytes, 1_000_000);
     }
 
     #[test]

@@ -194,6 +194,8 @@ pub struct UartManager {
     results: VecDeque<Pending>,
     ninfo: VecDeque<Pending>,
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// A root can send bad frames in a loop: one log line a second.
+    reject_log: crate::log_limit::LogLimit,
 }
 
 impl UartManager {
@@ -233,6 +235,7 @@ impl UartManager {
             results: VecDeque::new(),
             ninfo: VecDeque::new(),
             shutdown: None,
+            reject_log: crate::log_limit::LogLimit::per_second(),
         }
     }
 
@@ -369,10 +372,13 @@ impl UartManager {
                     .mesh_frames_rejected
                     .with_label_values(&[e.kind()])
                     .inc();
-                log::warn!(
-                    "mesh link: rejected a frame of {} bytes: {e}",
-                    content.len()
-                );
+                if let Some(held) = self.reject_log.admit(Instant::now()) {
+                    log::warn!(
+                        "mesh link: rejected a frame of {} bytes: {e}{}",
+                        content.len(),
+                        crate::log_limit::held_note(held)
+                    );
+                }
                 return;
             }
         };
