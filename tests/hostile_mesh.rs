@@ -788,3 +788,26 @@ async fn invented_types_and_nodes_are_held_to_the_cache_bounds() {
     served(&s).await;
     s.stop().await;
 }
+
+// PROTOCOL 1.5, 5: a frame over the configured /gateway limit is closed
+// with 1009 (the limit is the session codec's, `[gateway] max_frame_bytes`),
+// and the switch carries on serving gateways.
+#[actix_web::test]
+async fn a_gateway_frame_over_the_limit_is_closed_with_1009() {
+    let s = central(|c| c.gateway.max_frame_bytes = 64 * 1024).await;
+    let before = vm_rss_kib();
+    let mut g = gateway_ws(&s, Some(TOKEN)).await;
+    let _ = g.stream.send(Message::Binary(vec![1; 64 * 1024 + 1])).await;
+    assert_eq!(g.closed_with().await, 1009);
+    s.wait_metric(
+        "switchyard_gateway_bad_frames_total",
+        &[("kind", "too_large")],
+        1.0,
+    )
+    .await;
+    let grown = vm_rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+    served(&s).await;
+    let _ok = hello(&s, "after").await;
+    s.stop().await;
+}

@@ -243,9 +243,22 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for GatewaySession {
                 ctx.stop();
             }
             Ok(_) => {}
+            Err(ws::ProtocolError::Overflow) => {
+                // The frame's header announced more than the limit; its
+                // payload is never read.
+                self.metrics
+                    .gateway_bad_frames
+                    .with_label_values(&["too_large"])
+                    .inc();
+                self.close(
+                    ws::CloseCode::Size,
+                    &format!("frame over {} bytes", self.max_frame_bytes),
+                    ctx,
+                );
+            }
             Err(e) => {
-                log::warn!("gateway session: protocol error {e}");
-                ctx.stop();
+                log::debug!("gateway session: protocol error {e}");
+                self.close(ws::CloseCode::Protocol, "protocol error", ctx);
             }
         }
     }
