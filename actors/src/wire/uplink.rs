@@ -425,4 +425,53 @@ mod tests {
         assert_eq!(r.check(15), SeqVerdict::Apply);
         assert_eq!(r.skip_to(3), 0);
     }
+
+    use proptest::prelude::*;
+
+    fn event() -> impl Strategy<Value = UplinkEvent> {
+        prop_oneof![
+            (
+                any::<u16>(),
+                proptest::collection::vec(
+                    ("[A-Z]{3}", proptest::collection::vec(any::<u8>(), 0..8)),
+                    0..4
+                )
+            )
+                .prop_map(|(node, entries)| UplinkEvent::NodeData { node, entries }),
+            (any::<u16>(), proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_map(|(node, message)| UplinkEvent::NodeMessage { node, message }),
+            (any::<u16>(), any::<bool>())
+                .prop_map(|(node, active)| UplinkEvent::NodeStatus { node, active }),
+            any::<bool>().prop_map(|up| UplinkEvent::Link { up }),
+        ]
+    }
+
+    proptest! {
+        // Any bytes, any limit: a typed error or an envelope, never a panic.
+        #[test]
+        fn arbitrary_frames_decode_or_fail_cleanly(
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            limit in 1usize..20_000,
+        ) {
+            let mut frame = vec![VERSION];
+            frame.extend_from_slice(&body);
+            let _ = Envelope::decode_limited(&frame, limit);
+            let _ = Envelope::decode(&body);
+        }
+
+        #[test]
+        fn events_round_trip(seq in any::<u64>(), ts in -1e12f64..1e12, event in event()) {
+            let e = Envelope::Event { seq, ts, event };
+            prop_assert_eq!(Envelope::decode(&e.encode()), Ok(e));
+        }
+
+        // Whatever an event holds, the serial link's checks either give the
+        // frame it stands for or a typed error.
+        #[test]
+        fn event_checks_are_total(event in event()) {
+            if let Some(Ok(m)) = event.to_root_message(1024) {
+                prop_assert_eq!(RootMessage::parse(&m.encode()), Ok(m));
+            }
+        }
+    }
 }
