@@ -811,3 +811,63 @@ async fn a_gateway_frame_over_the_limit_is_closed_with_1009() {
     let _ok = hello(&s, "after").await;
     s.stop().await;
 }
+
+// PROTOCOL 1.5, 5: time bounds on /gateway: a session that never says
+// hello is closed with 1008 after the hello timeout, and a gateway that
+// goes silent (answers no ping) is closed after the ping timeout, while a
+// live one stays.
+#[actix_web::test]
+async fn silent_gateway_sessions_are_closed_in_time() {
+    let s = central(|c| {
+        c.gateway.hello_timeout_secs = 0.3;
+        c.session.ping_interval_secs = 0.2;
+        c.session.ping_timeout_secs = 1.0;
+    })
+    .await;
+    let t = Instant::now();
+    let mut mute = gateway_ws(&s, Some(TOKEN)).await;
+    assert_eq!(mute.closed_with().await, 1008);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    s.wait_metric(
+        "switchyard_gateway_rejected_total",
+        &[("reason", "no_hello")],
+        1.0,
+    )
+    .await;
+    // Says hello, then reads nothing (so answers no ping).
+    let mut silent = hello(&s, "silent").await;
+    // A live gateway that keeps reading (and so answers pings).
+    let mut live = hello(&s, "live").await;
+    let reader = actix_web::rt::spawn(async move {
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            match tokio::time::timeout(Duration::from_millis(100), live.stream.next()).await {
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                    return (false, live)
+                }
+                _ => {}
+            }
+        }
+        (true, live)
+    });
+    s.wait_metric(
+        "switchyard_gateway_rejected_total",
+        &[("reason", "ping_timeout")],
+        1.0,
+    )
+    .await;
+    assert_eq!(silent.closed_with().await, 1001);
+    let (stayed, _live) = reader.await.unwrap();
+    assert!(stayed, "the live gateway was closed");
+    assert_eq!(
+        s.metric("switchyard_gateway_connected", &[("gateway", "live")])
+            .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric("switchyard_gateway_connected", &[("gateway", "silent")])
+            .await,
+        0.0
+    );
+    s.stop().await;
+}

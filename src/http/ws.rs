@@ -88,7 +88,7 @@ pub fn router_session(head: &RequestHead, state: &AppState, inbound: Inbound) ->
 
 /// An edge switch's uplink on `/gateway` (PROTOCOL 5).
 pub fn gateway_session(head: &RequestHead, state: &AppState, inbound: Inbound) -> Session {
-    use switchyard_actors::uplink::GatewayToken;
+    use switchyard_actors::uplink::{GatewayToken, SessionLimits};
     // PROTOCOL 1.5: no gateway token set means no gateways at all.
     let token = match state.config.gateway_token.as_deref() {
         None => GatewayToken::NotSet,
@@ -96,11 +96,19 @@ pub fn gateway_session(head: &RequestHead, state: &AppState, inbound: Inbound) -
         Some(_) => GatewayToken::Wrong,
     };
     let max_frame = state.config.gateway.max_frame_bytes;
+    let limits = SessionLimits {
+        max_frame_bytes: max_frame,
+        hello_timeout: std::time::Duration::from_secs_f64(
+            state.config.gateway.hello_timeout_secs.clamp(0.01, 3600.0),
+        ),
+        ping_interval: state.config.session.ping_interval(),
+        ping_timeout: state.config.session.ping_timeout(),
+    };
     let session = switchyard_actors::uplink::GatewaySession::new(
         Arc::clone(&state.metrics),
         state.gateways.clone(),
         token,
-        max_frame,
+        limits,
         peer_name(head),
         state.router.shutdown.clone(),
     );

@@ -51,6 +51,8 @@ pub struct GatewayConfig {
     pub command_timeout_secs: f64,
     /// Commands waiting for gateways' answers at once; more are refused.
     pub max_pending_commands: usize,
+    /// Seconds a new session has to say `Hello` before it is closed.
+    pub hello_timeout_secs: f64,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +63,7 @@ impl Default for GatewayConfig {
             max_nodes_per_gateway: 1024,
             command_timeout_secs: 10.0,
             max_pending_commands: 256,
+            hello_timeout_secs: 10.0,
         }
     }
 }
@@ -541,6 +544,7 @@ impl Handler<GatewayRefused> for GatewayServer {
                     "this switch has no gateway token set (--gateway-token), so /gateway takes no one"
                 }
                 "bad_token" => "gateway token missing or wrong",
+                "no_hello" => "no hello in time",
                 _ => "a session tried to speak for a second gateway name",
             };
             log::warn!(

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use gateway::{GatewayCommand, GatewayConfig, GatewayServer};
-pub use session::{GatewaySession, GatewayToken};
+pub use session::{GatewaySession, GatewayToken, SessionLimits};
 
 use crate::channel::websocket::WebsocketChannel;
 use crate::channel::{ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, OpenChannel};

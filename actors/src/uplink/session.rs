@@ -11,6 +11,7 @@
 //! 1008.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web_actors::ws;
@@ -34,12 +35,27 @@ pub enum GatewayToken {
     Ok,
 }
 
+/// A gateway session's time and size bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Largest frame (bytes); over it: 1009.
+    pub max_frame_bytes: usize,
+    /// A session that has not said `Hello` by then is closed with 1008.
+    pub hello_timeout: Duration,
+    /// How often the switch pings the gateway.
+    pub ping_interval: Duration,
+    /// Silence (no frame, no pong) after which the session is closed.
+    pub ping_timeout: Duration,
+}
+
 pub struct GatewaySession {
     metrics: Arc<Metrics>,
     probe: Arc<ActorProbe>,
     server: Mailbox<GatewayServer>,
     token: GatewayToken,
+    limits: SessionLimits,
     max_frame_bytes: usize,
+    last_heard: Instant,
     peer: String,
     id: u64,
     gateway: Option<String>,
@@ -61,7 +77,7 @@ impl GatewaySession {
         metrics: Arc<Metrics>,
         server: Mailbox<GatewayServer>,
         token: GatewayToken,
-        max_frame_bytes: usize,
+        limits: SessionLimits,
         peer: String,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
@@ -72,7 +88,9 @@ impl GatewaySession {
             probe,
             server,
             token,
-            max_frame_bytes,
+            limits,
+            max_frame_bytes: limits.max_frame_bytes,
+            last_heard: Instant::now(),
             peer,
             id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             gateway: None,
@@ -188,6 +206,31 @@ impl Actor for GatewaySession {
             ),
             GatewayToken::Wrong => self.refuse("bad_token", "gateway token missing or wrong", ctx),
         }
+        // A session that never says who it is does not stay.
+        ctx.run_later(self.limits.hello_timeout, |act, ctx| {
+            if act.gateway.is_none() {
+                act.refuse("no_hello", "no hello in time", ctx);
+            }
+        });
+        // Keep-alive: ping, and drop a gateway that went silent.
+        let timeout = self.limits.ping_timeout;
+        ctx.run_interval(self.limits.ping_interval, move |act, ctx| {
+            if act.last_heard.elapsed() > timeout {
+                act.metrics
+                    .gateway_rejected
+                    .with_label_values(&["ping_timeout"])
+                    .inc();
+                log::info!(
+                    "gateway {:?} from {}: silent for {:?}, closing",
+                    act.gateway,
+                    act.peer,
+                    act.last_heard.elapsed()
+                );
+                act.close(ws::CloseCode::Away, "ping timeout", ctx);
+            } else {
+                ctx.ping(b"");
+            }
+        });
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -229,6 +272,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for GatewaySession {
         if self.token != GatewayToken::Ok {
             return;
         }
+        self.last_heard = Instant::now();
         match msg {
             Ok(ws::Message::Binary(b)) => self.on_binary(&b, ctx),
             Ok(ws::Message::Text(_)) => {
