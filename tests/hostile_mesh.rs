@@ -871,3 +871,66 @@ async fn silent_gateway_sessions_are_closed_in_time() {
     );
     s.stop().await;
 }
+
+// PROTOCOL 1.5, 5: a gateway flooding events as fast as its socket goes
+// has one event in flight at a time: the network manager's mailbox stays
+// small, memory stays bounded, and HTTP is still answered.
+#[actix_web::test]
+async fn a_flooding_gateway_fills_no_mailbox() {
+    let s = central(|_| {}).await;
+    let mut g = hello(&s, "flood").await;
+    const N: u64 = 20_000;
+    let before = vm_rss_kib();
+    let frames: Vec<Vec<u8>> = (1..=N)
+        .map(|seq| {
+            Envelope::Event {
+                seq,
+                ts: 0.0,
+                event: UplinkEvent::NodeMessage {
+                    node: (seq % 50) as u16,
+                    message: vec![b'x'; 200],
+                },
+            }
+            .encode()
+        })
+        .collect();
+    let sender = actix_web::rt::spawn(async move {
+        for f in frames {
+            g.stream.feed(Message::Binary(f)).await.unwrap();
+        }
+        g.stream.flush().await.unwrap();
+        g
+    });
+    let metrics = s.url("/metrics");
+    let mut deepest = 0.0f64;
+    let mut done = false;
+    let t = Instant::now();
+    while !done && t.elapsed() < Duration::from_secs(60) {
+        let depth = metric_at(
+            &metrics,
+            "switchyard_actor_mailbox_depth",
+            &[("kind", "NetworkManager")],
+        )
+        .await;
+        deepest = deepest.max(depth);
+        done = metric_at(
+            &metrics,
+            "switchyard_gateway_events_in_total",
+            &[("gateway", "flood")],
+        )
+        .await
+            >= N as f64;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(done, "not all events applied");
+    let _g = sender.await.unwrap();
+    assert!(deepest < 50.0, "NetworkManager mailbox reached {deepest}");
+    let grown = vm_rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+    served(&s).await;
+    eprintln!(
+        "flood: deepest NetworkManager mailbox {deepest}, RSS +{grown} KiB, {:?}",
+        t.elapsed()
+    );
+    s.stop().await;
+}

@@ -567,14 +567,15 @@ pub struct GatewayEvent {
 }
 
 impl Handler<GatewayEvent> for GatewayServer {
-    type Result = ();
-    fn handle(&mut self, msg: GatewayEvent, _: &mut Context<Self>) {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: GatewayEvent, _: &mut Context<Self>) -> Self::Result {
         let _h = self.probe.handling("GatewayEvent");
         // Only the session bound to the name speaks for it.
         let Some(g) = self.table.bound(&msg.gateway, msg.session_id) else {
-            return;
+            return Box::pin(async {});
         };
         let verdict = g.gate.check(msg.seq);
+        let mut applied = None;
         match verdict {
             SeqVerdict::Apply => {
                 self.metrics
@@ -582,10 +583,10 @@ impl Handler<GatewayEvent> for GatewayServer {
                     .with_label_values(&[&msg.gateway])
                     .inc();
                 if let Some(update) = self.checked(&msg.gateway, msg.session_id, msg.event) {
-                    self.network.do_send(GatewayMessage {
+                    applied = Some(self.network.send(GatewayMessage {
                         gateway: msg.gateway.clone(),
                         update,
-                    });
+                    }));
                 }
             }
             SeqVerdict::Duplicate | SeqVerdict::Gap => {
@@ -602,6 +603,13 @@ impl Handler<GatewayEvent> for GatewayServer {
                 }));
             }
         }
+        // The session waits for this: the manager's mailbox holds at most
+        // one event per gateway session.
+        Box::pin(async move {
+            if let Some(a) = applied {
+                let _ = a.await;
+            }
+        })
     }
 }
 

@@ -162,12 +162,18 @@ impl GatewaySession {
                     session: me,
                 });
             }
-            (Envelope::Event { seq, event, .. }, Some(g)) => self.server.do_send(GatewayEvent {
-                gateway: g.clone(),
-                session_id: self.id,
-                seq,
-                event,
-            }),
+            (Envelope::Event { seq, event, .. }, Some(g)) => {
+                // One event in flight per session: the next frame is read
+                // once this one is applied, so a flooding gateway fills no
+                // mailbox (its bytes wait in its own socket).
+                let applied = self.server.send(GatewayEvent {
+                    gateway: g.clone(),
+                    session_id: self.id,
+                    seq,
+                    event,
+                });
+                ctx.wait(applied.into_actor(self).map(|_, _, _| ()));
+            }
             (Envelope::CommandResult { id, outcome }, Some(g)) => {
                 self.server.do_send(GatewayResult {
                     gateway: g.clone(),
