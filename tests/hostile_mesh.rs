@@ -934,3 +934,50 @@ async fn a_flooding_gateway_fills_no_mailbox() {
     );
     s.stop().await;
 }
+
+// PROTOCOL 2.1, 1.5: a root writing frames as fast as the port goes: the
+// switch takes the next chunk only once the last one's frames are with the
+// network manager, so its mailbox stays small and HTTP is answered.
+#[actix_web::test]
+async fn a_flooding_root_fills_no_mailbox() {
+    let mut m = crate::mesh::MeshSwitch::start().await;
+    let mut root = m.root.take().unwrap();
+    const N: usize = 30_000;
+    let writer = actix_web::rt::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        for i in 0..N {
+            let f = switchyard_actors::wire::mesh::RootMessage::Message {
+                node: (i % 20) as u16 + 1,
+                text: b"flood".to_vec(),
+            };
+            bytes.extend_from_slice(&switchyard_actors::wire::frame::encode_to_vec(&f.encode()));
+        }
+        root.send_raw(&bytes);
+        root
+    });
+    let metrics = m.s.url("/metrics");
+    let mut deepest = 0.0f64;
+    let mut done = false;
+    let t = Instant::now();
+    while !done && t.elapsed() < Duration::from_secs(60) {
+        let depth = metric_at(
+            &metrics,
+            "switchyard_actor_mailbox_depth",
+            &[("kind", "NetworkManager")],
+        )
+        .await;
+        deepest = deepest.max(depth);
+        done = metric_at(&metrics, "switchyard_node_messages_total", &[]).await >= N as f64;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(done, "not all frames applied");
+    m.root = Some(writer.await.unwrap());
+    // One 4 KiB chunk holds at most a few hundred frames.
+    assert!(deepest < 1000.0, "NetworkManager mailbox reached {deepest}");
+    served(&m.s).await;
+    eprintln!(
+        "root flood: deepest NetworkManager mailbox {deepest}, {:?}",
+        t.elapsed()
+    );
+    m.s.stop().await;
+}

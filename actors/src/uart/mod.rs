@@ -361,7 +361,8 @@ impl UartManager {
         self.retry_later(why, ctx);
     }
 
-    fn on_frame(&mut self, content: &[u8]) {
+    /// One frame from the root, decoded; what `NetworkManager` is to hear.
+    fn on_frame(&mut self, content: &[u8]) -> Option<RootMessageReceived> {
         self.notify(ChannelNotice::Inbound(bytes::Bytes::copy_from_slice(
             content,
         )));
@@ -379,7 +380,7 @@ impl UartManager {
                         crate::log_limit::held_note(held)
                     );
                 }
-                return;
+                return None;
             }
         };
         self.metrics.uart_frames.with_label_values(&["in"]).inc();
@@ -394,8 +395,7 @@ impl UartManager {
             }
             _ => None,
         };
-        self.network
-            .do_send(RootMessageReceived { message, answered });
+        Some(RootMessageReceived { message, answered })
     }
 
     /// Drops waiters whose requester has long given up: the root will never
@@ -622,7 +622,7 @@ pub struct UartBytes {
 
 impl Handler<UartBytes> for UartManager {
     type Result = ();
-    fn handle(&mut self, msg: UartBytes, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: UartBytes, ctx: &mut Context<Self>) {
         let _h = self.probe.handling_unqueued("UartBytes");
         if msg.generation != self.generation {
             return;
@@ -632,9 +632,14 @@ impl Handler<UartBytes> for UartManager {
             .with_label_values(&["in"])
             .inc_by(msg.bytes.len() as u64);
         self.buf.extend_from_slice(&msg.bytes);
+        let mut heard = Vec::new();
         loop {
             match self.codec.decode(&mut self.buf) {
-                Ok(Some(FrameItem::Frame(content))) => self.on_frame(&content),
+                Ok(Some(FrameItem::Frame(content))) => {
+                    if let Some(m) = self.on_frame(&content) {
+                        heard.push(self.network.send(m));
+                    }
+                }
                 Ok(Some(FrameItem::Error(e))) => {
                     self.metrics
                         .uart_frame_errors
@@ -644,6 +649,17 @@ impl Handler<UartBytes> for UartManager {
                 }
                 Ok(None) | Err(_) => break,
             }
+        }
+        // The next chunk is taken once `NetworkManager` has these frames:
+        // its mailbox holds at most one chunk's worth from the root, and
+        // the reader thread (which waits for each hand-off) stops reading
+        // the port meanwhile.
+        if !heard.is_empty() {
+            ctx.wait(actix::fut::wrap_future(async move {
+                for h in heard {
+                    let _ = h.await;
+                }
+            }));
         }
     }
 }
