@@ -8,7 +8,9 @@
 //! switch has no gateway token set, or when the token is missing or wrong.
 //! A session speaks for the one gateway name its first `Hello` gave; a
 //! `Hello` with another name, or a name the server refuses, closes it with
-//! 1008.
+//! 1008. What a session hands the server is handled before its next frame
+//! is read, so one session never has more than one message in the
+//! server's mailbox.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,13 +156,14 @@ impl GatewaySession {
             ) => {
                 self.gateway = Some(gateway.clone());
                 let me = Mailbox::new(ctx.address(), Arc::clone(&self.probe));
-                self.server.do_send(GatewayHello {
+                let told = self.server.send(GatewayHello {
                     gateway,
                     epoch,
                     resume,
                     session_id: self.id,
                     session: me,
                 });
+                ctx.wait(told.into_actor(self).map(|_, _, _| ()));
             }
             (Envelope::Event { seq, event, .. }, Some(g)) => {
                 // One event in flight per session: the next frame is read
@@ -175,11 +178,12 @@ impl GatewaySession {
                 ctx.wait(applied.into_actor(self).map(|_, _, _| ()));
             }
             (Envelope::CommandResult { id, outcome }, Some(g)) => {
-                self.server.do_send(GatewayResult {
+                let told = self.server.send(GatewayResult {
                     gateway: g.clone(),
                     id,
                     outcome,
-                })
+                });
+                ctx.wait(told.into_actor(self).map(|_, _, _| ()));
             }
             (other, _) => {
                 // Events before `Hello` come again in the replay after it.
