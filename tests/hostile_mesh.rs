@@ -239,7 +239,24 @@ async fn gateway_names_are_checked_and_bound_to_their_session() {
 async fn the_number_of_connected_gateways_is_bounded() {
     let s = central(|c| c.gateway.max_gateways = 2).await;
     let _a = hello(&s, "a").await;
-    let _b = hello(&s, "b").await;
+    let mut b = hello(&s, "b").await;
+    send_env(
+        &mut b,
+        &Envelope::Event {
+            seq: 1,
+            ts: 0.0,
+            event: UplinkEvent::NodeMessage {
+                node: 9,
+                message: b"hi".to_vec(),
+            },
+        },
+    )
+    .await;
+    wait_for("b's node", || {
+        let u = s.url("/api/nodes/b/9");
+        async move { get_json(&u).await.0 == 200 }
+    })
+    .await;
     let mut c = gateway_ws(&s, Some(TOKEN)).await;
     send_env(
         &mut c,
@@ -256,6 +273,16 @@ async fn the_number_of_connected_gateways_is_bounded() {
         &[("reason", "too_many_gateways")],
         1.0,
     )
+    .await;
+    // b leaves: c takes its place, and b's nodes leave the cache with it.
+    b.close().await;
+    s.wait_metric("switchyard_gateway_connected", &[("gateway", "b")], 0.0)
+        .await;
+    let _c = hello(&s, "c").await;
+    wait_for("b forgotten", || {
+        let u = s.url("/api/nodes/b/9");
+        async move { get_json(&u).await.0 == 404 }
+    })
     .await;
     s.stop().await;
 }

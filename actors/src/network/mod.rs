@@ -702,3 +702,22 @@ impl Handler<GatewayMessage> for NetworkManager {
         }
     }
 }
+
+/// A gateway the central switch no longer remembers (room was made for a
+/// new one): its nodes leave the cache too, so names that come and go
+/// cannot grow it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForgetGateway(pub String);
+
+impl Handler<ForgetGateway> for NetworkManager {
+    type Result = ();
+    fn handle(&mut self, msg: ForgetGateway, _: &mut Context<Self>) {
+        let _h = self.probe.handling("ForgetGateway");
+        let n = self.mesh.cache.forget_gateway(&msg.0);
+        if n > 0 {
+            log::info!("gateway {}: forgotten with its {n} nodes", msg.0);
+            self.node_gauges();
+        }
+    }
+}

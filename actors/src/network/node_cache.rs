@@ -150,6 +150,16 @@ impl NodeCache {
         self
     }
 
+    /// Forgets every node of `gateway` and its samples; returns how many
+    /// nodes.
+    pub fn forget_gateway(&mut self, gateway: &str) -> usize {
+        let before = self.nodes.len();
+        self.nodes
+            .retain(|k, _| k.gateway.as_deref() != Some(gateway));
+        self.samples.remove(&Some(gateway.to_string()));
+        before - self.nodes.len()
+    }
+
     /// Samples held for `gateway` (None: the local mesh).
     pub fn samples_of(&self, gateway: Option<&str>) -> usize {
         self.samples
@@ -415,6 +425,10 @@ mod tests {
         };
         assert!(c.record_checked(&g, "AAA", s(1.0, 1)).is_ok());
         assert_eq!(c.samples_of(Some("g")), 1);
+        assert_eq!(c.forget_gateway("g"), 1);
+        assert_eq!(c.samples_of(Some("g")), 0);
+        assert!(!c.contains(&g));
+        assert!(c.contains(&k));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::session::{CloseGateway, GatewaySession, SendEnvelope};
 use crate::log_limit::{held_note, LogLimit};
 use crate::metrics::{ActorProbe, Mailbox, Metrics};
 use crate::network::events::SwitchEvent;
-use crate::network::{GatewayMessage, GatewayUpdate, NetworkManager, Publish};
+use crate::network::{ForgetGateway, GatewayMessage, GatewayUpdate, NetworkManager, Publish};
 use crate::uart::{CommandError, RootReply};
 use crate::wire::mesh::NodeAddr;
 use crate::wire::uplink::{
@@ -135,6 +135,22 @@ impl<S: Clone> GatewayTable<S> {
         session: S,
         now: Instant,
     ) -> Result<u64, HelloRefused> {
+        self.hello_evicting(name, epoch, resume, session_id, session, now)
+            .map(|(lost, _)| lost)
+    }
+
+    /// [`GatewayTable::hello`], also naming the gateway forgotten to make
+    /// room, if one was.
+    pub fn hello_evicting(
+        &mut self,
+        name: &str,
+        epoch: u64,
+        resume: u64,
+        session_id: u64,
+        session: S,
+        now: Instant,
+    ) -> Result<(u64, Option<String>), HelloRefused> {
+        let mut evicted = None;
         if !is_valid_gateway_name(name) {
             return Err(HelloRefused::BadName);
         }
@@ -153,6 +169,7 @@ impl<S: Clone> GatewayTable<S> {
             match oldest {
                 Some(n) => {
                     self.gateways.remove(&n);
+                    evicted = Some(n);
                 }
                 None => return Err(HelloRefused::TooMany),
             }
@@ -174,7 +191,7 @@ impl<S: Clone> GatewayTable<S> {
         }
         g.last_seen = now;
         g.session = Some((session_id, session));
-        Ok(g.gate.skip_to(resume))
+        Ok((g.gate.skip_to(resume), evicted))
     }
 
     /// The gateway bound to `session_id` under `name`, if it still is.
@@ -472,7 +489,7 @@ impl Handler<GatewayHello> for GatewayServer {
     type Result = ();
     fn handle(&mut self, msg: GatewayHello, _: &mut Context<Self>) {
         let _h = self.probe.handling("GatewayHello");
-        let hello = self.table.hello(
+        let hello = self.table.hello_evicting(
             &msg.gateway,
             msg.epoch,
             msg.resume,
@@ -481,7 +498,13 @@ impl Handler<GatewayHello> for GatewayServer {
             Instant::now(),
         );
         let lost = match hello {
-            Ok(lost) => lost,
+            Ok((lost, evicted)) => {
+                if let Some(old) = evicted {
+                    log::info!("gateway {old}: forgotten to make room for {}", msg.gateway);
+                    self.network.do_send(ForgetGateway(old));
+                }
+                lost
+            }
             Err(e) => {
                 self.metrics
                     .gateway_rejected
@@ -734,7 +757,10 @@ mod tests {
         assert_eq!(t.hello("c", 1, 1, 3, 0, t0), Err(HelloRefused::TooMany));
         t.gone("b", 2, t0 + Duration::from_secs(1));
         t.gone("a", 1, t0 + Duration::from_secs(2));
-        assert_eq!(t.hello("c", 1, 1, 3, 0, t0), Ok(0));
+        assert_eq!(
+            t.hello_evicting("c", 1, 1, 3, 0, t0),
+            Ok((0, Some("b".to_string())))
+        );
         assert_eq!(t.len(), 2);
         assert!(t.session("b").is_none());
         assert!(t.session("a").is_none());
