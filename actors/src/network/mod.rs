@@ -9,11 +9,15 @@
 //! It is asked only at the edges of an agent's life and on a socket's first
 //! packet for an agent: steady-state packets never pass through here.
 //!
-//! On the mesh side (PROTOCOL 2) it owns the node cache and the history log:
+//! On the mesh side (PROTOCOL 2) it owns the node cache (bounded per source)
+//! and the history log's writer thread (writes never run on this actor's
+//! turn):
 //! `UartManager` hands it every frame from the root (`RootMessageReceived`,
 //! `LinkStateChanged`), and it publishes what happened as `SwitchEvent`s to
 //! its subscribers. Commands for the root (`MeshCommand`) pass through here
-//! so an unknown node is refused before the radio is bothered.
+//! so an unknown node is refused before the radio is bothered. Gateways'
+//! events arrive checked from `GatewayServer` (`GatewayMessage`) and are
+//! stamped with this switch's clock.
 
 pub mod events;
 pub mod history;

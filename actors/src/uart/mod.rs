@@ -1,11 +1,14 @@
 //! `UartManager`: the serial link to the mesh network's root node
 //! (PROTOCOL 2).
 //!
-//! Owns the port, the reader thread, the frame codec state, the link state
-//! and the commands waiting for the root's answer. Blocking serial reads
-//! live on their own thread (DESIGN house rule 5), which hands bytes to this
-//! actor and waits for each hand-off, so a chatty root cannot fill the
-//! mailbox. Losing the port is never fatal: `LinkStateChanged` goes to
+//! Owns the port, the reader and writer threads, the frame codec state, the
+//! link state and the commands waiting for the root's answer (bounded in
+//! number, forgotten on a timer). Blocking serial reads live on their own
+//! thread (DESIGN house rule 5), which hands bytes to this actor and waits
+//! for each hand-off; the next chunk is taken once the last one's frames
+//! are with `NetworkManager`, so a chatty root fills no mailbox. Blocking
+//! serial writes live on a writer thread behind a bounded queue, so a
+//! stalled adapter never stalls the actors that serve agents. Losing the port is never fatal: `LinkStateChanged` goes to
 //! `NetworkManager`, and the port is reopened with capped exponential
 //! backoff. Handles `UartBytes`, `UartLost`, `SendCommand`, `GetLinkInfo`.
 //!
