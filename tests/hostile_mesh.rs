@@ -1008,3 +1008,58 @@ async fn a_flooding_root_fills_no_mailbox() {
     );
     m.s.stop().await;
 }
+
+// PROTOCOL 2.3, 1.5: a stalled adapter (the root end takes no bytes):
+// serial writes wait on their own thread behind a bounded queue, frames
+// past it are dropped and counted (the command is refused at once), and the
+// switch keeps answering HTTP meanwhile.
+#[actix_web::test]
+async fn a_stalled_adapter_does_not_stall_the_switch() {
+    let mut m = crate::mesh::MeshSwitch::start_with(|c| {
+        c.serial.command_timeout_secs = 20.0;
+        c.serial.max_pending_commands = 10_000;
+        c.serial.write_queue_limit = 4;
+    })
+    .await;
+    m.root()
+        .send(&switchyard_actors::wire::mesh::RootMessage::Data {
+            node: 1,
+            entries: vec![switchyard_actors::wire::mesh::DataEntry::new(
+                "HUM",
+                vec![5],
+            )],
+        });
+    let node_url = m.s.url("/api/nodes/1");
+    wait_for("node 1 known", || {
+        let u = node_url.clone();
+        async move { get_json(&u).await.0 == 200 }
+    })
+    .await;
+    // The root end is never read from now on: the pty fills up.
+    let url = m.s.url("/api/nodes/1/send");
+    let reqs: Vec<_> = (0..600)
+        .map(|_| {
+            let u = url.clone();
+            actix_web::rt::spawn(async move {
+                let _ = http()
+                    .post(&u)
+                    .send_json(&json!({"text": "z".repeat(250)}))
+                    .await;
+            })
+        })
+        .collect();
+    let metrics = m.s.url("/metrics");
+    wait_for("frames dropped at the full writer queue", || {
+        let u = metrics.clone();
+        async move { metric_at(&u, "switchyard_uart_writes_dropped_total", &[]).await >= 1.0 }
+    })
+    .await;
+    // Served while the writer thread is stuck on the port.
+    for _ in 0..3 {
+        served(&m.s).await;
+    }
+    for r in reqs {
+        r.abort();
+    }
+    m.s.stop().await;
+}
