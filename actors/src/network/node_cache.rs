@@ -496,4 +496,39 @@ mod tests {
         assert_eq!(unhex("0"), None);
         assert_eq!(unhex("zz"), None);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        // Whatever sources, nodes and types send, in any order: no series
+        // is longer than the history limit, no node has more types than
+        // the bound, no source holds more samples than its budget, and the
+        // per-source count is exactly what the series hold.
+        #[test]
+        fn the_cache_bounds_hold(ops in proptest::collection::vec(
+            (0u8..3, 0u16..6, 0u8..8, -10.0f64..10.0), 0..400)
+        ) {
+            let mut c = NodeCache::new(5, 60.0).with_bounds(3, 20);
+            for (src, addr, t, ts) in ops {
+                let key = NodeKey {
+                    gateway: (src > 0).then(|| format!("g{src}")),
+                    addr,
+                };
+                let _ = c.record_checked(&key, &format!("T{t:02}"), s(ts, 1));
+            }
+            let mut held: HashMap<Option<String>, usize> = HashMap::new();
+            for (k, n) in &c.nodes {
+                prop_assert!(n.history.len() <= 3);
+                for h in n.history.values() {
+                    prop_assert!(!h.is_empty() && h.len() <= 5);
+                    prop_assert!(h.iter().zip(h.iter().skip(1)).all(|(a, b)| a.ts <= b.ts));
+                    *held.entry(k.gateway.clone()).or_default() += h.len();
+                }
+            }
+            for (src, n) in &held {
+                prop_assert!(*n <= 20);
+                prop_assert_eq!(*n, c.samples_of(src.as_deref()));
+            }
+        }
+    }
 }
