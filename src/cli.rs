@@ -193,7 +193,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub uplink_retry_budget: Option<u32>,
 
-    /// As a central switch: the token gateways must present.
+    /// As a central switch: the token gateways must present (without it,
+    /// /gateway refuses every gateway).
     #[arg(long, value_name = "TOKEN")]
     pub gateway_token: Option<String>,
 
@@ -219,10 +220,6 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
-    /// Largest frame on /gateway in bytes; past it: close 1009 [default: 1048576].
-    #[arg(long, value_name = "BYTES")]
-    pub gateway_max_frame_bytes: Option<usize>,
-
     /// Open client-socket connections; past it: `F` and close [default: 256].
     #[arg(long, value_name = "N")]
     pub client_max_connections: Option<usize>,
@@ -231,6 +228,19 @@ pub struct RunArgs {
     /// before it is closed; 0: never [default: 300].
     #[arg(long, value_name = "SECS")]
     pub client_idle_timeout: Option<f64>,
+    /// As a central switch: largest frame on /gateway in bytes; a frame
+    /// announcing more is closed with 1009 [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub gateway_max_frame_bytes: Option<usize>,
+
+    /// History day files older than this many days are deleted [default: 7].
+    #[arg(long, value_name = "DAYS")]
+    pub history_retention_days: Option<u32>,
+
+    /// Total size of the history day files past which the oldest are
+    /// deleted [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub history_max_bytes: Option<u64>,
 }
 
 impl Cli {
@@ -318,12 +328,11 @@ impl RunArgs {
             &mut c.ws.max_connections_per_ip,
             self.max_connections_per_ip,
         );
-        set(
-            &mut c.ws.gateway_max_frame_bytes,
-            self.gateway_max_frame_bytes,
-        );
         set(&mut c.socket.max_connections, self.client_max_connections);
         set(&mut c.socket.idle_timeout_secs, self.client_idle_timeout);
+        set(&mut c.gateway.max_frame_bytes, self.gateway_max_frame_bytes);
+        set(&mut c.history.retention_days, self.history_retention_days);
+        set(&mut c.history.max_total_bytes, self.history_max_bytes);
         Ok(c)
     }
 }
@@ -414,6 +423,23 @@ mod tests {
         assert_eq!(c.uart, "/dev/ttyUSB0");
         assert_eq!(c.serial.baud, 9600);
         assert_eq!(c.sim.nodes, 3);
+    }
+
+    #[test]
+    fn gateway_and_history_limit_flags() {
+        let c = parse(&[
+            "--gateway-max-frame-bytes",
+            "65536",
+            "--history-retention-days",
+            "3",
+            "--history-max-bytes",
+            "1000000",
+        ])
+        .into_config(None)
+        .unwrap();
+        assert_eq!(c.gateway.max_frame_bytes, 65536);
+        assert_eq!(c.history.retention_days, 3);
+        assert_eq!(c.history.max_total_bytes, 1_000_000);
     }
 
     #[test]

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use switchyard_actors::agent::{AgentConfig, BackendConfig, RouterConfig, SessionConfig};
 use switchyard_actors::monitor::MonitorConfig;
+use switchyard_actors::network::history::HistoryConfig;
 use switchyard_actors::network::mesh::MeshConfig;
 use switchyard_actors::socket::SocketConfig;
 use switchyard_actors::uart::sim::SimConfig;
 use switchyard_actors::uart::UartConfig;
+use switchyard_actors::uplink::GatewayConfig;
 use switchyard_actors::uplink::UplinkConfig;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -45,11 +47,15 @@ pub struct Config {
     pub uart: String,
     pub serial: UartConfig,
     pub mesh: MeshConfig,
+    /// The history log on disk: retention, sync, writer queue.
+    pub history: HistoryConfig,
     pub sim: SimConfig,
     /// This switch as an edge: its uplink to a central switch.
     pub uplink: UplinkConfig,
     /// This switch as a central: gateways must present this token.
     pub gateway_token: Option<String>,
+    /// This switch as a central: limits on gateways (PROTOCOL 1.5, 5).
+    pub gateway: GatewayConfig,
     pub agent: AgentConfig,
     pub backend: BackendConfig,
     pub session: SessionConfig,
@@ -77,9 +83,11 @@ impl Default for Config {
             uart: "sim".into(),
             serial: UartConfig::default(),
             mesh: MeshConfig::default(),
+            history: HistoryConfig::default(),
             sim: SimConfig::default(),
             uplink: UplinkConfig::default(),
             gateway_token: None,
+            gateway: GatewayConfig::default(),
             agent: AgentConfig::default(),
             backend: BackendConfig::default(),
             session: SessionConfig::default(),

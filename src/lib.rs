@@ -20,7 +20,7 @@ use actix_web::web;
 use switchyard_actors::agent::{AttachNetwork, BackendLink, RouterContext};
 use switchyard_actors::metrics::{Mailbox, Metrics};
 use switchyard_actors::monitor::Monitor;
-use switchyard_actors::network::history::HistoryLog;
+use switchyard_actors::network::history::{HistoryLog, HistoryWriter};
 use switchyard_actors::network::mesh::MeshState;
 use switchyard_actors::network::{AttachUart, NetworkManager, NetworkSetup};
 use switchyard_actors::socket::SocketManager;
@@ -97,29 +97,68 @@ fn default_gateway_id() -> String {
         .unwrap_or_else(|| "edge".into())
 }
 
-/// The node cache, warmed from the history log.
-fn mesh_setup(config: &Config) -> Result<NetworkSetup, StartError> {
+/// The node cache, warmed from the history log, and the log's writer
+/// thread. Retention runs first; the warm start then streams the day files
+/// dated within the window into the bounded cache.
+fn mesh_setup(config: &Config, metrics: &Arc<Metrics>) -> Result<NetworkSetup, StartError> {
+    use switchyard_actors::network::history;
     let data_types = load_data_types(config)?;
     let mut mesh = MeshState::new(&config.mesh, data_types);
     let dir = config.data_dir.join("history");
-    let history = HistoryLog::open(&dir).map_err(|source| StartError::Io {
+    let log = HistoryLog::open(&dir).map_err(|source| StartError::Io {
         what: format!("history dir {}", dir.display()),
         source,
     })?;
-    let (records, bad) = HistoryLog::load_recent(&dir, config.mesh.warm_days);
-    if bad > 0 {
-        log::warn!("history log: {bad} unreadable lines skipped");
+    let now = switchyard_actors::now_secs();
+    history::apply_retention(&dir, &config.history, now, metrics);
+    let files = history::warm_files(
+        &history::day_files(&dir),
+        history::day_number(now),
+        config.mesh.warm_days,
+    );
+    // A record stamped more than a minute ahead of this clock is not
+    // believed (it would keep its node active for ever).
+    let report = history::stream_records(&files, now + 60.0, |r| {
+        mesh.warm_one(r);
+    });
+    mesh.cache.settle(now);
+    metrics.history_warm_records.inc_by(report.records as u64);
+    for (kind, n) in [
+        ("bad_line", report.bad_lines),
+        ("long_line", report.long_lines),
+        ("bad_file", report.bad_files),
+    ] {
+        if n > 0 {
+            metrics
+                .history_warm_skipped
+                .with_label_values(&[kind])
+                .inc_by(n as u64);
+        }
     }
-    let n = mesh.warm(records, switchyard_actors::now_secs());
-    if n > 0 {
+    if report.bad_lines + report.long_lines > 0 {
+        log::warn!(
+            "history log: {} unreadable and {} over-long lines skipped",
+            report.bad_lines,
+            report.long_lines
+        );
+    }
+    if report.records > 0 {
         log::info!(
-            "history log: {n} records read back, {} nodes known",
+            "history log: {} records read back from {} files, {} nodes known",
+            report.records,
+            files.len(),
             mesh.cache.len()
         );
     }
+    let writer = HistoryWriter::spawn(log, config.history.clone(), Arc::clone(metrics)).map_err(
+        |source| StartError::Io {
+            what: "the history writer thread".into(),
+            source,
+        },
+    )?;
     Ok(NetworkSetup {
         mesh,
-        history: Some(history),
+        history: Some(writer),
     })
 }
 
@@ -153,7 +192,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     let router_config = config.router();
     let nm_probe = metrics.probe("NetworkManager", "switch");
-    let setup = mesh_setup(&config)?;
+    let setup = mesh_setup(&config, &metrics)?;
     let router = NetworkManager::start_with(
         |network| {
             RouterContext::new(
@@ -231,19 +270,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         router.backend.clone(),
     );
 
-    let gateways = GatewayServer::start_link(Arc::clone(&metrics), router.network.clone());
+    let gateways = GatewayServer::start_link(
+        config.gateway.clone(),
+        config.serial.max_frame_bytes,
+        Arc::clone(&metrics),
+        router.network.clone(),
+    );
     if let Some(url) = &config.uplink.url {
         let gateway = config
             .uplink
             .gateway_id
             .clone()
             .unwrap_or_else(default_gateway_id);
+        if !switchyard_actors::wire::uplink::is_valid_gateway_name(&gateway) {
+            return Err(StartError::Config(format!(
+                "gateway id {gateway:?}: a central switch takes 1 to 64 of A-Z a-z 0-9 . _ -"
+            )));
+        }
         log::info!("uplink: forwarding the mesh to {url} as gateway {gateway}");
         Uplink::start_link(
             gateway,
             url.clone(),
-            config.uplink.token.clone(),
-            config.uplink.channel.clone(),
+            &config.uplink,
             Arc::clone(&metrics),
             router.network.clone(),
             router.shutdown.clone(),

@@ -6,8 +6,9 @@ mod common;
 
 mod channel_suite;
 mod client_socket;
-mod hostile_router;
 mod hostile_edge;
+mod hostile_mesh;
+mod hostile_router;
 mod http_api;
 mod launch;
 pub mod mesh;

@@ -225,29 +225,21 @@ async fn events_survive_a_central_restart_once_and_in_order() {
 async fn a_wrong_gateway_token_is_refused() {
     let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
     let edge = edge_to(&central, "not-the-token").await;
-    central
-        .wait_metric("switchyard_gateway_refused_total", &[], 1.0)
-        .await;
+    // The edge retries, and is refused each time.
+    let m = central.url("/metrics");
+    wait_for("a refusal", || {
+        let m = m.clone();
+        async move { metric_at(&m, "switchyard_gateway_refused_total", &[]).await >= 1.0 }
+    })
+    .await;
     assert_eq!(
         central
             .metric("switchyard_gateway_connected", &[("gateway", "edge-1")])
             .await,
         0.0
     );
+    // Closed with 1008 as soon as it opens, before it says anything.
     let mut raw = Ws::connect(&format!("ws://{}/gateway", central.running.http_addr)).await;
-    futures_util::SinkExt::send(
-        &mut raw.stream,
-        Message::Binary(
-            Envelope::Hello {
-                gateway: "x".into(),
-                epoch: 1,
-                resume: 1,
-            }
-            .encode(),
-        ),
-    )
-    .await
-    .unwrap();
     assert_eq!(raw.closed_with().await, 1008);
     edge.s.stop().await;
     central.stop().await;
@@ -346,7 +338,7 @@ struct Peer {
 // central switch as the peer) and on the retry budget.
 #[actix_web::test]
 async fn websocket_channel_keeps_the_channel_contract() {
-    let central = Switch::start().await;
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
     let mut peer = Peer {
         addr: central.running.http_addr,
         switch: Some(central),
@@ -362,7 +354,7 @@ async fn websocket_channel_keeps_the_channel_contract() {
     let m2 = m.clone();
     let ch = WebsocketChannel::new(
         format!("ws://{}/gateway", peer.addr),
-        None,
+        Some(TOKEN.into()),
         owner,
         &cfg,
         m,
@@ -446,7 +438,11 @@ async fn websocket_channel_keeps_the_channel_contract() {
     }
     // Back: reconnected, and the kept messages (the newest 3) delivered.
     let addr = peer.addr;
-    let central = Switch::start_with(move |c| c.http = addr).await;
+    let central = Switch::start_with(move |c| {
+        c.http = addr;
+        c.gateway_token = Some(TOKEN.into());
+    })
+    .await;
     let n = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(n @ ChannelNotice::Reconnected) = notices.recv().await {

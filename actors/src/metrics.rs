@@ -91,6 +91,16 @@ pub mod names {
     pub const ADMIN_REFUSED: &str = "switchyard_admin_refused_total";
     pub const MESSAGE_BUDGET_REFUSED: &str = "switchyard_message_budget_refused_total";
     pub const MESSAGE_BUDGET_BYTES: &str = "switchyard_message_budget_bytes";
+    pub const GATEWAY_REJECTED: &str = "switchyard_gateway_rejected_total";
+    pub const GATEWAY_EVENTS_REJECTED: &str = "switchyard_gateway_events_rejected_total";
+    pub const PENDING_COMMANDS_EXPIRED: &str = "switchyard_pending_commands_expired_total";
+    pub const PENDING_COMMANDS_REFUSED: &str = "switchyard_pending_commands_refused_total";
+    pub const UPLINK_BUFFERED_BYTES: &str = "switchyard_uplink_buffered_bytes";
+    pub const HISTORY_DROPPED: &str = "switchyard_history_dropped_total";
+    pub const HISTORY_FILES_REMOVED: &str = "switchyard_history_files_removed_total";
+    pub const HISTORY_WARM_SKIPPED: &str = "switchyard_history_warm_skipped_total";
+    pub const HISTORY_WARM_RECORDS: &str = "switchyard_history_warm_records_total";
+    pub const UART_WRITES_DROPPED: &str = "switchyard_uart_writes_dropped_total";
 }
 
 /// Label values of `switchyard_peers_cut_total{reason}`.
@@ -234,6 +244,16 @@ pub struct Metrics {
     pub admin_refused: IntCounterVec,
     pub message_budget_refused: IntCounterVec,
     pub message_budget_bytes: IntGauge,
+    pub gateway_rejected: IntCounterVec,
+    pub gateway_events_rejected: IntCounterVec,
+    pub pending_commands_expired: IntCounterVec,
+    pub pending_commands_refused: IntCounterVec,
+    pub uplink_buffered_bytes: IntGaugeVec,
+    pub history_dropped: IntCounter,
+    pub history_files_removed: IntCounterVec,
+    pub history_warm_skipped: IntCounterVec,
+    pub history_warm_records: IntCounter,
+    pub uart_writes_dropped: IntCounter,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     /// Every actor kind seen, so a kind whose last actor stopped reads 0.
     kinds: Mutex<Vec<&'static str>>,
@@ -500,6 +520,53 @@ impl Metrics {
             message_budget_bytes: gauge(
                 names::MESSAGE_BUDGET_BYTES,
                 "Bytes of large or fragmented WebSocket messages being read, switch-wide",
+            ),
+            gateway_rejected: counter_vec(
+                names::GATEWAY_REJECTED,
+                "Gateway sessions or claims refused, by reason",
+                &["reason"],
+            ),
+            gateway_events_rejected: counter_vec(
+                names::GATEWAY_EVENTS_REJECTED,
+                "Gateway events that failed the mesh link's own validation, by kind",
+                &["kind"],
+            ),
+            pending_commands_expired: counter_vec(
+                names::PENDING_COMMANDS_EXPIRED,
+                "Commands whose answer never came, removed after the command timeout, by link",
+                &["link"],
+            ),
+            pending_commands_refused: counter_vec(
+                names::PENDING_COMMANDS_REFUSED,
+                "Commands refused because too many were already waiting, by link",
+                &["link"],
+            ),
+            uplink_buffered_bytes: gauge_vec(
+                names::UPLINK_BUFFERED_BYTES,
+                "Bytes of uplink events not yet acknowledged by the central switch, by gateway",
+                &["gateway"],
+            ),
+            history_dropped: counter(
+                names::HISTORY_DROPPED,
+                "History records dropped because the history writer fell behind",
+            ),
+            history_files_removed: counter_vec(
+                names::HISTORY_FILES_REMOVED,
+                "History day files deleted by retention, by reason",
+                &["reason"],
+            ),
+            history_warm_skipped: counter_vec(
+                names::HISTORY_WARM_SKIPPED,
+                "History lines or files skipped while warming the cache, by kind",
+                &["kind"],
+            ),
+            history_warm_records: counter(
+                names::HISTORY_WARM_RECORDS,
+                "History records read back into the node cache at start",
+            ),
+            uart_writes_dropped: counter(
+                names::UART_WRITES_DROPPED,
+                "Frames for the root dropped because the serial writer queue was full",
             ),
             registry: r,
             actors: Mutex::new(HashMap::new()),

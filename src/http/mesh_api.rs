@@ -25,7 +25,9 @@ pub fn parse_addr(s: &str) -> Result<NodeAddr, ApiError> {
 pub fn command_error(e: CommandError) -> ApiError {
     match e {
         CommandError::UnknownNode(_) => ApiError::Unknown(e.to_string()),
-        CommandError::LinkDown | CommandError::NoMesh => ApiError::Unavailable(e.to_string()),
+        CommandError::LinkDown | CommandError::NoMesh | CommandError::Busy => {
+            ApiError::Unavailable(e.to_string())
+        }
         CommandError::TooLong(_) => ApiError::BadRequest(e.to_string()),
         CommandError::Root(_) => ApiError::Upstream(e.to_string()),
         CommandError::Timeout(_) => ApiError::UpstreamTimeout(e.to_string()),

@@ -31,15 +31,14 @@ use crate::config::Config;
 
 /// Limits of the WebSocket endpoints (PROTOCOL 1.5 "Bounds"). The frame
 /// limit of `/` is the session's (`session.max_frame_bytes`, see
-/// `SessionConfig::hard_frame_bytes`).
+/// `SessionConfig::hard_frame_bytes`), that of `/gateway` the gateway
+/// server's (`gateway.max_frame_bytes`, which also bounds envelope decoding).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WsConfig {
     /// Largest frame (or fragmented message) on `/monitor`; a header
     /// announcing more is closed with 1009 before its payload is read.
     pub monitor_max_frame_bytes: usize,
-    /// Largest frame on `/gateway` (one uplink envelope).
-    pub gateway_max_frame_bytes: usize,
     /// Open sockets on `/` (agents and the backend) over all peers; past
     /// it a new one is closed with 1013 right after the upgrade.
     pub max_connections: usize,
@@ -59,7 +58,6 @@ impl Default for WsConfig {
     fn default() -> Self {
         WsConfig {
             monitor_max_frame_bytes: 64 * 1024,
-            gateway_max_frame_bytes: 1024 * 1024,
             max_connections: 50_000,
             max_connections_per_ip: 256,
             max_gateway_sessions: 64,

@@ -163,7 +163,7 @@ pub async fn upgrade(
         Endpoint::Router => super::ws::router_session(req.head(), &state, inbound),
         Endpoint::Monitor => super::monitor::monitor_session(req.head(), &state, inbound),
         Endpoint::Gateway => {
-            let inbound = inbound.limit_frames(config.ws.gateway_max_frame_bytes);
+            let inbound = inbound.limit_frames(config.gateway.max_frame_bytes);
             super::ws::gateway_session(req.head(), &state, inbound)
         }
     };

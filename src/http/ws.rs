@@ -58,14 +58,31 @@ pub fn router_session(head: &RequestHead, state: &AppState, inbound: Inbound) ->
 
 /// An edge switch's uplink on `/gateway` (PROTOCOL 5).
 pub fn gateway_session(head: &RequestHead, state: &AppState, inbound: Inbound) -> Session {
-    let token_ok = token_ok(head, state.config.gateway_token.as_deref());
+    use switchyard_actors::uplink::{GatewayToken, SessionLimits};
+    // PROTOCOL 1.5: no gateway token set means no gateways at all.
+    let token = match state.config.gateway_token.as_deref() {
+        None => GatewayToken::NotSet,
+        Some(t) if token_ok(head, Some(t)) => GatewayToken::Ok,
+        Some(_) => GatewayToken::Wrong,
+    };
+    let max_frame = state.config.gateway.max_frame_bytes;
+    let limits = SessionLimits {
+        max_frame_bytes: max_frame,
+        hello_timeout: std::time::Duration::from_secs_f64(
+            state.config.gateway.hello_timeout_secs.clamp(0.01, 3600.0),
+        ),
+        ping_interval: state.config.session.ping_interval(),
+        ping_timeout: state.config.session.ping_timeout(),
+    };
     let session = switchyard_actors::uplink::GatewaySession::new(
         Arc::clone(&state.metrics),
         state.gateways.clone(),
-        token_ok,
+        token,
+        limits,
         peer_name(head),
         state.router.shutdown.clone(),
     );
-    let codec = ws::Codec::new().max_size(16 * 1024 * 1024);
+    // The transport closes a frame announcing more than this with 1009.
+    let codec = ws::Codec::new().max_size(max_frame);
     Session::start(session, inbound, codec, None)
 }

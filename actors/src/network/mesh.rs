@@ -27,6 +27,13 @@ pub struct MeshConfig {
     pub warm_days: usize,
     /// A file of extra data types (TOML or JSON).
     pub data_types: Option<PathBuf>,
+    /// Data types one node may have in the cache; entries of a further
+    /// type are dropped and counted.
+    pub max_types_per_node: usize,
+    /// Samples the cache holds for one source (the local mesh, or one
+    /// gateway); past it, new series are refused (counted) and existing
+    /// ones make room by dropping their oldest.
+    pub max_samples_per_source: usize,
 }
 
 impl Default for MeshConfig {
@@ -36,6 +43,8 @@ impl Default for MeshConfig {
             history_limit: 1000,
             warm_days: 2,
             data_types: None,
+            max_types_per_node: super::node_cache::DEFAULT_MAX_TYPES_PER_NODE,
+            max_samples_per_source: super::node_cache::DEFAULT_MAX_SAMPLES_PER_SOURCE,
         }
     }
 }
@@ -46,6 +55,9 @@ pub struct MeshState {
     pub link_up: bool,
     /// Node addresses from the root's last `[N]`.
     pub root_nodes: Vec<NodeAddr>,
+    /// Rejected entries are logged at most once a second: a peer can send
+    /// them in a loop.
+    log_limit: crate::log_limit::LogLimit,
 }
 
 /// What one root frame means: events to publish, records to log.
@@ -58,10 +70,12 @@ pub struct Outcome {
 impl MeshState {
     pub fn new(config: &MeshConfig, data_types: DataTypes) -> Self {
         MeshState {
-            cache: NodeCache::new(config.history_limit, config.node_timeout_secs),
+            cache: NodeCache::new(config.history_limit, config.node_timeout_secs)
+                .with_bounds(config.max_types_per_node, config.max_samples_per_source),
             data_types,
             link_up: false,
             root_nodes: Vec::new(),
+            log_limit: crate::log_limit::LogLimit::per_second(),
         }
     }
 
@@ -107,10 +121,13 @@ impl MeshState {
                                 .data_entries_rejected
                                 .with_label_values(&["length_mismatch"])
                                 .inc();
-                            log::warn!(
-                                "node {key:?}: {} entry of {got} bytes, the type says {expected}; entry dropped",
-                                e.data_type
-                            );
+                            if let Some(held) = self.log_limit.admit(std::time::Instant::now()) {
+                                log::warn!(
+                                    "node {key:?}: {} entry of {got} bytes, the type says {expected}; entry dropped{}",
+                                    e.data_type,
+                                    crate::log_limit::held_note(held)
+                                );
+                            }
                         }
                     }
                 }
@@ -121,8 +138,9 @@ impl MeshState {
                         status,
                     });
                 }
-                for item in &items {
-                    self.cache.record(
+                let mut refused = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let kept_sample = self.cache.record_checked(
                         &key,
                         &item.data_type,
                         Sample {
@@ -131,6 +149,21 @@ impl MeshState {
                             value: item.value.clone(),
                         },
                     );
+                    if let Err((_, why)) = kept_sample {
+                        metrics
+                            .data_entries_rejected
+                            .with_label_values(&[why.kind()])
+                            .inc();
+                        if let Some(held) = self.log_limit.admit(std::time::Instant::now()) {
+                            log::warn!(
+                                "node {key:?}: {} entry dropped: {why}{}",
+                                item.data_type,
+                                crate::log_limit::held_note(held)
+                            );
+                        }
+                        refused.push(i);
+                        continue;
+                    }
                     out.records.push(HistoryRecord {
                         ts: now,
                         gateway: key.gateway.clone(),
@@ -139,6 +172,10 @@ impl MeshState {
                         raw: hex(&item.raw),
                         value: item.value.clone(),
                     });
+                }
+                for i in refused.into_iter().rev() {
+                    items.remove(i);
+                    kept.remove(i);
                 }
                 metrics.node_updates.inc_by(items.len() as u64);
                 if !items.is_empty() {
@@ -173,25 +210,34 @@ impl MeshState {
         out
     }
 
-    /// Refills the cache from history records (the log, on start).
+    /// Puts one history record back into the cache (the log, on start).
+    /// The cache keeps the last `history_limit` samples per node and type,
+    /// so streaming a whole file through here holds no more than that.
+    pub fn warm_one(&mut self, r: HistoryRecord) -> bool {
+        let Some(raw) = unhex(&r.raw) else {
+            return false;
+        };
+        let key = NodeKey {
+            gateway: r.gateway,
+            addr: r.node,
+        };
+        self.cache.record(
+            &key,
+            &r.data_type,
+            Sample {
+                ts: r.ts,
+                raw,
+                value: r.value,
+            },
+        );
+        true
+    }
+
+    /// Refills the cache from history records; statuses then follow `now`.
     pub fn warm(&mut self, records: Vec<HistoryRecord>, now: f64) -> usize {
         let mut n = 0;
         for r in records {
-            let Some(raw) = unhex(&r.raw) else { continue };
-            let key = NodeKey {
-                gateway: r.gateway,
-                addr: r.node,
-            };
-            self.cache.record(
-                &key,
-                &r.data_type,
-                Sample {
-                    ts: r.ts,
-                    raw,
-                    value: r.value,
-                },
-            );
-            n += 1;
+            n += usize::from(self.warm_one(r));
         }
         self.cache.settle(now);
         n

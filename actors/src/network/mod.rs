@@ -10,11 +10,15 @@
 //! It is asked only at the edges of an agent's life and on a socket's first
 //! packet for an agent: steady-state packets never pass through here.
 //!
-//! On the mesh side (PROTOCOL 2) it owns the node cache and the history log:
+//! On the mesh side (PROTOCOL 2) it owns the node cache (bounded per source)
+//! and the history log's writer thread (writes never run on this actor's
+//! turn):
 //! `UartManager` hands it every frame from the root (`RootMessageReceived`,
 //! `LinkStateChanged`), and it publishes what happened as `SwitchEvent`s to
 //! its subscribers. Commands for the root (`MeshCommand`) pass through here
-//! so an unknown node is refused before the radio is bothered.
+//! so an unknown node is refused before the radio is bothered. Gateways'
+//! events arrive checked from `GatewayServer` (`GatewayMessage`) and are
+//! stamped with this switch's clock.
 
 pub mod events;
 pub mod history;
@@ -36,7 +40,7 @@ use crate::uart::{CommandError, LinkInfo, RootReply, SendCommand, UartManager};
 use crate::wire::mesh::{Command, NodeAddr, RootMessage};
 use crate::wire::{Packet, PacketType, MEPHISTO};
 use events::SwitchEvent;
-use history::HistoryLog;
+use history::HistoryWriter;
 use mesh::MeshState;
 use node_cache::{NodeKey, NodeView, Sample};
 use routing::{RoutingTable, StatusSweeps, SweepDecision};
@@ -51,7 +55,7 @@ pub struct NetworkManager {
     /// `request_statuses`: one sweep over the agents at a time.
     sweeps: StatusSweeps<Packet>,
     mesh: MeshState,
-    history: Option<HistoryLog>,
+    history: Option<HistoryWriter>,
     uart: Option<Mailbox<UartManager>>,
     subscribers: Vec<Recipient<SwitchEvent>>,
     started: std::time::Instant,
@@ -62,8 +66,9 @@ pub struct NetworkManager {
 /// What the manager starts with besides the router.
 pub struct NetworkSetup {
     pub mesh: MeshState,
-    /// The history log, already read back into `mesh`.
-    pub history: Option<HistoryLog>,
+    /// The history log's writer thread (the log is already read back
+    /// into `mesh`).
+    pub history: Option<HistoryWriter>,
 }
 
 impl NetworkManager {
@@ -129,25 +134,10 @@ impl NetworkManager {
         let outcome = self
             .mesh
             .on_root_message(gateway, message, now, &self.rctx.metrics);
-        if let Some(h) = self.history.as_mut() {
-            let mut failed = None;
-            for r in &outcome.records {
-                if let Err(e) = h.append(r) {
-                    failed = Some(e);
-                }
-            }
-            if let Err(e) = h.flush() {
-                failed = Some(e);
-            }
-            if let Some(e) = failed {
-                self.rctx.metrics.history_errors.inc();
-                log::error!("history log: cannot write: {e}");
-            } else {
-                self.rctx
-                    .metrics
-                    .history_records
-                    .inc_by(outcome.records.len() as u64);
-            }
+        // Written on the history thread: a slow disk never holds up this
+        // actor (a full queue is dropped and counted there).
+        if let Some(h) = &self.history {
+            h.write(outcome.records);
         }
         if outcome
             .events
@@ -201,9 +191,8 @@ impl Actor for NetworkManager {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(h) = self.history.as_mut() {
-            let _ = h.flush();
-        }
+        // Dropping the writer syncs what it holds.
+        self.history.take();
         self.probe.retire();
     }
 }
@@ -716,61 +705,77 @@ impl Handler<GetRobots> for NetworkManager {
     }
 }
 
-/// An event from a gateway's mesh (central side), applied once and in
-/// order by `GatewayServer`.
+/// What a gateway's event means once checked (central side): a frame as
+/// its root would have sent it, a node's status, its mesh link's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayUpdate {
+    Root(RootMessage),
+    NodeStatus { node: NodeAddr, active: bool },
+    Link { up: bool },
+}
+
+/// An event from a gateway's mesh (central side), checked and applied once
+/// and in order by `GatewayServer`. It is stamped with this switch's clock
+/// on arrival: the edge's clock never decides node status, history file
+/// names or what a warm start reads.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct GatewayMessage {
     pub gateway: String,
-    pub ts: f64,
-    pub event: crate::wire::uplink::UplinkEvent,
+    pub update: GatewayUpdate,
 }
 
 impl Handler<GatewayMessage> for NetworkManager {
     type Result = ();
     fn handle(&mut self, msg: GatewayMessage, _: &mut Context<Self>) {
-        use crate::wire::mesh::DataEntry;
-        use crate::wire::uplink::UplinkEvent;
         let _h = self.probe.handling("GatewayMessage");
         let gw = msg.gateway;
-        match msg.event {
-            UplinkEvent::NodeData { node, entries } => {
-                let entries = entries
-                    .into_iter()
-                    .map(|(t, raw)| DataEntry::new(t, raw))
-                    .collect();
-                self.apply_root(Some(&gw), RootMessage::Data { node, entries }, msg.ts);
-            }
-            UplinkEvent::NodeMessage { node, message } => {
-                self.apply_root(
-                    Some(&gw),
-                    RootMessage::Message {
-                        node,
-                        text: message,
-                    },
-                    msg.ts,
-                );
-            }
-            UplinkEvent::NodeStatus { node, active } => {
+        let now = crate::now_secs();
+        match msg.update {
+            GatewayUpdate::Root(m) => self.apply_root(Some(&gw), m, now),
+            GatewayUpdate::NodeStatus { node, active } => {
                 use node_cache::NodeStatus;
-                self.publish(SwitchEvent::NodeStatus {
-                    ts: msg.ts,
-                    key: NodeKey {
-                        gateway: Some(gw),
-                        addr: node,
-                    },
-                    status: if active {
-                        NodeStatus::Active
-                    } else {
-                        NodeStatus::Inactive
-                    },
-                });
+                let key = NodeKey {
+                    gateway: Some(gw),
+                    addr: node,
+                };
+                // Only for nodes the gateway has sent data or messages for.
+                if self.mesh.cache.contains(&key) {
+                    self.publish(SwitchEvent::NodeStatus {
+                        ts: now,
+                        key,
+                        status: if active {
+                            NodeStatus::Active
+                        } else {
+                            NodeStatus::Inactive
+                        },
+                    });
+                }
             }
-            UplinkEvent::Link { up } => self.publish(SwitchEvent::Link {
-                ts: msg.ts,
+            GatewayUpdate::Link { up } => self.publish(SwitchEvent::Link {
+                ts: now,
                 link: format!("gateway:{gw}/mesh"),
                 state: if up { "up" } else { "down" }.into(),
             }),
+        }
+    }
+}
+
+/// A gateway the central switch no longer remembers (room was made for a
+/// new one): its nodes leave the cache too, so names that come and go
+/// cannot grow it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForgetGateway(pub String);
+
+impl Handler<ForgetGateway> for NetworkManager {
+    type Result = ();
+    fn handle(&mut self, msg: ForgetGateway, _: &mut Context<Self>) {
+        let _h = self.probe.handling("ForgetGateway");
+        let n = self.mesh.cache.forget_gateway(&msg.0);
+        if n > 0 {
+            log::info!("gateway {}: forgotten with its {n} nodes", msg.0);
+            self.node_gauges();
         }
     }
 }

@@ -91,11 +91,41 @@ pub struct NodeView {
     pub latest: BTreeMap<String, Sample>,
 }
 
+/// Why a sample was not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CacheRefusal {
+    /// The node already has the most data types a node may have.
+    #[error("too many data types for one node")]
+    TooManyTypes,
+    /// Its source (the local mesh, or one gateway) holds its whole sample
+    /// budget and this would start a new series.
+    #[error("the source's sample budget is spent")]
+    SampleBudget,
+}
+
+impl CacheRefusal {
+    pub fn kind(self) -> &'static str {
+        match self {
+            CacheRefusal::TooManyTypes => "too_many_types",
+            CacheRefusal::SampleBudget => "sample_budget",
+        }
+    }
+}
+
+/// Default bound on data types per node.
+pub const DEFAULT_MAX_TYPES_PER_NODE: usize = 32;
+/// Default sample budget per source (the local mesh, each gateway).
+pub const DEFAULT_MAX_SAMPLES_PER_SOURCE: usize = 200_000;
+
 #[derive(Debug)]
 pub struct NodeCache {
     nodes: HashMap<NodeKey, NodeRecord>,
     history_limit: usize,
     node_timeout_secs: f64,
+    max_types_per_node: usize,
+    max_samples_per_source: usize,
+    /// Samples held per source (gateway, None: the local mesh).
+    samples: HashMap<Option<String>, usize>,
 }
 
 impl NodeCache {
@@ -104,7 +134,38 @@ impl NodeCache {
             nodes: HashMap::new(),
             history_limit: history_limit.max(1),
             node_timeout_secs,
+            max_types_per_node: DEFAULT_MAX_TYPES_PER_NODE,
+            max_samples_per_source: DEFAULT_MAX_SAMPLES_PER_SOURCE,
+            samples: HashMap::new(),
         }
+    }
+
+    /// Bounds what one source can make the cache hold: data types per node
+    /// (each a series of up to `history_limit` samples) and samples in all.
+    /// A peer inventing types or nodes thus fills its own budget, not the
+    /// switch's memory.
+    pub fn with_bounds(mut self, max_types_per_node: usize, max_samples_per_source: usize) -> Self {
+        self.max_types_per_node = max_types_per_node.max(1);
+        self.max_samples_per_source = max_samples_per_source.max(1);
+        self
+    }
+
+    /// Forgets every node of `gateway` and its samples; returns how many
+    /// nodes.
+    pub fn forget_gateway(&mut self, gateway: &str) -> usize {
+        let before = self.nodes.len();
+        self.nodes
+            .retain(|k, _| k.gateway.as_deref() != Some(gateway));
+        self.samples.remove(&Some(gateway.to_string()));
+        before - self.nodes.len()
+    }
+
+    /// Samples held for `gateway` (None: the local mesh).
+    pub fn samples_of(&self, gateway: Option<&str>) -> usize {
+        self.samples
+            .get(&gateway.map(str::to_string))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The node was heard from at `ts`. Returns its new status if it
@@ -137,23 +198,57 @@ impl NodeCache {
         }
     }
 
-    /// Records one data update (touching the node first).
+    /// Records one data update (touching the node first); a refused sample
+    /// is dropped (see [`NodeCache::record_checked`]).
     pub fn record(&mut self, key: &NodeKey, data_type: &str, sample: Sample) -> Option<NodeStatus> {
+        match self.record_checked(key, data_type, sample) {
+            Ok(change) | Err((change, _)) => change,
+        }
+    }
+
+    /// Records one data update (touching the node first). A sample that
+    /// would start a new series past the node's type bound or its source's
+    /// sample budget is refused; one for an existing series is kept, and
+    /// when the budget is spent the series' oldest sample makes room.
+    #[allow(clippy::type_complexity)]
+    pub fn record_checked(
+        &mut self,
+        key: &NodeKey,
+        data_type: &str,
+        sample: Sample,
+    ) -> Result<Option<NodeStatus>, (Option<NodeStatus>, CacheRefusal)> {
         let change = self.touch(key, sample.ts);
         let limit = self.history_limit;
-        if let Some(n) = self.nodes.get_mut(key) {
-            let h = n.history.entry(data_type.to_string()).or_default();
-            // Keep time order even when a warm-up replays older lines.
-            let pos = h
-                .iter()
-                .rposition(|s| s.ts <= sample.ts)
-                .map_or(0, |p| p + 1);
-            h.insert(pos, sample);
-            while h.len() > limit {
-                h.pop_front();
+        let budget = self.max_samples_per_source;
+        let max_types = self.max_types_per_node;
+        let Some(n) = self.nodes.get_mut(key) else {
+            return Ok(change);
+        };
+        let held = self.samples.entry(key.gateway.clone()).or_insert(0);
+        let h = match n.history.get_mut(data_type) {
+            Some(h) => h,
+            None => {
+                if n.history.len() >= max_types {
+                    return Err((change, CacheRefusal::TooManyTypes));
+                }
+                if *held >= budget {
+                    return Err((change, CacheRefusal::SampleBudget));
+                }
+                n.history.entry(data_type.to_string()).or_default()
             }
+        };
+        // Keep time order even when a warm-up replays older lines.
+        let pos = h
+            .iter()
+            .rposition(|s| s.ts <= sample.ts)
+            .map_or(0, |p| p + 1);
+        h.insert(pos, sample);
+        *held += 1;
+        while h.len() > limit || (*held > budget && h.len() > 1) {
+            h.pop_front();
+            *held -= 1;
         }
-        change
+        Ok(change)
     }
 
     /// Marks nodes silent for longer than the timeout inactive; returns them.
@@ -298,6 +393,45 @@ mod tests {
     }
 
     #[test]
+    fn types_per_node_and_samples_per_source_are_bounded() {
+        let mut c = NodeCache::new(100, 60.0).with_bounds(2, 5);
+        let k = NodeKey::local(1);
+        assert!(c.record_checked(&k, "AAA", s(1.0, 1)).is_ok());
+        assert!(c.record_checked(&k, "BBB", s(1.0, 1)).is_ok());
+        assert_eq!(
+            c.record_checked(&k, "CCC", s(1.0, 1)).unwrap_err().1,
+            CacheRefusal::TooManyTypes
+        );
+        for i in 0..3 {
+            assert!(c.record_checked(&k, "AAA", s(2.0 + i as f64, i)).is_ok());
+        }
+        assert_eq!(c.samples_of(None), 5);
+        // A new node's first series: over the budget.
+        let k2 = NodeKey::local(2);
+        assert_eq!(
+            c.record_checked(&k2, "AAA", s(1.0, 1)).unwrap_err().1,
+            CacheRefusal::SampleBudget
+        );
+        assert!(c.contains(&k2));
+        // An existing series keeps taking samples; its oldest make room.
+        assert!(c.record_checked(&k, "AAA", s(9.0, 9)).is_ok());
+        assert_eq!(c.samples_of(None), 5);
+        assert_eq!(c.history(&k, "AAA", 100).unwrap().len(), 4);
+        assert_eq!(c.history(&k, "AAA", 100).unwrap()[3].ts, 9.0);
+        // Another source has its own budget.
+        let g = NodeKey {
+            gateway: Some("g".into()),
+            addr: 1,
+        };
+        assert!(c.record_checked(&g, "AAA", s(1.0, 1)).is_ok());
+        assert_eq!(c.samples_of(Some("g")), 1);
+        assert_eq!(c.forget_gateway("g"), 1);
+        assert_eq!(c.samples_of(Some("g")), 0);
+        assert!(!c.contains(&g));
+        assert!(c.contains(&k));
+    }
+
+    #[test]
     fn sweep_marks_silent_nodes_inactive_and_touch_brings_them_back() {
         let mut c = NodeCache::new(3, 60.0);
         let a = NodeKey::local(1);
@@ -361,5 +495,40 @@ mod tests {
         assert_eq!(unhex("00abff"), Some(vec![0, 0xab, 0xff]));
         assert_eq!(unhex("0"), None);
         assert_eq!(unhex("zz"), None);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        // Whatever sources, nodes and types send, in any order: no series
+        // is longer than the history limit, no node has more types than
+        // the bound, no source holds more samples than its budget, and the
+        // per-source count is exactly what the series hold.
+        #[test]
+        fn the_cache_bounds_hold(ops in proptest::collection::vec(
+            (0u8..3, 0u16..6, 0u8..8, -10.0f64..10.0), 0..400)
+        ) {
+            let mut c = NodeCache::new(5, 60.0).with_bounds(3, 20);
+            for (src, addr, t, ts) in ops {
+                let key = NodeKey {
+                    gateway: (src > 0).then(|| format!("g{src}")),
+                    addr,
+                };
+                let _ = c.record_checked(&key, &format!("T{t:02}"), s(ts, 1));
+            }
+            let mut held: HashMap<Option<String>, usize> = HashMap::new();
+            for (k, n) in &c.nodes {
+                prop_assert!(n.history.len() <= 3);
+                for h in n.history.values() {
+                    prop_assert!(!h.is_empty() && h.len() <= 5);
+                    prop_assert!(h.iter().zip(h.iter().skip(1)).all(|(a, b)| a.ts <= b.ts));
+                    *held.entry(k.gateway.clone()).or_default() += h.len();
+                }
+            }
+            for (src, n) in &held {
+                prop_assert!(*n <= 20);
+                prop_assert_eq!(*n, c.samples_of(src.as_deref()));
+            }
+        }
     }
 }

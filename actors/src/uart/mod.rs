@@ -1,11 +1,14 @@
 //! `UartManager`: the serial link to the mesh network's root node
 //! (PROTOCOL 2).
 //!
-//! Owns the port, the reader thread, the frame codec state, the link state
-//! and the commands waiting for the root's answer. Blocking serial reads
-//! live on their own thread (DESIGN house rule 5), which hands bytes to this
-//! actor and waits for each hand-off, so a chatty root cannot fill the
-//! mailbox. Losing the port is never fatal: `LinkStateChanged` goes to
+//! Owns the port, the reader and writer threads, the frame codec state, the
+//! link state and the commands waiting for the root's answer (bounded in
+//! number, forgotten on a timer). Blocking serial reads live on their own
+//! thread (DESIGN house rule 5), which hands bytes to this actor and waits
+//! for each hand-off; the next chunk is taken once the last one's frames
+//! are with `NetworkManager`, so a chatty root fills no mailbox. Blocking
+//! serial writes live on a writer thread behind a bounded queue, so a
+//! stalled adapter never stalls the actors that serve agents. Losing the port is never fatal: `LinkStateChanged` goes to
 //! `NetworkManager`, and the port is reopened with capped exponential
 //! backoff. Handles `UartBytes`, `UartLost`, `SendCommand`, `GetLinkInfo`.
 //!
@@ -52,6 +55,11 @@ pub struct UartConfig {
     pub reconnect_max_secs: f64,
     /// Seconds a command waits for the root's answer.
     pub command_timeout_secs: f64,
+    /// Commands waiting for the root's answer at once; more are refused.
+    pub max_pending_commands: usize,
+    /// Frames waiting for the serial writer thread; past it new ones are
+    /// dropped (a command is refused) and counted.
+    pub write_queue_limit: usize,
 }
 
 impl Default for UartConfig {
@@ -62,6 +70,8 @@ impl Default for UartConfig {
             reconnect_min_secs: 0.5,
             reconnect_max_secs: 30.0,
             command_timeout_secs: 3.0,
+            max_pending_commands: 64,
+            write_queue_limit: 256,
         }
     }
 }
@@ -111,6 +121,9 @@ pub enum CommandError {
     UnknownNode(NodeAddr),
     #[error("no mesh link on this switch")]
     NoMesh,
+    /// Too many commands wait for an answer already.
+    #[error("too many commands waiting for an answer; try again")]
+    Busy,
 }
 
 /// The root's answer to a command.
@@ -168,6 +181,9 @@ pub struct UartManager {
     /// reader thread are ignored.
     generation: u64,
     reader_stop: Option<Arc<AtomicBool>>,
+    /// Framed bytes for the writer thread (blocking serial writes never run
+    /// on the actor's thread: a stalled adapter must not stall the switch).
+    writer: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
     codec: FrameCodec,
     buf: BytesMut,
     life: Lifecycle,
@@ -181,6 +197,8 @@ pub struct UartManager {
     results: VecDeque<Pending>,
     ninfo: VecDeque<Pending>,
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// A root can send bad frames in a loop: one log line a second.
+    reject_log: crate::log_limit::LogLimit,
 }
 
 impl UartManager {
@@ -213,12 +231,14 @@ impl UartManager {
             port: None,
             generation: 0,
             reader_stop: None,
+            writer: None,
             buf: BytesMut::new(),
             up_since: None,
             opened_path: None,
             results: VecDeque::new(),
             ninfo: VecDeque::new(),
             shutdown: None,
+            reject_log: crate::log_limit::LogLimit::per_second(),
         }
     }
 
@@ -266,9 +286,20 @@ impl UartManager {
             Ok(r) => r,
             Err(e) => return self.retry_later(&format!("{path}: {e}"), ctx),
         };
+        let writer_port = match port.try_clone_native() {
+            Ok(w) => w,
+            Err(e) => return self.retry_later(&format!("{path}: {e}"), ctx),
+        };
         self.generation += 1;
         let stop = Arc::new(AtomicBool::new(false));
         spawn_reader(reader, ctx.address(), self.generation, Arc::clone(&stop));
+        self.writer = spawn_writer(
+            writer_port,
+            ctx.address(),
+            self.generation,
+            self.config.write_queue_limit,
+            Arc::clone(&self.metrics),
+        );
         self.reader_stop = Some(stop);
         self.port = Some(port);
         self.buf.clear();
@@ -281,10 +312,15 @@ impl UartManager {
         let notice = self.life.connected();
         self.notify(notice);
         while let Some(content) = self.kept.pop() {
-            if let Err(e) = self.write(&content) {
-                self.kept.push_front(content);
-                self.link_lost(&format!("write failed: {e}"), ctx);
-                return;
+            match self.write(&content) {
+                Ok(()) => {}
+                // Dropped and counted: the writer's queue is full.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.kept.push_front(content);
+                    self.link_lost(&format!("write failed: {e}"), ctx);
+                    return;
+                }
             }
         }
     }
@@ -309,6 +345,8 @@ impl UartManager {
         if let Some(stop) = self.reader_stop.take() {
             stop.store(true, Ordering::Relaxed);
         }
+        // Ends the writer thread once it has done with its current frame.
+        self.writer = None;
         if let Some(mut port) = self.port.take() {
             // Let the next open of the same device succeed.
             let _ = port.set_exclusive(false);
@@ -326,7 +364,8 @@ impl UartManager {
         self.retry_later(why, ctx);
     }
 
-    fn on_frame(&mut self, content: &[u8]) {
+    /// One frame from the root, decoded; what `NetworkManager` is to hear.
+    fn on_frame(&mut self, content: &[u8]) -> Option<RootMessageReceived> {
         self.notify(ChannelNotice::Inbound(bytes::Bytes::copy_from_slice(
             content,
         )));
@@ -337,11 +376,14 @@ impl UartManager {
                     .mesh_frames_rejected
                     .with_label_values(&[e.kind()])
                     .inc();
-                log::warn!(
-                    "mesh link: rejected a frame of {} bytes: {e}",
-                    content.len()
-                );
-                return;
+                if let Some(held) = self.reject_log.admit(Instant::now()) {
+                    log::warn!(
+                        "mesh link: rejected a frame of {} bytes: {e}{}",
+                        content.len(),
+                        crate::log_limit::held_note(held)
+                    );
+                }
+                return None;
             }
         };
         self.metrics.uart_frames.with_label_values(&["in"]).inc();
@@ -356,18 +398,28 @@ impl UartManager {
             }
             _ => None,
         };
-        self.network
-            .do_send(RootMessageReceived { message, answered });
+        Some(RootMessageReceived { message, answered })
     }
 
     /// Drops waiters whose requester has long given up: the root will never
     /// answer them, and keeping them would pair later answers wrongly.
+    /// Their requesters were answered with a timeout already (at the
+    /// command timeout); the entries stay twice as long so that a late
+    /// answer still pairs with its own command, not the next one.
     fn expire_stale(&mut self) {
         let limit = Duration::from_secs_f64(self.config.command_timeout_secs.max(0.0)) * 2;
+        let mut n = 0;
         for q in [&mut self.results, &mut self.ninfo] {
             while q.front().is_some_and(|p| p.sent.elapsed() > limit) {
                 q.pop_front();
+                n += 1;
             }
+        }
+        if n > 0 {
+            self.metrics
+                .pending_commands_expired
+                .with_label_values(&["uart"])
+                .inc_by(n);
         }
     }
 
@@ -386,22 +438,103 @@ impl UartManager {
         Some((p.command, p.dst, outcome))
     }
 
+    /// Hands one frame to the writer thread. Fails when there is no port,
+    /// or when the writer's queue is full (the frame is dropped and
+    /// counted: the adapter is not taking bytes).
     fn write(&mut self, content: &[u8]) -> std::io::Result<()> {
-        let port = self
-            .port
-            .as_mut()
+        use std::sync::mpsc::TrySendError;
+        let writer = self
+            .writer
+            .as_ref()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no port"))?;
         let mut framed = BytesMut::with_capacity(content.len() * 2 + 2);
         encode_frame(content, &mut framed);
-        port.write_all(&framed)?;
-        port.flush()?;
-        self.metrics
-            .uart_bytes
-            .with_label_values(&["out"])
-            .inc_by(framed.len() as u64);
-        self.metrics.uart_frames.with_label_values(&["out"]).inc();
-        Ok(())
+        match writer.try_send(framed.freeze()) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.uart_writes_dropped.inc();
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "serial writer queue full",
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "serial writer stopped",
+            )),
+        }
     }
+}
+
+/// How long one frame may take to leave before the port is deemed lost.
+const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The serial writer thread: writes each framed command in turn; a frame
+/// that cannot be written within `WRITE_DEADLINE` (or an error) reports the
+/// port lost and ends the thread.
+fn spawn_writer(
+    mut port: serialport::TTYPort,
+    addr: Addr<UartManager>,
+    generation: u64,
+    queue_limit: usize,
+    metrics: Arc<Metrics>,
+) -> Option<std::sync::mpsc::SyncSender<bytes::Bytes>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(queue_limit.max(1));
+    let spawned = std::thread::Builder::new()
+        .name("uart-writer".into())
+        .spawn(move || {
+            while let Ok(frame) = rx.recv() {
+                if let Err(e) = write_with_deadline(&mut port, &frame) {
+                    let _ = addr.try_send(UartLost {
+                        generation,
+                        error: format!("write failed: {e}"),
+                    });
+                    return;
+                }
+                metrics
+                    .uart_bytes
+                    .with_label_values(&["out"])
+                    .inc_by(frame.len() as u64);
+                metrics.uart_frames.with_label_values(&["out"]).inc();
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            log::error!("cannot start the serial writer thread: {e}");
+            None
+        }
+    }
+}
+
+fn write_with_deadline(port: &mut serialport::TTYPort, mut bytes: &[u8]) -> std::io::Result<()> {
+    let deadline = Instant::now() + WRITE_DEADLINE;
+    while !bytes.is_empty() {
+        match port.write(bytes) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "port took no bytes",
+                ))
+            }
+            Ok(n) => bytes = &bytes[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        if !bytes.is_empty() && Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the port took no bytes for too long",
+            ));
+        }
+    }
+    port.flush()
 }
 
 fn spawn_reader(
@@ -455,6 +588,10 @@ impl Actor for UartManager {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.metrics.mesh_link_up.set(0);
+        // Waiting commands are forgotten on a timer too, not only when the
+        // root next answers (it may never).
+        let every = Duration::from_secs_f64(self.config.command_timeout_secs.clamp(0.01, 1.0));
+        ctx.run_interval(every, |act, _| act.expire_stale());
         if let Some(rx) = self.shutdown.take() {
             ctx.spawn(
                 crate::until_shutdown(rx)
@@ -473,6 +610,7 @@ impl Actor for UartManager {
         if let Some(stop) = self.reader_stop.take() {
             stop.store(true, Ordering::Relaxed);
         }
+        self.writer = None;
         self.probe.retire();
     }
 }
@@ -487,7 +625,7 @@ pub struct UartBytes {
 
 impl Handler<UartBytes> for UartManager {
     type Result = ();
-    fn handle(&mut self, msg: UartBytes, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: UartBytes, ctx: &mut Context<Self>) {
         let _h = self.probe.handling_unqueued("UartBytes");
         if msg.generation != self.generation {
             return;
@@ -497,9 +635,14 @@ impl Handler<UartBytes> for UartManager {
             .with_label_values(&["in"])
             .inc_by(msg.bytes.len() as u64);
         self.buf.extend_from_slice(&msg.bytes);
+        let mut heard = Vec::new();
         loop {
             match self.codec.decode(&mut self.buf) {
-                Ok(Some(FrameItem::Frame(content))) => self.on_frame(&content),
+                Ok(Some(FrameItem::Frame(content))) => {
+                    if let Some(m) = self.on_frame(&content) {
+                        heard.push(self.network.send(m));
+                    }
+                }
                 Ok(Some(FrameItem::Error(e))) => {
                     self.metrics
                         .uart_frame_errors
@@ -509,6 +652,17 @@ impl Handler<UartBytes> for UartManager {
                 }
                 Ok(None) | Err(_) => break,
             }
+        }
+        // The next chunk is taken once `NetworkManager` has these frames:
+        // its mailbox holds at most one chunk's worth from the root, and
+        // the reader thread (which waits for each hand-off) stops reading
+        // the port meanwhile.
+        if !heard.is_empty() {
+            ctx.wait(actix::fut::wrap_future(async move {
+                for h in heard {
+                    let _ = h.await;
+                }
+            }));
         }
     }
 }
@@ -556,9 +710,23 @@ impl Handler<SendCommand> for UartManager {
         if self.port.is_none() {
             return Box::pin(async { Err(CommandError::LinkDown) });
         }
-        if let Err(e) = self.write(&content) {
-            self.link_lost(&format!("write failed: {e}"), ctx);
-            return Box::pin(async { Err(CommandError::LinkDown) });
+        self.expire_stale();
+        if self.results.len() + self.ninfo.len() >= self.config.max_pending_commands.max(1) {
+            self.metrics
+                .pending_commands_refused
+                .with_label_values(&["uart"])
+                .inc();
+            return Box::pin(async { Err(CommandError::Busy) });
+        }
+        match self.write(&content) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Box::pin(async { Err(CommandError::Busy) });
+            }
+            Err(e) => {
+                self.link_lost(&format!("write failed: {e}"), ctx);
+                return Box::pin(async { Err(CommandError::LinkDown) });
+            }
         }
         let (tx, rx) = oneshot::channel();
         let dst = match &command {
@@ -602,6 +770,7 @@ impl Handler<CloseChannel> for UartManager {
     fn handle(&mut self, _: CloseChannel, _: &mut Context<Self>) {
         let _h = self.probe.handling_unqueued("CloseChannel");
         self.life.close();
+        self.writer = None;
         if let Some(stop) = self.reader_stop.take() {
             stop.store(true, Ordering::Relaxed);
         }
@@ -620,6 +789,8 @@ impl Handler<ChannelSend> for UartManager {
         if self.life.is_alive() && self.port.is_some() {
             return MessageResult(match self.write(&msg.0) {
                 Ok(()) => SendOutcome::Delivered,
+                // Dropped and counted: the adapter is not taking bytes.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => SendOutcome::Transient,
                 Err(e) => {
                     self.kept.push(msg.0);
                     self.link_lost(&format!("write failed: {e}"), ctx);

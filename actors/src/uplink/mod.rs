@@ -21,10 +21,9 @@ use actix::prelude::*;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use gateway::{GatewayCommand, GatewayServer};
-pub use session::GatewaySession;
+pub use gateway::{GatewayCommand, GatewayConfig, GatewayServer};
+pub use session::{GatewaySession, GatewayToken, SessionLimits};
 
-use crate::agent::outbox::Outbox;
 use crate::channel::websocket::WebsocketChannel;
 use crate::channel::{ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, OpenChannel};
 use crate::metrics::{ActorProbe, Mailbox, Metrics};
@@ -36,7 +35,7 @@ use crate::wire::mesh::Command;
 use crate::wire::uplink::{Envelope, RemoteCommand, UplinkEvent};
 
 /// The edge's uplink settings.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct UplinkConfig {
     /// The central switch's gateway endpoint, e.g. `ws://central:3000/gateway`.
@@ -45,7 +44,86 @@ pub struct UplinkConfig {
     pub gateway_id: Option<String>,
     /// Presented to the central switch as `Authorization: Bearer`.
     pub token: Option<String>,
+    /// Bytes of events kept while the central switch is unreachable or has
+    /// not acknowledged them (besides `channel.buffer_limit` events); past
+    /// it the oldest are dropped and counted.
+    pub buffer_bytes_limit: usize,
     pub channel: ChannelConfig,
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        UplinkConfig {
+            url: None,
+            gateway_id: None,
+            token: None,
+            buffer_bytes_limit: 32 * 1024 * 1024,
+            channel: ChannelConfig::default(),
+        }
+    }
+}
+
+/// The numbered events not yet acknowledged, oldest first, bounded in
+/// number and in bytes: past either bound the oldest are dropped.
+#[derive(Debug)]
+pub struct EventBuffer {
+    events: std::collections::VecDeque<(u64, Bytes)>,
+    bytes: usize,
+    max_items: usize,
+    max_bytes: usize,
+}
+
+impl EventBuffer {
+    pub fn new(max_items: usize, max_bytes: usize) -> Self {
+        EventBuffer {
+            events: std::collections::VecDeque::new(),
+            bytes: 0,
+            max_items: max_items.max(1),
+            max_bytes,
+        }
+    }
+
+    /// Keeps one event; returns how many old ones were dropped for it (an
+    /// event larger than the byte bound alone is kept by itself).
+    pub fn push(&mut self, seq: u64, frame: Bytes) -> u64 {
+        self.bytes += frame.len();
+        self.events.push_back((seq, frame));
+        let mut dropped = 0;
+        while self.events.len() > 1
+            && (self.events.len() > self.max_items || self.bytes > self.max_bytes)
+        {
+            if let Some((_, f)) = self.events.pop_front() {
+                self.bytes -= f.len();
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Forgets every event up to `seq` (acknowledged).
+    pub fn ack(&mut self, seq: u64) {
+        while self.events.front().is_some_and(|(s, _)| *s <= seq) {
+            if let Some((_, f)) = self.events.pop_front() {
+                self.bytes -= f.len();
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(u64, Bytes)> {
+        self.events.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 pub struct Uplink {
@@ -58,18 +136,19 @@ pub struct Uplink {
     probe: Arc<ActorProbe>,
     network: Mailbox<NetworkManager>,
     channel: Option<Addr<WebsocketChannel>>,
-    unacked: Outbox<(u64, Bytes)>,
+    unacked: EventBuffer,
     next_seq: u64,
     alive: bool,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Uplink {
+    /// Starts the uplink of gateway `gateway` to `url` with `settings`'
+    /// token, channel and buffer bounds.
     pub fn start_link(
         gateway: String,
         url: String,
-        token: Option<String>,
-        config: ChannelConfig,
+        settings: &UplinkConfig,
         metrics: Arc<Metrics>,
         network: Mailbox<NetworkManager>,
         shutdown: tokio::sync::watch::Receiver<bool>,
@@ -80,12 +159,12 @@ impl Uplink {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
         let u = Uplink {
-            unacked: Outbox::new(config.buffer_limit),
+            unacked: EventBuffer::new(settings.channel.buffer_limit, settings.buffer_bytes_limit),
             gateway,
             epoch,
             url,
-            token,
-            config,
+            token: settings.token.clone(),
+            config: settings.channel.clone(),
             metrics,
             probe: Arc::clone(&probe),
             network,
@@ -109,6 +188,10 @@ impl Uplink {
             .with_label_values(&[&self.gateway])
             .set(self.unacked.len() as i64);
         self.metrics
+            .uplink_buffered_bytes
+            .with_label_values(&[&self.gateway])
+            .set(self.unacked.bytes() as i64);
+        self.metrics
             .uplink_connected
             .with_label_values(&[&self.gateway])
             .set(self.alive as i64);
@@ -117,7 +200,7 @@ impl Uplink {
     fn on_inbound(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
         match Envelope::decode(bytes) {
             Ok(Envelope::Ack { seq }) => {
-                while self.unacked.pop_if(|(s, _)| *s <= seq).is_some() {}
+                self.unacked.ack(seq);
                 self.gauges();
             }
             Ok(Envelope::Command { id, node, command }) => {
@@ -241,11 +324,12 @@ impl Handler<SwitchEvent> for Uplink {
         let seq = self.next_seq;
         self.next_seq += 1;
         let bytes = Bytes::from(Envelope::Event { seq, ts, event }.encode());
-        if self.unacked.push((seq, bytes.clone())).is_some() {
+        let dropped = self.unacked.push(seq, bytes.clone());
+        if dropped > 0 {
             self.metrics
                 .uplink_dropped
                 .with_label_values(&[&self.gateway])
-                .inc();
+                .inc_by(dropped);
         }
         // While down, events wait here (not in the channel): the replay
         // after reconnecting sends them once, in order.
@@ -297,5 +381,33 @@ impl Handler<ChannelNotice> for Uplink {
             ChannelNotice::Inbound(b) => self.on_inbound(&b, ctx),
         }
         self.gauges();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_buffer_is_bounded_in_items_and_bytes() {
+        let mut b = EventBuffer::new(3, 100);
+        assert_eq!(b.push(1, Bytes::from(vec![0; 10])), 0);
+        assert_eq!(b.push(2, Bytes::from(vec![0; 10])), 0);
+        assert_eq!(b.push(3, Bytes::from(vec![0; 10])), 0);
+        assert_eq!(b.push(4, Bytes::from(vec![0; 10])), 1);
+        assert_eq!(b.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(b.bytes(), 30);
+        // 90 bytes more: only the newest two fit in 100 bytes.
+        assert_eq!(b.push(5, Bytes::from(vec![0; 90])), 2);
+        assert_eq!(b.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(b.bytes(), 100);
+        b.ack(4);
+        assert_eq!((b.len(), b.bytes()), (1, 90));
+        // Larger than the bound alone: kept by itself.
+        assert_eq!(b.push(6, Bytes::from(vec![0; 500])), 1);
+        assert_eq!((b.len(), b.bytes()), (1, 500));
+        b.ack(10);
+        assert!(b.is_empty());
+        assert_eq!(b.bytes(), 0);
     }
 }

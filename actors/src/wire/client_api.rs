@@ -507,4 +507,20 @@ mod tests {
             Err(ClientApiError::BadAnswer)
         );
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        // Any frame a client (or a switch, for the answers) sends: a value
+        // or a typed error, never a panic; a parsed request encodes to a
+        // frame that parses to it again.
+        #[test]
+        fn any_frame_parses_or_fails_cleanly(frame in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(r) = ClientRequest::parse(&frame) {
+                prop_assert_eq!(ClientRequest::parse(&r.encode()), Ok(r));
+            }
+            let _ = ClientMessage::parse(&frame);
+            let _ = parse_get_answer(&frame);
+        }
+    }
 }

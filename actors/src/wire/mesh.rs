@@ -94,6 +94,9 @@ pub enum MeshError {
     /// `BCAST` with a destination other than 0x0000.
     #[error("broadcast to {0:#06x} instead of 0x0000")]
     BadBroadcastDst(NodeAddr),
+    /// Frame content longer than the link's frame limit.
+    #[error("frame of {0} bytes is over the frame limit")]
+    FrameTooLong(usize),
 }
 
 impl MeshError {
@@ -110,6 +113,7 @@ impl MeshError {
             MeshError::TooManyItems(_) => "too_many_items",
             MeshError::BadResult => "bad_result",
             MeshError::BadBroadcastDst(_) => "bad_broadcast_dst",
+            MeshError::FrameTooLong(_) => "frame_too_long",
         }
     }
 }

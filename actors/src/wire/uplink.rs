@@ -8,9 +8,27 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mesh::NodeAddr;
+use super::mesh::{DataEntry, MeshError, NodeAddr, RootMessage};
 
 pub const VERSION: u8 = 1;
+
+/// Default largest uplink frame (PROTOCOL 1.5, 5): an envelope carries at
+/// most one mesh frame's worth of data (1 KiB), so 1 MiB is generous.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Longest gateway name.
+pub const MAX_GATEWAY_NAME: usize = 64;
+
+/// Whether `name` may name a gateway: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+/// The name is a metric label, a history field and part of an URL path,
+/// so it is kept short and plain.
+pub fn is_valid_gateway_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_GATEWAY_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UplinkEvent {
@@ -79,6 +97,9 @@ pub enum UplinkError {
     WrongVersion(u8),
     #[error("undecodable envelope: {0}")]
     Garbage(String),
+    /// The frame, or what its length fields claim, is over the byte limit.
+    #[error("envelope over the limit of {0} bytes")]
+    TooLarge(usize),
 }
 
 impl UplinkError {
@@ -87,12 +108,46 @@ impl UplinkError {
             UplinkError::Empty => "empty",
             UplinkError::WrongVersion(_) => "wrong_version",
             UplinkError::Garbage(_) => "garbage",
+            UplinkError::TooLarge(_) => "too_large",
         }
     }
 }
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
+}
+
+/// Decodes `body` with bincode's byte limit `N`: every length a peer
+/// claims is checked against what is left of `N` before anything is
+/// allocated (a string "of 2^50 bytes" fails here instead of aborting the
+/// process on the allocation).
+fn decode_within<const N: usize>(body: &[u8]) -> Result<(Envelope, usize), UplinkError> {
+    let cfg = bincode::config::standard().with_limit::<N>();
+    bincode::serde::decode_from_slice::<Envelope, _>(body, cfg).map_err(|e| match e {
+        bincode::error::DecodeError::LimitExceeded => UplinkError::TooLarge(N),
+        e => UplinkError::Garbage(e.to_string()),
+    })
+}
+
+/// Decodes with the largest of bincode's compile-time limits that is not
+/// above `limit` (the limit is a type parameter in bincode 2).
+fn decode_limited_body(body: &[u8], limit: usize) -> Result<(Envelope, usize), UplinkError> {
+    const KIB: usize = 1024;
+    if limit >= 16 * KIB * KIB {
+        decode_within::<{ 16 * KIB * KIB }>(body)
+    } else if limit >= 4 * KIB * KIB {
+        decode_within::<{ 4 * KIB * KIB }>(body)
+    } else if limit >= KIB * KIB {
+        decode_within::<{ KIB * KIB }>(body)
+    } else if limit >= 256 * KIB {
+        decode_within::<{ 256 * KIB }>(body)
+    } else if limit >= 64 * KIB {
+        decode_within::<{ 64 * KIB }>(body)
+    } else if limit >= 16 * KIB {
+        decode_within::<{ 16 * KIB }>(body)
+    } else {
+        decode_within::<{ 4 * KIB }>(body)
+    }
 }
 
 impl Envelope {
@@ -105,13 +160,23 @@ impl Envelope {
         out
     }
 
+    /// Decodes with the default frame limit.
     pub fn decode(frame: &[u8]) -> Result<Envelope, UplinkError> {
+        Envelope::decode_limited(frame, DEFAULT_MAX_FRAME_BYTES)
+    }
+
+    /// Decodes one frame of at most `limit` bytes; what its length fields
+    /// claim is held to the limit too (bincode's own byte limit, never
+    /// above `limit`), so decoding allocates at most about `limit` bytes.
+    pub fn decode_limited(frame: &[u8], limit: usize) -> Result<Envelope, UplinkError> {
+        if frame.len() > limit {
+            return Err(UplinkError::TooLarge(limit));
+        }
         let (&version, body) = frame.split_first().ok_or(UplinkError::Empty)?;
         if version != VERSION {
             return Err(UplinkError::WrongVersion(version));
         }
-        let (env, used) = bincode::serde::decode_from_slice::<Envelope, _>(body, config())
-            .map_err(|e| UplinkError::Garbage(e.to_string()))?;
+        let (env, used) = decode_limited_body(body, limit)?;
         if used != body.len() {
             return Err(UplinkError::Garbage(format!(
                 "{} trailing bytes",
@@ -119,6 +184,42 @@ impl Envelope {
             )));
         }
         Ok(env)
+    }
+}
+
+impl UplinkEvent {
+    /// The event as the mesh frame a root would have sent, checked exactly
+    /// as a frame from the serial port is (PROTOCOL 2.2, 5): encoded as
+    /// frame content (refusing what does not fit: more than 255 entries, a
+    /// data type that is not 3 printable ASCII characters, data or a
+    /// message over 255 bytes), held to the mesh frame limit
+    /// `max_frame_bytes`, and parsed back by the serial link's own parser.
+    /// Lengths per declared data type are then checked by the same code as
+    /// serial data (`MeshState`). `None` for events that carry no frame.
+    pub fn to_root_message(
+        &self,
+        max_frame_bytes: usize,
+    ) -> Option<Result<RootMessage, MeshError>> {
+        let m = match self {
+            UplinkEvent::NodeData { node, entries } => RootMessage::Data {
+                node: *node,
+                entries: entries
+                    .iter()
+                    .map(|(t, raw)| DataEntry::new(t.clone(), raw.clone()))
+                    .collect(),
+            },
+            UplinkEvent::NodeMessage { node, message } => RootMessage::Message {
+                node: *node,
+                text: message.clone(),
+            },
+            UplinkEvent::NodeStatus { .. } | UplinkEvent::Link { .. } => return None,
+        };
+        Some(m.try_encode().and_then(|content| {
+            if content.len() > max_frame_bytes {
+                return Err(MeshError::FrameTooLong(content.len()));
+            }
+            RootMessage::parse(&content)
+        }))
     }
 }
 
@@ -231,6 +332,83 @@ mod tests {
         ));
     }
 
+    // PROTOCOL 1.5, 5: a string length of 2^50 in a 13-byte frame is refused
+    // by the byte limit before anything is allocated.
+    #[test]
+    fn claimed_lengths_over_the_limit_are_refused_before_allocating() {
+        let frame = [VERSION, 0, 0xFD, 0, 0, 0, 0, 0, 0, 4, 0, b'a', b'b'];
+        assert_eq!(frame.len(), 13);
+        assert!(matches!(
+            Envelope::decode(&frame),
+            Err(UplinkError::TooLarge(_))
+        ));
+        // A byte string claiming 2^40 entries, the limit at its smallest.
+        let frame = [VERSION, 4, 1, 0xFD, 0, 0, 0, 0, 0, 1, 0, 0];
+        assert!(Envelope::decode_limited(&frame, 100).is_err());
+        let big = Envelope::Event {
+            seq: 1,
+            ts: 0.0,
+            event: UplinkEvent::NodeMessage {
+                node: 1,
+                message: vec![0; 5000],
+            },
+        }
+        .encode();
+        assert_eq!(
+            Envelope::decode_limited(&big, 4096),
+            Err(UplinkError::TooLarge(4096))
+        );
+        assert!(Envelope::decode_limited(&big, 64 * 1024).is_ok());
+    }
+
+    #[test]
+    fn gateway_names_are_short_and_plain() {
+        assert!(is_valid_gateway_name("edge-1.site_a"));
+        assert!(!is_valid_gateway_name(""));
+        assert!(!is_valid_gateway_name("a/b"));
+        assert!(!is_valid_gateway_name("caf\u{e9}"));
+        assert!(!is_valid_gateway_name(&"x".repeat(65)));
+        assert!(is_valid_gateway_name(&"x".repeat(64)));
+    }
+
+    // PROTOCOL 2.2, 5: gateway events pass the serial link's own checks.
+    #[test]
+    fn gateway_events_are_checked_as_serial_frames() {
+        let ok = UplinkEvent::NodeData {
+            node: 1,
+            entries: vec![("TMP".into(), vec![1, 2])],
+        };
+        assert!(matches!(
+            ok.to_root_message(1024),
+            Some(Ok(RootMessage::Data { node: 1, .. }))
+        ));
+        let bad_type = UplinkEvent::NodeData {
+            node: 1,
+            entries: vec![("TOOLONG".into(), vec![1])],
+        };
+        assert_eq!(
+            bad_type.to_root_message(1024),
+            Some(Err(MeshError::BadDataType))
+        );
+        let long = UplinkEvent::NodeMessage {
+            node: 1,
+            message: vec![b'x'; 256],
+        };
+        assert_eq!(
+            long.to_root_message(1024),
+            Some(Err(MeshError::MessageTooLong(256)))
+        );
+        let many = UplinkEvent::NodeData {
+            node: 1,
+            entries: (0..200).map(|_| ("RAW".to_string(), vec![0; 10])).collect(),
+        };
+        assert_eq!(
+            many.to_root_message(1024),
+            Some(Err(MeshError::FrameTooLong(2 + 3 + 1 + 200 * 14)))
+        );
+        assert_eq!(UplinkEvent::Link { up: true }.to_root_message(1024), None);
+    }
+
     #[test]
     fn the_seq_gate_applies_in_order_once() {
         let mut g = SeqGate::default();
@@ -246,5 +424,54 @@ mod tests {
         assert_eq!(r.skip_to(15), 4);
         assert_eq!(r.check(15), SeqVerdict::Apply);
         assert_eq!(r.skip_to(3), 0);
+    }
+
+    use proptest::prelude::*;
+
+    fn event() -> impl Strategy<Value = UplinkEvent> {
+        prop_oneof![
+            (
+                any::<u16>(),
+                proptest::collection::vec(
+                    ("[A-Z]{3}", proptest::collection::vec(any::<u8>(), 0..8)),
+                    0..4
+                )
+            )
+                .prop_map(|(node, entries)| UplinkEvent::NodeData { node, entries }),
+            (any::<u16>(), proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_map(|(node, message)| UplinkEvent::NodeMessage { node, message }),
+            (any::<u16>(), any::<bool>())
+                .prop_map(|(node, active)| UplinkEvent::NodeStatus { node, active }),
+            any::<bool>().prop_map(|up| UplinkEvent::Link { up }),
+        ]
+    }
+
+    proptest! {
+        // Any bytes, any limit: a typed error or an envelope, never a panic.
+        #[test]
+        fn arbitrary_frames_decode_or_fail_cleanly(
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            limit in 1usize..20_000,
+        ) {
+            let mut frame = vec![VERSION];
+            frame.extend_from_slice(&body);
+            let _ = Envelope::decode_limited(&frame, limit);
+            let _ = Envelope::decode(&body);
+        }
+
+        #[test]
+        fn events_round_trip(seq in any::<u64>(), ts in -1e12f64..1e12, event in event()) {
+            let e = Envelope::Event { seq, ts, event };
+            prop_assert_eq!(Envelope::decode(&e.encode()), Ok(e));
+        }
+
+        // Whatever an event holds, the serial link's checks either give the
+        // frame it stands for or a typed error.
+        #[test]
+        fn event_checks_are_total(event in event()) {
+            if let Some(Ok(m)) = event.to_root_message(1024) {
+                prop_assert_eq!(RootMessage::parse(&m.encode()), Ok(m));
+            }
+        }
     }
 }
