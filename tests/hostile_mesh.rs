@@ -817,8 +817,9 @@ async fn invented_types_and_nodes_are_held_to_the_cache_bounds() {
 }
 
 // PROTOCOL 1.5, 5: a frame over the configured /gateway limit is closed
-// with 1009 (the limit is the session codec's, `[gateway] max_frame_bytes`),
-// and the switch carries on serving gateways.
+// with 1009 on its header, before its payload is read (the transport holds
+// `/gateway` to `[gateway] max_frame_bytes`), and the switch carries on
+// serving gateways.
 #[actix_web::test]
 async fn a_gateway_frame_over_the_limit_is_closed_with_1009() {
     let s = central(|c| c.gateway.max_frame_bytes = 64 * 1024).await;
@@ -827,8 +828,8 @@ async fn a_gateway_frame_over_the_limit_is_closed_with_1009() {
     let _ = g.stream.send(Message::Binary(vec![1; 64 * 1024 + 1])).await;
     assert_eq!(g.closed_with().await, 1009);
     s.wait_metric(
-        "switchyard_gateway_bad_frames_total",
-        &[("kind", "too_large")],
+        "switchyard_frames_refused_total",
+        &[("link", "gateway")],
         1.0,
     )
     .await;
