@@ -1,1 +1,0 @@
-../../../../../mephisto/server.js
