@@ -30,6 +30,48 @@ pub enum Cmd {
     Simulate(SimulateArgs),
     /// Talk to a running switch's client socket (PROTOCOL 3).
     Ctl(crate::ctl::CtlArgs),
+    /// Print the directory of the Mephisto launcher (`server.js`) that came
+    /// with this binary: the value of Mephisto's
+    /// `mephisto.architect.server_source_path`.
+    MephistoRoot,
+}
+
+/// Where the wheel (`pip install switchyard-router`) puts the Mephisto
+/// launcher, relative to the prefix whose `bin/` holds the binary: pip
+/// installs a wheel's scripts in `<prefix>/bin` and its data files under
+/// `<prefix>`, so the two stay side by side in a venv, a `--user` install
+/// (`~/.local`) or a system prefix.
+pub const WHEEL_MEPHISTO_DIR: &str = "share/switchyard-router/mephisto";
+
+/// The directories that may hold the Mephisto launcher of the binary at
+/// `exe`, most specific first: the wheel's data directory next to the
+/// binary's `bin/`, then `deploy/mephisto` of the source tree a
+/// `target/<profile>/switchyard` was built in.
+pub fn mephisto_root_candidates(exe: &std::path::Path) -> Vec<PathBuf> {
+    let Some(bin_dir) = exe.parent() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(prefix) = bin_dir.parent() {
+        out.push(prefix.join(WHEEL_MEPHISTO_DIR));
+        if let Some(repo) = prefix.parent() {
+            out.push(repo.join("deploy").join("mephisto"));
+        }
+    }
+    out
+}
+
+/// The first candidate that holds a `server.js` (`is_file` is the file
+/// system test, a parameter so the choice is testable without one).
+pub fn find_mephisto_root(
+    exe: &std::path::Path,
+    is_file: impl Fn(&std::path::Path) -> bool,
+) -> Result<PathBuf, Vec<PathBuf>> {
+    let candidates = mephisto_root_candidates(exe);
+    match candidates.iter().find(|d| is_file(&d.join("server.js"))) {
+        Some(dir) => Ok(dir.clone()),
+        None => Err(candidates),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -440,6 +482,34 @@ mod tests {
         assert_eq!(c.gateway.max_frame_bytes, 65536);
         assert_eq!(c.history.retention_days, 3);
         assert_eq!(c.history.max_total_bytes, 1_000_000);
+    }
+
+    #[test]
+    fn mephisto_root_is_found_next_to_the_wheel_binary_or_in_the_source_tree() {
+        let venv = std::path::Path::new("/venv/bin/switchyard");
+        let found = find_mephisto_root(venv, |p| p.starts_with("/venv/share"));
+        assert_eq!(
+            found,
+            Ok(PathBuf::from("/venv/share/switchyard-router/mephisto"))
+        );
+        let built = std::path::Path::new("/src/target/release/switchyard");
+        let found = find_mephisto_root(built, |p| {
+            p == std::path::Path::new("/src/deploy/mephisto/server.js")
+        });
+        assert_eq!(found, Ok(PathBuf::from("/src/deploy/mephisto")));
+        // Nothing there: every place looked at is reported.
+        let missing = find_mephisto_root(venv, |_| false).unwrap_err();
+        assert_eq!(
+            missing,
+            vec![
+                PathBuf::from("/venv/share/switchyard-router/mephisto"),
+                PathBuf::from("/deploy/mephisto"),
+            ]
+        );
+        assert!(matches!(
+            parse(&["mephisto-root"]).command,
+            Some(Cmd::MephistoRoot)
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Cmd::Simulate(args)) => return simulate(args).await,
         Some(Cmd::Ctl(args)) => return ctl(args),
+        Some(Cmd::MephistoRoot) => return mephisto_root(),
         None => {}
     }
     let config = cli.into_config(std::env::var("PORT").ok())?;
@@ -59,6 +60,28 @@ fn ctl(args: switchyard::ctl::CtlArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `switchyard mephisto-root`: the launcher directory on stdout (absolute,
+/// as Hydra may change the working directory before Mephisto reads it), or
+/// where it was looked for on stderr and exit status 1.
+fn mephisto_root() -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    match switchyard::cli::find_mephisto_root(&exe, |p| p.is_file()) {
+        Ok(dir) => {
+            println!("{}", dir.canonicalize().unwrap_or(dir).display());
+            Ok(())
+        }
+        Err(looked) => {
+            let looked: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "switchyard mephisto-root: no Mephisto launcher (server.js) next to {}; looked in: {}",
+                exe.display(),
+                looked.join(", ")
+            );
+            std::process::exit(1);
+        }
+    }
 }
 
 /// `switchyard simulate`: the simulated root alone, until a signal.

@@ -21,7 +21,11 @@
 // (switchyard refuses a flag given twice).
 //
 // The binary: $SWITCHYARD_BIN, else <this folder>/bin/switchyard (a binary
-// shipped inside the copied folder), else `switchyard` on PATH.
+// shipped inside the copied folder), else `switchyard` on PATH (where
+// `pip install switchyard-router` puts it in the environment Mephisto runs
+// from), else <this folder>/../../../bin/switchyard (the wheel's own layout,
+// <prefix>/share/switchyard-router/mephisto next to <prefix>/bin, for this
+// file started where the wheel installed it rather than from a copy).
 //
 // SIGINT and SIGTERM are passed on to switchyard, which closes every socket
 // with 1001 and exits 0. SIGHUP is passed on as SIGTERM (switchyard does not
@@ -74,10 +78,13 @@ function findBinary() {
     const file = path.join(dir, "switchyard");
     if (isExecutableFile(file)) return file;
   }
+  const wheel = path.join(HERE, "..", "..", "..", "bin", "switchyard");
+  if (isExecutableFile(wheel)) return path.resolve(wheel);
   fail(
     "cannot find the switchyard binary: set SWITCHYARD_BIN to its path, " +
       `put it at ${bundled}, or install it on PATH ` +
-      "(e.g. `cargo install --path .` or copy target/release/switchyard to /usr/local/bin)"
+      "(`pip install switchyard-router` in the environment Mephisto runs from, " +
+      "`cargo install --path .`, or copy target/release/switchyard to /usr/local/bin)"
   );
 }
 

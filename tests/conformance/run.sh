@@ -42,7 +42,19 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]
     printf '%s' "$WANT" > "$STAMP"
 fi
 
-# 3. The switch binary.
+# 3. The switch binary. With SWITCHYARD_LAUNCHER (a Mephisto launcher
+#    server.js) and no SWITCHYARD_BIN, the switch is started through
+#    `node server.js`, which finds `switchyard` on PATH (see wheel.sh).
+if [[ -n "${SWITCHYARD_LAUNCHER:-}" && -z "${SWITCHYARD_BIN:-}" ]]; then
+    if ! command -v switchyard >/dev/null 2>&1; then
+        echo "conformance: SWITCHYARD_LAUNCHER is set but no switchyard is on PATH" >&2
+        exit 2
+    fi
+    export SWITCHYARD_LAUNCHER
+    export MEPHISTO_WHEEL_DIR="$UNPACKED"
+    export PYTHONDONTWRITEBYTECODE=1
+    exec "$VENV/bin/python" "$HERE/test_mephisto_router.py" "$@"
+fi
 if [[ -z "${SWITCHYARD_BIN:-}" ]]; then
     (cd "$ROOT" && cargo build --release --bin switchyard)
     SWITCHYARD_BIN="$ROOT/target/release/switchyard"

@@ -11,6 +11,13 @@ urllib.  Run through run.sh, which provides the environment:
 
     SWITCHYARD_BIN      the switch binary
     MEPHISTO_WHEEL_DIR  the unpacked mephisto-1.1.1 wheel
+    SWITCHYARD_LAUNCHER optional: a Mephisto launcher `server.js`; the switch
+                        is then started as Mephisto's local architect starts
+                        its router (the launcher's folder copied, `node
+                        server.js` in the copy with PORT set, in a process
+                        group of its own, stopped with SIGTERM), and the
+                        launcher finds the binary itself (SWITCHYARD_BIN if
+                        set, else PATH)
 
 Every wait has a deadline; nothing sleeps for a fixed time.
 """
@@ -120,6 +127,14 @@ def _die_with_parent():
         pass
 
 
+def _own_group_and_die_with_parent():
+    """Child side of Popen for the launcher: a process group of its own, as
+    Mephisto's architect starts `node server.js` (os.setpgrp), and SIGTERM
+    when this test process dies."""
+    os.setpgrp()
+    _die_with_parent()
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -127,8 +142,12 @@ def free_port():
 
 
 class Switch:
-    def __init__(self, binary):
+    def __init__(self, binary, launcher=None):
+        # With a launcher, `binary` is only asked for its --help (the
+        # launcher starts whichever binary it finds).
         self.binary = binary
+        self.launcher = launcher
+        self.launcher_copy = None
         self.tmp = tempfile.mkdtemp(prefix="switchyard-conformance-")
         self.data_dir = os.path.join(self.tmp, "data")
         self.upload_dir = os.path.join(self.tmp, "uploads")
@@ -161,29 +180,45 @@ class Switch:
                 args += [flag, "none"]
         return args
 
+    def command(self, extra):
+        """(argv, cwd, extra environment) of one start of the switch."""
+        args = [
+            "--data-dir", self.data_dir,
+            "--upload-dir", self.upload_dir,
+            "--request-timeout", str(REQUEST_TIMEOUT),
+            "--reconnect-grace", "30",
+            "--ping-timeout", "30",
+            *extra,
+        ]
+        if self.launcher is None:
+            return [self.binary, "--http", f"127.0.0.1:{self.port}", *args], self.tmp, {}
+        # As Mephisto's LocalArchitect: a copy of the launcher's folder,
+        # `node server.js` in it with PORT (the launcher binds 0.0.0.0:PORT);
+        # this test's own flags go through SWITCHYARD_ARGS, which the
+        # launcher documents for extra flags (the temporary paths hold no
+        # spaces).
+        if self.launcher_copy is None:
+            self.launcher_copy = os.path.join(self.tmp, "router")
+            shutil.copytree(os.path.dirname(os.path.abspath(self.launcher)),
+                            self.launcher_copy)
+        env = {"PORT": str(self.port), "SWITCHYARD_ARGS": " ".join(args)}
+        return ["node", "server.js"], self.launcher_copy, env
+
     def start(self):
         last = None
         extra = self.optional_args()
         for _attempt in range(3):  # the chosen port may be taken meanwhile
             self.port = free_port()
+            argv, cwd, env = self.command(extra)
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    "--http", f"127.0.0.1:{self.port}",
-                    "--data-dir", self.data_dir,
-                    "--upload-dir", self.upload_dir,
-                    "--request-timeout", str(REQUEST_TIMEOUT),
-                    "--reconnect-grace", "30",
-                    "--ping-timeout", "30",
-                    *extra,
-                ],
-                cwd=self.tmp,
+                argv,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+                preexec_fn=self.preexec(),
+                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **env},
             )
             log.close()
             deadline = time.monotonic() + STARTUP
@@ -207,6 +242,11 @@ class Switch:
                 raise RuntimeError(f"switchyard did not come up within {STARTUP}s: {last}")
         raise RuntimeError(f"switchyard could not be started: {last}\n{self.log_tail()}")
 
+    def preexec(self):
+        if not sys.platform.startswith("linux"):
+            return None
+        return _die_with_parent if self.launcher is None else _own_group_and_die_with_parent
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -218,6 +258,13 @@ class Switch:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+            if self.launcher is not None:
+                # whatever the launcher left in its group (its switch, if
+                # node itself had to be killed)
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def log_tail(self, lines=60):
         try:
@@ -453,8 +500,19 @@ def setUpModule():
         release = os.path.join(root, "target", "release", "switchyard")
         binary = release if os.path.exists(release) else os.path.join(
             root, "target", "debug", "switchyard")
-    SWITCH = Switch(binary)
+    launcher = os.environ.get("SWITCHYARD_LAUNCHER") or None
+    if launcher is not None and not os.environ.get("SWITCHYARD_BIN"):
+        # the binary the launcher will find on PATH
+        binary = shutil.which("switchyard") or binary
+    SWITCH = Switch(binary, launcher)
     SWITCH.start()
+    if launcher is not None:
+        started = re.search(r"switchyard launcher: starting (\S+)", SWITCH.log_tail())
+        started = started.group(1) if started else None
+        print(f"conformance: switch started through {launcher}: {started}", flush=True)
+        if started is None or os.path.realpath(started) != os.path.realpath(binary):
+            SWITCH.stop()
+            raise RuntimeError(f"the launcher started {started}, not {binary}")
     BACKEND = Backend(SWITCH.ws)
     BACKEND.open()
 
@@ -875,6 +933,13 @@ def main():
             SWITCH.stop()
     # a test that could not run (setUpModule failed) counts as failed
     bad = {id(t) for t, _ in result.failures + result.errors}
+    if SWITCH is not None and SWITCH.launcher is not None and SWITCH.proc is not None \
+            and SWITCH.proc.returncode != 0:
+        # SIGTERM to node, as Mephisto stops its router: the launcher passes
+        # it on and exits with the switch's status, 0 for a clean stop
+        print(f"conformance: the launcher exited with {SWITCH.proc.returncode} "
+              "after SIGTERM, not 0", flush=True)
+        bad.add(id(SWITCH))
     bad.update(id(t) for t in result.unexpectedSuccesses)
     skipped = {id(t) for t, _ in result.skipped} & case_ids
     passed = max(result.testsRun - len(bad & case_ids) - len(skipped), 0)

@@ -1,0 +1,1 @@
+../../../../../../mephisto/server.js
