@@ -9,6 +9,11 @@
 //! values several times their size). JSON and urlencoded bodies have a
 //! small limit of their own (`max_json_body_bytes`); multipart uploads keep
 //! `max_upload_bytes`.
+//!
+//! Multipart submits (`/submit_task`, and `/submit_metadata` as the Mephisto
+//! 1.5 line's worker-opinion form sends it) always describe their files in
+//! `data.files` / `data.filesByFields`, empty when none came: the 1.5 line's
+//! backend reads both keys without checking.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
