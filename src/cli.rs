@@ -177,9 +177,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES")]
     pub max_upload_bytes: Option<usize>,
 
-    /// The mephisto-task version the frontend should report [default: 2.0.4].
-    #[arg(long, value_name = "VERSION")]
-    pub expected_task_version: Option<String>,
+    /// Frontend versions the task page may report (mephisto-task, mephisto-core);
+    /// others are logged to the backend as a version mismatch. Repeat the flag
+    /// or separate with commas [default: 2.0.4,1.5.1].
+    #[arg(long, value_name = "VERSION,...", value_delimiter = ',')]
+    pub expected_task_version: Option<Vec<String>>,
 
     /// Seconds between WebSocket protocol pings [default: 20].
     #[arg(long, value_name = "SECS")]
@@ -522,5 +524,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn expected_task_version_is_repeatable_and_comma_separated() {
+        let c = parse(&[
+            "--expected-task-version",
+            "2.0.4,1.5.1",
+            "--expected-task-version",
+            "1.6.0",
+        ])
+        .into_config(None)
+        .unwrap();
+        assert_eq!(c.expected_task_version, vec!["2.0.4", "1.5.1", "1.6.0"]);
+        let c = parse(&["--expected-task-version", "2.0.3"])
+            .into_config(None)
+            .unwrap();
+        assert_eq!(c.expected_task_version, vec!["2.0.3"]);
     }
 }

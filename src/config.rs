@@ -33,8 +33,13 @@ pub struct Config {
     /// Largest JSON (or urlencoded) body of the agent API's endpoints;
     /// past it: 413. Multipart uploads keep `max_upload_bytes`.
     pub max_json_body_bytes: usize,
-    /// The `mephisto-task` version the frontend should report.
-    pub expected_task_version: String,
+    /// The frontend versions expected in `/task_config.json`'s
+    /// `mephisto_task_version` (`mephisto-task` 2.0.4, the 1.5 line's
+    /// `mephisto-core` 1.5.1); any other makes a `version-mismatch`
+    /// log_error. A single string (the older form of this key) is read as
+    /// a list of one.
+    #[serde(deserialize_with = "one_or_many")]
+    pub expected_task_version: Vec<String>,
     /// HTTP worker threads (0: one per core).
     pub http_workers: usize,
     /// The client socket (PROTOCOL 3): an address, or `none`.
@@ -75,7 +80,7 @@ impl Default for Config {
             static_dir: None,
             max_upload_bytes: 50 * 1024 * 1024,
             max_json_body_bytes: 1024 * 1024,
-            expected_task_version: "2.0.4".into(),
+            expected_task_version: default_task_versions(),
             http_workers: 0,
             tcp: "127.0.0.1:5000".into(),
             socket: SocketConfig::default(),
@@ -215,9 +220,46 @@ impl Config {
     }
 }
 
+/// The frontend versions a Mephisto backend may ship: `mephisto-task`
+/// 2.0.4 (Mephisto 1.1.x on PyPI) and `mephisto-core` 1.5.1 (the 1.5 line).
+pub fn default_task_versions() -> Vec<String> {
+    vec!["2.0.4".into(), "1.5.1".into()]
+}
+
+/// A string or a list of strings, as a list: configs written when a key
+/// held one value keep loading after it became a list.
+fn one_or_many<'de, D>(d: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expected_task_version_is_a_string_or_a_list() {
+        let old = Config::from_toml("expected_task_version = \"2.0.3\"").unwrap();
+        assert_eq!(old.expected_task_version, vec!["2.0.3".to_string()]);
+        let new = Config::from_toml("expected_task_version = [\"2.0.4\", \"1.6.0\"]").unwrap();
+        assert_eq!(new.expected_task_version, vec!["2.0.4", "1.6.0"]);
+        assert_eq!(
+            Config::default().expected_task_version,
+            vec!["2.0.4", "1.5.1"]
+        );
+        assert!(Config::from_toml("expected_task_version = 2").is_err());
+    }
 
     #[test]
     fn the_shipped_default_config_is_the_default() {

@@ -334,7 +334,7 @@ async fn submit_metadata_and_log_error() {
     assert_eq!(status, 200);
     assert_eq!(
         b.recv_type("submit_metadata").await["data"],
-        json!({"f": 1})
+        json!({"f": 1, "files": [], "filesByFields": {}})
     );
 
     let (status, body) = post_json(
@@ -357,6 +357,9 @@ async fn task_config_reports_version_mismatch() {
     let (status, cfg) = get_json(&s.url("/task_config.json?mephisto_task_version=2.0.4")).await;
     assert_eq!(status, 200);
     assert!(cfg.is_object());
+    // The 1.5 line's `mephisto-core` reports its own version: expected too.
+    let (status, _) = get_json(&s.url("/task_config.json?mephisto_task_version=1.5.1")).await;
+    assert_eq!(status, 200);
     let (status, _) = get_json(&s.url("/task_config.json?mephisto_task_version=1.0.0")).await;
     assert_eq!(status, 200);
     let p = b.recv_type("log_error").await;
@@ -439,5 +442,251 @@ async fn http_requests_are_counted_by_route_and_status() {
     )
     .await;
     let _: Value = Value::Null;
+    s.stop().await;
+}
+
+/// A multipart body with parts in the order given: `(name, Some(filename),
+/// bytes)` is a file part, `(name, None, text)` a text field.
+fn multipart_parts(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----switchyard-test-boundary-15ab";
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        let head = match filename {
+            Some(f) => format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: image/png\r\n\r\n"
+            ),
+            None => format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
+        };
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+const OPINION: &str =
+    r#"{"worker_opinion":{"questions":[{"question":"General Worker Opinion","text":"fine"}]}}"#;
+
+// PROTOCOL 1.4 `/submit_metadata` multipart, as the 1.5 line's
+// `mephisto-core` sends its worker-opinion form: attachments first, then
+// `data`, `files` (the browser's own file list), `type`, `USED_AGENT_ID`,
+// `metadata` (= `data`) and `client_timestamp`. The backend reads
+// `data.files[].filename` (to download each file), `data.filesByFields` and
+// `data.worker_opinion.questions[].question/.text`.
+#[actix_web::test]
+async fn submit_metadata_multipart_worker_opinion_with_files() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let (ctype, body) = multipart_parts(&[
+        ("attachments", Some("shot one.png"), b"png-1"),
+        ("attachments", Some("shot2.png"), b"png-two"),
+        ("data", None, OPINION.as_bytes()),
+        (
+            "files",
+            None,
+            br#"[{"lastModified":1,"name":"shot one.png","size":5,"type":"image/png"}]"#,
+        ),
+        ("type", None, b"worker_opinion"),
+        ("USED_AGENT_ID", None, b"ag-15"),
+        ("metadata", None, OPINION.as_bytes()),
+        ("client_timestamp", None, b"1733123456.789"),
+    ]);
+    let (status, answer) = post_raw(&s.url("/submit_metadata"), &ctype, body).await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({"status": "Submitted metadata"}))
+    );
+    let p = b.recv_type("submit_metadata").await;
+    assert_eq!(p["subject_id"], json!("ag-15"));
+    // Kept as sent: the reference router forwards the form's text.
+    assert_eq!(p["client_timestamp"], json!("1733123456.789"));
+    assert!(p["router_incoming_timestamp"].is_f64());
+    let data = &p["data"];
+    assert_eq!(
+        data["worker_opinion"]["questions"][0],
+        json!({"question": "General Worker Opinion", "text": "fine"})
+    );
+    let files = data["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["fieldname"], json!("attachments"));
+    assert_eq!(files[0]["originalname"], json!("shot one.png"));
+    assert_eq!(files[0]["mimetype"], json!("image/png"));
+    assert_eq!(files[1]["size"], json!(7));
+    let by_field = data["filesByFields"]["attachments"].as_array().unwrap();
+    assert_eq!(by_field.len(), 2);
+    for (entry, file) in by_field.iter().zip(files) {
+        assert!(entry.get("fieldname").is_none(), "{entry}");
+        assert_eq!(entry["filename"], file["filename"]);
+        assert_eq!(entry["path"], file["path"]);
+    }
+    assert_eq!(data.as_object().unwrap().len(), 3, "{data}");
+    // The backend fetches each file by its stored name.
+    let name = files[0]["filename"].as_str().unwrap();
+    let (status, _, text) = get(&s.url(&format!("/download_file/{name}"))).await;
+    assert_eq!((status, text.as_str()), (200, "png-1"));
+    s.wait_metric("switchyard_uploaded_files_total", &[], 2.0)
+        .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.4 multipart rules: every multipart request (`/submit_task`
+// and `/submit_metadata`) gets `files: []` and `filesByFields: {}` when no
+// file came (the 1.5 line's backend reads both keys unconditionally); a
+// JSON request keeps its data as sent.
+#[actix_web::test]
+async fn multipart_without_files_gets_empty_file_keys() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let (ctype, body) = multipart_parts(&[
+        ("data", None, OPINION.as_bytes()),
+        ("files", None, b"[]"),
+        ("type", None, b"worker_opinion"),
+        ("USED_AGENT_ID", None, b"ag-1"),
+        ("metadata", None, OPINION.as_bytes()),
+        ("client_timestamp", None, b"17.5"),
+    ]);
+    let (status, _) = post_raw(&s.url("/submit_metadata"), &ctype, body).await;
+    assert_eq!(status, 200);
+    let p = b.recv_type("submit_metadata").await;
+    assert_eq!(p["data"]["files"], json!([]));
+    assert_eq!(p["data"]["filesByFields"], json!({}));
+    assert_eq!(
+        p["data"]["worker_opinion"]["questions"][0]["text"],
+        json!("fine")
+    );
+
+    let (ctype, body) = multipart(
+        &[
+            ("USED_AGENT_ID", "ag-2"),
+            ("final_string_data", r#"{"answer": 1}"#),
+            ("client_timestamp", "18.5"),
+        ],
+        &[],
+    );
+    let (status, _) = post_raw(&s.url("/submit_task"), &ctype, body).await;
+    assert_eq!(status, 200);
+    let p = b.recv_type("submit_unit").await;
+    assert_eq!(
+        p["data"],
+        json!({"answer": 1, "files": [], "filesByFields": {}})
+    );
+    assert_eq!(p["client_timestamp"], json!(18.5));
+
+    let (status, _) = post_json(
+        &s.url("/submit_metadata"),
+        json!({"USED_AGENT_ID": "ag-3", "metadata": {"tips": {"header": "h", "text": "t"}}, "client_timestamp": 19.5}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let p = b.recv_type("submit_metadata").await;
+    assert_eq!(p["data"], json!({"tips": {"header": "h", "text": "t"}}));
+    assert_eq!(p["client_timestamp"], json!(19.5));
+    s.stop().await;
+}
+
+// PROTOCOL 1.4 multipart rules: a file part with an empty filename (an
+// empty file input) is skipped: not stored, not described.
+#[actix_web::test]
+async fn file_part_with_empty_filename_is_skipped() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let (ctype, body) = multipart_parts(&[
+        ("attachments", Some(""), b"ignored bytes"),
+        ("USED_AGENT_ID", None, b"ag-1"),
+        ("metadata", None, OPINION.as_bytes()),
+        ("doc", Some("kept.txt"), b"kept"),
+    ]);
+    let (status, _) = post_raw(&s.url("/submit_metadata"), &ctype, body).await;
+    assert_eq!(status, 200);
+    let p = b.recv_type("submit_metadata").await;
+    let files = p["data"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0]["originalname"], json!("kept.txt"));
+    assert_eq!(
+        p["data"]["filesByFields"],
+        json!({"doc": [{
+            "originalname": "kept.txt",
+            "encoding": "7bit",
+            "mimetype": "image/png",
+            "destination": files[0]["destination"],
+            "filename": files[0]["filename"],
+            "path": files[0]["path"],
+            "size": 4,
+        }]})
+    );
+    let stored: Vec<_> = std::fs::read_dir(s.running.config.upload_dir())
+        .unwrap()
+        .collect();
+    assert_eq!(stored.len(), 1, "only the named file is stored: {stored:?}");
+
+    let (ctype, body) = multipart_parts(&[
+        ("USED_AGENT_ID", None, b"ag-2"),
+        ("final_string_data", None, b"{}"),
+        ("photo", Some(""), b""),
+    ]);
+    let (status, _) = post_raw(&s.url("/submit_task"), &ctype, body).await;
+    assert_eq!(status, 200);
+    let p = b.recv_type("submit_unit").await;
+    assert_eq!(p["data"], json!({"files": [], "filesByFields": {}}));
+    assert_eq!(s.metric("switchyard_uploaded_files_total", &[]).await, 1.0);
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 bounds on the new multipart path: an upload to
+// `/submit_metadata` past `max_upload_bytes` is refused with 413 and a
+// JSON error, nothing half-stored stays, the refusal is counted, and the
+// switch keeps answering.
+#[actix_web::test]
+async fn submit_metadata_upload_over_the_limit_is_413() {
+    let s = Switch::start_with(|c| c.max_upload_bytes = 64 * 1024).await;
+    let mut b = s.backend().await;
+    let big = vec![b'z'; 200 * 1024];
+    let (ctype, body) = multipart_parts(&[
+        ("USED_AGENT_ID", None, b"ag-1"),
+        ("metadata", None, OPINION.as_bytes()),
+        ("attachments", Some("huge.png"), &big),
+    ]);
+    let (status, answer) = post_raw(&s.url("/submit_metadata"), &ctype, body).await;
+    assert_eq!(status, 413);
+    assert!(
+        answer["error"].as_str().unwrap().contains("limit"),
+        "{answer}"
+    );
+    // The same over a stream with no declared length: cut while reading.
+    let (ctype, body) = multipart_parts(&[
+        ("USED_AGENT_ID", None, b"ag-1"),
+        ("metadata", None, OPINION.as_bytes()),
+        ("attachments", Some("huge.png"), &big),
+    ]);
+    let stream = futures_util::stream::iter(
+        body.chunks(8 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(actix_web::web::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let res = http()
+        .post(s.url("/submit_metadata"))
+        .insert_header(("content-type", ctype))
+        .send_stream(stream)
+        .await;
+    if let Ok(res) = res {
+        assert_eq!(res.status().as_u16(), 413);
+    }
+    s.wait_metric(
+        "switchyard_malformed_input_total",
+        &[("kind", "body_too_large")],
+        2.0,
+    )
+    .await;
+    let stored: Vec<_> = std::fs::read_dir(s.running.config.upload_dir())
+        .unwrap()
+        .collect();
+    assert!(stored.is_empty(), "nothing half-stored: {stored:?}");
+    let (status, alive) = get_json(&s.url("/is_alive")).await;
+    assert_eq!((status, alive), (200, json!({"status": "Alive!"})));
+    // No submit reached the backend.
+    b.send(json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {}}))
+        .await;
+    assert_eq!(b.recv().await["packet_type"], json!("return_statuses"));
     s.stop().await;
 }

@@ -9,6 +9,11 @@
 //! values several times their size). JSON and urlencoded bodies have a
 //! small limit of their own (`max_json_body_bytes`); multipart uploads keep
 //! `max_upload_bytes`.
+//!
+//! Multipart submits (`/submit_task`, and `/submit_metadata` as the Mephisto
+//! 1.5 line's worker-opinion form sends it) always describe their files in
+//! `data.files` / `data.filesByFields`, empty when none came: the 1.5 line's
+//! backend reads both keys without checking.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -18,6 +23,7 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use switchyard_actors::agent::{CancelRequest, RegisterRequest, ToBackend};
+use switchyard_actors::log_limit::{held_note, LogLimit};
 use switchyard_actors::network::RemoveAgent;
 use switchyard_actors::now_secs;
 use switchyard_actors::wire::{Packet, PacketType, MEPHISTO};
@@ -33,6 +39,9 @@ use super::AppState;
 pub struct Form {
     pub fields: BTreeMap<String, Box<RawValue>>,
     pub files: Vec<Value>,
+    /// The body was multipart: its packet describes files (PROTOCOL 1.4,
+    /// multipart rules), even when none came.
+    pub multipart: bool,
 }
 
 impl Form {
@@ -151,6 +160,7 @@ async fn read_form(
     Ok(Form {
         fields,
         files: Vec::new(),
+        multipart: false,
     })
 }
 
@@ -164,6 +174,7 @@ async fn read_multipart(
     let mut form = Form {
         fields: BTreeMap::new(),
         files: Vec::new(),
+        multipart: true,
     };
     let mut stored: Vec<String> = Vec::new();
     let mut multipart = actix_multipart::Multipart::new(req.headers(), payload);
@@ -177,6 +188,20 @@ async fn read_multipart(
                 .and_then(|cd| cd.get_filename())
                 .map(str::to_string);
             match filename {
+                // An empty file input still sends a part, with an empty
+                // filename; the reference's upload library skips it, and
+                // so does this: its bytes count, nothing is stored.
+                Some(original) if original.is_empty() => {
+                    while let Some(chunk) = field.next().await {
+                        let chunk = chunk
+                            .map_err(|e| bad_body(state, format!("invalid multipart body: {e}")))?;
+                        total += chunk.len();
+                        if total > limit {
+                            return Err(too_large(state, "multipart"));
+                        }
+                    }
+                    log::debug!("multipart: skipped a file part of {name:?} with no filename");
+                }
                 Some(original) => {
                     let mimetype = field
                         .content_type()
@@ -296,11 +321,30 @@ fn client_timestamp(form: &Form) -> Value {
     }
 }
 
+/// `client_timestamp` as it came (a multipart form's text stays text, as
+/// the reference router forwards it for `/submit_metadata`); a value whose
+/// JSON text is longer than any timestamp is kept as null.
+fn client_timestamp_as_sent(form: &Form) -> Value {
+    form.raw("client_timestamp")
+        .filter(|r| r.get().len() <= 64)
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .unwrap_or(Value::Null)
+}
+
 /// A packet for the backend whose `data` is `data`, kept as text.
 fn outgoing(packet_type: PacketType, subject: &str, data: Box<RawValue>, form: &Form) -> Packet {
+    outgoing_at(packet_type, subject, data, client_timestamp(form))
+}
+
+fn outgoing_at(
+    packet_type: PacketType,
+    subject: &str,
+    data: Box<RawValue>,
+    client_timestamp: Value,
+) -> Packet {
     let mut p = Packet::new(packet_type, subject, Value::Null);
     p.set_raw_data(data);
-    p.with("client_timestamp", client_timestamp(form))
+    p.with("client_timestamp", client_timestamp)
         .with("router_incoming_timestamp", json!(now_secs()))
 }
 
@@ -403,16 +447,29 @@ pub async fn submit_onboarding(
     answer.await
 }
 
-/// `data` with the uploaded files described in `files` and
-/// `filesByFields` (PROTOCOL 1.4, multipart rules).
-fn with_files(data: &RawValue, files: &[Value]) -> Box<RawValue> {
+/// The files grouped by form field, each description without its
+/// `fieldname` (the field is the key), as the reference router groups them.
+fn files_by_fields(files: &[Value]) -> serde_json::Map<String, Value> {
     let mut by_field: serde_json::Map<String, Value> = serde_json::Map::new();
     for f in files {
         let field = f["fieldname"].as_str().unwrap_or("").to_string();
+        let mut entry = f.clone();
+        if let Value::Object(m) = &mut entry {
+            m.remove("fieldname");
+        }
         if let Value::Array(list) = by_field.entry(field).or_insert_with(|| json!([])) {
-            list.push(f.clone());
+            list.push(entry);
         }
     }
+    by_field
+}
+
+/// `data` with the uploaded files described in `files` and
+/// `filesByFields` (PROTOCOL 1.4, multipart rules): both keys always, empty
+/// when no file came, because the 1.5 line's backend reads both without
+/// checking. Data that is not an object is kept under `key` beside them.
+fn with_files(data: &RawValue, files: &[Value], key: &str) -> Box<RawValue> {
+    let by_field = files_by_fields(files);
     let files_raw = raw_of(&Value::Array(files.to_vec()));
     let by_raw = raw_of(&Value::Object(by_field));
     let t = data.get().trim();
@@ -438,7 +495,7 @@ fn with_files(data: &RawValue, files: &[Value]) -> Box<RawValue> {
         raw_object([("files", &*files_raw), ("filesByFields", &*by_raw)])
     } else {
         raw_object([
-            ("final_data", data),
+            (key, data),
             ("files", &*files_raw),
             ("filesByFields", &*by_raw),
         ])
@@ -463,8 +520,8 @@ pub async fn submit_task(
             .map(|r| r.to_owned())
             .unwrap_or_else(raw_null),
     };
-    if !form.files.is_empty() {
-        data = with_files(&data, &form.files);
+    if form.multipart {
+        data = with_files(&data, &form.files, "final_data");
     }
     let packet = outgoing(PacketType::SubmitUnit, &agent_id, data, &form);
     state.router.backend.do_send(ToBackend(packet));
@@ -479,7 +536,7 @@ pub async fn submit_metadata(
 ) -> Result<HttpResponse, ApiError> {
     let form = read_form(&req, payload, &state).await?;
     let agent_id = agent_id_of(&state, form.raw("USED_AGENT_ID"), "USED_AGENT_ID")?;
-    let metadata = match form.raw("metadata") {
+    let mut metadata = match form.raw("metadata") {
         // A form carries JSON as text; text that is not JSON stays a string.
         Some(r) => match as_string(r) {
             Some(s) => RawValue::from_string(s).unwrap_or_else(|_| r.to_owned()),
@@ -487,7 +544,17 @@ pub async fn submit_metadata(
         },
         None => raw_null(),
     };
-    let packet = outgoing(PacketType::SubmitMetadata, &agent_id, metadata, &form);
+    if form.multipart {
+        // The 1.5 line's worker-opinion form: its attachments are read
+        // from `data.files` / `data.filesByFields`.
+        metadata = with_files(&metadata, &form.files, "metadata");
+    }
+    let packet = outgoing_at(
+        PacketType::SubmitMetadata,
+        &agent_id,
+        metadata,
+        client_timestamp_as_sent(&form),
+    );
     state.router.backend.do_send(ToBackend(packet));
     Ok(HttpResponse::Ok().json(json!({ "status": "Submitted metadata" })))
 }
@@ -508,6 +575,32 @@ pub async fn log_error(
     Ok(HttpResponse::Ok().json(json!({ "status": "Error log sent!" })))
 }
 
+/// Rate limit of the version-mismatch log line.
+static VERSION_LOG: std::sync::Mutex<Option<LogLimit>> = std::sync::Mutex::new(None);
+
+/// Longest reported version quoted back (the query is the peer's).
+const MAX_VERSION_CHARS: usize = 64;
+
+/// The `version-mismatch` text when the frontend's reported version is
+/// none of `expected` (PROTOCOL 1.4 `/task_config.json`), else None.
+pub fn version_mismatch(expected: &[String], got: Option<&str>) -> Option<String> {
+    if got.is_some_and(|g| expected.iter().any(|e| e == g)) {
+        return None;
+    }
+    let got: String = match got {
+        Some(g) => g.chars().take(MAX_VERSION_CHARS).collect(),
+        None => "(none)".into(),
+    };
+    let list = expected.join(" or ");
+    let first = expected.first().map(String::as_str).unwrap_or("2.0.4");
+    Some(format!(
+        "Package `mephisto-task` version mismatch. Expected version {list} but frontend is \
+         currently using {got}. This may cause unexpected errors, be sure to update your \
+         `mephisto-task` dependency with `npm install mephisto-task@{first} --save` (or \
+         `mephisto-core` to a listed version)."
+    ))
+}
+
 #[derive(serde::Deserialize)]
 pub struct VersionQuery {
     mephisto_task_version: Option<String>,
@@ -518,15 +611,14 @@ pub async fn task_config(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let expected = &state.config.expected_task_version;
-    let got = query.mephisto_task_version.as_deref();
-    if got != Some(expected.as_str()) {
-        let got = got.unwrap_or("(none)");
-        log::warn!("frontend reports mephisto-task {got}, expected {expected}");
-        let text = format!(
-            "Package `mephisto-task` version mismatch. Expected version {expected} but frontend is \
-             currently using {got}. This may cause unexpected errors, be sure to update your \
-             `mephisto-task` dependency with `npm install mephisto-task@{expected} --save`."
-        );
+    if let Some(text) = version_mismatch(expected, query.mephisto_task_version.as_deref()) {
+        // Any page load can trigger this: one line a second at most.
+        if let Ok(mut limit) = VERSION_LOG.lock() {
+            let limit = limit.get_or_insert_with(LogLimit::per_second);
+            if let Some(held) = limit.admit(std::time::Instant::now()) {
+                log::warn!("{text}{}", held_note(held));
+            }
+        }
         let packet = Packet::new(
             PacketType::LogError,
             MEPHISTO,
@@ -543,4 +635,55 @@ pub async fn is_alive() -> HttpResponse {
 
 pub async fn get_timestamp() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "timestamp": switchyard_actors::now_ms() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions() -> Vec<String> {
+        vec!["2.0.4".into(), "1.5.1".into()]
+    }
+
+    #[test]
+    fn both_frontends_match_and_others_do_not() {
+        assert_eq!(version_mismatch(&versions(), Some("2.0.4")), None);
+        assert_eq!(version_mismatch(&versions(), Some("1.5.1")), None);
+        let text = version_mismatch(&versions(), Some("1.0.0")).unwrap();
+        assert!(
+            text.contains("1.0.0") && text.contains("2.0.4 or 1.5.1"),
+            "{text}"
+        );
+        assert!(version_mismatch(&versions(), None)
+            .unwrap()
+            .contains("(none)"));
+        let long = "9".repeat(10_000);
+        assert!(version_mismatch(&versions(), Some(&long)).unwrap().len() < 600);
+    }
+
+    #[test]
+    fn files_by_fields_groups_without_fieldname() {
+        let files = vec![
+            json!({"fieldname": "a", "filename": "1"}),
+            json!({"fieldname": "b", "filename": "2"}),
+            json!({"fieldname": "a", "filename": "3"}),
+        ];
+        assert_eq!(
+            Value::Object(files_by_fields(&files)),
+            json!({"a": [{"filename": "1"}, {"filename": "3"}], "b": [{"filename": "2"}]})
+        );
+    }
+
+    #[test]
+    fn with_files_always_adds_both_keys() {
+        let data = RawValue::from_string(r#"{"x": 1}"#.into()).unwrap();
+        let out: Value = serde_json::from_str(with_files(&data, &[], "m").get()).unwrap();
+        assert_eq!(out, json!({"x": 1, "files": [], "filesByFields": {}}));
+        let empty = RawValue::from_string("{}".into()).unwrap();
+        let out: Value = serde_json::from_str(with_files(&empty, &[], "m").get()).unwrap();
+        assert_eq!(out, json!({"files": [], "filesByFields": {}}));
+        let text = RawValue::from_string(r#""plain""#.into()).unwrap();
+        let out: Value = serde_json::from_str(with_files(&text, &[], "m").get()).unwrap();
+        assert_eq!(out, json!({"m": "plain", "files": [], "filesByFields": {}}));
+    }
 }
