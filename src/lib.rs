@@ -454,7 +454,7 @@ async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metric
             sk.over_bounds
         );
     }
-    let downtime_ms = (now_ms - restored.saved_at_ms).max(0);
+    let downtime_ms = now_ms.saturating_sub(restored.saved_at_ms).max(0);
     let agent_packets = restored.agent_packets();
     let outbox_packets = restored.outbox.len();
     let agents = router

@@ -188,7 +188,8 @@ fn state_file(agents: usize, packets: usize) -> Value {
             json!({
                 "agent_id": id,
                 "status": "waiting",
-                "last_ping_ms": 0,
+                // Times no switch wrote: not believed past now.
+                "last_ping_ms": i64::MAX,
                 "disconnect_time": null,
                 "queue": (0..packets).map(|n| json!({
                     "text": live_update(&id, "client_bound_live_update", n as i64).to_string()
@@ -196,7 +197,7 @@ fn state_file(agents: usize, packets: usize) -> Value {
             })
         })
         .collect();
-    json!({"format": "switchyard-router-state", "version": 1, "saved_at_ms": 0,
+    json!({"format": "switchyard-router-state", "version": 1, "saved_at_ms": i64::MIN,
            "agents": agents, "outbox": []})
 }
 
@@ -306,6 +307,15 @@ async fn damaged_foreign_or_oversized_state_is_set_aside_and_bounds_hold() {
     let (before, status) = packets_until(&mut w0, "update_status").await;
     assert_eq!(ns(&before, "client_bound_live_update", "w0"), vec![2, 3]);
     assert_eq!(status["data"]["status"], json!("waiting"));
+    // The others keep their status (no ping timeout for a heartbeat from
+    // the future, no overflow for a file from the distant past).
+    let mut backend = s.backend().await;
+    backend.send(request_statuses()).await;
+    let r = backend.recv_type("return_statuses").await;
+    assert_eq!(
+        r["data"],
+        json!({"w0": "waiting", "w1": "waiting", "w2": "waiting"})
+    );
     s.stop().await;
 }
 

@@ -115,11 +115,9 @@ impl Agent {
             g.with_label_values(&[status_label(&agent.state.status)])
                 .inc();
         }
-        agent.state.last_ping_ms = match r.last_ping_ms {
-            0 => 0,
-            t => t.saturating_add(downtime_ms.max(0)),
-        };
-        agent.state.on_socket_closed(crate::now_secs());
+        agent
+            .state
+            .restore_liveness(r.last_ping_ms, downtime_ms, crate::now_secs());
         agent.state.disconnect_time = r.disconnect_time.or(agent.state.disconnect_time);
         for packet in r.queue {
             agent.enqueue(packet);

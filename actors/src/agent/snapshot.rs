@@ -567,6 +567,31 @@ mod tests {
         assert_eq!(decode(&encode(&s), &l).unwrap().outbox.len(), 2);
     }
 
+    proptest::proptest! {
+        // Any bytes decode or fail cleanly, and what decodes keeps the bounds.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let l = SnapshotLimits { max_agents: 2, queue_limit: 2, outbox_limit: 2, ..limits() };
+            if let Ok(r) = decode(&bytes, &l) {
+                proptest::prop_assert!(r.agents.len() <= 2 && r.outbox.len() <= 2);
+            }
+        }
+
+        // A good file with one byte changed decodes or fails cleanly, and
+        // never past the bounds.
+        #[test]
+        fn a_changed_byte_decodes_or_fails_cleanly(at in 0usize..10_000, b in proptest::prelude::any::<u8>()) {
+            let mut bytes = encode(&snapshot());
+            let at = at % bytes.len();
+            bytes[at] = b;
+            let l = SnapshotLimits { queue_limit: 2, ..limits() };
+            if let Ok(r) = decode(&bytes, &l) {
+                proptest::prop_assert!(r.agents.iter().all(|a| a.queue.len() <= 2));
+                proptest::prop_assert!(r.agents.len() <= 1);
+            }
+        }
+    }
+
     #[test]
     fn files_are_written_atomically_read_bounded_set_aside_and_consumed() {
         let dir = std::env::temp_dir().join(format!("sy-snapshot-{}", uuid::Uuid::new_v4()));
