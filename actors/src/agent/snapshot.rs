@@ -327,8 +327,18 @@ pub fn write_atomic(dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = state_path(dir);
     let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    // A temporary file left by a crash keeps its old mode if reused.
+    let _ = std::fs::remove_file(&tmp);
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Queued packets are workers' task data: readable by the switch's
+        // user only.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -599,6 +609,14 @@ mod tests {
         let bytes = encode(&snapshot());
         write_atomic(&dir, &bytes).unwrap();
         assert!(!dir.join(format!("{STATE_FILE}.tmp")).exists());
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(state_path(&dir))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         match read_bounded(&dir, bytes.len()).unwrap() {
             Found::Bytes(b) => assert_eq!(b, bytes),
             other => panic!("{other:?}"),
