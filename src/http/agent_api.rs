@@ -348,7 +348,7 @@ async fn ask_backend(
         // The backend link let the request go unanswered: the switch is
         // stopping.
         Ok(Err(_)) => Err(ApiError::Unavailable(
-            "the switch is restarting; try again".into(),
+            "the switch is shutting down; try again shortly".into(),
         )),
         _ => {
             log::warn!(
