@@ -285,6 +285,17 @@ pub struct RunArgs {
     /// deleted [default: 1073741824].
     #[arg(long, value_name = "BYTES")]
     pub history_max_bytes: Option<u64>,
+
+    /// Neither write the router's state (agents' statuses and queues, the
+    /// backend outbox) to DATA_DIR/state/ on SIGTERM/SIGINT nor read it
+    /// back at start.
+    #[arg(long)]
+    pub no_state: bool,
+
+    /// Largest state file read back at start; a larger one is set aside
+    /// [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    pub state_max_bytes: Option<usize>,
 }
 
 impl Cli {
@@ -341,6 +352,10 @@ impl RunArgs {
         set(&mut c.session.ping_interval_secs, self.ws_ping_interval);
         set(&mut c.session.ping_timeout_secs, self.ws_ping_timeout);
         set(&mut c.http_workers, self.http_workers);
+        if self.no_state {
+            c.state.enabled = false;
+        }
+        set(&mut c.state.max_bytes, self.state_max_bytes);
         set(&mut c.tcp, self.tcp);
         set(&mut c.uart, self.uart);
         set(&mut c.serial.baud, self.baud);

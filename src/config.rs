@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use switchyard_actors::agent::StateConfig;
 use switchyard_actors::agent::{AgentConfig, BackendConfig, RouterConfig, SessionConfig};
 use switchyard_actors::monitor::MonitorConfig;
 use switchyard_actors::network::history::HistoryConfig;
@@ -69,6 +70,8 @@ pub struct Config {
     /// `?token=T`); with none set it is open on a loopback listener only.
     pub admin_token: Option<String>,
     pub ws: crate::http::WsConfig,
+    /// The router's state across restarts (`DATA_DIR/state/`).
+    pub state: StateConfig,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             admin_token: None,
             ws: crate::http::WsConfig::default(),
+            state: StateConfig::default(),
         }
     }
 }
@@ -209,6 +213,11 @@ impl Config {
             "none" | "" => Ok(None),
             a => a.parse().map(Some).map_err(|e| format!("tcp = {a:?}: {e}")),
         }
+    }
+
+    /// Where the router's state is kept across restarts.
+    pub fn state_dir(&self) -> PathBuf {
+        self.data_dir.join("state")
     }
 
     pub fn router(&self) -> RouterConfig {

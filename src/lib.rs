@@ -263,6 +263,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     router
         .backend
         .do_send(AttachNetwork(router.network.clone()));
+    // Before the switch takes input: restored agents and outbox come first.
+    if config.state.enabled {
+        restore_state(&config, &router, &metrics).await;
+    }
     let monitor = Monitor::start_link(
         config.monitor.clone(),
         Arc::clone(&metrics),
@@ -341,10 +345,18 @@ impl Running {
         format!("http://{}{}", self.http_addr, path)
     }
 
-    /// Closes every socket with 1001 and stops the server.
+    /// Closes every socket with 1001, answers HTTP requests still waiting
+    /// for the backend with 503, stops the server, then writes the router's
+    /// state to `DATA_DIR/state/` (with `[state] enabled`).
     pub async fn stop(self) {
         log::info!("shutting down: closing every socket with 1001");
         let _ = self.shutdown.send(true);
+        // Nothing waits for a backend that will not answer this run.
+        let _ = self
+            .router
+            .backend
+            .send(switchyard_actors::agent::CloseRequests)
+            .await;
         // Let the close frames reach the sockets before the server goes.
         wait_until(Duration::from_secs(2), || {
             self.metrics
@@ -362,8 +374,182 @@ impl Running {
         .await;
         self.server.stop(true).await;
         let _ = self.server_task.await;
+        // No input is taken any more: what the actors hold is final.
+        if self.config.state.enabled {
+            save_state(&self.config, &self.router, &self.metrics).await;
+        }
         if let Some(sim) = self.sim {
             sim.stop();
+        }
+    }
+}
+
+/// Reads back the state a graceful stop left in `DATA_DIR/state/`, if
+/// any, within the live bounds, into the agents and the backend outbox,
+/// then removes the file. A file too large, damaged or of another version
+/// is moved aside with a log line; the switch starts all the same.
+async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metrics) {
+    use switchyard_actors::agent::snapshot::{self, Found, SnapshotLimits};
+    use switchyard_actors::agent::RestoreOutbox;
+    use switchyard_actors::metrics::state_kind;
+    use switchyard_actors::network::RestoreAgents;
+    let dir = config.state_dir();
+    let now_ms = switchyard_actors::now_ms();
+    let set_aside = |why: &str, what: &str| {
+        metrics.state_set_aside.with_label_values(&[why]).inc();
+        match snapshot::set_aside(&dir, why, now_ms) {
+            Ok(to) => log::warn!(
+                "router state file {}: {what}; moved aside to {}, starting without it",
+                snapshot::state_path(&dir).display(),
+                to.display()
+            ),
+            Err(e) => {
+                metrics.state_errors.with_label_values(&["set_aside"]).inc();
+                log::error!(
+                    "router state file {}: {what}; cannot move it aside ({e}), starting without it",
+                    snapshot::state_path(&dir).display()
+                );
+            }
+        }
+    };
+    let bytes = match snapshot::read_bounded(&dir, config.state.max_bytes) {
+        Ok(Found::Nothing) => return,
+        Ok(Found::Bytes(b)) => b,
+        Ok(Found::TooLarge(size)) => {
+            let what = format!(
+                "{size} bytes, over the limit of {} ([state] max_bytes)",
+                config.state.max_bytes
+            );
+            return set_aside("too_large", &what);
+        }
+        Err(e) => {
+            metrics.state_errors.with_label_values(&["read"]).inc();
+            return set_aside("unreadable", &e.to_string());
+        }
+    };
+    let limits = SnapshotLimits::of(&config.router(), &config.state);
+    let restored = match snapshot::decode(&bytes, &limits) {
+        Ok(r) => r,
+        Err(e) => return set_aside(e.kind(), &e.to_string()),
+    };
+    drop(bytes);
+    let sk = &restored.skipped;
+    for (reason, n) in [
+        ("bad_packet", sk.bad_packets),
+        ("bad_agent", sk.bad_agents),
+        ("over_bounds", sk.over_bounds),
+    ] {
+        if n > 0 {
+            metrics
+                .state_skipped
+                .with_label_values(&[reason])
+                .inc_by(n as u64);
+        }
+    }
+    if sk.any() {
+        log::warn!(
+            "router state file: {} unreadable packets, {} agents and {} packets past the bounds skipped",
+            sk.bad_packets,
+            sk.bad_agents,
+            sk.over_bounds
+        );
+    }
+    let downtime_ms = now_ms.saturating_sub(restored.saved_at_ms).max(0);
+    let agent_packets = restored.agent_packets();
+    let outbox_packets = restored.outbox.len();
+    let agents = router
+        .network
+        .send(RestoreAgents {
+            agents: restored.agents,
+            downtime_ms,
+        })
+        .await
+        .unwrap_or(0);
+    let _ = router.backend.send(RestoreOutbox(restored.outbox)).await;
+    for (kind, n) in [
+        (state_kind::AGENTS, agents),
+        (state_kind::AGENT_PACKETS, agent_packets),
+        (state_kind::OUTBOX_PACKETS, outbox_packets),
+    ] {
+        metrics
+            .state_restored
+            .with_label_values(&[kind])
+            .inc_by(n as u64);
+    }
+    log::info!(
+        "router state restored: {agents} agents with {agent_packets} queued packets, \
+         {outbox_packets} packets for the backend (saved {:.1} s ago)",
+        downtime_ms as f64 / 1000.0
+    );
+    // Back in the actors: a second start must not replay it.
+    if let Err(e) = snapshot::consume(&dir) {
+        metrics.state_errors.with_label_values(&["consume"]).inc();
+        log::error!(
+            "router state file {}: restored but cannot be removed ({e}); the next start would restore it again",
+            snapshot::state_path(&dir).display()
+        );
+    }
+}
+
+/// Writes every agent's state and the backend outbox to
+/// `DATA_DIR/state/router.json`, atomically.
+async fn save_state(config: &Config, router: &RouterContext, metrics: &Metrics) {
+    use switchyard_actors::agent::snapshot::{self, RouterSnapshot};
+    use switchyard_actors::agent::ExportOutbox;
+    use switchyard_actors::metrics::state_kind;
+    use switchyard_actors::network::ExportAgents;
+    let now_secs = switchyard_actors::now_secs();
+    let agents = router
+        .network
+        .send(ExportAgents { now_secs })
+        .await
+        .unwrap_or_default();
+    let outbox = router
+        .backend
+        .send(ExportOutbox { now_secs })
+        .await
+        .unwrap_or_default();
+    let snap = RouterSnapshot::new(switchyard_actors::now_ms(), agents, outbox);
+    let bytes = snapshot::encode(&snap);
+    if bytes.len() > config.state.max_bytes {
+        log::warn!(
+            "router state: {} bytes, over [state] max_bytes ({}): the next start sets it aside unless the limit is raised",
+            bytes.len(),
+            config.state.max_bytes
+        );
+    }
+    let dir = config.state_dir();
+    let write = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || snapshot::write_atomic(&dir, &bytes))
+    };
+    match write.await {
+        Ok(Ok(path)) => {
+            let agent_packets = snap.agents.iter().map(|a| a.queue.len()).sum::<usize>();
+            for (kind, n) in [
+                (state_kind::AGENTS, snap.agents.len()),
+                (state_kind::AGENT_PACKETS, agent_packets),
+                (state_kind::OUTBOX_PACKETS, snap.outbox.len()),
+            ] {
+                metrics
+                    .state_saved
+                    .with_label_values(&[kind])
+                    .inc_by(n as u64);
+            }
+            log::info!(
+                "router state saved to {}: {} agents with {agent_packets} queued packets, {} packets for the backend",
+                path.display(),
+                snap.agents.len(),
+                snap.outbox.len()
+            );
+        }
+        Ok(Err(e)) => {
+            metrics.state_errors.with_label_values(&["save"]).inc();
+            log::error!("router state: cannot write {}: {e}", dir.display());
+        }
+        Err(e) => {
+            metrics.state_errors.with_label_values(&["save"]).inc();
+            log::error!("router state: the writer failed: {e}");
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The `switchyard` binary: parse options, start the switch, stop cleanly on
-//! SIGINT/SIGTERM (every socket closed with 1001, exit status 0).
+//! SIGINT/SIGTERM (every socket closed with 1001, requests waiting for the
+//! backend answered 503, the router's state written to `DATA_DIR/state/`
+//! for the next start, exit status 0).
 
 use clap::Parser;
 use switchyard::cli::{Cli, Cmd, SimulateArgs};

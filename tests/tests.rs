@@ -14,6 +14,7 @@ mod launch;
 pub mod mesh;
 mod metrics;
 mod monitor;
+mod restart;
 mod router;
 mod upgrade;
 mod uplink;

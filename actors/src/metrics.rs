@@ -101,6 +101,19 @@ pub mod names {
     pub const HISTORY_WARM_SKIPPED: &str = "switchyard_history_warm_skipped_total";
     pub const HISTORY_WARM_RECORDS: &str = "switchyard_history_warm_records_total";
     pub const UART_WRITES_DROPPED: &str = "switchyard_uart_writes_dropped_total";
+    pub const STATE_SAVED: &str = "switchyard_state_saved_total";
+    pub const STATE_RESTORED: &str = "switchyard_state_restored_total";
+    pub const STATE_SKIPPED: &str = "switchyard_state_skipped_total";
+    pub const STATE_SET_ASIDE: &str = "switchyard_state_set_aside_total";
+    pub const STATE_ERRORS: &str = "switchyard_state_errors_total";
+}
+
+/// Label values of `switchyard_state_saved_total{kind}` and
+/// `switchyard_state_restored_total{kind}`.
+pub mod state_kind {
+    pub const AGENTS: &str = "agents";
+    pub const AGENT_PACKETS: &str = "agent_packets";
+    pub const OUTBOX_PACKETS: &str = "outbox_packets";
 }
 
 /// Label values of `switchyard_peers_cut_total{reason}`.
@@ -151,6 +164,9 @@ pub mod refusal {
     /// `request_statuses` that waited for a running sweep and was replaced
     /// by a newer one before its own sweep (answered by that one's).
     pub const STATUSES_COALESCED: &str = "statuses_coalesced";
+    /// An HTTP request waiting for the backend while the switch stops
+    /// (answered 503).
+    pub const SHUTTING_DOWN: &str = "shutting_down";
 }
 
 /// Statuses PROTOCOL 1.3 names; any other string the backend sends is
@@ -254,6 +270,11 @@ pub struct Metrics {
     pub history_warm_skipped: IntCounterVec,
     pub history_warm_records: IntCounter,
     pub uart_writes_dropped: IntCounter,
+    pub state_saved: IntCounterVec,
+    pub state_restored: IntCounterVec,
+    pub state_skipped: IntCounterVec,
+    pub state_set_aside: IntCounterVec,
+    pub state_errors: IntCounterVec,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
     /// Every actor kind seen, so a kind whose last actor stopped reads 0.
     kinds: Mutex<Vec<&'static str>>,
@@ -567,6 +588,31 @@ impl Metrics {
             uart_writes_dropped: counter(
                 names::UART_WRITES_DROPPED,
                 "Frames for the root dropped because the serial writer queue was full",
+            ),
+            state_saved: counter_vec(
+                names::STATE_SAVED,
+                "Router state written to the state file on a graceful stop, by kind",
+                &["kind"],
+            ),
+            state_restored: counter_vec(
+                names::STATE_RESTORED,
+                "Router state read back from the state file at start, by kind",
+                &["kind"],
+            ),
+            state_skipped: counter_vec(
+                names::STATE_SKIPPED,
+                "Items of a readable state file not restored (unparsable packet, bad or surplus agent, past a queue bound), by reason",
+                &["reason"],
+            ),
+            state_set_aside: counter_vec(
+                names::STATE_SET_ASIDE,
+                "State files moved aside unread at start (too large, damaged, other format or version), by reason",
+                &["reason"],
+            ),
+            state_errors: counter_vec(
+                names::STATE_ERRORS,
+                "State file operations that failed, by operation",
+                &["op"],
             ),
             registry: r,
             actors: Mutex::new(HashMap::new()),

@@ -389,6 +389,11 @@ async fn ask_backend(
             guard.answered = true;
             Ok(HttpResponse::Ok().json(details.into_value()))
         }
+        // The backend link let the request go unanswered: the switch is
+        // stopping.
+        Ok(Err(_)) => Err(ApiError::Unavailable(
+            "the switch is shutting down; try again shortly".into(),
+        )),
         _ => {
             log::warn!(
                 "request {}: no agent_details within {:?}",

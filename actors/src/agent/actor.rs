@@ -18,6 +18,7 @@ use serde_json::json;
 use super::claims::{judge_claim, Holder, Verdict};
 use super::session::{deliver, ClaimRefused, CloseSocket, ProbeLiveness, WsSession, TO_AGENT};
 use super::shortcut::{Relay, Shortcut};
+use super::snapshot::{AgentRecord, RestoredAgent, StoredPacket};
 use super::state::{AgentState, Enqueued};
 use super::{resume_when_room, Resume, RouterContext, ToBackend};
 use crate::log_limit::{held_note, LogLimit};
@@ -55,6 +56,9 @@ pub struct Agent {
     /// it is alive (then refused) or not (then granted).
     pending_claim: Option<PendingClaim>,
     next_probe: u64,
+    /// Made from the state a previous run left: its reconnect grace starts
+    /// with this run, as if its socket had just gone.
+    restored: bool,
 }
 
 /// A claim on the agent by a socket other than its bound one.
@@ -89,7 +93,37 @@ impl Agent {
             overflow_log: LogLimit::per_second(),
             pending_claim: None,
             next_probe: 0,
+            restored: false,
         }
+    }
+
+    /// An agent as a previous run of the switch left it (PROTOCOL 1.3
+    /// state, read back by `snapshot::decode`). Its socket is gone; its
+    /// grace starts now. The time the switch was down does not count
+    /// against its heartbeats: `last_ping_ms` moves forward by `downtime_ms`,
+    /// so a worker is not declared disconnected for the switch's restart.
+    pub fn restored(
+        r: RestoredAgent,
+        downtime_ms: i64,
+        ctx: Arc<RouterContext>,
+        probe: Arc<ActorProbe>,
+    ) -> Self {
+        let mut agent = Agent::new(&r.agent_id, ctx, probe);
+        if let Some(old) = agent.state.set_status(&r.status) {
+            let g = &agent.ctx.metrics.agents_by_status;
+            g.with_label_values(&[status_label(&old)]).dec();
+            g.with_label_values(&[status_label(&agent.state.status)])
+                .inc();
+        }
+        agent
+            .state
+            .restore_liveness(r.last_ping_ms, downtime_ms, crate::now_secs());
+        agent.state.disconnect_time = r.disconnect_time.or(agent.state.disconnect_time);
+        for packet in r.queue {
+            agent.enqueue(packet);
+        }
+        agent.restored = true;
+        agent
     }
 
     /// Where senders find this agent's socket (for its `Mailbox`).
@@ -294,6 +328,13 @@ impl Agent {
         self.state.on_socket_closed(crate::now_secs());
         self.refresh_shortcut();
         self.cancel_timers(ctx);
+        self.start_grace(ctx);
+        self.schedule_idle(ctx);
+    }
+
+    /// The reconnect grace: an agent still without a socket at its end is
+    /// `disconnect`.
+    fn start_grace(&mut self, ctx: &mut Context<Self>) {
         let grace = self.ctx.config.agent.reconnect_grace();
         self.grace_timer = Some(ctx.run_later(grace, |act, _| {
             act.grace_timer = None;
@@ -305,7 +346,6 @@ impl Agent {
                 act.count_status_change(&old);
             }
         }));
-        self.schedule_idle(ctx);
     }
 
     fn schedule_idle(&mut self, ctx: &mut Context<Self>) {
@@ -397,6 +437,9 @@ impl Actor for Agent {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.me = Some(Mailbox::new(ctx.address(), Arc::clone(&self.probe)));
         self.publish_status();
+        if self.restored {
+            self.start_grace(ctx);
+        }
         self.schedule_idle(ctx);
     }
 
@@ -709,6 +752,36 @@ impl Handler<RetireAgent> for Agent {
     fn handle(&mut self, _: RetireAgent, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("RetireAgent");
         self.retire(false, ctx);
+    }
+}
+
+/// The agent's state for the state file (a graceful stop): None once it
+/// is retired (its manager no longer lists it).
+#[derive(Message)]
+#[rtype(result = "Option<AgentRecord>")]
+pub struct ExportAgent {
+    pub now_secs: f64,
+}
+
+impl Handler<ExportAgent> for Agent {
+    type Result = MessageResult<ExportAgent>;
+    fn handle(&mut self, msg: ExportAgent, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("ExportAgent");
+        if self.retired {
+            return MessageResult(None);
+        }
+        let s = &self.state;
+        MessageResult(Some(AgentRecord {
+            agent_id: s.agent_id.clone(),
+            status: s.status.clone(),
+            last_ping_ms: s.last_ping_ms,
+            disconnect_time: s.disconnect_time,
+            queue: s
+                .queue
+                .iter()
+                .map(|p| StoredPacket::of(p, msg.now_secs))
+                .collect(),
+        }))
     }
 }
 

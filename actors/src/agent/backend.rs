@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use super::outbox::Outbox;
 use super::session::{deliver, CloseSocket, WsSession, TO_BACKEND};
 use super::shortcut::{Relay, Shortcut};
+use super::snapshot::StoredPacket;
 use super::BackendConfig;
 use super::{resume_when_room, Resume};
 use crate::log_limit::{held_note, LogLimit};
@@ -44,6 +45,10 @@ pub struct BackendLink {
     network: Option<Mailbox<NetworkManager>>,
     /// A full outbox drops a packet per packet in: logged once a second.
     overflow_log: LogLimit,
+    /// The switch is stopping: HTTP requests waiting for the backend are
+    /// answered at once (their reply dropped, which the handler answers
+    /// with 503), new ones too.
+    closing: bool,
 }
 
 impl BackendLink {
@@ -61,6 +66,7 @@ impl BackendLink {
             pending: HashMap::new(),
             network: None,
             overflow_log: LogLimit::per_second(),
+            closing: false,
         }
     }
 
@@ -313,6 +319,12 @@ impl Handler<RegisterRequest> for BackendLink {
     type Result = ();
     fn handle(&mut self, msg: RegisterRequest, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("RegisterRequest");
+        if self.closing {
+            // Dropping the reply answers the request (503); its packet
+            // must not reach a backend later.
+            self.metrics.refused(crate::metrics::refusal::SHUTTING_DOWN);
+            return;
+        }
         self.pending.insert(msg.request_id, msg.reply);
         self.deliver(msg.packet, ctx);
     }
@@ -416,5 +428,85 @@ impl Handler<AttachNetwork> for BackendLink {
     fn handle(&mut self, msg: AttachNetwork, _: &mut Context<Self>) {
         let _h = self.probe.handling("AttachNetwork");
         self.network = Some(msg.0);
+    }
+}
+
+/// The switch is stopping: answer every HTTP request waiting for the
+/// backend now (each reply dropped: the handler answers 503), refuse new
+/// ones, and take their packets out of the outbox (their requests are
+/// answered; a backend must not act on them after a restart). Returns how
+/// many requests were waiting.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseRequests;
+
+impl Handler<CloseRequests> for BackendLink {
+    type Result = usize;
+    fn handle(&mut self, _: CloseRequests, _: &mut Context<Self>) -> usize {
+        let _h = self.probe.handling("CloseRequests");
+        self.closing = true;
+        let ids: std::collections::HashSet<String> = self.pending.drain().map(|(k, _)| k).collect();
+        if ids.is_empty() {
+            return 0;
+        }
+        self.metrics
+            .router_refused
+            .with_label_values(&[crate::metrics::refusal::SHUTTING_DOWN])
+            .inc_by(ids.len() as u64);
+        let removed = self.outbox.remove_where(|p| {
+            matches!(
+                p.packet_type,
+                PacketType::RegisterAgent | PacketType::SubmitOnboarding
+            ) && p.data_str("request_id").is_some_and(|id| ids.contains(&id))
+        });
+        if removed > 0 {
+            self.metrics
+                .dropped(drop_reason::STALE_REQUEST, removed as u64);
+            self.note_depth();
+            self.refresh_shortcut();
+        }
+        log::info!(
+            "stopping: {} requests waiting for the backend answered 503",
+            ids.len()
+        );
+        ids.len()
+    }
+}
+
+/// The outbox, in order, for the state file (a graceful stop).
+#[derive(Message)]
+#[rtype(result = "Vec<StoredPacket>")]
+pub struct ExportOutbox {
+    pub now_secs: f64,
+}
+
+impl Handler<ExportOutbox> for BackendLink {
+    type Result = MessageResult<ExportOutbox>;
+    fn handle(&mut self, msg: ExportOutbox, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("ExportOutbox");
+        MessageResult(
+            self.outbox
+                .iter()
+                .map(|p| StoredPacket::of(p, msg.now_secs))
+                .collect(),
+        )
+    }
+}
+
+/// Packets a previous run kept for the backend: they go before anything
+/// kept since (sent at start, before the switch takes input).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestoreOutbox(pub Vec<Packet>);
+
+impl Handler<RestoreOutbox> for BackendLink {
+    type Result = ();
+    fn handle(&mut self, msg: RestoreOutbox, ctx: &mut Context<Self>) {
+        let _h = self.probe.handling("RestoreOutbox");
+        let newer: Vec<_> = self.outbox.take_all().into_iter().collect();
+        for p in msg.0.into_iter().chain(newer) {
+            self.keep(p);
+        }
+        self.drain(ctx);
     }
 }

@@ -23,6 +23,7 @@ mod model_tests;
 pub mod outbox;
 mod session;
 mod shortcut;
+pub mod snapshot;
 pub mod state;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -32,12 +33,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use actor::{
-    Agent, AgentAlive, AgentHeartbeat, AgentInfo, CheckLiveness, GetAgentInfo, RetireAgent,
-    SocketClosed, ToClient,
+    Agent, AgentAlive, AgentHeartbeat, AgentInfo, CheckLiveness, ExportAgent, GetAgentInfo,
+    RetireAgent, SocketClosed, ToClient,
 };
 pub use backend::{
     AgentDetails, AttachNetwork, BackendAlive, BackendClosed, BackendInfo, BackendLink,
-    CancelRequest, GetBackendInfo, RegisterRequest, ToBackend,
+    CancelRequest, CloseRequests, ExportOutbox, GetBackendInfo, RegisterRequest, RestoreOutbox,
+    ToBackend,
 };
 pub use claims::{BackendGate, BackendRefusal, ClaimError, Claims, Role};
 pub use session::{
@@ -45,6 +47,7 @@ pub use session::{
     WsSession, TO_AGENT, TO_BACKEND,
 };
 pub use shortcut::{Detour, Relay, Shortcut, Ticket};
+pub use snapshot::StateConfig;
 
 use crate::metrics::{Mailbox, Metrics};
 use crate::network::NetworkManager;

@@ -107,6 +107,21 @@ impl AgentState {
         }
     }
 
+    /// The liveness of an agent read back from the state file after the
+    /// switch was down for `downtime_ms`: no socket (its grace starts now),
+    /// and its last heartbeat moved forward by the downtime, so the
+    /// ping-timeout rule does not count the switch's restart against the
+    /// worker. An agent never pinged stays at 0; none is later than now.
+    pub fn restore_liveness(&mut self, last_ping_ms: i64, downtime_ms: i64, now_secs: f64) {
+        self.on_socket_closed(now_secs);
+        // A heartbeat after now is not believed (the file is an input).
+        let now_ms = (now_secs * 1000.0) as i64;
+        self.last_ping_ms = match last_ping_ms {
+            t if t <= 0 => 0,
+            t => t.saturating_add(downtime_ms.max(0)).min(now_ms),
+        };
+    }
+
     /// Idle: no socket (the idle-expiry rule). Packets waiting for a socket
     /// that never comes do not keep an agent forever: they are dropped,
     /// counted and reported when it expires.
@@ -215,6 +230,27 @@ mod tests {
         }
         assert!(s.queue.bytes() <= one * 3);
         assert_eq!(s.queue.len(), 3);
+    }
+
+    #[test]
+    fn a_restored_agent_is_not_disconnected_for_the_switch_downtime() {
+        let mut s = AgentState::new("a", 2);
+        s.set_status("in task");
+        // Last heartbeat at 1 000 ms, the switch down for 60 s.
+        s.restore_liveness(1_000, 60_000, 61.0);
+        assert!(!s.is_alive);
+        assert_eq!(s.disconnect_time, Some(61.0));
+        assert_eq!(s.last_ping_ms, 61_000);
+        assert!(!s.check_liveness(61_000 + 15_000, 15_000));
+        assert!(s.check_liveness(61_000 + 15_001, 15_000));
+        // Never pinged: stays unpinged; a clock gone back adds nothing.
+        let mut s = AgentState::new("b", 2);
+        s.restore_liveness(0, 60_000, 61.0);
+        assert_eq!(s.last_ping_ms, 0);
+        s.restore_liveness(5, -10, 61.0);
+        assert_eq!(s.last_ping_ms, 5);
+        s.restore_liveness(i64::MAX, i64::MAX, 61.0);
+        assert_eq!(s.last_ping_ms, 61_000);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Owns the routing table (agent id -> `Agent`). Handles `BindAgent`,
 //! `RouteHeartbeat`, `RouteToAgent`, `RequestStatuses`, `RemoveAgent`,
-//! `AgentRetired`, `LocateAgent`, `ListAgents`. Creates `Agent`s, answers
+//! `AgentRetired`, `LocateAgent`, `ListAgents`, and for restarts
+//! `ExportAgents` / `RestoreAgents` (the state file). Creates `Agent`s, answers
 //! `request_statuses` (PROTOCOL 1.2) by asking every agent, one sweep at
 //! a time (`StatusSweeps`), refuses new agents past `max_agents`, and removes
 //! agents after a submit or an idle expiry (1.3).
@@ -31,9 +32,11 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use serde_json::{Map, Value};
 
+use crate::agent::snapshot::{AgentRecord, RestoredAgent};
 use crate::agent::{
     Agent, AgentAlive, AgentBound, AgentHeartbeat, AgentInfo, CheckLiveness, ClaimRefused,
-    GetAgentInfo, Relay, RetireAgent, RouterContext, Ticket, ToBackend, ToClient, WsSession,
+    ExportAgent, GetAgentInfo, Relay, RetireAgent, RouterContext, Ticket, ToBackend, ToClient,
+    WsSession,
 };
 use crate::metrics::{ActorProbe, Mailbox};
 use crate::uart::{CommandError, LinkInfo, RootReply, SendCommand, UartManager};
@@ -444,6 +447,75 @@ impl Handler<ListAgents> for NetworkManager {
                 .filter_map(Result::ok)
                 .collect()
         })
+    }
+}
+
+/// Every agent's state, for the state file written on a graceful stop.
+#[derive(Message)]
+#[rtype(result = "Vec<AgentRecord>")]
+pub struct ExportAgents {
+    pub now_secs: f64,
+}
+
+impl Handler<ExportAgents> for NetworkManager {
+    type Result = ResponseFuture<Vec<AgentRecord>>;
+    fn handle(&mut self, msg: ExportAgents, _: &mut Context<Self>) -> Self::Result {
+        let _h = self.probe.handling("ExportAgents");
+        let asks: Vec<_> = self
+            .agents
+            .iter()
+            .map(|(_, a)| {
+                a.send(ExportAgent {
+                    now_secs: msg.now_secs,
+                })
+            })
+            .collect();
+        Box::pin(async move {
+            futures_util::future::join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(|r| r.ok().flatten())
+                .collect()
+        })
+    }
+}
+
+/// Agents a previous run left (read back, within bounds, from the state
+/// file), made before the switch takes input. Returns how many were made;
+/// an id already known or past `max_agents` is skipped.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct RestoreAgents {
+    pub agents: Vec<RestoredAgent>,
+    /// How long the switch was down, in ms (not held against heartbeats).
+    pub downtime_ms: i64,
+}
+
+impl Handler<RestoreAgents> for NetworkManager {
+    type Result = usize;
+    fn handle(&mut self, msg: RestoreAgents, _: &mut Context<Self>) -> usize {
+        let _h = self.probe.handling("RestoreAgents");
+        let mut made = 0;
+        for r in msg.agents {
+            if self.agents.locate(&r.agent_id).is_some()
+                || self.agents.len() >= self.rctx.config.agent.max_agents
+            {
+                continue;
+            }
+            let id = r.agent_id.clone();
+            let probe = self.rctx.metrics.probe("Agent", &id);
+            let agent = Agent::restored(
+                r,
+                msg.downtime_ms,
+                Arc::clone(&self.rctx),
+                Arc::clone(&probe),
+            );
+            let shortcut = agent.shortcut();
+            let mailbox = Mailbox::new(agent.start(), probe).with_shortcut(shortcut);
+            self.agents.locate_or_insert(&id, || mailbox);
+            made += 1;
+        }
+        made
     }
 }
 
