@@ -100,7 +100,11 @@ fn err_kind(e: &std::io::Error) -> String {
 
 /// Connects and upgrades `path` by hand (so frames can lie about their
 /// length). `rcvbuf`: a small receive buffer for a slow reader.
-async fn ws_connect(addr: SocketAddr, path: &str, rcvbuf: Option<u32>) -> std::io::Result<TcpStream> {
+async fn ws_connect(
+    addr: SocketAddr,
+    path: &str,
+    rcvbuf: Option<u32>,
+) -> std::io::Result<TcpStream> {
     let sock = TcpSocket::new_v4()?;
     if let Some(n) = rcvbuf {
         sock.set_recv_buffer_size(n)?;
@@ -179,9 +183,10 @@ async fn read_close(s: &mut TcpStream, wait: Duration) -> String {
             let op = buf[0] & 0x0f;
             let (hl, len) = match buf[1] & 0x7f {
                 126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
-                127 if buf.len() >= 10 => {
-                    (10, u64::from_be_bytes(buf[2..10].try_into().unwrap_or([0; 8])) as usize)
-                }
+                127 if buf.len() >= 10 => (
+                    10,
+                    u64::from_be_bytes(buf[2..10].try_into().unwrap_or([0; 8])) as usize,
+                ),
                 126 | 127 => break,
                 n => (2, n as usize),
             };
@@ -252,7 +257,8 @@ async fn alive_flood(a: Args, t: Shared, until: Instant, sockets: usize) {
                         sleep(Duration::from_millis(10)).await;
                     }
                 }
-                let code = read_close(&mut s, Duration::from_millis(if ok { 50 } else { 1000 })).await;
+                let code =
+                    read_close(&mut s, Duration::from_millis(if ok { 50 } else { 1000 })).await;
                 if code != "open" {
                     bump(&t, |x| *x.closes.entry(code).or_default() += 1);
                 }
@@ -276,7 +282,9 @@ async fn oversize(a: Args, t: Shared, until: Instant) {
         let mut s = match ws_connect(a.http, path, None).await {
             Ok(s) => s,
             Err(e) => {
-                bump(&t, |x| *x.errors.entry(format!("{path}: {e}")).or_default() += 1);
+                bump(&t, |x| {
+                    *x.errors.entry(format!("{path}: {e}")).or_default() += 1
+                });
                 sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -305,17 +313,25 @@ async fn oversize(a: Args, t: Shared, until: Instant) {
         }
         .await;
         let code = read_close(&mut s, Duration::from_secs(2)).await;
-        let what = format!("{path} {}", if whole { "2MiB frame" } else { "4GiB header" });
+        let what = format!(
+            "{path} {}",
+            if whole { "2MiB frame" } else { "4GiB header" }
+        );
         bump(&t, |x| {
             x.sent += 1;
             x.bytes_sent += sent as u64;
             *x.closes.entry(format!("{what}: {code}")).or_default() += 1;
             if let Err(e) = &result {
-                *x.errors.entry(format!("{what}: {}", err_kind(e))).or_default() += 1;
+                *x.errors
+                    .entry(format!("{what}: {}", err_kind(e)))
+                    .or_default() += 1;
             }
             // How far the switch let the payload in before it answered.
             let mib = (sent >> 20) as u64;
-            let e = x.statuses.entry(format!("{what}: max MiB taken")).or_default();
+            let e = x
+                .statuses
+                .entry(format!("{what}: max MiB taken"))
+                .or_default();
             *e = (*e).max(mib);
         });
         sleep(Duration::from_millis(250)).await;
@@ -339,7 +355,9 @@ async fn statuses_flood(a: Args, t: Shared, until: Instant) {
         };
         // Bind an agent first, so this socket is an agent's.
         let _ = s
-            .write_all(&text(r#"{"packet_type":"alive","subject_id":"statuses-flood","data":{}}"#))
+            .write_all(&text(
+                r#"{"packet_type":"alive","subject_id":"statuses-flood","data":{}}"#,
+            ))
             .await;
         let mut broke = false;
         for _ in 0..1000 {
@@ -356,7 +374,11 @@ async fn statuses_flood(a: Args, t: Shared, until: Instant) {
             });
             sleep(gap).await;
         }
-        let code = read_close(&mut s, Duration::from_millis(if broke { 1000 } else { 100 })).await;
+        let code = read_close(
+            &mut s,
+            Duration::from_millis(if broke { 1000 } else { 100 }),
+        )
+        .await;
         bump(&t, |x| *x.closes.entry(code).or_default() += 1);
     }
 }
@@ -395,7 +417,9 @@ async fn slow_readers(a: Args, t: Shared, until: Instant) {
                     x.bytes_sent += f.len() as u64
                 }),
                 Ok(Err(e)) => bump(&t, |x| *x.errors.entry(err_kind(&e)).or_default() += 1),
-                Err(_) => bump(&t, |x| *x.errors.entry("write stalled".into()).or_default() += 1),
+                Err(_) => bump(&t, |x| {
+                    *x.errors.entry("write stalled".into()).or_default() += 1
+                }),
             }
         }
         sleep(Duration::from_millis(100)).await;
@@ -482,9 +506,22 @@ async fn garbage(a: Args, t: Shared, until: Instant) {
         }
         // Junk frames on each WebSocket path.
         for (path, frames) in [
-            ("/", vec![text("{\"packet_type\":"), text("[1,2,3]"), frame(0x82, &junk(512))]),
-            ("/monitor", vec![text("{\"subscribe\": 7}"), frame(0x82, &junk(512))]),
-            ("/gateway", vec![frame(0x82, &huge_len), frame(0x82, &junk(512))]),
+            (
+                "/",
+                vec![
+                    text("{\"packet_type\":"),
+                    text("[1,2,3]"),
+                    frame(0x82, &junk(512)),
+                ],
+            ),
+            (
+                "/monitor",
+                vec![text("{\"subscribe\": 7}"), frame(0x82, &junk(512))],
+            ),
+            (
+                "/gateway",
+                vec![frame(0x82, &huge_len), frame(0x82, &junk(512))],
+            ),
         ] {
             for f in frames {
                 match ws_connect(a.http, path, None).await {
@@ -500,13 +537,24 @@ async fn garbage(a: Args, t: Shared, until: Instant) {
                             }
                         });
                     }
-                    Err(e) => bump(&t, |x| *x.errors.entry(format!("{path}: {e}")).or_default() += 1),
+                    Err(e) => bump(&t, |x| {
+                        *x.errors.entry(format!("{path}: {e}")).or_default() += 1
+                    }),
                 }
             }
         }
         // Junk bodies to the HTTP endpoints.
-        for path in ["/request_agent", "/submit_metadata", "/log_error", "/submit_task"] {
-            let body = if round % 2 == 0 { junk(2048) } else { b"{\"provider_data\": [".to_vec() };
+        for path in [
+            "/request_agent",
+            "/submit_metadata",
+            "/log_error",
+            "/submit_task",
+        ] {
+            let body = if round % 2 == 0 {
+                junk(2048)
+            } else {
+                b"{\"provider_data\": [".to_vec()
+            };
             let st = http_post(a.http, path, "application/json", &body).await;
             bump(&t, |x| {
                 x.sent += 1;
@@ -520,7 +568,9 @@ async fn garbage(a: Args, t: Shared, until: Instant) {
             bump(&t, |x| {
                 x.sent += 1;
                 x.bytes_sent += big_json.len() as u64;
-                *x.statuses.entry(format!("/submit_metadata 10MiB: {st}")).or_default() += 1;
+                *x.statuses
+                    .entry(format!("/submit_metadata 10MiB: {st}"))
+                    .or_default() += 1;
             });
         }
         // Junk to the TCP client socket: unframed bytes, bad frames, an
@@ -541,10 +591,16 @@ async fn garbage(a: Args, t: Shared, until: Instant) {
                     bump(&t, |x| {
                         x.sent += 1;
                         x.bytes_sent += j.len() as u64;
-                        *x.closes.entry(format!("tcp client socket: {got}")).or_default() += 1;
+                        *x.closes
+                            .entry(format!("tcp client socket: {got}"))
+                            .or_default() += 1;
                     });
                 }
-                Err(e) => bump(&t, |x| *x.errors.entry(format!("tcp: {}", err_kind(&e))).or_default() += 1),
+                Err(e) => bump(&t, |x| {
+                    *x.errors
+                        .entry(format!("tcp: {}", err_kind(&e)))
+                        .or_default() += 1
+                }),
             }
         }
         sleep(Duration::from_millis(100)).await;
@@ -556,18 +612,39 @@ async fn main() {
     let a = Args::parse();
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(a.duration);
-    let names = ["alive_flood", "oversize", "statuses_flood", "slow_readers", "garbage"];
+    let names = [
+        "alive_flood",
+        "oversize",
+        "statuses_flood",
+        "slow_readers",
+        "garbage",
+    ];
     let tallies: Vec<Shared> = names.iter().map(|_| Shared::default()).collect();
     let mut jobs = Vec::new();
-    jobs.push(tokio::spawn(alive_flood(a.clone(), tallies[0].clone(), until, 4)));
+    jobs.push(tokio::spawn(alive_flood(
+        a.clone(),
+        tallies[0].clone(),
+        until,
+        4,
+    )));
     jobs.push(tokio::spawn(oversize(a.clone(), tallies[1].clone(), until)));
-    jobs.push(tokio::spawn(statuses_flood(a.clone(), tallies[2].clone(), until)));
-    jobs.push(tokio::spawn(slow_readers(a.clone(), tallies[3].clone(), until)));
+    jobs.push(tokio::spawn(statuses_flood(
+        a.clone(),
+        tallies[2].clone(),
+        until,
+    )));
+    jobs.push(tokio::spawn(slow_readers(
+        a.clone(),
+        tallies[3].clone(),
+        until,
+    )));
     jobs.push(tokio::spawn(garbage(a.clone(), tallies[4].clone(), until)));
     // Every attack stops by itself at `until`; a last bound in case one
     // hangs in a read.
     let all = futures_util::future::join_all(jobs);
-    let finished = timeout(Duration::from_secs_f64(a.duration + 20.0), all).await.is_ok();
+    let finished = timeout(Duration::from_secs_f64(a.duration + 20.0), all)
+        .await
+        .is_ok();
     let mut out = serde_json::Map::new();
     for (n, t) in names.iter().zip(&tallies) {
         let v = t.lock().map(|g| g.json()).unwrap_or(Value::Null);
