@@ -72,19 +72,28 @@ fn decode_chunked(max_len: usize, bytes: &[u8], chunks: &[usize]) -> Vec<FrameIt
         turn += 1;
         buf.extend_from_slice(&bytes[at..at + n]);
         at += n;
-        while let Some(item) = codec.decode(&mut buf).expect("the frame decoder never fails") {
+        while let Some(item) = codec
+            .decode(&mut buf)
+            .expect("the frame decoder never fails")
+        {
             items.push(item);
         }
         // The decoder consumes everything it looked at.
         assert!(buf.is_empty(), "the frame decoder left bytes unread");
     }
-    while let Some(item) = codec.decode_eof(&mut buf).expect("the frame decoder never fails") {
+    while let Some(item) = codec
+        .decode_eof(&mut buf)
+        .expect("the frame decoder never fails")
+    {
         items.push(item);
     }
     assert!(codec.is_idle(), "the decoder holds state after the end");
     for item in &items {
         if let FrameItem::Frame(f) = item {
-            assert!(f.len() <= codec.max_len(), "a frame over the maximum came out");
+            assert!(
+                f.len() <= codec.max_len(),
+                "a frame over the maximum came out"
+            );
         }
     }
     items
@@ -136,7 +145,10 @@ pub fn frame_codec(data: &[u8]) {
         .iter()
         .map(|c| FrameItem::Frame(bytes::Bytes::copy_from_slice(c)))
         .collect();
-    assert_eq!(back, expected, "encoded frames did not decode to themselves");
+    assert_eq!(
+        back, expected,
+        "encoded frames did not decode to themselves"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -189,7 +201,11 @@ pub fn data_types(data: &[u8]) {
             match builtin.decode(name, rest) {
                 Decoded::Value(v) => {
                     let back = builtin.encode(name, &v);
-                    assert_eq!(back.as_deref(), Some(rest), "{name} {v} did not encode back");
+                    assert_eq!(
+                        back.as_deref(),
+                        Some(rest),
+                        "{name} {v} did not encode back"
+                    );
                 }
                 Decoded::LengthMismatch { expected, got } => {
                     assert_eq!(got, rest.len());
@@ -206,7 +222,9 @@ pub fn data_types(data: &[u8]) {
             }
         }
         _ => {
-            let Ok(text) = std::str::from_utf8(rest) else { return };
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return;
+            };
             let specs = if sel % 4 == 2 {
                 DataTypes::from_toml_str(text)
             } else {
@@ -276,8 +294,12 @@ const OUTGOING: &str = "router_outgoing_timestamp";
 /// value) plus the two router timestamps; that text parses again to the
 /// same fields.
 pub fn router_packet(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(mut packet) = Packet::parse(text, 1.5) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(mut packet) = Packet::parse(text, 1.5) else {
+        return;
+    };
     let Ok(Value::Object(mut expected)) = serde_json::from_str::<Value>(text) else {
         panic!("the packet parser accepted what is not a JSON object: {text:?}");
     };
@@ -327,7 +349,10 @@ pub fn uplink_envelope(data: &[u8]) {
         let bytes = env.encode();
         let again = Envelope::decode(&bytes).expect("an encoded envelope decodes");
         assert_eq!(again.encode(), bytes, "an envelope changed in a round trip");
-        assert!(bytes.len() <= data.len(), "the canonical encoding is longer");
+        assert!(
+            bytes.len() <= data.len(),
+            "the canonical encoding is longer"
+        );
     }
 }
 
@@ -352,7 +377,11 @@ pub fn ws_inbound(data: &[u8]) {
         0 => switchyard::config::Config::default()
             .session
             .hard_frame_bytes(),
-        1 => switchyard::config::Config::default().session.max_frame_bytes,
+        1 => {
+            switchyard::config::Config::default()
+                .session
+                .max_frame_bytes
+        }
         2 => 125,
         _ => *m as usize,
     };
@@ -382,7 +411,9 @@ pub fn ws_inbound(data: &[u8]) {
                 let payload = match &frame {
                     ws::Frame::Text(b) | ws::Frame::Binary(b) => b.len(),
                     ws::Frame::Continuation(
-                        ws::Item::FirstText(b) | ws::Item::FirstBinary(b) | ws::Item::Continue(b)
+                        ws::Item::FirstText(b)
+                        | ws::Item::FirstBinary(b)
+                        | ws::Item::Continue(b)
                         | ws::Item::Last(b),
                     ) => b.len(),
                     ws::Frame::Ping(b) | ws::Frame::Pong(b) => b.len(),
@@ -426,8 +457,12 @@ fn reference_frame_len(buf: &[u8]) -> Option<usize> {
 /// the form `YYYY-MM-DD` (no panic, whatever its timestamp), and writes
 /// back to a line that parses to the same record.
 pub fn history_record(data: &[u8]) {
-    let Ok(line) = std::str::from_utf8(data) else { return };
-    let Ok(rec) = serde_json::from_str::<HistoryRecord>(line) else { return };
+    let Ok(line) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(rec) = serde_json::from_str::<HistoryRecord>(line) else {
+        return;
+    };
     let day = utc_day(rec.ts);
     assert!(
         day.len() == 10 && day.as_bytes()[4] == b'-' && day.as_bytes()[7] == b'-',
