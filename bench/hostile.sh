@@ -16,7 +16,9 @@
 # kind than the last one did).
 #
 # Usage: bash bench/hostile.sh [--reps N] [--duration S] [--out DIR]
-#          [--switch PATH] [--no-build] [--quick]
+#          [--switch PATH] [--no-build] [--quick] [--rss-cap-mib N]
+# --rss-cap-mib: a switch whose RSS passes N MiB (default 2048) is killed
+# and the run recorded as failed ("killed_over_rss_cap").
 # Output: DIR/runs.jsonl (one JSON line per run: generator summary, the
 # attacks' tally, the switch's fate), DIR/table.md, DIR/logs/.
 set -euo pipefail
@@ -29,12 +31,14 @@ DRAIN=3
 OUT=$ROOT/bench/results/hostile
 BUILD=1
 SY=$ROOT/target/release/switchyard
+RSS_CAP_MIB=2048
 while [[ $# -gt 0 ]]; do
   case $1 in
     --reps) REPS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --switch) SY=$2; shift 2 ;;
+    --rss-cap-mib) RSS_CAP_MIB=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --quick) DURATION=4; WARMUP=1; DRAIN=2; shift ;;
     -h|--help) sed -n 2,25p "$0"; exit 0 ;;
@@ -82,12 +86,19 @@ pick_port() {
   ((NEXT_PORT < 4400)) || NEXT_PORT=3900
 }
 
-# Peak VmRSS (kB) of $1, sampled every 0.2 s into $2 until it exits.
+# Peak VmRSS (kB) of $1, sampled every 0.1 s into $2 until it exits. A
+# switch past the cap is killed (and $2.killed written), so a switch that
+# does not bound its memory cannot take the machine with it.
 sample_rss() {
-  local pid=$1 file=$2 peak=0 r
+  local pid=$1 file=$2 peak=0 r cap=$((RSS_CAP_MIB * 1024))
   while r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) && [[ -n $r ]]; do
-    ((r > peak)) && peak=$r && echo "$peak" >"$file"
-    sleep 0.2
+    if ((r > peak)); then peak=$r; echo "$peak" >"$file"; fi
+    if ((r > cap)); then
+      echo "$r" >"$file.killed"
+      kill -KILL "$pid" 2>/dev/null || true
+      return
+    fi
+    sleep 0.1
   done
 }
 
@@ -110,6 +121,7 @@ run_one() {
     sleep 0.05
   done
   echo 0 >"$TMP/rss"
+  rm -f "$TMP/rss.killed"
   sample_rss "$SW_PID" "$TMP/rss" &
   SAMPLER_PID=$!
   local total
@@ -147,17 +159,21 @@ run_one() {
   gen_json=$(grep -m1 '^{' "$TMP/gen.out" || echo null)
   local hos_json
   hos_json=$(grep -m1 '^{' "$TMP/hostile.out" || echo null)
+  local killed=false
+  [[ -f $TMP/rss.killed ]] && killed=true
   local aborted
   aborted=$(grep -c -E 'memory allocation of|panicked|SIGABRT|Aborted' "$slog" || true)
   jq -cn --arg kind "$kind" --argjson rep "$rep" --argjson gen "$gen_json" \
     --argjson hostile "$hos_json" --argjson alive "$alive" --argjson answers "$answers" \
     --argjson peak "$peak" --argjson grc "$grc" --argjson src "$src" --argjson aborted "$aborted" \
+    --argjson killed "$killed" \
     '{kind: $kind, rep: $rep, result: $gen, generator_exit: $grc, attacks: $hostile.attacks,
       switch: {alive_at_end: $alive, answered_is_alive: $answers, peak_rss_kb: $peak,
-               exit_status_after_sigterm: $src, abort_lines_in_log: $aborted}}' >>"$RUNS"
+               exit_status_after_sigterm: $src, abort_lines_in_log: $aborted,
+               killed_over_rss_cap: $killed}}' >>"$RUNS"
   gzip -f "$slog"
   rm -rf "$data"
-  log "  $id: $(grep -E '^   sent' "$glog" | sed 's/^ *//' || echo 'no summary') | peak rss ${peak} kB | alive $alive"
+  log "  $id: $(grep -E '^   sent' "$glog" | sed 's/^ *//' || echo 'no summary') | peak rss ${peak} kB | alive $alive | killed over the RSS cap: $killed"
 }
 
 log "results: $OUT"
@@ -177,7 +193,11 @@ def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 def fig(kind, f):
-    return med([f(r) for r in runs if r["kind"] == kind])
+    xs = [f(r) for r in runs if r["kind"] == kind]
+    # Counts of runs are summed, figures are medians.
+    if f in COUNTS:
+        return sum(x for x in xs if x is not None)
+    return med(xs)
 def g(r, *path):
     v = r
     for p in path:
@@ -195,7 +215,9 @@ rows = [
     ("heartbeat RTT p99, ms", lambda r: g(r, "result", "heartbeats", "rtt_ms", "p99")),
     ("switch peak RSS, MiB", lambda r: round(g(r, "switch", "peak_rss_kb") / 1024, 1) if g(r, "switch", "peak_rss_kb") else None),
     ("switch alive at the end (runs)", lambda r: 1 if g(r, "switch", "alive_at_end") and g(r, "switch", "answered_is_alive") else 0),
+    ("switch killed over the RSS cap (runs)", lambda r: 1 if g(r, "switch", "killed_over_rss_cap") else 0),
 ]
+COUNTS = {rows[8][1], rows[9][1]}
 n = {k: sum(1 for r in runs if r["kind"] == k) for k in ("calm", "hostile")}
 out = ["| scenario (a), median of %d/%d runs | calm | hostile | hostile/calm |" % (n["calm"], n["hostile"]),
        "|---|---|---|---|"]
@@ -206,7 +228,8 @@ for name, f in rows:
 c99, h99 = fig("calm", rows[3][1]), fig("hostile", rows[3][1])
 lost = fig("hostile", rows[1][1])
 rss = fig("hostile", rows[7][1])
-alive = all(g(r, "switch", "alive_at_end") for r in runs if r["kind"] == "hostile")
+alive = all(g(r, "switch", "alive_at_end") and g(r, "switch", "answered_is_alive")
+            for r in runs if r["kind"] == "hostile")
 ok_p99 = c99 is not None and h99 is not None and h99 <= 2 * c99
 out.append("")
 out.append("Target: no loss (%s), p99 within 2x of calm (%s), switch alive (%s), peak RSS %s MiB." % (

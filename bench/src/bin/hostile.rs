@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     slow_readers: usize,
     /// request_statuses packets per second from non-backend sockets.
-    #[arg(long, default_value_t = 400.0)]
+    #[arg(long, default_value_t = 100.0)]
     statuses_rate: f64,
 }
 
