@@ -259,7 +259,7 @@ async fn alive_flood(a: Args, t: Shared, until: Instant, sockets: usize) {
                         x.sent += 1;
                         x.bytes_sent += f.len() as u64
                     });
-                    if n % 50 == 0 {
+                    if n.is_multiple_of(50) {
                         sleep(Duration::from_millis(10)).await;
                     }
                 }
@@ -560,7 +560,7 @@ async fn garbage(a: Args, t: Shared, until: Instant) {
             "/log_error",
             "/submit_task",
         ] {
-            let body = if round % 2 == 0 {
+            let body = if round.is_multiple_of(2) {
                 junk(2048)
             } else {
                 b"{\"provider_data\": [".to_vec()
