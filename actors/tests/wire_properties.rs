@@ -241,3 +241,48 @@ proptest! {
         prop_assert_eq!(day.len(), 10, "{}", day);
     }
 }
+
+/// Found by the `mesh_frames` fuzz target: an `[R]` error text that is not
+/// UTF-8 is read lossily and grows (each bad byte becomes 3 bytes of
+/// U+FFFD) past the 255 bytes the wire carries. The encoder cuts it to fit
+/// (at a byte, so a cut character reads as U+FFFD again), and the cut
+/// message parses again as the same kind of result from the same node.
+#[test]
+fn a_lossy_root_result_text_is_cut_to_fit_when_encoded() {
+    use switchyard_actors::wire::mesh::RootMessage;
+    // node 0, `[R]`, `F`, length 0x72, then the text.
+    let mut frame = b"\x00\x00[R]F\x72\xe4 on\x00\x00".to_vec();
+    frame.extend_from_slice(&[0xFF; 0x72 - 6]);
+    assert_eq!(frame.len(), 7 + 0x72);
+    let msg = RootMessage::parse(&frame).unwrap();
+    let RootMessage::Result {
+        outcome: Err(text), ..
+    } = &msg
+    else {
+        panic!("{msg:?}")
+    };
+    assert!(text.len() > 255);
+    let again = RootMessage::parse(&msg.encode()).unwrap();
+    assert!(matches!(
+        again,
+        RootMessage::Result {
+            node: 0,
+            outcome: Err(_)
+        }
+    ));
+}
+
+/// Found by the `router_packet` fuzz target: a number past f64's range is
+/// valid JSON syntax; the packet keeps it as the text it came in and
+/// forwards it byte for byte.
+#[test]
+fn a_number_past_f64_is_forwarded_as_it_came() {
+    let text = r#"{"packet_type":"hEartbeat","subject_id":"agent-1","dent_timestamp":111111e11111111111111111113}"#;
+    let mut p = Packet::parse(text, 1.5).unwrap();
+    assert_eq!(p.packet_type, PacketType::Other("hEartbeat".into()));
+    let out = p.to_text(2.5);
+    assert!(
+        out.contains(r#""dent_timestamp":111111e11111111111111111113"#),
+        "{out}"
+    );
+}

@@ -160,12 +160,28 @@ pub fn frame_codec(data: &[u8]) {
 /// with the built-in types without a panic.
 pub fn mesh_frames(data: &[u8]) {
     if let Ok(msg) = RootMessage::parse(data) {
-        let bytes = msg.try_encode().expect("a parsed root message encodes");
         match msg {
-            RootMessage::Result { .. } => {
-                assert_eq!(RootMessage::parse(&bytes).as_ref(), Ok(&msg));
+            // The error text of `[R]` is read lossily (invalid UTF-8 becomes
+            // U+FFFD, 3 bytes), so it may grow past what the wire carries;
+            // the encoder cuts it to fit, and that parses again as the same
+            // kind of result from the same node.
+            RootMessage::Result { node, ref outcome } => {
+                let again = RootMessage::parse(&msg.encode());
+                match again {
+                    Ok(RootMessage::Result {
+                        node: n,
+                        outcome: o,
+                    }) => {
+                        assert_eq!(n, node);
+                        assert_eq!(o.is_ok(), outcome.is_ok());
+                    }
+                    other => panic!("an [R] did not survive a round trip: {other:?}"),
+                }
             }
-            _ => assert_eq!(bytes, data, "a root message changed in a round trip"),
+            _ => {
+                let bytes = msg.try_encode().expect("a parsed root message encodes");
+                assert_eq!(bytes, data, "a root message changed in a round trip");
+            }
         }
         if let RootMessage::Data { entries, .. } = &msg {
             let types = DataTypes::builtin();
@@ -300,8 +316,20 @@ pub fn router_packet(data: &[u8]) {
     let Ok(mut packet) = Packet::parse(text, 1.5) else {
         return;
     };
-    let Ok(Value::Object(mut expected)) = serde_json::from_str::<Value>(text) else {
-        panic!("the packet parser accepted what is not a JSON object: {text:?}");
+    let mut expected = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => m,
+        // The parser keeps values as text and checks their syntax only: a
+        // number past f64's range (or nesting past serde_json's depth
+        // limit) is valid JSON it forwards as it came, which a `Value`
+        // cannot hold. Nothing more to compare then.
+        Err(e)
+            if e.to_string().contains("number out of range")
+                || e.to_string().contains("recursion limit") =>
+        {
+            let _ = packet.to_text(2.5);
+            return;
+        }
+        other => panic!("the packet parser accepted {text:?}, which is {other:?}"),
     };
     assert_eq!(
         expected.get("packet_type").and_then(Value::as_str),
