@@ -140,10 +140,12 @@ rows = [
     ("max sustained throughput, round trips/s", "c", lambda r: r["max_throughput"]),
 ]
 out = ["| figure (median [min-max]) | A | B | B/A |", "|---|---|---|---|"]
+def num(x):
+    return "%.0f" % x if abs(x) >= 1000 else "%.4g" % x
 def show(xs):
     if not xs:
         return "-"
-    return "%.4g [%.4g-%.4g]" % (statistics.median(xs), min(xs), max(xs))
+    return "%s [%s-%s]" % (num(statistics.median(xs)), num(min(xs)), num(max(xs)))
 for name, scen, f in rows:
     a, b = vals("A", scen, f), vals("B", scen, f)
     if not a and not b:
