@@ -80,8 +80,15 @@ pub fn day_number(ts: f64) -> i64 {
 }
 
 /// `YYYY-MM-DD` of a Unix timestamp, in UTC.
+///
+/// A timestamp outside the years 0000..=9999 (a peer's clock may say
+/// anything, NaN included) is taken as the nearest end of that range, so
+/// the name is always `YYYY-MM-DD` and the arithmetic cannot overflow.
 pub fn utc_day(ts: f64) -> String {
-    let days = day_number(ts);
+    /// 0000-01-01 and 9999-12-31, in days since the epoch.
+    const FIRST: i64 = -719_528;
+    const LAST: i64 = 2_932_896;
+    let days = day_number(ts).clamp(FIRST, LAST);
     // Howard Hinnant's civil-from-days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -621,6 +628,22 @@ mod tests {
         // Today's file stays even alone over the size.
         let plan = retention_plan(&[df(10, 100)], 10, 7, 1);
         assert!(plan.is_empty());
+    }
+
+    /// Found by the `history_record` fuzz target: a timestamp of 1e300
+    /// overflowed the day arithmetic; 1e18 named a file of year 31688740476.
+    #[test]
+    fn utc_day_of_any_timestamp_is_a_four_digit_year() {
+        assert_eq!(utc_day(-62_167_219_200.0), "0000-01-01");
+        assert_eq!(utc_day(253_402_300_799.0), "9999-12-31");
+        assert_eq!(utc_day(1e18), "9999-12-31");
+        assert_eq!(utc_day(1e300), "9999-12-31");
+        assert_eq!(utc_day(f64::INFINITY), "9999-12-31");
+        assert_eq!(utc_day(-1e300), "0000-01-01");
+        assert_eq!(utc_day(f64::NAN), "1970-01-01");
+        let line = r#"{"ts":1e300,"node":1,"type":"TMP","raw":"","value":null}"#;
+        let rec: HistoryRecord = serde_json::from_str(line).unwrap();
+        assert_eq!(utc_day(rec.ts), "9999-12-31");
     }
 
     fn rec(ts: f64, v: i64) -> HistoryRecord {
