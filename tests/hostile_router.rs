@@ -738,3 +738,43 @@ async fn a_silent_agent_socket_is_taken_over_quickly() {
     assert_eq!(p["data"]["n"], json!(4));
     s.stop().await;
 }
+
+// PROTOCOL 1.4, 1.5: `/log_error` is open to every page visitor. While the
+// backend is away, a flood of it fills at most a quarter of the outbox (the
+// newest reports past it are dropped and counted) and never pushes a
+// worker's submit out; the backend then gets the submit and the reports it
+// kept, in order.
+#[actix_web::test]
+async fn a_log_error_flood_never_pushes_a_submit_out_of_the_outbox() {
+    let s = Switch::start_with(|c| c.backend.outbox_limit = 40).await;
+    let (status, _) = post_json(
+        &s.url("/submit_task"),
+        json!({"USED_AGENT_ID": "worker-1", "final_data": {"answer": 42}, "client_timestamp": 1.0}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for n in 0..200 {
+        let (status, _) = post_json(
+            &s.url("/log_error"),
+            json!({"USED_AGENT_ID": format!("visitor-{n}"), "error_data": {"n": n}, "client_timestamp": 1.0}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    s.wait_metric(
+        "switchyard_packets_dropped_total",
+        &[("reason", "log_error_share")],
+        190.0,
+    )
+    .await;
+    assert_eq!(s.metric("switchyard_backend_outbox_depth", &[]).await, 11.0);
+    let mut b = s.backend().await;
+    let submit = b.recv_type("submit_unit").await;
+    assert_eq!(submit["subject_id"], json!("worker-1"));
+    assert_eq!(submit["data"]["answer"], json!(42));
+    for n in 0..10 {
+        let p = b.recv_type("log_error").await;
+        assert_eq!(p["subject_id"], json!(format!("visitor-{n}")));
+    }
+    s.stop().await;
+}

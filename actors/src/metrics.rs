@@ -140,6 +140,9 @@ pub mod drop_reason {
     pub const STALE_REQUEST: &str = "stale_request";
     /// For a new agent past the switch's bound on agents.
     pub const AGENT_LIMIT: &str = "agent_limit";
+    /// A `log_error` for an absent backend past the share of the outbox
+    /// such reports may hold (anyone can cause them).
+    pub const LOG_ERROR_SHARE: &str = "log_error_share";
 }
 
 /// Label values of `switchyard_router_refused_total{reason}`: claims and

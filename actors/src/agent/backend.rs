@@ -25,6 +25,10 @@ use crate::network::events::SwitchEvent;
 use crate::network::{NetworkManager, Publish};
 use crate::wire::{Packet, PacketType};
 
+/// The share of the backend outbox (1 in N of its items and bytes) that
+/// `log_error` reports may hold while the backend is away.
+const LOG_ERROR_SHARE: usize = 4;
+
 pub struct BackendLink {
     in_flight_limit: u64,
     /// The outbox waits for the backend socket to take more: its `Flow`
@@ -57,7 +61,10 @@ impl BackendLink {
         BackendLink {
             in_flight_limit: in_flight_limit as u64,
             awaiting_room: false,
-            outbox: Outbox::with_bytes(config.outbox_limit, config.outbox_bytes_limit),
+            // `log_error` reports come from any browser: a flood of them
+            // may fill a quarter of the outbox, never push submits out.
+            outbox: Outbox::with_bytes(config.outbox_limit, config.outbox_bytes_limit)
+                .with_spare_share(LOG_ERROR_SHARE),
             request_timeout: config.request_timeout(),
             metrics,
             probe,
@@ -179,7 +186,26 @@ impl BackendLink {
     fn keep(&mut self, mut packet: Packet) {
         packet.detach();
         let weight = packet.weight();
-        let dropped = self.outbox.push_weighed(packet, weight);
+        let dropped = if packet.packet_type == PacketType::LogError {
+            match self.outbox.push_spare(packet, weight) {
+                Ok(dropped) => dropped,
+                Err(refused) => {
+                    self.metrics.dropped(drop_reason::LOG_ERROR_SHARE, 1);
+                    if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
+                        log::warn!(
+                            "backend outbox: `log_error` reports hold their share ({} of {} packets): dropped the newest, for {}{}",
+                            self.outbox.spare(),
+                            self.outbox.limit(),
+                            refused.subject_id,
+                            held_note(held)
+                        );
+                    }
+                    return;
+                }
+            }
+        } else {
+            self.outbox.push_weighed(packet, weight)
+        };
         // Something waits here now: no sender may pass it.
         self.refresh_shortcut();
         if !dropped.is_empty() {
