@@ -292,9 +292,13 @@ fn a_number_past_f64_is_forwarded_as_it_came() {
 /// the packet forwards it as it came (the backend's own parser decides).
 #[test]
 fn a_lone_surrogate_escape_in_data_is_forwarded_as_it_came() {
-    let text = r#"{"packet_type":"mephisto_bound_live_update","subject_id":"agent-1","data":{"k":"\uDDDD"}}"#;
-    let mut p = Packet::parse(text, 1.5).unwrap();
-    assert_eq!(p.packet_type, PacketType::MephistoBoundLiveUpdate);
-    let out = p.to_text(2.5);
-    assert!(out.contains(r#""data":{"k":"\uDDDD"}"#), "{out}");
+    for data in [r#"{"k":"\uDDDD"}"#, r#"{"k":"\uda999919"}"#] {
+        let text = format!(
+            r#"{{"packet_type":"mephisto_bound_live_update","subject_id":"agent-1","data":{data}}}"#
+        );
+        let mut p = Packet::parse(&text, 1.5).unwrap();
+        assert_eq!(p.packet_type, PacketType::MephistoBoundLiveUpdate);
+        let out = p.to_text(2.5);
+        assert!(out.contains(&format!(r#""data":{data}"#)), "{out}");
+    }
 }

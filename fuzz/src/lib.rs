@@ -326,6 +326,7 @@ pub fn router_packet(data: &[u8]) {
         Err(e)
             if e.to_string().contains("number out of range")
                 || e.to_string().contains("surrogate")
+                || e.to_string().contains("hex escape")
                 || e.to_string().contains("recursion limit") =>
         {
             let _ = packet.to_text(2.5);
