@@ -286,3 +286,19 @@ fn a_number_past_f64_is_forwarded_as_it_came() {
         "{out}"
     );
 }
+
+/// Found by the `router_packet` fuzz target: a lone UTF-16 surrogate escape
+/// inside `data` is valid JSON syntax that a `serde_json::Value` refuses;
+/// the packet forwards it as it came (the backend's own parser decides).
+#[test]
+fn a_lone_surrogate_escape_in_data_is_forwarded_as_it_came() {
+    for data in [r#"{"k":"\uDDDD"}"#, r#"{"k":"\uda999919"}"#] {
+        let text = format!(
+            r#"{{"packet_type":"mephisto_bound_live_update","subject_id":"agent-1","data":{data}}}"#
+        );
+        let mut p = Packet::parse(&text, 1.5).unwrap();
+        assert_eq!(p.packet_type, PacketType::MephistoBoundLiveUpdate);
+        let out = p.to_text(2.5);
+        assert!(out.contains(&format!(r#""data":{data}"#)), "{out}");
+    }
+}

@@ -319,11 +319,14 @@ pub fn router_packet(data: &[u8]) {
     let mut expected = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => m,
         // The parser keeps values as text and checks their syntax only: a
-        // number past f64's range (or nesting past serde_json's depth
-        // limit) is valid JSON it forwards as it came, which a `Value`
-        // cannot hold. Nothing more to compare then.
+        // number past f64's range, a lone UTF-16 surrogate escape in a
+        // string (or nesting past serde_json's depth limit) is JSON it
+        // forwards as it came, which a `Value` cannot hold. Nothing more to
+        // compare then.
         Err(e)
             if e.to_string().contains("number out of range")
+                || e.to_string().contains("surrogate")
+                || e.to_string().contains("hex escape")
                 || e.to_string().contains("recursion limit") =>
         {
             let _ = packet.to_text(2.5);
