@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use switchyard_actors::agent::{AttachNetwork, BackendLink, RouterContext};
-use switchyard_actors::metrics::{Mailbox, Metrics};
+use switchyard_actors::metrics::{count_each, Mailbox, Metrics};
 use switchyard_actors::monitor::Monitor;
 use switchyard_actors::network::history::{HistoryLog, HistoryWriter};
 use switchyard_actors::network::mesh::MeshState;
@@ -123,18 +123,14 @@ fn mesh_setup(config: &Config, metrics: &Arc<Metrics>) -> Result<NetworkSetup, S
     });
     mesh.cache.settle(now);
     metrics.history_warm_records.inc_by(report.records as u64);
-    for (kind, n) in [
-        ("bad_line", report.bad_lines),
-        ("long_line", report.long_lines),
-        ("bad_file", report.bad_files),
-    ] {
-        if n > 0 {
-            metrics
-                .history_warm_skipped
-                .with_label_values(&[kind])
-                .inc_by(n as u64);
-        }
-    }
+    count_each(
+        &metrics.history_warm_skipped,
+        &[
+            ("bad_line", report.bad_lines),
+            ("long_line", report.long_lines),
+            ("bad_file", report.bad_files),
+        ],
+    );
     if report.bad_lines + report.long_lines > 0 {
         log::warn!(
             "history log: {} unreadable and {} over-long lines skipped",
@@ -434,18 +430,14 @@ async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metric
     };
     drop(bytes);
     let sk = &restored.skipped;
-    for (reason, n) in [
-        ("bad_packet", sk.bad_packets),
-        ("bad_agent", sk.bad_agents),
-        ("over_bounds", sk.over_bounds),
-    ] {
-        if n > 0 {
-            metrics
-                .state_skipped
-                .with_label_values(&[reason])
-                .inc_by(n as u64);
-        }
-    }
+    count_each(
+        &metrics.state_skipped,
+        &[
+            ("bad_packet", sk.bad_packets),
+            ("bad_agent", sk.bad_agents),
+            ("over_bounds", sk.over_bounds),
+        ],
+    );
     if sk.any() {
         log::warn!(
             "router state file: {} unreadable packets, {} agents and {} packets past the bounds skipped",

@@ -192,6 +192,16 @@ pub const KNOWN_STATUSES: &[&str] = &[
     "mephisto disconnect",
 ];
 
+/// Adds each non-zero count to `counter` under its label: the tallies a
+/// read of untrusted input returns (lines skipped, packets refused) by kind.
+pub fn count_each(counter: &IntCounterVec, counts: &[(&str, usize)]) {
+    for &(label, n) in counts {
+        if n > 0 {
+            counter.with_label_values(&[label]).inc_by(n as u64);
+        }
+    }
+}
+
 pub fn status_label(status: &str) -> &str {
     if KNOWN_STATUSES.contains(&status) {
         status

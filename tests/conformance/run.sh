@@ -9,6 +9,10 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 CACHE="${CONFORMANCE_CACHE:-$ROOT/.ci-cache/conformance}"
 PYTHON="${PYTHON:-python3}"
 MEPHISTO_VERSION="1.1.1"
+# The suite: test_mephisto_router.py (Mephisto 1.1.1 and mephisto-task), or
+# with CONFORMANCE_SUITE=15 test_mephisto_15.py (the 1.5 line; run_15.sh).
+SUITE="$HERE/test_mephisto_${CONFORMANCE_SUITE:-router}.py"
+[[ -f "$SUITE" ]] || { echo "conformance: no suite $SUITE" >&2; exit 2; }
 WHEEL_NAME="mephisto-${MEPHISTO_VERSION}-py3-none-any.whl"
 # Runtime dependencies of the imported modules only (module-level imports of
 # websocket_channel.py, channel.py, packet.py, operations/datatypes.py,
@@ -53,7 +57,7 @@ if [[ -n "${SWITCHYARD_LAUNCHER:-}" && -z "${SWITCHYARD_BIN:-}" ]]; then
     export SWITCHYARD_LAUNCHER
     export MEPHISTO_WHEEL_DIR="$UNPACKED"
     export PYTHONDONTWRITEBYTECODE=1
-    exec "$VENV/bin/python" "$HERE/test_mephisto_router.py" "$@"
+    exec "$VENV/bin/python" "$SUITE" "$@"
 fi
 if [[ -z "${SWITCHYARD_BIN:-}" ]]; then
     (cd "$ROOT" && cargo build --release --bin switchyard)
@@ -68,4 +72,4 @@ fi
 export SWITCHYARD_BIN
 export MEPHISTO_WHEEL_DIR="$UNPACKED"
 export PYTHONDONTWRITEBYTECODE=1
-exec "$VENV/bin/python" "$HERE/test_mephisto_router.py" "$@"
+exec "$VENV/bin/python" "$SUITE" "$@"
