@@ -11,6 +11,7 @@ mod hostile_mesh;
 mod hostile_router;
 mod http_api;
 mod launch;
+mod mephisto_complaints;
 pub mod mesh;
 mod metrics;
 mod monitor;
