@@ -33,6 +33,7 @@ pub const TARGETS: &[&str] = &[
     "uplink_envelope",
     "ws_inbound",
     "history_record",
+    "state_snapshot",
 ];
 
 /// Runs the check of target `name` on `data`.
@@ -46,6 +47,7 @@ pub fn check(name: &str, data: &[u8]) {
         "uplink_envelope" => uplink_envelope(data),
         "ws_inbound" => ws_inbound(data),
         "history_record" => history_record(data),
+        "state_snapshot" => state_snapshot(data),
         other => panic!("no fuzz target named {other}"),
     }
 }
@@ -507,6 +509,47 @@ pub fn history_record(data: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------
+// The router state file (DATA_DIR/state/router.json)
+
+/// The limits the switch reads its state file with, by default, but small
+/// enough that the fuzzer reaches every one of them.
+fn snapshot_limits() -> switchyard_actors::agent::snapshot::SnapshotLimits {
+    switchyard_actors::agent::snapshot::SnapshotLimits {
+        max_bytes: 64 * 1024,
+        max_agents: 8,
+        max_agent_id_bytes: 16,
+        max_status_bytes: 16,
+        queue_limit: 4,
+        queue_bytes_limit: 4096,
+        outbox_limit: 4,
+        outbox_bytes_limit: 4096,
+        max_packet_fields: 8,
+    }
+}
+
+/// A state file read back at start: whatever it holds, decoding never
+/// panics and what it restores keeps every live bound.
+pub fn state_snapshot(data: &[u8]) {
+    let l = snapshot_limits();
+    let Ok(r) = switchyard_actors::agent::snapshot::decode(data, &l) else {
+        return;
+    };
+    assert!(r.agents.len() <= l.max_agents, "{} agents", r.agents.len());
+    assert!(
+        r.outbox.len() <= l.outbox_limit,
+        "{} outbox packets",
+        r.outbox.len()
+    );
+    for a in &r.agents {
+        assert!(
+            a.agent_id.len() <= l.max_agent_id_bytes,
+            "agent id {:?}",
+            a.agent_id
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Seeds
 
 /// The seed corpus of target `name`: valid inputs made by the crates' own
@@ -772,6 +815,35 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         .filter_map(|r| serde_json::to_vec(r).ok())
         .chain([br#"{"ts":1e18,"node":1,"type":"GPS","raw":"","value":{}}"#.to_vec()])
         .collect(),
+        "state_snapshot" => {
+            use switchyard_actors::agent::snapshot::{
+                encode, AgentRecord, RouterSnapshot, StoredPacket,
+            };
+            let packet = |n: u32| StoredPacket {
+                incoming: Some(1.5),
+                text: format!(
+                    r#"{{"packet_type":"client_bound_live_update","subject_id":"a","data":{{"n":{n}}}}}"#
+                ),
+            };
+            let agent = |id: &str, n: u32| AgentRecord {
+                agent_id: id.into(),
+                status: "in task".into(),
+                last_ping_ms: 5,
+                disconnect_time: Some(7.5),
+                queue: (0..n).map(packet).collect(),
+            };
+            vec![
+                encode(&RouterSnapshot::new(99, vec![agent("a", 2)], vec![packet(10)])),
+                // Past the limits the target reads with: more agents, a
+                // longer queue and id than it keeps.
+                encode(&RouterSnapshot::new(
+                    99,
+                    (0..10).map(|i| agent(&format!("agent-{i}-{}", "x".repeat(i)), 6)).collect(),
+                    (0..6).map(packet).collect(),
+                )),
+                br#"{"format":"switchyard-router-state","version":2,"saved_at_ms":0,"agents":[],"outbox":[]}"#.to_vec(),
+            ]
+        }
         other => panic!("no fuzz target named {other}"),
     }
 }
