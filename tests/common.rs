@@ -383,3 +383,29 @@ pub fn live_update(subject: &str, packet_type: &str, n: i64) -> Value {
         "client_timestamp": 1.0,
     })
 }
+
+/// A heartbeat packet from agent `id`.
+pub fn heartbeat(id: &str) -> Value {
+    json!({"packet_type": "heartbeat", "subject_id": id, "data": {}})
+}
+
+/// One heartbeat round trip of an honest agent, asserted within `bound`
+/// (other packets on the way are passed over); the reply.
+pub async fn heartbeat_within(agent: &mut Ws, id: &str, bound: Duration) -> Value {
+    let t = std::time::Instant::now();
+    agent.send(heartbeat(id)).await;
+    loop {
+        let p = agent
+            .try_recv(bound)
+            .await
+            .unwrap_or_else(|e| panic!("heartbeat of {id} answered: {e}"));
+        if p["packet_type"] == json!("heartbeat") {
+            assert!(
+                t.elapsed() < bound,
+                "heartbeat of {id} took {:?}",
+                t.elapsed()
+            );
+            return p;
+        }
+    }
+}

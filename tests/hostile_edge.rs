@@ -110,24 +110,6 @@ fn stream_junk(
     })
 }
 
-/// A heartbeat round trip of an honest agent, within `bound`.
-async fn heartbeat_within(agent: &mut Ws, id: &str, bound: Duration) {
-    let t = Instant::now();
-    agent
-        .send(json!({"packet_type": "heartbeat", "subject_id": id, "data": {}}))
-        .await;
-    loop {
-        let p = agent
-            .try_recv(bound)
-            .await
-            .unwrap_or_else(|e| panic!("heartbeat answered: {e}"));
-        if p["packet_type"] == json!("heartbeat") {
-            break;
-        }
-    }
-    assert!(t.elapsed() < bound, "heartbeat took {:?}", t.elapsed());
-}
-
 async fn is_alive_within(s: &Switch, bound: Duration) {
     let t = Instant::now();
     let (status, body) = get_json(&s.url("/is_alive")).await;

@@ -15,21 +15,9 @@ use crate::common::*;
 /// of seconds).
 const VICTIM_BOUND: Duration = Duration::from_secs(2);
 
-fn heartbeat(id: &str) -> Value {
-    json!({"packet_type": "heartbeat", "subject_id": id, "data": {}})
-}
-
 /// One heartbeat round trip of `agent`, asserted within `VICTIM_BOUND`.
 async fn served(agent: &mut Ws, id: &str) -> Value {
-    let t = Instant::now();
-    agent.send(heartbeat(id)).await;
-    let r = agent.recv_type("heartbeat").await;
-    assert!(
-        t.elapsed() < VICTIM_BOUND,
-        "heartbeat of {id} took {:?}",
-        t.elapsed()
-    );
-    r
+    heartbeat_within(agent, id, VICTIM_BOUND).await
 }
 
 /// A WebSocket on `/` whose TCP connection comes from `source` (another

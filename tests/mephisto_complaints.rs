@@ -26,10 +26,6 @@ fn update_status(id: &str, status: &str) -> Value {
     json!({"packet_type": "update_status", "subject_id": id, "data": {"status": status}})
 }
 
-fn heartbeat(id: &str) -> Value {
-    json!({"packet_type": "heartbeat", "subject_id": id, "data": {}})
-}
-
 /// One `request_statuses` round trip: the `return_statuses` data.
 async fn statuses(backend: &mut Ws) -> Value {
     backend.send(request_statuses()).await;
@@ -41,15 +37,7 @@ async fn statuses(backend: &mut Ws) -> Value {
 /// One heartbeat round trip of `agent`, asserted within `VICTIM_BOUND`;
 /// the reply's `data`.
 async fn served(agent: &mut Ws, id: &str) -> Value {
-    let t = Instant::now();
-    agent.send(heartbeat(id)).await;
-    let r = agent.recv_type("heartbeat").await;
-    assert!(
-        t.elapsed() < VICTIM_BOUND,
-        "heartbeat of {id} took {:?}",
-        t.elapsed()
-    );
-    r["data"].clone()
+    heartbeat_within(agent, id, VICTIM_BOUND).await["data"].clone()
 }
 
 /// Reads `ws` until a close frame (its code) or the end of the stream
