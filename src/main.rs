@@ -18,7 +18,17 @@ async fn main() -> anyhow::Result<()> {
         None => {}
     }
     let config = cli.into_config(std::env::var("PORT").ok())?;
-    let running = switchyard::start(config).await?;
+    let running = match switchyard::start(config).await {
+        Ok(running) => running,
+        Err(e) => {
+            // Exit here, not by returning: actors started before the failure
+            // would otherwise be polled once more while the runtime is torn
+            // down, with no reactor left, and bury the one line that matters
+            // (a port in use, say) under their panics.
+            eprintln!("switchyard: {e:#}");
+            std::process::exit(1);
+        }
+    };
     wait_for_signal().await;
     running.stop().await;
     log::info!("stopped");
