@@ -8,6 +8,7 @@
 # Usage: bash bench/compare.sh [--reps N] [--scenarios a,b,c,d,e]
 #          [--routers switchyard,ceiling,node,node-fixed] [--quick]
 #          [--threads N] [--idle-max N] [--out DIR] [--no-build]
+#          [--switchyard-args "ARGS"]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,10 @@ Usage: bash bench/compare.sh [options]
                         ephemeral port range)
   --out DIR           results directory (default bench/results/<UTC time>/)
   --no-build          use the binaries in target/release as they are
+  --switchyard-args "ARGS"
+                      more flags for every switchyard started, e.g.
+                        "--no-shortcut" (every live update then crosses
+                        its Agent's or the BackendLink's mailbox)
   -h, --help          this text
 EOF
 }
@@ -48,6 +53,7 @@ THREADS=
 IDLE_MAX=
 OUT=
 BUILD=1
+SY_ARGS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --reps) REPS=$2; shift 2 ;;
@@ -58,6 +64,7 @@ while [[ $# -gt 0 ]]; do
     --idle-max) IDLE_MAX=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --switchyard-args) read -r -a SY_ARGS <<<"$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -281,6 +288,7 @@ fi
   echo "reps: $REPS"
   echo "scenarios: $SCENARIOS"
   echo "routers: $ROUTERS"
+  echo "switchyard extra flags: ${SY_ARGS[*]:-none}"
   echo "quick: $QUICK"
   echo "generator threads: ${THREADS:-default}"
   echo "fixed runs: ${FIXED[*]}"
@@ -309,7 +317,7 @@ start_router() {
       local data=$TMP/data-$port
       rm -rf "$data"
       env -u PORT "$SY" --uart none --tcp none --data-dir "$data" \
-        --http "127.0.0.1:$port" >"$logf" 2>&1 &
+        --http "127.0.0.1:$port" "${SY_ARGS[@]}" >"$logf" 2>&1 &
       ;;
     ceiling)
       "$CEIL" --http "127.0.0.1:$port" >"$logf" 2>&1 &

@@ -7,16 +7,20 @@
 # each run against a fresh switch; prints the medians and the B/A ratios.
 #
 # Usage: bash bench/hotpath.sh A B [--reps N] [--out DIR] [--quick] [--no-max]
-#   A, B     switchyard binaries (e.g. a build of the old and of the new code)
+#          [--a-args "ARGS"] [--b-args "ARGS"]
+#   A, B     switchyard binaries (e.g. a build of the old and of the new code;
+#            the same binary twice to compare two settings)
 #   --reps   repetitions (default 3)
 #   --quick  a smoke run: short windows, one bisection step
 #   --no-max skip the throughput ramp (the slowest part)
+#   --a-args, --b-args  more flags for A's or B's switch, e.g.
+#            --b-args --no-shortcut: what the shortcut gains, as A/B
 # Needs target/release/switchyard-bench (cargo build -p switchyard-bench --release).
 # Output: DIR/runs.jsonl (one line per run), DIR/table.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-[[ $# -ge 2 ]] || { sed -n 2,16p "$0" >&2; exit 2; }
+[[ $# -ge 2 ]] || { sed -n 2,19p "$0" >&2; exit 2; }
 A=$(realpath "$1")
 B=$(realpath "$2")
 shift 2
@@ -24,12 +28,16 @@ REPS=3
 OUT=$ROOT/bench/results/hotpath-$(date -u +%Y%m%dT%H%M%SZ)
 QUICK=0
 MAX=1
+A_ARGS=()
+B_ARGS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --reps) REPS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --no-max) MAX=0; shift ;;
+    --a-args) read -r -a A_ARGS <<<"$2"; shift 2 ;;
+    --b-args) read -r -a B_ARGS <<<"$2"; shift 2 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
@@ -75,10 +83,11 @@ run_one() {
   local label=$1 bin=$2 rep=$3 scen=$4
   shift 4
   pick_port
-  local port=$PORT_NOW id="$scen-$label-rep$rep" data=$TMP/data
+  local port=$PORT_NOW id="$scen-$label-rep$rep" data=$TMP/data extra=()
+  if [[ $label == A ]]; then extra=("${A_ARGS[@]}"); else extra=("${B_ARGS[@]}"); fi
   rm -rf "$data"
   env -u PORT "$bin" --uart none --tcp none --data-dir "$data" --http "127.0.0.1:$port" \
-    >"$OUT/logs/$id.switch.log" 2>&1 &
+    "${extra[@]}" >"$OUT/logs/$id.switch.log" 2>&1 &
   SW_PID=$!
   local deadline=$((SECONDS + 30))
   until port_in_use "$port"; do
@@ -100,8 +109,8 @@ run_one() {
   log "  $id: $(grep -E '^(   sent|== max:)' "$OUT/logs/$id.gen.log" | tail -n 1 | sed 's/^ *//')"
 }
 
-log "A = $A"
-log "B = $B"
+log "A = $A ${A_ARGS[*]}"
+log "B = $B ${B_ARGS[*]}"
 log "results: $OUT"
 for ((rep = 1; rep <= REPS; rep++)); do
   if ((rep % 2 == 1)); then order=("A:$A" "B:$B"); else order=("B:$B" "A:$A"); fi

@@ -183,6 +183,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "VERSION,...", value_delimiter = ',')]
     pub expected_task_version: Option<Vec<String>>,
 
+    /// Every live update crosses its Agent's or the BackendLink's mailbox:
+    /// no session writes past them to their socket (the shortcut), so what
+    /// the shortcut gains can be measured.
+    #[arg(long)]
+    pub no_shortcut: bool,
+
     /// Seconds between WebSocket protocol pings [default: 20].
     #[arg(long, value_name = "SECS")]
     pub ws_ping_interval: Option<f64>,
@@ -351,6 +357,9 @@ impl RunArgs {
         set(&mut c.expected_task_version, self.expected_task_version);
         set(&mut c.session.ping_interval_secs, self.ws_ping_interval);
         set(&mut c.session.ping_timeout_secs, self.ws_ping_timeout);
+        if self.no_shortcut {
+            c.session.shortcut = false;
+        }
         set(&mut c.http_workers, self.http_workers);
         if self.no_state {
             c.state.enabled = false;
@@ -436,6 +445,13 @@ mod tests {
         assert_eq!(c.backend.outbox_bytes_limit, 2000);
         assert_eq!(c.agent.queue_bytes_limit, 3000);
         assert_eq!(c.agent.takeover_probe_secs, 0.5);
+    }
+
+    #[test]
+    fn no_shortcut_turns_the_shortcut_off() {
+        assert!(parse(&[]).into_config(None).unwrap().session.shortcut);
+        let c = parse(&["--no-shortcut"]).into_config(None).unwrap();
+        assert!(!c.session.shortcut);
     }
 
     #[test]

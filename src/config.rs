@@ -277,6 +277,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shortcut_is_a_session_key_on_by_default() {
+        assert!(Config::default().session.shortcut);
+        let c = Config::from_toml("[session]\nshortcut = false").unwrap();
+        assert!(!c.session.shortcut);
+        let shipped = include_str!("../deploy/switchyard.toml");
+        assert!(shipped.contains("\nshortcut = true\n"), "documented");
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(Config::from_toml("htp = \"127.0.0.1:1\"").is_err());
         assert!(Config::from_toml("[agent]\nqueue_limt = 3").is_err());

@@ -183,7 +183,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let backend = BackendLink::start_link(
         config.backend.clone(),
-        config.session.max_in_flight_bytes,
+        &config.session,
         Arc::clone(&metrics),
     );
     let router_config = config.router();

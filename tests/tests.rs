@@ -17,5 +17,6 @@ mod metrics;
 mod monitor;
 mod restart;
 mod router;
+mod shortcut;
 mod upgrade;
 mod uplink;

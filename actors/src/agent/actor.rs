@@ -1,7 +1,8 @@
 //! `Agent`: one actor per agent id, outliving its sockets (PROTOCOL 1.2, 1.3).
 //!
-//! Owns the agent's `AgentState` (status, liveness, queue of undelivered
-//! packets) and its timers: reconnect grace and idle expiry. Handles
+//! Owns the agent's `AgentState` (status, liveness), its `Delivery` (the
+//! bound socket, the queue of undelivered packets, its shortcut) and its
+//! timers: reconnect grace and idle expiry. Handles
 //! `AgentAlive`, `AgentHeartbeat`, `ToClient`, `Relay`,
 //! `SocketClosed`, `CheckLiveness`, `RetireAgent`, `GetAgentInfo`.
 //! A claim by another socket while its socket is bound waits for a probe
@@ -16,11 +17,13 @@ use actix::prelude::*;
 use serde_json::json;
 
 use super::claims::{judge_claim, Holder, Verdict};
-use super::session::{deliver, ClaimRefused, CloseSocket, ProbeLiveness, WsSession, TO_AGENT};
+use super::delivery::{Bound, Delivery, Outcome, Step};
+use super::outbox::Outbox;
+use super::session::{ClaimRefused, CloseSocket, PeerSocket, ProbeLiveness, WsSession};
 use super::shortcut::{Relay, Shortcut};
 use super::snapshot::{AgentRecord, RestoredAgent, StoredPacket};
-use super::state::{AgentState, Enqueued};
-use super::{resume_when_room, Resume, RouterContext, ToBackend};
+use super::state::AgentState;
+use super::{wait_for_room, Resume, RouterContext, ToBackend};
 use crate::log_limit::{held_note, LogLimit};
 use crate::metrics::{drop_reason, status_label, ActorProbe, Mailbox};
 use crate::network::events::SwitchEvent;
@@ -34,18 +37,15 @@ const RETIRE_LINGER: Duration = Duration::from_secs(1);
 
 pub struct Agent {
     state: AgentState,
-    session: Option<Mailbox<WsSession>>,
-    /// Open while the socket is bound and alive and nothing is queued: the
-    /// backend session then writes live updates to the socket directly.
-    shortcut: Arc<Shortcut>,
+    /// The bound socket and the packets waiting for it; its shortcut is
+    /// open while the socket is bound and nothing is queued: the backend
+    /// session then writes live updates to the socket directly.
+    delivery: Delivery<PeerSocket>,
     ctx: Arc<RouterContext>,
     probe: Arc<ActorProbe>,
     me: Option<Mailbox<Agent>>,
     grace_timer: Option<SpawnHandle>,
     idle_timer: Option<SpawnHandle>,
-    /// Queued packets wait for a slow socket to take more: its `Flow` will
-    /// send `Resume`.
-    awaiting_room: bool,
     /// Set once the manager has forgotten this agent: everything that still
     /// arrives is handed back to the manager.
     retired: bool,
@@ -75,20 +75,19 @@ impl Agent {
             .agents_by_status
             .with_label_values(&["none"])
             .inc();
+        let queue = Outbox::with_bytes(
+            ctx.config.agent.queue_limit,
+            ctx.config.agent.queue_bytes_limit,
+        );
+        let session = &ctx.config.session;
         Agent {
-            state: AgentState::bounded(
-                agent_id,
-                ctx.config.agent.queue_limit,
-                ctx.config.agent.queue_bytes_limit,
-            ),
-            session: None,
-            shortcut: Arc::new(Shortcut::default()),
+            state: AgentState::new(agent_id),
+            delivery: Delivery::new(queue, session.max_in_flight_bytes as u64, session.shortcut),
             ctx,
             probe,
             me: None,
             grace_timer: None,
             idle_timer: None,
-            awaiting_room: false,
             retired: false,
             overflow_log: LogLimit::per_second(),
             pending_claim: None,
@@ -120,7 +119,9 @@ impl Agent {
             .restore_liveness(r.last_ping_ms, downtime_ms, crate::now_secs());
         agent.state.disconnect_time = r.disconnect_time.or(agent.state.disconnect_time);
         for packet in r.queue {
-            agent.enqueue(packet);
+            let kept = agent.with_queue(|d| d.keep(packet));
+            // Keeping writes nothing: there is no next step.
+            let _ = agent.performed(kept);
         }
         agent.restored = true;
         agent
@@ -128,19 +129,12 @@ impl Agent {
 
     /// Where senders find this agent's socket (for its `Mailbox`).
     pub fn shortcut(&self) -> Arc<Shortcut> {
-        Arc::clone(&self.shortcut)
+        Arc::clone(self.delivery.shortcut())
     }
 
-    /// Opens the shortcut exactly while this actor would deliver a live
-    /// update at once itself; called after every change of what that
-    /// depends on (socket, liveness, queue, retirement).
-    fn refresh_shortcut(&self) {
-        match &self.session {
-            Some(s) if !self.retired && self.state.is_alive && self.state.queue.is_empty() => {
-                self.shortcut.open(s)
-            }
-            _ => self.shortcut.close(),
-        }
+    /// The bound socket.
+    fn session(&self) -> Option<&Mailbox<WsSession>> {
+        self.delivery.socket().map(|s| &s.session)
     }
 
     fn set_status(&mut self, status: &str) -> bool {
@@ -178,99 +172,65 @@ impl Agent {
         )
     }
 
-    /// The live socket, if it can take more now.
-    fn writable(&self) -> Option<&Mailbox<WsSession>> {
-        let limit = self.ctx.config.session.max_in_flight_bytes as u64;
-        self.session
-            .as_ref()
-            .filter(|s| self.state.is_alive && s.in_flight() < limit)
-    }
-
     /// Delivers to the live socket, or keeps the packet (in order) until
     /// the socket can take it or the next one binds.
     fn send_to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
-        if self.state.queue.is_empty() {
-            if let Some(s) = self.writable() {
-                match deliver(s, packet, TO_AGENT) {
-                    Ok(()) => return,
-                    Err(packet) => {
-                        // The socket died before telling us: forget it.
-                        self.unbind(ctx);
-                        self.enqueue(packet);
-                        return;
-                    }
-                }
-            }
-        }
-        self.enqueue(packet);
-        self.drain(ctx);
+        let sent = self.with_queue(|d| d.send(packet));
+        let step = self.performed(sent);
+        self.follow(step, ctx);
     }
 
-    /// Sends queued packets, in order, while the socket keeps up; when it
-    /// does not, asks its `Flow` for a `Resume` once it has room.
+    /// Sends queued packets, in order, while the socket keeps up.
     fn drain(&mut self, ctx: &mut Context<Self>) {
-        let bytes_before = self.state.queue.bytes();
-        while let Some(s) = self.writable().cloned() {
-            let Some((p, weight)) = self.state.queue.pop_weighed() else {
-                break;
-            };
-            self.ctx.metrics.packets_queued.dec();
-            if let Err(packet) = deliver(&s, p, TO_AGENT) {
-                self.state.queue.push_front_weighed(packet, weight);
-                self.ctx.metrics.packets_queued.inc();
-                self.note_queue_bytes(bytes_before);
-                self.unbind(ctx);
-                return;
-            }
-        }
-        self.note_queue_bytes(bytes_before);
-        self.refresh_shortcut();
-        if self.state.queue.is_empty() || !self.state.is_alive || self.awaiting_room {
-            return;
-        }
-        // The socket is full: go on once it has taken half of its bound.
-        let limit = self.ctx.config.session.max_in_flight_bytes as u64;
-        if let Some(s) = &self.session {
-            self.awaiting_room = resume_when_room(s, &self.probe, limit / 2, ctx);
-        }
+        let step = self.with_queue(Delivery::drain);
+        self.follow(step, ctx);
     }
 
-    /// Moves the queued-bytes gauge by what the queue gained or lost
-    /// since it held `before` bytes.
-    fn note_queue_bytes(&self, before: usize) {
-        let after = self.state.queue.bytes();
-        self.ctx
-            .metrics
-            .packets_queued_bytes
-            .add(after as i64 - before as i64);
-    }
-
-    fn enqueue(&mut self, mut packet: Packet) {
-        packet.detach();
-        let bytes_before = self.state.queue.bytes();
-        self.ctx.metrics.packets_queued_total.inc();
-        let enqueued = self.state.enqueue(packet);
-        self.note_queue_bytes(bytes_before);
-        // Something waits here now: no sender may pass it.
-        self.refresh_shortcut();
+    /// Runs `f` on the delivery and moves the queue gauges by what the
+    /// queue gained or lost meanwhile (they sum over every agent).
+    fn with_queue<T>(&mut self, f: impl FnOnce(&mut Delivery<PeerSocket>) -> T) -> T {
+        let q = self.delivery.queue();
+        let (len, bytes) = (q.len(), q.bytes());
+        let out = f(&mut self.delivery);
+        let q = self.delivery.queue();
         let m = &self.ctx.metrics;
-        match enqueued {
-            Enqueued::Kept => m.packets_queued.inc(),
-            Enqueued::DroppedOldest(dropped) => {
-                // One in, `dropped.len()` out.
-                m.packets_queued.sub(dropped.len() as i64 - 1);
-                m.dropped(drop_reason::AGENT_QUEUE_FULL, dropped.len() as u64);
-                for old in dropped {
-                    self.report_overflow(old);
-                }
+        if q.len() != len {
+            m.packets_queued.add(q.len() as i64 - len as i64);
+        }
+        if q.bytes() != bytes {
+            m.packets_queued_bytes.add(q.bytes() as i64 - bytes as i64);
+        }
+        out
+    }
+
+    /// Counts a packet kept and reports the packets it pushed out.
+    fn performed(&mut self, out: Outcome) -> Step {
+        if out.queued {
+            self.ctx.metrics.packets_queued_total.inc();
+        }
+        if let Some(o) = out.overflow {
+            let m = &self.ctx.metrics;
+            m.dropped(drop_reason::AGENT_QUEUE_FULL, o.dropped.len() as u64);
+            for old in o.dropped {
+                self.report_overflow(old, o.held, o.held_bytes);
             }
+        }
+        out.step
+    }
+
+    fn follow(&mut self, step: Step, ctx: &mut Context<Self>) {
+        match step {
+            Step::Idle => {}
+            Step::WaitForRoom { at } => wait_for_room(&mut self.delivery, &self.probe, at, ctx),
+            // The socket died before telling us: forget it.
+            Step::Lost => self.socket_gone(ctx),
         }
     }
 
     /// Tells the backend (a `log_error`) that a queued packet was dropped
     /// because the queue was full; the packet goes along as text.
-    fn report_overflow(&mut self, mut old: Packet) {
-        let q = &self.state.queue;
+    fn report_overflow(&mut self, mut old: Packet, held: usize, held_bytes: usize) {
+        let q = self.delivery.queue();
         if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
             log::warn!(
                 "agent {}: queue full ({} packets, {} bytes at most), dropped its oldest {} packet{}",
@@ -284,8 +244,8 @@ impl Agent {
         let text = format!(
             "switchyard: agent {} had {} undelivered packets ({} bytes, at most {} packets and {} bytes); dropped the oldest ({})",
             self.state.agent_id,
-            q.len(),
-            q.bytes(),
+            held,
+            held_bytes,
             q.limit(),
             q.bytes_limit(),
             old.packet_type.as_str()
@@ -307,26 +267,24 @@ impl Agent {
     }
 
     fn bind(&mut self, session: Mailbox<WsSession>, ctx: &mut Context<Self>) {
-        if let Some(old) = &self.session {
-            if !old.same(&session) {
-                self.ctx.metrics.rebinds.inc();
-                log::info!("agent {}: rebound to a newer socket", self.state.agent_id);
-                old.do_send(CloseSocket::normal("agent rebound to a newer socket"));
-            }
+        if let Bound::Replaced(old) = self.delivery.bind(PeerSocket::to_agent(session)) {
+            self.ctx.metrics.rebinds.inc();
+            log::info!("agent {}: rebound to a newer socket", self.state.agent_id);
+            old.session
+                .do_send(CloseSocket::normal("agent rebound to a newer socket"));
         }
-        self.session = Some(session);
-        // A waiter armed on an earlier socket's flow no longer matters.
-        self.awaiting_room = false;
         self.state.on_bound();
-        self.refresh_shortcut();
         self.cancel_timers(ctx);
     }
 
     fn unbind(&mut self, ctx: &mut Context<Self>) {
-        self.session = None;
-        self.awaiting_room = false;
+        self.delivery.unbind();
+        self.socket_gone(ctx);
+    }
+
+    /// The socket is unbound: the agent waits for the next one.
+    fn socket_gone(&mut self, ctx: &mut Context<Self>) {
         self.state.on_socket_closed(crate::now_secs());
-        self.refresh_shortcut();
         self.cancel_timers(ctx);
         self.start_grace(ctx);
         self.schedule_idle(ctx);
@@ -349,7 +307,7 @@ impl Agent {
     }
 
     fn schedule_idle(&mut self, ctx: &mut Context<Self>) {
-        if !self.state.is_idle(self.session.is_some()) {
+        if !self.state.is_idle(self.session().is_some()) {
             return;
         }
         if let Some(h) = self.idle_timer.take() {
@@ -358,7 +316,7 @@ impl Agent {
         let expiry = self.ctx.config.agent.idle_expiry();
         self.idle_timer = Some(ctx.run_later(expiry, |act, ctx| {
             act.idle_timer = None;
-            if act.state.is_idle(act.session.is_some()) {
+            if act.state.is_idle(act.session().is_some()) {
                 log::info!("agent {}: idle, removed", act.state.agent_id);
                 act.retire(true, ctx);
             }
@@ -382,7 +340,8 @@ impl Agent {
             return;
         }
         self.retired = true;
-        self.refresh_shortcut();
+        let bytes_before = self.delivery.queue().bytes();
+        let left = self.with_queue(Delivery::retire);
         self.cancel_timers(ctx);
         if let Some(me) = &self.me {
             self.ctx.network.do_send(AgentRetired {
@@ -390,11 +349,7 @@ impl Agent {
                 agent: me.clone(),
             });
         }
-        let bytes_before = self.state.queue.bytes();
-        let left = self.state.queue.take_all();
-        self.note_queue_bytes(bytes_before);
         if !left.is_empty() {
-            self.ctx.metrics.packets_queued.sub(left.len() as i64);
             let reason = if expired {
                 drop_reason::AGENT_EXPIRED
             } else {
@@ -449,9 +404,9 @@ impl Actor for Agent {
             .agents_by_status
             .with_label_values(&[status_label(&self.state.status)])
             .dec();
-        let left = self.state.queue.len();
+        let left = self.delivery.queue().len();
         self.ctx.metrics.packets_queued.sub(left as i64);
-        let bytes = self.state.queue.bytes();
+        let bytes = self.delivery.queue().bytes();
         self.ctx.metrics.packets_queued_bytes.sub(bytes as i64);
         self.probe.retire();
     }
@@ -469,8 +424,8 @@ impl Handler<Resume> for Agent {
     fn handle(&mut self, _: Resume, ctx: &mut Context<Self>) {
         // Sent from the transport's side, not through a `Mailbox`.
         let _h = self.probe.handling_unqueued("Resume");
-        self.awaiting_room = false;
-        self.drain(ctx);
+        let step = self.with_queue(Delivery::resume);
+        self.follow(step, ctx);
     }
 }
 
@@ -499,7 +454,7 @@ impl Agent {
         heartbeat: Option<Packet>,
         ctx: &mut Context<Self>,
     ) {
-        let holder = match &self.session {
+        let holder = match self.session() {
             Some(s) if !s.same(&session) => Holder::Other {
                 live: self.state.is_alive && s.connected(),
             },
@@ -527,7 +482,7 @@ impl Agent {
         heartbeat: Option<Packet>,
         ctx: &mut Context<Self>,
     ) {
-        let rebound = match &self.session {
+        let rebound = match self.session() {
             Some(s) => !s.same(&session),
             None => true,
         };
@@ -560,7 +515,7 @@ impl Agent {
         heartbeat: Option<Packet>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(holder) = self.session.clone() else {
+        let Some(holder) = self.session().cloned() else {
             return self.grant(session, heartbeat, ctx);
         };
         self.next_probe += 1;
@@ -635,7 +590,7 @@ impl Handler<AgentHeartbeat> for Agent {
             return;
         }
         self.ctx.metrics.heartbeats.inc();
-        let same = matches!(&self.session, Some(s) if s.same(&msg.session));
+        let same = matches!(self.session(), Some(s) if s.same(&msg.session));
         if !same {
             return self.claim(msg.session, Some(msg.packet), ctx);
         }
@@ -701,7 +656,7 @@ impl Handler<SocketClosed> for Agent {
     type Result = ();
     fn handle(&mut self, msg: SocketClosed, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("SocketClosed");
-        let current = matches!(&self.session, Some(s) if s.same(&msg.session));
+        let current = matches!(self.session(), Some(s) if s.same(&msg.session));
         if current && !self.retired {
             log::debug!("agent {}: socket closed", self.state.agent_id);
             self.unbind(ctx);
@@ -776,8 +731,9 @@ impl Handler<ExportAgent> for Agent {
             status: s.status.clone(),
             last_ping_ms: s.last_ping_ms,
             disconnect_time: s.disconnect_time,
-            queue: s
-                .queue
+            queue: self
+                .delivery
+                .queue()
                 .iter()
                 .map(|p| StoredPacket::of(p, msg.now_secs))
                 .collect(),
@@ -807,7 +763,7 @@ impl Handler<GetAgentInfo> for Agent {
             agent_id: self.state.agent_id.clone(),
             status: self.state.status.clone(),
             is_alive: self.state.is_alive,
-            queued: self.state.queue.len(),
+            queued: self.delivery.queue().len(),
             last_ping_ms: self.state.last_ping_ms,
         })
     }

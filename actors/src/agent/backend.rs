@@ -1,7 +1,8 @@
 //! `BackendLink`: the one link to the backend (PROTOCOL 1.2, 1.4, 1.5).
 //!
-//! Owns the backend's socket, the ordered bounded outbox of packets waiting
-//! for it, and the HTTP requests waiting for an `agent_details` answer,
+//! Owns the backend's socket and the ordered bounded outbox of packets
+//! waiting for it (its `Delivery`, with the shortcut's state), and the HTTP
+//! requests waiting for an `agent_details` answer,
 //! keyed by `request_id`. Handles `BackendAlive`, `BackendClosed`,
 //! `ToBackend`, `RegisterRequest`, `CancelRequest`, `AgentDetails`,
 //! `GetBackendInfo`. Talks to the backend `WsSession`; `Agent`s and the
@@ -13,12 +14,13 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::delivery::{Bound, Delivery, Outcome, Step};
 use super::outbox::Outbox;
-use super::session::{deliver, CloseSocket, WsSession, TO_BACKEND};
-use super::shortcut::{Relay, Shortcut};
+use super::session::{CloseSocket, PeerSocket, WsSession};
+use super::shortcut::Relay;
 use super::snapshot::StoredPacket;
-use super::BackendConfig;
-use super::{resume_when_room, Resume};
+use super::{wait_for_room, Resume};
+use super::{BackendConfig, SessionConfig};
 use crate::log_limit::{held_note, LogLimit};
 use crate::metrics::{drop_reason, ActorProbe, Mailbox, Metrics};
 use crate::network::events::SwitchEvent;
@@ -30,17 +32,12 @@ use crate::wire::{Packet, PacketType};
 const LOG_ERROR_SHARE: usize = 4;
 
 pub struct BackendLink {
-    in_flight_limit: u64,
-    /// The outbox waits for the backend socket to take more: its `Flow`
-    /// will send `Resume`.
-    awaiting_room: bool,
     metrics: Arc<Metrics>,
     probe: Arc<ActorProbe>,
-    session: Option<Mailbox<WsSession>>,
-    outbox: Outbox<Packet>,
-    /// Open while the backend socket is bound, keeps up, and the outbox is
-    /// empty: agent sessions then write live updates to it directly.
-    shortcut: Arc<Shortcut>,
+    /// The backend socket and the outbox in front of it; its shortcut is
+    /// open while the socket is bound and the outbox is empty: agent
+    /// sessions then write live updates to it directly.
+    delivery: Delivery<PeerSocket>,
     pending: HashMap<String, oneshot::Sender<Packet>>,
     /// How often `pending` is swept of requests whose HTTP side is gone.
     request_timeout: std::time::Duration,
@@ -56,20 +53,19 @@ pub struct BackendLink {
 }
 
 impl BackendLink {
-    pub fn new(config: BackendConfig, in_flight_limit: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: BackendConfig, session: &SessionConfig, metrics: Arc<Metrics>) -> Self {
         let probe = metrics.probe("BackendLink", "backend");
+        // `log_error` reports come from any browser: a flood of them may
+        // fill a quarter of the outbox, never push submits out.
+        let outbox = Outbox::with_bytes(config.outbox_limit, config.outbox_bytes_limit)
+            .with_spare_share(LOG_ERROR_SHARE);
+        let delivery = Delivery::new(outbox, session.max_in_flight_bytes as u64, session.shortcut)
+            .with_spare(|p| p.packet_type == PacketType::LogError);
         BackendLink {
-            in_flight_limit: in_flight_limit as u64,
-            awaiting_room: false,
-            // `log_error` reports come from any browser: a flood of them
-            // may fill a quarter of the outbox, never push submits out.
-            outbox: Outbox::with_bytes(config.outbox_limit, config.outbox_bytes_limit)
-                .with_spare_share(LOG_ERROR_SHARE),
+            delivery,
             request_timeout: config.request_timeout(),
             metrics,
             probe,
-            session: None,
-            shortcut: Arc::new(Shortcut::default()),
             pending: HashMap::new(),
             network: None,
             overflow_log: LogLimit::per_second(),
@@ -79,158 +75,109 @@ impl BackendLink {
 
     pub fn start_link(
         config: BackendConfig,
-        in_flight_limit: usize,
+        session: &SessionConfig,
         metrics: Arc<Metrics>,
     ) -> Mailbox<BackendLink> {
-        let link = BackendLink::new(config, in_flight_limit, metrics);
+        if !session.shortcut {
+            log::info!(
+                "shortcut off ([session] shortcut = false): every live update crosses its Agent's or the BackendLink's mailbox"
+            );
+        }
+        let link = BackendLink::new(config, session, metrics);
         let probe = Arc::clone(&link.probe);
-        let shortcut = Arc::clone(&link.shortcut);
+        let shortcut = Arc::clone(link.delivery.shortcut());
         Mailbox::new(link.start(), probe).with_shortcut(shortcut)
     }
 
-    fn set_connected(&mut self, session: Option<Mailbox<WsSession>>) {
-        let changed = self.session.is_some() != session.is_some();
-        // A waiter armed on the old socket's flow no longer matters.
-        self.awaiting_room = false;
-        self.metrics.backend_connected.set(session.is_some() as i64);
-        self.session = session;
-        self.refresh_shortcut();
-        if let (true, Some(n)) = (changed, &self.network) {
+    /// Announces a backend connecting or going away.
+    fn connected_changed(&self) {
+        let connected = self.delivery.socket().is_some();
+        self.metrics.backend_connected.set(connected as i64);
+        if let Some(n) = &self.network {
             n.do_send(Publish(SwitchEvent::Backend {
                 ts: crate::now_secs(),
-                connected: self.session.is_some(),
+                connected,
             }));
         }
-    }
-
-    /// Opens the shortcut exactly while a packet for the backend would be
-    /// written at once: a socket is bound and the outbox is empty. Called
-    /// after every change of either.
-    fn refresh_shortcut(&self) {
-        match &self.session {
-            Some(s) if self.outbox.is_empty() => self.shortcut.open(s),
-            _ => self.shortcut.close(),
-        }
-        // Connected and still keeping packets: the socket was full. Senders
-        // hold back until the outbox is empty (see `Shortcut::until_room`).
-        self.shortcut
-            .set_full(self.session.is_some() && !self.outbox.is_empty());
-    }
-
-    /// The backend socket, if it can take more now.
-    fn writable(&self) -> Option<Mailbox<WsSession>> {
-        self.session
-            .as_ref()
-            .filter(|s| s.in_flight() < self.in_flight_limit)
-            .cloned()
     }
 
     /// Writes to the backend, or keeps the packet in order until it can
     /// take it (or the next backend connects).
     fn deliver(&mut self, packet: Packet, ctx: &mut Context<Self>) {
-        if self.outbox.is_empty() {
-            if let Some(s) = self.writable() {
-                match deliver(&s, packet, TO_BACKEND) {
-                    Ok(()) => return,
-                    Err(packet) => {
-                        log::warn!("backend socket gone without notice; queueing for the next one");
-                        self.set_connected(None);
-                        self.keep(packet);
-                        return;
-                    }
-                }
-            }
-        }
-        self.keep(packet);
-        self.drain(ctx);
+        let sent = self.with_outbox(|d| d.send(packet));
+        let step = self.performed(sent);
+        self.follow(step, ctx);
     }
 
     /// Sends waiting packets, in order, while the backend keeps up.
     fn drain(&mut self, ctx: &mut Context<Self>) {
-        let mut sent = 0usize;
-        while let Some(s) = self.writable() {
-            let Some((p, weight)) = self.outbox.pop_weighed() else {
-                break;
-            };
-            if let Err(packet) = deliver(&s, p, TO_BACKEND) {
-                self.outbox.push_front_weighed(packet, weight);
+        let step = self.with_outbox(Delivery::drain);
+        self.follow(step, ctx);
+    }
+
+    fn follow(&mut self, step: Step, ctx: &mut Context<Self>) {
+        match step {
+            Step::Idle => {}
+            Step::WaitForRoom { at } => wait_for_room(&mut self.delivery, &self.probe, at, ctx),
+            Step::Lost => {
                 log::warn!("backend socket gone without notice; queueing for the next one");
-                self.set_connected(None);
-                break;
+                self.connected_changed();
             }
-            sent += 1;
-        }
-        if sent > 0 {
-            self.note_depth();
-        }
-        self.refresh_shortcut();
-        if self.outbox.is_empty() || self.awaiting_room {
-            return;
-        }
-        // The socket is full: go on once it has taken half of its bound,
-        // so the outbox drains in batches rather than a packet per pull.
-        if let Some(s) = &self.session {
-            self.awaiting_room = resume_when_room(s, &self.probe, self.in_flight_limit / 2, ctx);
         }
     }
 
-    fn note_depth(&self) {
-        self.metrics
-            .backend_outbox_depth
-            .set(self.outbox.len() as i64);
-        self.metrics
-            .backend_outbox_bytes
-            .set(self.outbox.bytes() as i64);
+    /// Runs `f` on the delivery and sets the outbox gauges if the outbox
+    /// changed meanwhile.
+    fn with_outbox<T>(&mut self, f: impl FnOnce(&mut Delivery<PeerSocket>) -> T) -> T {
+        let q = self.delivery.queue();
+        let (len, bytes) = (q.len(), q.bytes());
+        let out = f(&mut self.delivery);
+        let q = self.delivery.queue();
+        if (q.len(), q.bytes()) != (len, bytes) {
+            self.metrics.backend_outbox_depth.set(q.len() as i64);
+            self.metrics.backend_outbox_bytes.set(q.bytes() as i64);
+        }
+        out
     }
 
-    fn keep(&mut self, mut packet: Packet) {
-        packet.detach();
-        let weight = packet.weight();
-        let dropped = if packet.packet_type == PacketType::LogError {
-            match self.outbox.push_spare(packet, weight) {
-                Ok(dropped) => dropped,
-                Err(refused) => {
-                    self.metrics.dropped(drop_reason::LOG_ERROR_SHARE, 1);
-                    if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
-                        log::warn!(
-                            "backend outbox: `log_error` reports hold their share ({} of {} packets): dropped the newest, for {}{}",
-                            self.outbox.spare(),
-                            self.outbox.limit(),
-                            refused.subject_id,
-                            held_note(held)
-                        );
-                    }
-                    return;
-                }
-            }
-        } else {
-            self.outbox.push_weighed(packet, weight)
-        };
-        // Something waits here now: no sender may pass it.
-        self.refresh_shortcut();
-        if !dropped.is_empty() {
-            self.metrics
-                .dropped(drop_reason::BACKEND_OUTBOX_FULL, dropped.len() as u64);
+    /// Counts and logs what keeping a packet refused or pushed out.
+    fn performed(&mut self, out: Outcome) -> Step {
+        let outbox = self.delivery.queue();
+        if let Some(refused) = out.refused {
+            self.metrics.dropped(drop_reason::LOG_ERROR_SHARE, 1);
             if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
-                let old = &dropped[0];
+                log::warn!(
+                    "backend outbox: `log_error` reports hold their share ({} of {} packets): dropped the newest, for {}{}",
+                    outbox.spare(),
+                    outbox.limit(),
+                    refused.subject_id,
+                    held_note(held)
+                );
+            }
+        }
+        if let Some(o) = out.overflow {
+            self.metrics
+                .dropped(drop_reason::BACKEND_OUTBOX_FULL, o.dropped.len() as u64);
+            if let Some(held) = self.overflow_log.admit(std::time::Instant::now()) {
+                let old = &o.dropped[0];
                 log::warn!(
                     "backend outbox full ({} packets, {} bytes at most): dropped its oldest `{}` packet for {}{}",
-                    self.outbox.limit(),
-                    self.outbox.bytes_limit(),
+                    outbox.limit(),
+                    outbox.bytes_limit(),
                     old.packet_type.as_str(),
                     old.subject_id,
                     held_note(held)
                 );
             }
         }
-        self.note_depth();
+        out.step
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if !self.outbox.is_empty() {
+        if !self.delivery.queue().is_empty() {
             log::info!(
                 "backend connected: delivering {} queued packets",
-                self.outbox.len()
+                self.delivery.queue().len()
             );
         }
         self.drain(ctx);
@@ -261,8 +208,8 @@ impl Handler<Resume> for BackendLink {
     fn handle(&mut self, _: Resume, ctx: &mut Context<Self>) {
         // Sent from the transport's side, not through a `Mailbox`.
         let _h = self.probe.handling_unqueued("Resume");
-        self.awaiting_room = false;
-        self.drain(ctx);
+        let step = self.with_outbox(Delivery::resume);
+        self.follow(step, ctx);
     }
 }
 
@@ -277,16 +224,18 @@ impl Handler<BackendAlive> for BackendLink {
     type Result = ();
     fn handle(&mut self, msg: BackendAlive, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("BackendAlive");
-        if let Some(old) = &self.session {
-            if old.same(&msg.session) {
-                return;
+        match self.delivery.bind(PeerSocket::to_backend(msg.session)) {
+            Bound::Same => return,
+            Bound::Replaced(old) => {
+                log::info!("a newer backend socket replaces the current one");
+                old.session
+                    .do_send(CloseSocket::normal("replaced by a newer backend socket"));
             }
-            log::info!("a newer backend socket replaces the current one");
-            old.do_send(CloseSocket::normal("replaced by a newer backend socket"));
-        } else {
-            log::info!("backend connected");
+            Bound::New => {
+                log::info!("backend connected");
+                self.connected_changed();
+            }
         }
-        self.set_connected(Some(msg.session));
         self.flush(ctx);
     }
 }
@@ -302,9 +251,10 @@ impl Handler<BackendClosed> for BackendLink {
     type Result = ();
     fn handle(&mut self, msg: BackendClosed, _: &mut Context<Self>) {
         let _h = self.probe.handling("BackendClosed");
-        if matches!(&self.session, Some(s) if s.same(&msg.session)) {
+        if matches!(self.delivery.socket(), Some(s) if s.session.same(&msg.session)) {
             log::warn!("backend disconnected; packets for it wait in the outbox");
-            self.set_connected(None);
+            self.delivery.unbind();
+            self.connected_changed();
         }
     }
 }
@@ -371,20 +321,13 @@ impl Handler<CancelRequest> for BackendLink {
         // Its packet, if it still waits for the backend, must not reach it
         // later: the HTTP request has been answered 408 already.
         let id = msg.request_id.as_str();
-        let removed = self.outbox.remove_where(|p| {
-            matches!(
-                p.packet_type,
-                PacketType::RegisterAgent | PacketType::SubmitOnboarding
-            ) && p.data_str("request_id").as_deref() == Some(id)
-        });
+        let removed = self.with_outbox(|d| d.remove_where(|p| is_request(p, |r| r == id)));
         if removed > 0 {
             self.metrics
                 .dropped(drop_reason::STALE_REQUEST, removed as u64);
             log::info!(
                 "request {id}: timed out while waiting for the backend; removed from the outbox"
             );
-            self.note_depth();
-            self.refresh_shortcut();
         }
     }
 }
@@ -437,8 +380,8 @@ impl Handler<GetBackendInfo> for BackendLink {
     fn handle(&mut self, _: GetBackendInfo, _: &mut Context<Self>) -> Self::Result {
         let _h = self.probe.handling("GetBackendInfo");
         MessageResult(BackendInfo {
-            connected: self.session.is_some(),
-            outbox_depth: self.outbox.len(),
+            connected: self.delivery.socket().is_some(),
+            outbox_depth: self.delivery.queue().len(),
             pending_requests: self.pending.len(),
         })
     }
@@ -479,17 +422,10 @@ impl Handler<CloseRequests> for BackendLink {
             .router_refused
             .with_label_values(&[crate::metrics::refusal::SHUTTING_DOWN])
             .inc_by(ids.len() as u64);
-        let removed = self.outbox.remove_where(|p| {
-            matches!(
-                p.packet_type,
-                PacketType::RegisterAgent | PacketType::SubmitOnboarding
-            ) && p.data_str("request_id").is_some_and(|id| ids.contains(&id))
-        });
+        let removed = self.with_outbox(|d| d.remove_where(|p| is_request(p, |r| ids.contains(r))));
         if removed > 0 {
             self.metrics
                 .dropped(drop_reason::STALE_REQUEST, removed as u64);
-            self.note_depth();
-            self.refresh_shortcut();
         }
         log::info!(
             "stopping: {} requests waiting for the backend answered 503",
@@ -511,7 +447,8 @@ impl Handler<ExportOutbox> for BackendLink {
     fn handle(&mut self, msg: ExportOutbox, _: &mut Context<Self>) -> Self::Result {
         let _h = self.probe.handling("ExportOutbox");
         MessageResult(
-            self.outbox
+            self.delivery
+                .queue()
                 .iter()
                 .map(|p| StoredPacket::of(p, msg.now_secs))
                 .collect(),
@@ -529,10 +466,20 @@ impl Handler<RestoreOutbox> for BackendLink {
     type Result = ();
     fn handle(&mut self, msg: RestoreOutbox, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("RestoreOutbox");
-        let newer: Vec<_> = self.outbox.take_all().into_iter().collect();
+        let newer = self.with_outbox(Delivery::take_all);
         for p in msg.0.into_iter().chain(newer) {
-            self.keep(p);
+            let kept = self.with_outbox(|d| d.keep(p));
+            let _ = self.performed(kept);
         }
         self.drain(ctx);
     }
+}
+
+/// A request's packet (`register_agent`, `submit_onboarding`) whose
+/// `request_id` `matches`.
+fn is_request(p: &Packet, matches: impl Fn(&str) -> bool) -> bool {
+    matches!(
+        p.packet_type,
+        PacketType::RegisterAgent | PacketType::SubmitOnboarding
+    ) && p.data_str("request_id").is_some_and(|id| matches(&id))
 }

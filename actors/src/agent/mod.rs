@@ -9,7 +9,12 @@
 //! ```
 //!
 //! and for live updates, while the `BackendLink` or the `Agent` holds
-//! nothing back, session to session by its `Shortcut` (see `shortcut.rs`).
+//! nothing back, session to session by its `Shortcut` (see `shortcut.rs`;
+//! `[session] shortcut = false` turns it off).
+//!
+//! Both owners of a socket, `Agent` and `BackendLink`, deliver by one rule:
+//! their `Delivery` (`delivery.rs`) owns the bound socket, the bounded
+//! queue in front of it and the shortcut's state, and says what to do next.
 //!
 //! `NetworkManager` is asked only to find or create an agent (the first
 //! packet of a socket, or for an agent the backend session has not cached
@@ -18,6 +23,7 @@
 mod actor;
 mod backend;
 pub mod claims;
+mod delivery;
 #[cfg(test)]
 mod model_tests;
 pub mod outbox;
@@ -43,8 +49,8 @@ pub use backend::{
 };
 pub use claims::{BackendGate, BackendRefusal, ClaimError, Claims, Role};
 pub use session::{
-    deliver, AgentBound, ClaimRefused, CloseSocket, Deliver, ProbeLiveness, SessionOrigin,
-    WsSession, TO_AGENT, TO_BACKEND,
+    deliver, AgentBound, ClaimRefused, CloseSocket, Deliver, PeerSocket, ProbeLiveness,
+    SessionOrigin, WsSession, TO_AGENT, TO_BACKEND,
 };
 pub use shortcut::{Detour, Relay, Shortcut, Ticket};
 pub use snapshot::StateConfig;
@@ -58,22 +64,23 @@ use crate::network::NetworkManager;
 #[rtype(result = "()")]
 pub struct Resume;
 
-/// Asks `session`'s `Flow` to send the actor of `ctx` (known to the flow by
-/// its `owner` probe) a [`Resume`] once at most `at` bytes are in flight
-/// (at once if that is already so), instead of the owner looking again and
-/// again. False if the session counts no flow (then it never fills up).
-fn resume_when_room<A>(
-    session: &Mailbox<WsSession>,
+/// [`delivery::Step::WaitForRoom`]: asks the bound socket's `Flow` to send
+/// the actor of `ctx` (known to the flow by its `owner` probe) a [`Resume`]
+/// once at most `at` bytes are in flight (at once if that is already so),
+/// instead of the owner looking again and again. A session that counts no
+/// flow never fills up: the owner's next packet looks again.
+fn wait_for_room<A>(
+    delivery: &mut delivery::Delivery<PeerSocket>,
     owner: &Arc<crate::metrics::ActorProbe>,
     at: u64,
     ctx: &mut actix::Context<A>,
-) -> bool
-where
+) where
     A: actix::Actor<Context = actix::Context<A>> + actix::Handler<Resume>,
 {
     use actix::AsyncContext;
-    let Some(flow) = session.flow() else {
-        return false;
+    let Some(flow) = delivery.socket().and_then(|s| s.session.flow()) else {
+        delivery.not_waiting();
+        return;
     };
     // Weak: a waiter left on a flow must not keep its owner alive.
     let me = ctx.address().downgrade();
@@ -83,7 +90,6 @@ where
             me.do_send(Resume);
         }
     });
-    true
 }
 
 fn secs(s: f64) -> Duration {
@@ -200,6 +206,10 @@ pub struct SessionConfig {
     /// which a socket's packets are refused (`overloaded`) rather than
     /// queued without bound.
     pub max_mailbox_depth: u64,
+    /// Live updates pass their `Agent` or the `BackendLink` while it holds
+    /// nothing back (its `Shortcut`); false: every packet crosses its
+    /// owner's mailbox, so the shortcut's gain can be measured.
+    pub shortcut: bool,
     /// Top-level fields a packet may have; past it the packet is refused
     /// before its fields are looked at (work per packet stays linear).
     pub max_packet_fields: usize,
@@ -218,6 +228,7 @@ impl Default for SessionConfig {
             ping_timeout_secs: 60.0,
             max_in_flight_bytes: 1024 * 1024,
             max_mailbox_depth: 10_000,
+            shortcut: true,
             max_packet_fields: 64,
             max_agent_id_bytes: 256,
             max_agents_per_socket: 4,

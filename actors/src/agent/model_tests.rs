@@ -1,5 +1,5 @@
 //! Model tests of the router's plain state (PROTOCOL 1.3, 1.4, 1.5):
-//! random operation sequences on `AgentState`'s queue, the backend
+//! random operation sequences on a `Delivery` (queue, socket, shortcut), the backend
 //! `Outbox`, a socket's `Claims`, the takeover rule and the status sweeps,
 //! each checked against a simple model after every step: order kept,
 //! nothing lost that was not counted as dropped, every bound held.
@@ -8,29 +8,34 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::claims::{judge_claim, ClaimError, Claims, Holder, Role, Verdict};
+use super::delivery::fake::FakeSocket;
+use super::delivery::{Bound, Delivery, Socket, Step};
 use super::outbox::Outbox;
-use super::state::{AgentState, Enqueued};
 use crate::network::routing::{StatusSweeps, SweepDecision};
 use crate::wire::{Packet, PacketType};
 
 #[derive(Debug, Clone)]
-enum QueueOp {
-    /// Keep a packet with this much padding.
-    Push(usize),
-    /// Deliver the head.
-    Pop,
-    /// Take the head and put it back (a socket that died under it).
-    Bounce,
-    /// Deliver everything (a socket came and kept up).
-    Flush,
+enum DeliveryOp {
+    /// The owner gets a packet with this much padding.
+    Send(usize),
+    /// A socket binds: a new one, or the bound one again.
+    Bind { fresh: bool },
+    /// The bound socket closes, and says so.
+    Unbind,
+    /// The peer takes everything written; its flow tells the owner if it
+    /// waits for room.
+    Take,
+    /// The socket dies without telling: the next write finds out.
+    Die,
 }
 
-fn queue_op() -> impl Strategy<Value = QueueOp> {
+fn delivery_op() -> impl Strategy<Value = DeliveryOp> {
     prop_oneof![
-        4 => (0usize..3000).prop_map(QueueOp::Push),
-        2 => Just(QueueOp::Pop),
-        1 => Just(QueueOp::Bounce),
-        1 => Just(QueueOp::Flush),
+        8 => (0usize..600).prop_map(DeliveryOp::Send),
+        1 => any::<bool>().prop_map(|fresh| DeliveryOp::Bind { fresh }),
+        1 => Just(DeliveryOp::Unbind),
+        3 => Just(DeliveryOp::Take),
+        1 => Just(DeliveryOp::Die),
     ]
 }
 
@@ -49,57 +54,112 @@ fn seq(p: &Packet) -> u64 {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
-    /// An agent's queue: delivered in the order kept, each packet either
-    /// delivered, dropped (reported) or still held, within both bounds.
+    /// One owner's delivery (an agent's queue and socket): every packet is
+    /// written, dropped (handed back to report) or still kept; what is
+    /// written and kept is in the order sent; both bounds hold; nothing
+    /// waits unless the owner waits for room; the shortcut is open exactly
+    /// while a socket is bound and nothing is kept.
     #[test]
-    fn agent_queue_keeps_order_and_bounds(
+    fn delivery_keeps_order_bounds_and_the_shortcut_invariant(
         limit in 1usize..20,
         bytes_limit in 500usize..20_000,
-        ops in proptest::collection::vec(queue_op(), 1..200),
+        in_flight_limit in 100u64..3000,
+        allowed in any::<bool>(),
+        ops in proptest::collection::vec(delivery_op(), 1..200),
     ) {
-        let mut s = AgentState::bounded("a", limit, bytes_limit);
+        let mut d: Delivery<FakeSocket> =
+            Delivery::new(Outbox::with_bytes(limit, bytes_limit), in_flight_limit, allowed);
+        let mut sockets: Vec<FakeSocket> = Vec::new();
+        let mut waiting = false;
         let (mut next, mut delivered, mut dropped) = (0u64, Vec::new(), Vec::new());
         for op in ops {
-            match op {
-                QueueOp::Push(pad) => {
-                    let p = packet(next, pad);
+            let step = match op {
+                DeliveryOp::Send(pad) => {
+                    let out = d.send(packet(next, pad));
                     next += 1;
-                    match s.enqueue(p) {
-                        Enqueued::Kept => {}
-                        Enqueued::DroppedOldest(old) => {
-                            prop_assert!(!old.is_empty());
-                            dropped.extend(old.iter().map(seq));
-                        }
+                    prop_assert!(out.refused.is_none());
+                    if let Some(o) = out.overflow {
+                        prop_assert!(!o.dropped.is_empty());
+                        prop_assert_eq!(o.held, d.queue().len().max(o.held));
+                        dropped.extend(o.dropped.iter().map(seq));
+                    }
+                    out.step
+                }
+                DeliveryOp::Bind { fresh } => {
+                    let s = match (fresh, d.socket()) {
+                        (false, Some(s)) => s.clone(),
+                        _ => FakeSocket::default(),
+                    };
+                    sockets.push(s.clone());
+                    match d.bind(s) {
+                        Bound::Same => {}
+                        Bound::New | Bound::Replaced(_) => waiting = false,
+                    }
+                    d.drain()
+                }
+                DeliveryOp::Unbind => {
+                    d.unbind();
+                    waiting = false;
+                    Step::Idle
+                }
+                DeliveryOp::Take => {
+                    for s in &sockets {
+                        s.take();
+                    }
+                    if waiting {
+                        waiting = false;
+                        d.resume()
+                    } else {
+                        Step::Idle
                     }
                 }
-                QueueOp::Pop => {
-                    if let Some(p) = s.queue.pop() {
-                        delivered.push(seq(&p));
+                DeliveryOp::Die => {
+                    if let Some(s) = d.socket() {
+                        s.close();
                     }
+                    Step::Idle
                 }
-                QueueOp::Bounce => {
-                    if let Some((p, w)) = s.queue.pop_weighed() {
-                        s.queue.push_front_weighed(p, w);
-                    }
+            };
+            match step {
+                Step::Idle => {}
+                Step::WaitForRoom { .. } => {
+                    prop_assert!(!waiting, "asked to wait twice");
+                    waiting = true;
                 }
-                QueueOp::Flush => delivered.extend(s.queue.take_all().iter().map(seq)),
+                Step::Lost => {
+                    prop_assert!(d.socket().is_none());
+                    waiting = false;
+                }
             }
-            let held: Vec<u64> = s.queue.iter().map(seq).collect();
-            let weights: usize = s.queue.iter().map(Packet::weight).sum();
-            prop_assert_eq!(s.queue.bytes(), weights);
-            prop_assert!(s.queue.len() <= limit);
-            prop_assert!(s.queue.bytes() <= bytes_limit || s.queue.len() == 1);
-            // Nothing lost: every packet made is delivered, dropped or held.
+            for s in &sockets {
+                delivered.extend(s.written().iter().map(seq));
+            }
+            let q = d.queue();
+            let held: Vec<u64> = q.iter().map(seq).collect();
+            let weights: usize = q.iter().map(Packet::weight).sum();
+            prop_assert_eq!(q.bytes(), weights);
+            prop_assert!(q.len() <= limit);
+            prop_assert!(q.bytes() <= bytes_limit || q.len() == 1);
+            // Nothing lost: every packet made is written, dropped or kept.
             let mut all: Vec<u64> = delivered.iter().chain(&dropped).chain(&held).copied().collect();
             all.sort_unstable();
             prop_assert_eq!(all, (0..next).collect::<Vec<_>>());
-            // Order: what was delivered, then what is held, ascending; drops
+            // Order: what was written, then what is kept, ascending; drops
             // are always the oldest.
             let out: Vec<u64> = delivered.iter().chain(&held).copied().collect();
             prop_assert!(out.windows(2).all(|w| w[0] < w[1]), "order {:?}", out);
             if let (Some(d), Some(h)) = (dropped.iter().max(), held.first()) {
                 prop_assert!(d < h);
             }
+            // No stall: packets kept for a bound socket wait for its room.
+            if d.socket().is_some() && !q.is_empty() {
+                prop_assert!(waiting, "kept with a socket and nobody waiting");
+                prop_assert!(d.socket().is_some_and(|s| s.in_flight() >= in_flight_limit));
+            }
+            // The shortcut: open exactly while a packet would be written
+            // at once (the socket's room is looked at by each sender).
+            let open = allowed && d.socket().is_some() && q.is_empty();
+            prop_assert_eq!(d.shortcut().is_open(), open);
         }
     }
 

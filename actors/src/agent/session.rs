@@ -25,6 +25,7 @@ use bytestring::ByteString;
 use serde_json::json;
 
 use super::claims::{ClaimError, Claims, Role};
+use super::delivery::Socket;
 use super::{
     Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, Detour, Relay,
     RouterContext, SocketClosed,
@@ -357,24 +358,13 @@ impl WsSession {
         });
     }
 
-    fn in_flight_limit(&self) -> u64 {
-        self.rctx.config.session.max_in_flight_bytes as u64
-    }
-
     fn route_to_backend(&mut self, packet: Packet, ctx: &mut ws::WebsocketContext<Self>) {
         let backend = &self.rctx.backend;
         let packet = match backend.shortcut() {
-            Some(sc) => {
-                match sc.send(
-                    &self.backend_detour,
-                    packet,
-                    TO_BACKEND,
-                    self.in_flight_limit(),
-                ) {
-                    Ok(()) => return,
-                    Err(p) => p,
-                }
-            }
+            Some(sc) => match sc.send(&self.backend_detour, packet) {
+                Ok(()) => return,
+                Err(p) => p,
+            },
             None => packet,
         };
         backend.do_send(Relay {
@@ -413,7 +403,6 @@ impl WsSession {
     }
 
     fn route_to_agent(&mut self, packet: Packet) {
-        let limit = self.in_flight_limit();
         // While packets for this agent are still on their way through the
         // manager, the next ones follow them there: straight to the agent
         // (or past it) they could overtake them.
@@ -436,7 +425,7 @@ impl WsSession {
                 // the agent's to see.
                 let packet = match bound.agent.shortcut() {
                     Some(sc) if packet.packet_type == PacketType::ClientBoundLiveUpdate => {
-                        match sc.send(&bound.detour, packet, TO_AGENT, limit) {
+                        match sc.send(&bound.detour, packet) {
                             Ok(()) => return,
                             Err(p) => p,
                         }
@@ -667,6 +656,45 @@ pub fn deliver(
             Ok(())
         }
         Err(_) => Err(packet),
+    }
+}
+
+/// A session's socket as an owner (`Agent`, `BackendLink`) writes to it:
+/// its mailbox, with the socket's flow, and the direction its packets are
+/// counted under.
+#[derive(Clone)]
+pub struct PeerSocket {
+    pub session: Mailbox<WsSession>,
+    direction: &'static str,
+}
+
+impl PeerSocket {
+    pub fn to_agent(session: Mailbox<WsSession>) -> Self {
+        PeerSocket {
+            session,
+            direction: TO_AGENT,
+        }
+    }
+
+    pub fn to_backend(session: Mailbox<WsSession>) -> Self {
+        PeerSocket {
+            session,
+            direction: TO_BACKEND,
+        }
+    }
+}
+
+impl Socket for PeerSocket {
+    fn send(&self, packet: Packet) -> Result<(), Packet> {
+        deliver(&self.session, packet, self.direction)
+    }
+
+    fn in_flight(&self) -> u64 {
+        self.session.in_flight()
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        self.session.same(&other.session)
     }
 }
 

@@ -1,39 +1,75 @@
-//! `Shortcut`: the way past an `Agent` or the `BackendLink` for live
-//! updates that need nothing from it.
+//! `Shortcut`: the one way past an owner (an `Agent`, the `BackendLink`)
+//! for live updates that need nothing from it (PROTOCOL 1.2), and the one
+//! place where router actors share a lock instead of a mailbox.
 //!
 //! In steady state a live update only crosses its owner (`Agent` for
 //! `client_bound_live_update`, `BackendLink` for
-//! `mephisto_bound_live_update`) to be written to a socket: each crossing is
-//! one more mailbox and one more thread wake-up per packet. So the owner,
-//! which alone decides whether its socket may be written to now, publishes
-//! that socket here while (and only while) it holds nothing back: a socket
-//! is bound, it keeps up (`Flow`), and nothing waits in the owner's queue.
-//! Sessions then write to that socket directly.
+//! `mephisto_bound_live_update`) to be written to a socket: each crossing
+//! is one more mailbox and one more thread wake-up per packet. So the
+//! owner publishes its socket here, and sessions write to it directly.
 //!
-//! Order per sender is kept with a [`Detour`]: a sender that handed packets
-//! to the owner goes direct again only once the owner has passed all of
-//! them on (delivered, or queued, which closes the shortcut first).
+//! # The invariant
 //!
-//! An owner whose socket is connected but full also says so here
-//! ([`Shortcut::set_full`]): a sender that had to hand it a packet then
-//! stops reading its own socket until the owner's queue is empty again
+//! **The shortcut is open exactly while its owner would write a packet to
+//! its socket at once itself**: a socket is bound, nothing waits in the
+//! owner's queue (PROTOCOL 1.3, 1.4), the owner is not retired, and the
+//! switch runs with `[session] shortcut = true`. Whether the socket keeps
+//! up is looked at by each sender as it writes: past the in-flight bound
+//! it hands the packet to the owner, which queues it, and queueing closes
+//! the shortcut.
+//!
+//! - **Who opens and closes it: the owner only.** Its `Delivery`
+//!   (`delivery.rs`) holds the socket and the queue and calls
+//!   [`Shortcut::publish`] after every change of either (bind, unbind, a
+//!   packet kept, the queue drained, retirement). Senders only read it.
+//! - **What keeps order: the [`Detour`].** Each sender counts the packets it
+//!   handed to the owner (a [`Relay`] carrying a [`Ticket`]) that the owner
+//!   has not passed on yet; while any are left it hands the owner its next
+//!   packets too. So a sender's packet never overtakes its earlier one:
+//!   either both crossed the owner's mailbox in order, or the earlier one
+//!   was already passed on (written, or queued, which closed the shortcut
+//!   first). Packets the owner must see (status changes) always cross it,
+//!   with a ticket, so the live updates behind them follow them. Packets of
+//!   different senders have no order to keep between them.
+//! - **Why the read lock is enough.** Senders write while holding the read
+//!   lock (many at once: writing is a send to the socket's mailbox, which is
+//!   thread-safe); the owner changes the target under the write lock. So
+//!   when the owner's close returns, no sender is between reading the
+//!   target and writing to it: every packet written by the shortcut is
+//!   already in the socket's mailbox, and what the owner queues or writes
+//!   next comes after it. A ticket is released (`Release`) after the owner
+//!   closed the shortcut for its packet, and read (`Acquire`) by the sender
+//!   before it looks: a sender that sees its last ticket gone sees that
+//!   close too.
+//!
+//! With `[session] shortcut = false` (`--no-shortcut`) the owner never
+//! opens it: every packet crosses its owner's mailbox, and nothing else
+//! changes, so the shortcut's gain can be measured.
+//!
+//! An owner whose socket is connected but full also says so here (part of
+//! [`Shortcut::publish`]): a sender that had to hand it a packet then stops
+//! reading its own socket until the owner's queue is empty again
 //! ([`Shortcut::until_room`]), so the peers that send wait in their own TCP
 //! buffers instead of in the owner's queue, and the owner is not asked to
-//! handle every packet while it is the slowest part of the path.
+//! handle every packet while it is the slowest part of the path. The
+//! session does this for the `BackendLink`, with or without the shortcut.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::session::{deliver, WsSession};
-use crate::metrics::Mailbox;
+use super::delivery::Socket;
+use super::session::PeerSocket;
 use crate::wire::Packet;
 
-pub struct Shortcut {
-    target: RwLock<Option<Mailbox<WsSession>>>,
+pub struct Shortcut<S = PeerSocket> {
+    target: RwLock<Option<S>>,
+    /// Bytes in flight on the target past which a sender hands its packet
+    /// to the owner instead (the owner's own bound).
+    in_flight_limit: u64,
     /// True while the owner keeps packets because its connected socket is
     /// full (not while it has no socket: then its queue is the place for
     /// them).
@@ -43,25 +79,48 @@ pub struct Shortcut {
     episode: AtomicU64,
 }
 
-impl Default for Shortcut {
-    fn default() -> Self {
-        Shortcut {
-            target: RwLock::new(None),
-            full: watch::Sender::new(false),
-            episode: AtomicU64::new(0),
-        }
-    }
-}
-
 /// The longest a sender stops reading for a full owner: past it, it reads
 /// on and its packets wait in the owner's bounded queue until the owner's
 /// socket has room again, so a peer that never reads again costs each
 /// sender one second, not its socket.
 pub const MAX_PAUSE: Duration = Duration::from_secs(1);
 
-impl Shortcut {
-    /// The owner's socket is connected and full (`true`), or not.
-    pub fn set_full(&self, full: bool) {
+impl<S: Socket> Shortcut<S> {
+    /// Closed, for a socket bounded at `in_flight_limit` bytes in flight.
+    pub fn new(in_flight_limit: u64) -> Self {
+        Shortcut {
+            target: RwLock::new(None),
+            in_flight_limit,
+            full: watch::Sender::new(false),
+            episode: AtomicU64::new(0),
+        }
+    }
+
+    /// The owner's decision, made by its `Delivery` and nowhere else:
+    /// `open` is the socket senders may write to (None: everything goes
+    /// through the owner), `full` whether its connected socket is full.
+    pub(super) fn publish(&self, open: Option<&S>, full: bool) {
+        {
+            // A panic elsewhere cannot leave a half-written `Option`.
+            let mut t = self.target.write().unwrap_or_else(PoisonError::into_inner);
+            match open {
+                Some(to) if matches!(&*t, Some(cur) if cur.same(to)) => {}
+                Some(to) => *t = Some(to.clone()),
+                None => *t = None,
+            }
+        }
+        self.set_full(full);
+    }
+
+    /// Whether senders may write past the owner now.
+    pub fn is_open(&self) -> bool {
+        self.target
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn set_full(&self, full: bool) {
         self.full.send_if_modified(|f| {
             if *f == full {
                 return false;
@@ -92,43 +151,19 @@ impl Shortcut {
         self.episode.load(Ordering::Relaxed)
     }
 
-    /// The owner holds nothing back and `to` is its live socket.
-    pub fn open(&self, to: &Mailbox<WsSession>) {
-        if let Ok(mut t) = self.target.write() {
-            if !matches!(&*t, Some(cur) if cur.same(to)) {
-                *t = Some(to.clone());
-            }
-        }
-    }
-
-    /// The owner queues, or has no socket: everything goes through it.
-    pub fn close(&self) {
-        if let Ok(mut t) = self.target.write() {
-            *t = None;
-        }
-    }
-
     /// Writes `packet` straight to the owner's socket if the shortcut is
     /// open, this sender has nothing left with the owner, and the socket
-    /// has fewer than `in_flight_limit` bytes in flight. Hands the packet
-    /// back otherwise.
-    pub fn send(
-        &self,
-        detour: &Detour,
-        packet: Packet,
-        direction: &'static str,
-        in_flight_limit: u64,
-    ) -> Result<(), Packet> {
+    /// has fewer than the owner's bound of bytes in flight. Hands the
+    /// packet back otherwise (for the owner, in a [`Relay`]).
+    pub fn send(&self, detour: &Detour, packet: Packet) -> Result<(), Packet> {
         // Acquire: pairs with the owner's release when it let go of this
         // sender's last packet, so a shortcut closed before that is seen.
         if detour.pending() != 0 {
             return Err(packet);
         }
-        let Ok(t) = self.target.read() else {
-            return Err(packet);
-        };
+        let t = self.target.read().unwrap_or_else(PoisonError::into_inner);
         match &*t {
-            Some(s) if s.in_flight() < in_flight_limit => deliver(s, packet, direction),
+            Some(s) if s.in_flight() < self.in_flight_limit => s.send(packet),
             _ => Err(packet),
         }
     }

@@ -1,11 +1,10 @@
-//! `AgentState`: the decisions of PROTOCOL 1.3, without a runtime.
+//! `AgentState`: the decisions of PROTOCOL 1.3 about status and liveness,
+//! without a runtime.
 //!
 //! The `Agent` actor owns one of these and performs what it decides
-//! (sending, scheduling timers); every rule lives here and is unit-tested
-//! with plain numbers for the clock.
-
-use super::outbox::Outbox;
-use crate::wire::Packet;
+//! (scheduling timers, telling the backend); every rule lives here and is
+//! unit-tested with plain numbers for the clock. The agent's queue of
+//! undelivered packets is its `Delivery`'s (`delivery.rs`).
 
 pub const STATUS_NONE: &str = "none";
 pub const STATUS_DISCONNECT: &str = "disconnect";
@@ -21,33 +20,16 @@ pub struct AgentState {
     pub last_ping_ms: i64,
     /// Seconds since the epoch when the last socket went away.
     pub disconnect_time: Option<f64>,
-    pub queue: Outbox<Packet>,
-}
-
-/// What happened to a packet handed to `enqueue`.
-#[derive(Debug, PartialEq)]
-pub enum Enqueued {
-    Kept,
-    /// The queue was full (in items or in bytes): its oldest packets had
-    /// to go, oldest first.
-    DroppedOldest(Vec<Packet>),
 }
 
 impl AgentState {
-    pub fn new(agent_id: impl Into<String>, queue_limit: usize) -> Self {
-        AgentState::bounded(agent_id, queue_limit, usize::MAX)
-    }
-
-    /// An agent whose queue holds at most `queue_limit` packets and
-    /// `queue_bytes` bytes of them.
-    pub fn bounded(agent_id: impl Into<String>, queue_limit: usize, queue_bytes: usize) -> Self {
+    pub fn new(agent_id: impl Into<String>) -> Self {
         AgentState {
             agent_id: agent_id.into(),
             status: STATUS_NONE.to_string(),
             is_alive: false,
             last_ping_ms: 0,
             disconnect_time: None,
-            queue: Outbox::with_bytes(queue_limit, queue_bytes),
         }
     }
 
@@ -96,17 +78,6 @@ impl AgentState {
         false
     }
 
-    /// Keeps a packet for later delivery, dropping the oldest past the bound.
-    pub fn enqueue(&mut self, packet: Packet) -> Enqueued {
-        let weight = packet.weight();
-        let dropped = self.queue.push_weighed(packet, weight);
-        if dropped.is_empty() {
-            Enqueued::Kept
-        } else {
-            Enqueued::DroppedOldest(dropped)
-        }
-    }
-
     /// The liveness of an agent read back from the state file after the
     /// switch was down for `downtime_ms`: no socket (its grace starts now),
     /// and its last heartbeat moved forward by the downtime, so the
@@ -133,16 +104,10 @@ impl AgentState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::PacketType;
-    use serde_json::json;
-
-    fn pkt(n: i64) -> Packet {
-        Packet::new(PacketType::ClientBoundLiveUpdate, "a", json!({ "n": n }))
-    }
 
     #[test]
     fn new_agent_is_none_and_not_alive() {
-        let s = AgentState::new("a", 10);
+        let s = AgentState::new("a");
         assert_eq!(s.status, "none");
         assert!(!s.is_alive);
         assert_eq!(s.last_ping_ms, 0);
@@ -150,13 +115,13 @@ mod tests {
 
     #[test]
     fn grace_expiry_disconnects_only_an_agent_still_gone() {
-        let mut s = AgentState::new("a", 10);
+        let mut s = AgentState::new("a");
         s.set_status("in task");
         s.on_socket_closed(1.0);
         assert_eq!(s.on_grace_expired(), Some("in task".into()));
         assert_eq!(s.status, "disconnect");
 
-        let mut s = AgentState::new("b", 10);
+        let mut s = AgentState::new("b");
         s.set_status("in task");
         s.on_socket_closed(1.0);
         s.on_bound();
@@ -166,7 +131,7 @@ mod tests {
 
     #[test]
     fn ping_timeout_applies_to_live_statuses_after_a_first_ping() {
-        let mut s = AgentState::new("a", 10);
+        let mut s = AgentState::new("a");
         s.set_status("in task");
         // Never pinged: not a live task yet.
         assert!(!s.check_liveness(1_000_000, 15_000));
@@ -179,7 +144,7 @@ mod tests {
     #[test]
     fn ping_timeout_ignores_other_statuses() {
         for status in ["none", "completed", "accepted", "disconnect"] {
-            let mut s = AgentState::new("a", 10);
+            let mut s = AgentState::new("a");
             s.set_status(status);
             s.on_heartbeat(1);
             assert!(!s.check_liveness(1_000_000, 15_000), "{status}");
@@ -188,53 +153,15 @@ mod tests {
     }
 
     #[test]
-    fn queue_is_bounded_and_reports_the_drop() {
-        let mut s = AgentState::new("a", 2);
-        assert_eq!(s.enqueue(pkt(1)), Enqueued::Kept);
-        assert_eq!(s.enqueue(pkt(2)), Enqueued::Kept);
-        match s.enqueue(pkt(3)) {
-            Enqueued::DroppedOldest(p) => assert_eq!(p[0].data().unwrap()["n"], json!(1)),
-            other => panic!("expected a drop, got {other:?}"),
-        }
-        let left: Vec<_> = s
-            .queue
-            .take_all()
-            .into_iter()
-            .map(|p| p.data().unwrap()["n"].clone())
-            .collect();
-        assert_eq!(left, vec![json!(2), json!(3)]);
-    }
-
-    #[test]
-    fn idle_means_no_socket_whatever_waits() {
-        let mut s = AgentState::new("a", 2);
+    fn idle_means_no_socket() {
+        let s = AgentState::new("a");
         assert!(s.is_idle(false));
         assert!(!s.is_idle(true));
-        s.enqueue(pkt(1));
-        assert!(s.is_idle(false));
-    }
-
-    #[test]
-    fn queue_is_bounded_in_bytes() {
-        let one = pkt(1).weight();
-        let mut s = AgentState::bounded("a", 100, one * 3);
-        for n in 0..3 {
-            assert_eq!(s.enqueue(pkt(n)), Enqueued::Kept);
-        }
-        match s.enqueue(pkt(3)) {
-            Enqueued::DroppedOldest(p) => {
-                assert_eq!(p.len(), 1);
-                assert_eq!(p[0].data().unwrap()["n"], json!(0));
-            }
-            other => panic!("expected a drop, got {other:?}"),
-        }
-        assert!(s.queue.bytes() <= one * 3);
-        assert_eq!(s.queue.len(), 3);
     }
 
     #[test]
     fn a_restored_agent_is_not_disconnected_for_the_switch_downtime() {
-        let mut s = AgentState::new("a", 2);
+        let mut s = AgentState::new("a");
         s.set_status("in task");
         // Last heartbeat at 1 000 ms, the switch down for 60 s.
         s.restore_liveness(1_000, 60_000, 61.0);
@@ -244,7 +171,7 @@ mod tests {
         assert!(!s.check_liveness(61_000 + 15_000, 15_000));
         assert!(s.check_liveness(61_000 + 15_001, 15_000));
         // Never pinged: stays unpinged; a clock gone back adds nothing.
-        let mut s = AgentState::new("b", 2);
+        let mut s = AgentState::new("b");
         s.restore_liveness(0, 60_000, 61.0);
         assert_eq!(s.last_ping_ms, 0);
         s.restore_liveness(5, -10, 61.0);
@@ -255,7 +182,7 @@ mod tests {
 
     #[test]
     fn set_status_reports_changes_only() {
-        let mut s = AgentState::new("a", 2);
+        let mut s = AgentState::new("a");
         assert_eq!(s.set_status("none"), None);
         assert_eq!(s.set_status("waiting"), Some("none".into()));
     }
