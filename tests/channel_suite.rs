@@ -103,11 +103,19 @@ async fn notice(
     .expect("the notice in time")
 }
 
+/// What a channel keeps while its peer is away: at most `limit` messages,
+/// the oldest dropped past it and counted in `dropped`.
+struct Keeps {
+    limit: usize,
+    dropped: Box<dyn Fn() -> u64>,
+}
+
 /// The lifecycle rules of seed 002, in order.
 async fn lifecycle_suite(
     chan: Chan,
     mut notices: mpsc::UnboundedReceiver<ChannelNotice>,
     mut peer: Peer,
+    keeps: Keeps,
 ) {
     // is_alive stays false until open connects; nothing is closed yet.
     assert!(!chan.is_alive().await);
@@ -136,17 +144,42 @@ async fn lifecycle_suite(
     notice(&mut notices, |n| matches!(n, ChannelNotice::Lost { .. })).await;
     assert!(!chan.is_alive().await);
     assert!(!chan.is_closed().await);
-    assert_eq!(chan.send(b"while away").await, SendOutcome::Transient);
-    // It comes back: reconnected by itself, the kept message delivered.
+    // What it keeps is bounded: two past the bound, the oldest two are
+    // dropped and counted.
+    let dropped_before = (keeps.dropped)();
+    let away: Vec<Vec<u8>> = (0..keeps.limit + 2)
+        .map(|i| format!("away {i}").into_bytes())
+        .collect();
+    for m in &away {
+        assert_eq!(chan.send(m).await, SendOutcome::Transient);
+    }
+    assert_eq!(
+        (keeps.dropped)() - dropped_before,
+        2,
+        "the oldest two dropped"
+    );
+    // It comes back: reconnected by itself, the kept messages delivered,
+    // in order.
     (peer.come_back)();
     notice(&mut notices, |n| matches!(n, ChannelNotice::Reconnected)).await;
     assert!(chan.is_alive().await);
-    peer.wait_received(b"while away").await;
-    // Close: closed for good, not alive, sends are serious.
+    peer.wait_received(away.last().unwrap()).await;
+    let got: Vec<Vec<u8>> = peer
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.starts_with(b"away "))
+        .cloned()
+        .collect();
+    assert!(got == away[2..], "the newest {} in order", keeps.limit);
+    // Close: closed for good, not alive, sends are serious, and the owner
+    // is told nothing more.
     chan.close.do_send(CloseChannel);
     assert!(chan.is_closed().await);
     assert!(!chan.is_alive().await);
     assert_eq!(chan.send(b"late").await, SendOutcome::Serious);
+    assert!(notices.try_recv().is_err(), "no notice after close");
 }
 
 /// A WebSocket server on a fixed port that can be taken down and back.
@@ -163,10 +196,16 @@ fn ws_peer(addr: std::net::SocketAddr) -> Peer {
             *say_tx.lock().unwrap() = Some(tx);
             let received = Arc::clone(&received);
             let handle = actix_web::rt::spawn(async move {
+                // The port the peer had is free again once its old
+                // listener is dropped; bind as soon as it is.
+                let deadline = tokio::time::Instant::now() + WAIT;
                 let listener = loop {
                     match tokio::net::TcpListener::bind(addr).await {
                         Ok(l) => break l,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        Err(_) if tokio::time::Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(20)).await
+                        }
+                        Err(e) => panic!("the peer could not listen on {addr} again: {e}"),
                     }
                 };
                 while let Ok((tcp, _)) = listener.accept().await {
@@ -225,9 +264,16 @@ async fn websocket_channel_lifecycle() {
         buffer_limit: 10,
     };
     let metrics = switchyard_actors::metrics::Metrics::new();
+    let keeps = Keeps {
+        limit: cfg.buffer_limit,
+        dropped: {
+            let m = metrics.clone();
+            Box::new(move || m.uplink_dropped.with_label_values(&["suite"]).get())
+        },
+    };
     let ch =
         WebsocketChannel::new(format!("ws://{addr}/"), None, owner, &cfg, metrics, "suite").start();
-    lifecycle_suite(Chan::of(&ch), notices, peer).await;
+    lifecycle_suite(Chan::of(&ch), notices, peer, keeps).await;
 }
 
 /// A root on a pty behind a symlink; going away drops the pty, coming back
@@ -293,6 +339,9 @@ async fn uart_manager_lifecycle() {
     let cfg = UartConfig {
         reconnect_min_secs: 0.02,
         reconnect_max_secs: 0.1,
+        // Room for all that was kept at once on the writer's queue: the
+        // suite checks the kept bound, not the writer's.
+        write_queue_limit: 2048,
         ..UartConfig::default()
     };
     let uart = UartManager::new(
@@ -303,6 +352,14 @@ async fn uart_manager_lifecycle() {
     )
     .with_owner(owner)
     .start();
-    lifecycle_suite(Chan::of(&uart), notices, peer).await;
+    let keeps = Keeps {
+        // The serial link keeps a fixed thousand frames for the root.
+        limit: 1000,
+        dropped: {
+            let m = s.running.metrics.clone();
+            Box::new(move || m.uplink_dropped.with_label_values(&["uart"]).get())
+        },
+    };
+    lifecycle_suite(Chan::of(&uart), notices, peer, keeps).await;
     s.stop().await;
 }

@@ -1,8 +1,6 @@
 //! PROTOCOL 3 over real TCP, against the simulated mesh (and a pty root
 //! where a test needs to control the traffic).
 
-use std::time::Duration;
-
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use switchyard_actors::network::events::SwitchEvent;
@@ -557,6 +555,5 @@ async fn ctl_reports_a_link_down() {
     m.s.wait_metric("switchyard_mesh_link_up", &[], 0.0).await;
     let (code, _, err) = ctl(args(m.s.running.tcp_addr.unwrap(), &["send", "1", "x"])).await;
     assert_eq!((code, err.trim()), (1, "switchyard ctl: mesh link down"));
-    tokio::time::sleep(Duration::from_millis(0)).await;
     m.s.stop().await;
 }

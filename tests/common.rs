@@ -15,6 +15,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// Masked client frames built by hand, for tests that speak raw bytes
+/// (the same builder the transport's own tests use).
+pub use switchyard_actors::testing::{client_frame, client_frame_header, mask_payload};
+
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A switch started through `switchyard::start`, with its own data dir.
@@ -237,13 +241,22 @@ pub fn parse_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     0.0
 }
 
-/// Polls `cond` until it holds or the deadline passes.
-pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
+/// Polls `cond` until it holds or the deadline (`WAIT`) passes.
+pub async fn wait_for<F, Fut>(what: &str, cond: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    wait_for_within(what, WAIT, cond).await
+}
+
+/// Polls `cond` until it holds or `within` has passed.
+pub async fn wait_for_within<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         if cond().await {
             return;

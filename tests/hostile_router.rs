@@ -666,6 +666,7 @@ async fn a_live_agent_socket_is_not_taken_over() {
         let worker = async {
             loop {
                 served(&mut victim, "v").await;
+                // A worker's heartbeat pace while the claim is judged.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };

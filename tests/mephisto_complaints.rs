@@ -80,13 +80,9 @@ async fn half_open_client(s: &Switch, text: &str) -> TcpStream {
     }
     assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
     // One masked text frame (client frames are masked, RFC 6455 5.3).
-    let payload = text.as_bytes();
-    assert!(payload.len() < 126);
-    let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    tcp.write_all(&frame).await.unwrap();
+    tcp.write_all(&client_frame(0x81, text.as_bytes()))
+        .await
+        .unwrap();
     tcp
 }
 
@@ -301,6 +297,8 @@ async fn a_worker_back_within_the_grace_keeps_the_task() {
     while closed.elapsed() < grace + Duration::from_millis(700) {
         assert_eq!(served(&mut a, "w").await["status"], json!("in task"));
         assert_eq!(statuses(&mut b).await["w"], json!("in task"));
+        // A worker's pace, kept up past the grace: the time passing is the
+        // behaviour under test.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(s.metric("switchyard_packets_queued", &[]).await, 0.0);
@@ -506,6 +504,8 @@ async fn statuses_seen_by_router_backend_and_agents_agree() {
     // Until past a2's grace as well: the rebind kept its status.
     while dropped.elapsed() < grace + Duration::from_millis(500) {
         assert_eq!(statuses(&mut b).await, expected);
+        // The backend's polling pace until past the grace: the time
+        // passing is the behaviour under test.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

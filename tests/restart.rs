@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard::Config;
@@ -355,16 +355,14 @@ async fn spawn_switch(data: &Path, port: u16) -> Proc {
         .expect("spawn the switch");
     let p = Proc(child);
     let url = format!("http://127.0.0.1:{port}/is_alive");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut r) = http().get(&url).send().await {
-            if r.status().is_success() && r.body().await.is_ok() {
-                return p;
-            }
+    wait_for_within("the switch to start", Duration::from_secs(20), || async {
+        match http().get(&url).send().await {
+            Ok(mut r) => r.status().is_success() && r.body().await.is_ok(),
+            Err(_) => false,
         }
-        assert!(Instant::now() < deadline, "the switch did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    p
 }
 
 /// Sends SIGTERM and waits for a clean exit.
@@ -374,14 +372,14 @@ async fn sigterm(mut p: Proc) {
         .status()
         .expect("kill");
     assert!(ok.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = p.0.try_wait().expect("wait") {
-            assert!(status.success(), "exit status {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut exited = None;
+    wait_for_within("an exit after SIGTERM", Duration::from_secs(20), || {
+        exited = p.0.try_wait().expect("wait");
+        std::future::ready(exited.is_some())
+    })
+    .await;
+    if let Some(status) = exited {
+        assert!(status.success(), "exit status {status}");
     }
 }
 

@@ -7,6 +7,27 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::common::*;
 
+/// A switch with its backend connected and one agent, `a1`, bound: what
+/// most tests here start from.
+struct Router {
+    s: Switch,
+    b: Ws,
+    a: Ws,
+}
+
+impl Router {
+    async fn start() -> Router {
+        Router::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut switchyard::Config)) -> Router {
+        let s = Switch::start_with(tweak).await;
+        let b = s.backend().await;
+        let a = s.agent("a1").await;
+        Router { s, b, a }
+    }
+}
+
 fn request_statuses() -> Value {
     json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {},
            "server_timestamp": 123.5, "client_timestamp": 1.0})
@@ -109,9 +130,7 @@ async fn request_statuses_updates_last_mephisto_ping() {
 // PROTOCOL 1.2 live updates both ways; unknown fields kept, timestamps set.
 #[actix_web::test]
 async fn live_updates_flow_both_ways_with_every_field() {
-    let s = Switch::start().await;
-    let mut b = s.backend().await;
-    let mut a = s.agent("a1").await;
+    let Router { s, mut b, mut a } = Router::start().await;
     a.send(
         json!({"packet_type": "mephisto_bound_live_update", "subject_id": "a1",
                   "data": {"text": "hi", "nested": {"k": [1, 2]}}, "client_timestamp": 5.5,
@@ -147,9 +166,7 @@ async fn live_updates_flow_both_ways_with_every_field() {
 // PROTOCOL 1.2 `log_error` from an agent socket goes to the backend.
 #[actix_web::test]
 async fn log_error_packet_reaches_the_backend() {
-    let s = Switch::start().await;
-    let mut b = s.backend().await;
-    let mut a = s.agent("a1").await;
+    let Router { s, mut b, mut a } = Router::start().await;
     a.send(json!({"packet_type": "log_error", "subject_id": "a1", "data": {"error": "oops"}}))
         .await;
     let p = b.recv_type("log_error").await;
@@ -160,9 +177,7 @@ async fn log_error_packet_reaches_the_backend() {
 // PROTOCOL 1.2 `update_status` + `request_statuses` -> `return_statuses`.
 #[actix_web::test]
 async fn update_status_is_recorded_and_returned() {
-    let s = Switch::start().await;
-    let mut b = s.backend().await;
-    let mut a = s.agent("a1").await;
+    let Router { s, mut b, mut a } = Router::start().await;
     b.send(
         json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "in task"}}),
     )
@@ -187,9 +202,7 @@ async fn update_status_is_recorded_and_returned() {
 // across an agent's reconnect).
 #[actix_web::test]
 async fn agent_reconnect_loses_no_client_bound_packet() {
-    let s = Switch::start().await;
-    let mut b = s.backend().await;
-    let a = s.agent("a1").await;
+    let Router { s, mut b, a } = Router::start().await;
     a.close().await;
     s.wait_metric("switchyard_connections_open", &[("link", "router")], 1.0)
         .await;
@@ -217,9 +230,7 @@ async fn agent_reconnect_loses_no_client_bound_packet() {
 // written into a dead socket is lost).
 #[actix_web::test]
 async fn backend_reconnect_loses_no_backend_bound_packet() {
-    let s = Switch::start().await;
-    let b = s.backend().await;
-    let mut a = s.agent("a1").await;
+    let Router { s, b, mut a } = Router::start().await;
     b.close().await;
     s.wait_metric("switchyard_backend_connected", &[], 0.0)
         .await;
@@ -283,9 +294,7 @@ async fn alive_from_a_new_socket_rebinds_the_agent() {
 // PROTOCOL 1.3 reconnect grace: no socket within the grace -> disconnect.
 #[actix_web::test]
 async fn reconnect_grace_expiry_disconnects() {
-    let s = Switch::start().await;
-    let mut b = s.backend().await;
-    let a = s.agent("a1").await;
+    let Router { s, mut b, a } = Router::start().await;
     b.send(
         json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "in task"}}),
     )
@@ -299,9 +308,7 @@ async fn reconnect_grace_expiry_disconnects() {
 // PROTOCOL 1.3 reconnect grace: back within the grace -> status kept.
 #[actix_web::test]
 async fn reconnect_within_grace_keeps_status() {
-    let s = Switch::start_with(|c| c.agent.reconnect_grace_secs = 1.0).await;
-    let mut b = s.backend().await;
-    let a = s.agent("a1").await;
+    let Router { s, mut b, a } = Router::start_with(|c| c.agent.reconnect_grace_secs = 1.0).await;
     b.send(
         json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "waiting"}}),
     )
@@ -309,7 +316,8 @@ async fn reconnect_within_grace_keeps_status() {
     wait_status(&mut b, "a1", "waiting").await;
     a.close().await;
     let _a2 = s.agent("a1").await;
-    // The grace (1 s) must run out before we can tell it did nothing.
+    // The grace (1 s) must run out before we can tell it did nothing: the
+    // passing of time is the behaviour under test, not a synchronisation.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     b.send(request_statuses()).await;
     let r = b.recv_type("return_statuses").await;
@@ -321,9 +329,7 @@ async fn reconnect_within_grace_keeps_status() {
 // declared disconnected on request_statuses and told so.
 #[actix_web::test]
 async fn ping_timeout_disconnects_a_silent_live_agent() {
-    let s = Switch::start().await;
-    let mut b = s.backend().await;
-    let mut a = s.agent("a1").await;
+    let Router { s, mut b, mut a } = Router::start().await;
     let mut idle = s.agent("a2").await;
     for (id, sock) in [("a1", &mut a), ("a2", &mut idle)] {
         sock.send(json!({"packet_type": "heartbeat", "subject_id": id, "data": {}}))
@@ -538,9 +544,7 @@ async fn a_newer_backend_replaces_the_old_one() {
 // on a 50 ms timer tick.
 #[actix_web::test]
 async fn backend_bound_packets_do_not_wait_for_a_tick() {
-    let s = Switch::start().await;
-    let mut b = s.backend().await;
-    let mut a = s.agent("a1").await;
+    let Router { s, mut b, mut a } = Router::start().await;
     let mut spent = Vec::new();
     for n in 0..21 {
         a.send(live_update("a1", "mephisto_bound_live_update", n))
@@ -745,9 +749,7 @@ async fn a_flood_past_the_mailbox_bound_is_refused_not_queued() {
 // back), an agent gets the backend's packets in the order they were sent.
 #[actix_web::test]
 async fn status_changes_and_live_updates_keep_their_order() {
-    let s = Switch::start().await;
-    let mut b = s.backend().await;
-    let mut a = s.agent("a1").await;
+    let Router { s, mut b, mut a } = Router::start().await;
     const N: i64 = 300;
     for n in 0..N {
         let p = if n % 10 == 0 {

@@ -20,17 +20,6 @@ fn handshake(path: &str, key: Option<&str>) -> String {
     )
 }
 
-/// A masked client text frame (RFC 6455 5.2), payload under 126 bytes.
-fn text_frame(text: &str) -> Vec<u8> {
-    let payload = text.as_bytes();
-    assert!(payload.len() < 126);
-    let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let mut f = vec![0x81, 0x80 | payload.len() as u8];
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
 async fn connect(s: &Switch) -> TcpStream {
     TcpStream::connect(s.running.http_addr)
         .await
@@ -95,8 +84,8 @@ async fn frames_sent_with_the_handshake_are_read_in_order() {
     let s = Switch::start().await;
     let mut io = connect(&s).await;
     let mut bytes = handshake("/", Some("dGhlIHNhbXBsZSBub25jZQ==")).into_bytes();
-    bytes.extend(text_frame("{not json"));
-    bytes.extend(text_frame("[1,2]"));
+    bytes.extend(client_frame(0x81, b"{not json"));
+    bytes.extend(client_frame(0x81, b"[1,2]"));
     io.write_all(&bytes).await.unwrap();
     let (status, head, _) = read_response(&mut io).await;
     assert_eq!(status, 101, "{head}");

@@ -8,8 +8,7 @@ use futures_util::SinkExt;
 use serde_json::{json, Value};
 use switchyard_actors::channel::websocket::WebsocketChannel;
 use switchyard_actors::channel::{
-    ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, IsAlive, IsClosed, OpenChannel,
-    SendOutcome,
+    ChannelConfig, ChannelNotice, ChannelSend, IsAlive, IsClosed, OpenChannel, SendOutcome,
 };
 use switchyard_actors::network::events::SwitchEvent;
 use switchyard_actors::testing::{EventProbe, NoticeProbe};
@@ -328,155 +327,9 @@ async fn garbage_and_wrong_versions_are_counted_and_ignored() {
     central.stop().await;
 }
 
-/// What a peer end of a channel under test can do.
-struct Peer {
-    switch: Option<Switch>,
-    addr: std::net::SocketAddr,
-}
-
-// The Channel contract's lifecycle, on WebsocketChannel (to a real
-// central switch as the peer) and on the retry budget.
-#[actix_web::test]
-async fn websocket_channel_keeps_the_channel_contract() {
-    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
-    let mut peer = Peer {
-        addr: central.running.http_addr,
-        switch: Some(central),
-    };
-    let (owner, mut notices) = NoticeProbe::start();
-    let cfg = ChannelConfig {
-        reconnect_min_secs: 0.05,
-        reconnect_max_secs: 0.2,
-        retry_budget: 0,
-        buffer_limit: 3,
-    };
-    let m = peer.switch.as_ref().unwrap().running.metrics.clone();
-    let m2 = m.clone();
-    let ch = WebsocketChannel::new(
-        format!("ws://{}/gateway", peer.addr),
-        Some(TOKEN.into()),
-        owner,
-        &cfg,
-        m,
-        "t",
-    )
-    .start();
-    // Not alive before open, not closed.
-    assert!(!ch.send(IsAlive).await.unwrap());
-    assert!(!ch.send(IsClosed).await.unwrap());
-    // Sent before open: kept (transient).
-    assert_eq!(
-        ch.send(ChannelSend(
-            Envelope::Hello {
-                gateway: "c".into(),
-                epoch: 1,
-                resume: 1
-            }
-            .encode()
-            .into()
-        ))
-        .await
-        .unwrap(),
-        SendOutcome::Transient
-    );
-    ch.do_send(OpenChannel);
-    let n = tokio::time::timeout(WAIT, notices.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(n, ChannelNotice::Opened);
-    assert!(ch.send(IsAlive).await.unwrap());
-    // The kept hello was delivered once alive: the peer knows gateway "c".
-    let s = peer.switch.as_ref().unwrap();
-    s.wait_metric("switchyard_gateway_connected", &[("gateway", "c")], 1.0)
-        .await;
-    let ev = |seq| {
-        Envelope::Event {
-            seq,
-            ts: 1.0,
-            event: UplinkEvent::Link { up: true },
-        }
-        .encode()
-        .into()
-    };
-    assert_eq!(
-        ch.send(ChannelSend(ev(1))).await.unwrap(),
-        SendOutcome::Delivered
-    );
-    // Inbound messages reach the owner (the peer's acks).
-    let inbound = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(ChannelNotice::Inbound(b)) = notices.recv().await {
-                if let Ok(Envelope::Ack { seq }) = Envelope::decode(&b) {
-                    if seq == 1 {
-                        return;
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    assert!(inbound.is_ok(), "an Ack came back as Inbound");
-    // The peer goes away: not alive, sends are transient and kept (bounded).
-    peer.switch.take().unwrap().stop().await;
-    let lost = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(ChannelNotice::Lost { .. }) = notices.recv().await {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(lost.is_ok());
-    assert!(!ch.send(IsAlive).await.unwrap());
-    assert!(!ch.send(IsClosed).await.unwrap());
-    for seq in 2..7 {
-        assert_eq!(
-            ch.send(ChannelSend(ev(seq))).await.unwrap(),
-            SendOutcome::Transient
-        );
-    }
-    // Back: reconnected, and the kept messages (the newest 3) delivered.
-    let addr = peer.addr;
-    let central = Switch::start_with(move |c| {
-        c.http = addr;
-        c.gateway_token = Some(TOKEN.into());
-    })
-    .await;
-    let n = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(n @ ChannelNotice::Reconnected) = notices.recv().await {
-                return n;
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(n, ChannelNotice::Reconnected);
-    assert!(ch.send(IsAlive).await.unwrap());
-    // Five kept in a buffer of three: the oldest two dropped and counted,
-    // the newest three delivered (this new peer, never told who we are,
-    // counts them as unexpected).
-    assert_eq!(m2.uplink_dropped.with_label_values(&["t"]).get(), 2);
-    central
-        .wait_metric(
-            "switchyard_gateway_bad_frames_total",
-            &[("kind", "unexpected")],
-            3.0,
-        )
-        .await;
-    // Close: closed, not alive, sends are serious, nothing more is told.
-    ch.do_send(CloseChannel);
-    assert!(ch.send(IsClosed).await.unwrap());
-    assert!(!ch.send(IsAlive).await.unwrap());
-    assert_eq!(
-        ch.send(ChannelSend(ev(9))).await.unwrap(),
-        SendOutcome::Serious
-    );
-    central.stop().await;
-    assert!(notices.try_recv().is_err(), "no notice after close");
-    let _ = peer;
-}
+// The Channel contract's lifecycle on `WebsocketChannel` (kept while away,
+// bounded, delivered on return) is checked with the serial link's in one
+// suite: `channel_suite.rs`.
 
 // The retry budget: a channel that cannot reach its peer gives up with a
 // catastrophic disconnect; afterwards it is closed and sends are serious.

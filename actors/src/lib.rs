@@ -55,7 +55,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod network;
 pub mod socket;
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod uart;
 pub mod uplink;

@@ -279,6 +279,19 @@ async fn read_multipart(
     }
 }
 
+/// The opening of the handlers that speak for one agent (`/submit_task`,
+/// `/submit_metadata`, `/log_error`): the request's body, read within its
+/// bounds, and the agent id it names in `USED_AGENT_ID`.
+async fn agent_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(Form, String), ApiError> {
+    let form = read_form(req, payload, state).await?;
+    let agent_id = agent_id_of(state, form.raw("USED_AGENT_ID"), "USED_AGENT_ID")?;
+    Ok((form, agent_id))
+}
+
 fn agent_id_of(state: &AppState, raw: Option<&RawValue>, key: &str) -> Result<String, ApiError> {
     let id = raw.and_then(|r| {
         let t = r.get();
@@ -512,8 +525,7 @@ pub async fn submit_task(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let form = read_form(&req, payload, &state).await?;
-    let agent_id = agent_id_of(&state, form.raw("USED_AGENT_ID"), "USED_AGENT_ID")?;
+    let (form, agent_id) = agent_form(&req, payload, &state).await?;
     let mut data = match form.raw("final_string_data") {
         Some(r) => match as_string(r) {
             Some(s) => RawValue::from_string(s)
@@ -539,8 +551,7 @@ pub async fn submit_metadata(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let form = read_form(&req, payload, &state).await?;
-    let agent_id = agent_id_of(&state, form.raw("USED_AGENT_ID"), "USED_AGENT_ID")?;
+    let (form, agent_id) = agent_form(&req, payload, &state).await?;
     let mut metadata = match form.raw("metadata") {
         // A form carries JSON as text; text that is not JSON stays a string.
         Some(r) => match as_string(r) {
@@ -569,8 +580,7 @@ pub async fn log_error(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let form = read_form(&req, payload, &state).await?;
-    let agent_id = agent_id_of(&state, form.raw("USED_AGENT_ID"), "USED_AGENT_ID")?;
+    let (form, agent_id) = agent_form(&req, payload, &state).await?;
     let error_data = form
         .raw("error_data")
         .map(|r| r.to_owned())

@@ -921,24 +921,9 @@ mod tests {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
 
-    /// A masked client frame of `payload` (RFC 6455 5.2).
+    /// A masked final text frame of `payload` (RFC 6455 5.2).
     fn client_frame(payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0x81];
-        match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n < 65_536 => {
-                f.push(0x80 | 126);
-                f.extend((n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend((n as u64).to_be_bytes());
-            }
-        }
-        let mask = [1u8, 2, 3, 4];
-        f.extend(mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        f
+        switchyard_actors::testing::client_frame(0x81, payload)
     }
 
     #[test]

@@ -21,7 +21,11 @@
 //! yet), to remove one, and for `request_statuses`.
 
 mod actor;
+#[cfg(test)]
+mod actor_tests;
 mod backend;
+#[cfg(test)]
+mod backend_tests;
 pub mod claims;
 mod delivery;
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //! robots) for the newcomer. Handles `SwitchEvent`, `Join`, `Leave`,
 //! `SetFilter`.
 
+#[cfg(test)]
+mod actor_tests;
 pub mod json;
 mod session;
 
