@@ -286,7 +286,7 @@ impl TestRouter {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let backend = BackendLink::start_link(
             config.backend.clone(),
-            config.session.max_in_flight_bytes,
+            &config.session,
             Arc::clone(&metrics),
         );
         let setup = NetworkSetup {
