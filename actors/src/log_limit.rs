@@ -9,11 +9,12 @@
 
 use std::time::{Duration, Instant};
 
+/// Small (24 bytes): every agent and every socket keeps one.
 #[derive(Debug)]
 pub struct LogLimit {
-    every: Duration,
     last: Option<Instant>,
-    held: u64,
+    every_ms: u32,
+    held: u32,
 }
 
 impl LogLimit {
@@ -24,8 +25,8 @@ impl LogLimit {
 
     pub fn every(every: Duration) -> LogLimit {
         LogLimit {
-            every,
             last: None,
+            every_ms: u32::try_from(every.as_millis()).unwrap_or(u32::MAX),
             held: 0,
         }
     }
@@ -35,13 +36,16 @@ impl LogLimit {
     /// otherwise.
     pub fn admit(&mut self, now: Instant) -> Option<u64> {
         match self.last {
-            Some(at) if now.saturating_duration_since(at) < self.every => {
-                self.held += 1;
+            Some(at)
+                if now.saturating_duration_since(at)
+                    < Duration::from_millis(u64::from(self.every_ms)) =>
+            {
+                self.held = self.held.saturating_add(1);
                 None
             }
             _ => {
                 self.last = Some(now);
-                Some(std::mem::take(&mut self.held))
+                Some(u64::from(std::mem::take(&mut self.held)))
             }
         }
     }

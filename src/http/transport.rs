@@ -629,7 +629,7 @@ impl Outlet {
             return;
         }
         if let Ok(mut io) = Rc::try_unwrap(self.io) {
-            linger(&mut io).await;
+            Box::pin(linger(&mut io)).await;
         }
     }
 
@@ -637,24 +637,29 @@ impl Outlet {
     /// the connection itself, if it did.
     pub async fn run(self, session: Session) -> Option<Cut> {
         let Session { out, flow } = session;
-        let mut pump = Pump {
-            io: Rc::clone(&self.io),
-            out: Some(out),
-            queue: VecDeque::new(),
-            queued: 0,
-            front_started: false,
-            flow,
-            broken: false,
-            cut: Rc::clone(&self.cut),
-            closing: false,
-            stall: self.stall.map(Stall::new),
-            timer: None,
-            stalled: false,
+        // In a block of its own, so that the task keeps the pump or the
+        // linger after it, never both: every open socket's task is this
+        // future, and its size is paid per connection.
+        let stalled = {
+            let mut pump = Pump {
+                io: Rc::clone(&self.io),
+                out: Some(out),
+                queue: VecDeque::new(),
+                queued: 0,
+                front_started: false,
+                flow,
+                broken: false,
+                cut: Rc::clone(&self.cut),
+                closing: false,
+                stall: self.stall.map(Stall::new),
+                timer: None,
+                stalled: false,
+            };
+            (&mut pump).await;
+            // The session, and its `Inbound` with it, is gone at the end of
+            // this block: the stream is ours.
+            pump.stalled
         };
-        (&mut pump).await;
-        let stalled = pump.stalled;
-        // The session, and its `Inbound` with it, is gone: the stream is ours.
-        drop(pump);
         if let Ok(mut io) = Rc::try_unwrap(self.io) {
             if stalled {
                 // The peer reads nothing: reset rather than leave the
@@ -663,7 +668,9 @@ impl Outlet {
                 #[allow(deprecated)]
                 let _ = io.set_linger(Some(Duration::ZERO));
             } else {
-                linger(&mut io).await;
+                // Boxed: its timer is large, and only a closing socket
+                // needs it.
+                Box::pin(linger(&mut io)).await;
             }
         }
         self.cut.get()

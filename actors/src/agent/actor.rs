@@ -43,7 +43,6 @@ pub struct Agent {
     delivery: Delivery<PeerSocket>,
     ctx: Arc<RouterContext>,
     probe: Arc<ActorProbe>,
-    me: Option<Mailbox<Agent>>,
     grace_timer: Option<SpawnHandle>,
     idle_timer: Option<SpawnHandle>,
     /// Set once the manager has forgotten this agent: everything that still
@@ -54,8 +53,9 @@ pub struct Agent {
     overflow_log: LogLimit,
     /// A claim from another socket, waiting for the bound socket to show
     /// it is alive (then refused) or not (then granted).
-    pending_claim: Option<PendingClaim>,
-    next_probe: u64,
+    /// Boxed: rare, and inline it would make every agent's task larger.
+    pending_claim: Option<Box<PendingClaim>>,
+    next_probe: u32,
     /// Made from the state a previous run left: its reconnect grace starts
     /// with this run, as if its socket had just gone.
     restored: bool,
@@ -66,7 +66,7 @@ struct PendingClaim {
     session: Mailbox<WsSession>,
     /// None for `alive`, the packet for a `heartbeat`.
     heartbeat: Option<Packet>,
-    probe: u64,
+    probe: u32,
 }
 
 impl Agent {
@@ -85,7 +85,6 @@ impl Agent {
             delivery: Delivery::new(queue, session.max_in_flight_bytes as u64, session.shortcut),
             ctx,
             probe,
-            me: None,
             grace_timer: None,
             idle_timer: None,
             retired: false,
@@ -343,12 +342,10 @@ impl Agent {
         let bytes_before = self.delivery.queue().bytes();
         let left = self.with_queue(Delivery::retire);
         self.cancel_timers(ctx);
-        if let Some(me) = &self.me {
-            self.ctx.network.do_send(AgentRetired {
-                agent_id: self.state.agent_id.clone(),
-                agent: me.clone(),
-            });
-        }
+        self.ctx.network.do_send(AgentRetired {
+            agent_id: self.state.agent_id.clone(),
+            agent: Mailbox::new(ctx.address(), Arc::clone(&self.probe)),
+        });
         if !left.is_empty() {
             let reason = if expired {
                 drop_reason::AGENT_EXPIRED
@@ -390,7 +387,6 @@ impl Actor for Agent {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.me = Some(Mailbox::new(ctx.address(), Arc::clone(&self.probe)));
         self.publish_status();
         if self.restored {
             self.start_grace(ctx);
@@ -518,13 +514,13 @@ impl Agent {
         let Some(holder) = self.session().cloned() else {
             return self.grant(session, heartbeat, ctx);
         };
-        self.next_probe += 1;
+        self.next_probe = self.next_probe.wrapping_add(1);
         let probe = self.next_probe;
-        self.pending_claim = Some(PendingClaim {
+        self.pending_claim = Some(Box::new(PendingClaim {
             session,
             heartbeat,
             probe,
-        });
+        }));
         let (tx, rx) = tokio::sync::oneshot::channel();
         // A holder too far behind to take the message is not live either:
         // the dropped sender ends the wait at once.
@@ -536,13 +532,14 @@ impl Agent {
         }));
     }
 
-    fn probe_done(&mut self, probe: u64, answered: bool, ctx: &mut Context<Self>) {
+    fn probe_done(&mut self, probe: u32, answered: bool, ctx: &mut Context<Self>) {
         if self.pending_claim.as_ref().map(|p| p.probe) != Some(probe) {
             return;
         }
         let Some(claim) = self.pending_claim.take() else {
             return;
         };
+        let claim = *claim;
         if self.retired {
             return;
         }
@@ -662,6 +659,7 @@ impl Handler<SocketClosed> for Agent {
             self.unbind(ctx);
             // A claim waiting on that socket's sign of life has its answer.
             if let Some(claim) = self.pending_claim.take() {
+                let claim = *claim;
                 self.grant(claim.session, claim.heartbeat, ctx);
             }
         }

@@ -98,6 +98,9 @@ impl Claims {
             if self.bound.len() >= self.max_ids {
                 return Err(ClaimError::TooManyIds(self.bound.len()));
             }
+            // Room for one more, not the four a first push makes: most
+            // sockets bind one id, and every open socket keeps its list.
+            self.bound.reserve_exact(1);
             self.bound.push(id.to_string());
         }
         self.role = Role::Agent;

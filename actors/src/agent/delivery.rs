@@ -102,7 +102,6 @@ pub enum Bound<S> {
 pub struct Delivery<S: Socket> {
     queue: Outbox<Packet>,
     socket: Option<S>,
-    in_flight_limit: u64,
     /// Told the owner to wait for room and not yet resumed: the socket's
     /// flow will say when.
     awaiting_room: bool,
@@ -122,7 +121,6 @@ impl<S: Socket> Delivery<S> {
         Delivery {
             queue,
             socket: None,
-            in_flight_limit,
             awaiting_room: false,
             shortcut: Arc::new(Shortcut::new(in_flight_limit)),
             shortcut_allowed,
@@ -156,7 +154,7 @@ impl<S: Socket> Delivery<S> {
     fn writable(&self) -> Option<&S> {
         self.socket
             .as_ref()
-            .filter(|s| s.in_flight() < self.in_flight_limit)
+            .filter(|s| s.in_flight() < self.shortcut.in_flight_limit())
     }
 
     /// Writes `packet` now, or keeps it (in order) until the socket can
@@ -220,7 +218,7 @@ impl<S: Socket> Delivery<S> {
     /// Writes kept packets, in order, while the socket keeps up.
     pub fn drain(&mut self) -> Step {
         if let (Some(s), false) = (self.socket.clone(), self.queue.is_empty()) {
-            while s.in_flight() < self.in_flight_limit {
+            while s.in_flight() < self.shortcut.in_flight_limit() {
                 let Some((p, weight)) = self.queue.pop_weighed() else {
                     break;
                 };
@@ -240,7 +238,7 @@ impl<S: Socket> Delivery<S> {
         // so the queue drains in batches rather than a packet per pull.
         self.awaiting_room = true;
         Step::WaitForRoom {
-            at: self.in_flight_limit / 2,
+            at: self.shortcut.in_flight_limit() / 2,
         }
     }
 
@@ -601,6 +599,40 @@ mod tests {
         let _ = d.resume();
         assert!(d.queue().is_empty());
         assert!(sc.until_room(0).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_waiting_for_room_wakes_when_the_queue_is_taken_or_gives_up() {
+        let mut d = delivery(100, 100);
+        let sc = Arc::clone(d.shortcut());
+        let s = FakeSocket::default();
+        let _ = d.bind(s.clone());
+        for i in 0..4 {
+            let _ = d.send(pkt(i));
+        }
+        let wait = sc.until_room(0).expect("bound and kept: full");
+        let taken = async {
+            tokio::task::yield_now().await;
+            while !d.queue().is_empty() {
+                s.take();
+                let _ = d.resume();
+            }
+        };
+        let (room, ()) = tokio::join!(wait, taken);
+        assert!(room, "the wait ends when the queue is empty again");
+
+        for i in 4..8 {
+            let _ = d.send(pkt(i));
+        }
+        let episode = sc.episode();
+        let wait = sc.until_room(0).expect("full again");
+        let began = tokio::time::Instant::now();
+        assert!(!wait.await, "nothing taken: the wait gives up");
+        assert_eq!(began.elapsed(), super::super::shortcut::MAX_PAUSE);
+        assert!(
+            sc.until_room(episode).is_none(),
+            "a sender that gave up in this episode does not wait again"
+        );
     }
 
     #[test]

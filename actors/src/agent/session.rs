@@ -665,28 +665,34 @@ pub fn deliver(
 #[derive(Clone)]
 pub struct PeerSocket {
     pub session: Mailbox<WsSession>,
-    direction: &'static str,
+    /// A flag, not the label: every agent keeps one of these.
+    to_backend: bool,
 }
 
 impl PeerSocket {
     pub fn to_agent(session: Mailbox<WsSession>) -> Self {
         PeerSocket {
             session,
-            direction: TO_AGENT,
+            to_backend: false,
         }
     }
 
     pub fn to_backend(session: Mailbox<WsSession>) -> Self {
         PeerSocket {
             session,
-            direction: TO_BACKEND,
+            to_backend: true,
         }
     }
 }
 
 impl Socket for PeerSocket {
     fn send(&self, packet: Packet) -> Result<(), Packet> {
-        deliver(&self.session, packet, self.direction)
+        let direction = if self.to_backend {
+            TO_BACKEND
+        } else {
+            TO_AGENT
+        };
+        deliver(&self.session, packet, direction)
     }
 
     fn in_flight(&self) -> u64 {

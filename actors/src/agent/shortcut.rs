@@ -55,11 +55,11 @@
 //! session does this for the `BackendLink`, with or without the shortcut.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::delivery::Socket;
 use super::session::PeerSocket;
@@ -72,8 +72,12 @@ pub struct Shortcut<S = PeerSocket> {
     in_flight_limit: u64,
     /// True while the owner keeps packets because its connected socket is
     /// full (not while it has no socket: then its queue is the place for
-    /// them).
-    full: watch::Sender<bool>,
+    /// them). Written by the owner alone.
+    full: AtomicBool,
+    /// Wakes the senders waiting on `full` when it changes. A flag and a
+    /// `Notify` rather than a `watch` channel: every agent has a shortcut,
+    /// and a channel's shared state is a few hundred bytes more per agent.
+    changed: Notify,
     /// Counts the times `full` turned true: a sender that waited
     /// `MAX_PAUSE` in vain does not wait again in the same episode.
     episode: AtomicU64,
@@ -91,7 +95,8 @@ impl<S: Socket> Shortcut<S> {
         Shortcut {
             target: RwLock::new(None),
             in_flight_limit,
-            full: watch::Sender::new(false),
+            full: AtomicBool::new(false),
+            changed: Notify::new(),
             episode: AtomicU64::new(0),
         }
     }
@@ -112,6 +117,11 @@ impl<S: Socket> Shortcut<S> {
         self.set_full(full);
     }
 
+    /// Bytes in flight on the owner's socket past which it holds packets.
+    pub fn in_flight_limit(&self) -> u64 {
+        self.in_flight_limit
+    }
+
     /// Whether senders may write past the owner now.
     pub fn is_open(&self) -> bool {
         self.target
@@ -121,29 +131,46 @@ impl<S: Socket> Shortcut<S> {
     }
 
     fn set_full(&self, full: bool) {
-        self.full.send_if_modified(|f| {
-            if *f == full {
-                return false;
-            }
-            if full {
-                self.episode.fetch_add(1, Ordering::Relaxed);
-            }
-            *f = full;
-            true
-        });
+        // One writer (the owner): a plain look, then the change.
+        if self.full.load(Ordering::Acquire) == full {
+            return;
+        }
+        if full {
+            self.episode.fetch_add(1, Ordering::AcqRel);
+        }
+        self.full.store(full, Ordering::Release);
+        self.changed.notify_waiters();
     }
 
     /// While the owner says its socket is full, and unless the sender
     /// already waited in vain in this episode (`gave_up`): a future that
     /// ends when the flag next changes (from full, that is to not full,
     /// however briefly), `true`, or after [`MAX_PAUSE`], `false`.
-    pub fn until_room(&self, gave_up: u64) -> Option<impl Future<Output = bool> + 'static> {
-        // Subscribed before looking: a change after the look is not missed.
-        let mut rx = self.full.subscribe();
-        if !*rx.borrow_and_update() || self.episode() == gave_up {
+    pub fn until_room(
+        self: &Arc<Self>,
+        gave_up: u64,
+    ) -> Option<impl Future<Output = bool> + 'static>
+    where
+        S: 'static,
+    {
+        let episode = self.episode();
+        if !self.full.load(Ordering::Acquire) || episode == gave_up {
             return None;
         }
-        Some(async move { tokio::time::timeout(MAX_PAUSE, rx.changed()).await.is_ok() })
+        let me = Arc::clone(self);
+        Some(async move {
+            let changed = me.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the second look, so a change after it is
+            // not missed; one between the first look and this is seen in
+            // the flag, or, when the socket filled up again meanwhile, in
+            // the episode.
+            changed.as_mut().enable();
+            if !me.full.load(Ordering::Acquire) || me.episode() != episode {
+                return true;
+            }
+            tokio::time::timeout(MAX_PAUSE, changed).await.is_ok()
+        })
     }
 
     /// The current full episode (see `until_room`).
