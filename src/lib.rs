@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use actix_web::web;
 use switchyard_actors::agent::{AttachNetwork, BackendLink, RouterContext};
-use switchyard_actors::metrics::{count_each, Mailbox, Metrics};
+use switchyard_actors::mailbox::Mailbox;
+use switchyard_actors::metrics::{count_each, Metrics};
 use switchyard_actors::monitor::Monitor;
 use switchyard_actors::network::history::{HistoryLog, HistoryWriter};
 use switchyard_actors::network::mesh::MeshState;
@@ -109,7 +110,7 @@ fn mesh_setup(config: &Config, metrics: &Arc<Metrics>) -> Result<NetworkSetup, S
         what: format!("history dir {}", dir.display()),
         source,
     })?;
-    let now = switchyard_actors::now_secs();
+    let now = switchyard_actors::clock::now_secs();
     history::apply_retention(&dir, &config.history, now, metrics);
     let files = history::warm_files(
         &history::day_files(&dir),
@@ -390,7 +391,7 @@ async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metric
     use switchyard_actors::metrics::state_kind;
     use switchyard_actors::network::RestoreAgents;
     let dir = config.state_dir();
-    let now_ms = switchyard_actors::now_ms();
+    let now_ms = switchyard_actors::clock::now_ms();
     let set_aside = |why: &str, what: &str| {
         metrics.state_set_aside.with_label_values(&[why]).inc();
         match snapshot::set_aside(&dir, why, now_ms) {
@@ -490,7 +491,7 @@ async fn save_state(config: &Config, router: &RouterContext, metrics: &Metrics) 
     use switchyard_actors::agent::ExportOutbox;
     use switchyard_actors::metrics::state_kind;
     use switchyard_actors::network::ExportAgents;
-    let now_secs = switchyard_actors::now_secs();
+    let now_secs = switchyard_actors::clock::now_secs();
     let agents = router
         .network
         .send(ExportAgents { now_secs })
@@ -501,7 +502,7 @@ async fn save_state(config: &Config, router: &RouterContext, metrics: &Metrics) 
         .send(ExportOutbox { now_secs })
         .await
         .unwrap_or_default();
-    let snap = RouterSnapshot::new(switchyard_actors::now_ms(), agents, outbox);
+    let snap = RouterSnapshot::new(switchyard_actors::clock::now_ms(), agents, outbox);
     let bytes = snapshot::encode(&snap);
     if bytes.len() > config.state.max_bytes {
         log::warn!(

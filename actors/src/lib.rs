@@ -48,57 +48,21 @@
 //! clock) and [`metrics`] (every metric name, in one place).
 
 pub mod agent;
+pub mod backoff;
 pub mod channel;
+pub mod clock;
 pub mod flow;
 pub mod log_limit;
+pub mod mailbox;
 pub mod metrics;
 pub mod monitor;
 pub mod network;
+pub mod outbox;
+pub mod rng;
+pub mod shutdown;
 pub mod socket;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod uart;
 pub mod uplink;
 pub mod wire;
-
-/// Seconds since the Unix epoch, as the router's `*_timestamp` fields use.
-pub fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Milliseconds since the Unix epoch (what `mephisto-task` compares with
-/// `Date.now()`).
-pub fn now_ms() -> i64 {
-    (now_secs() * 1000.0) as i64
-}
-
-/// Resolves when the switch is shutting down (the watch turns true or its
-/// sender is gone).
-pub async fn until_shutdown(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|down| *down).await;
-}
-
-/// Closes a WebSocket actor's socket with 1001 (going away) and stops the
-/// actor when the switch shuts down: every socket the switch serves does so.
-pub fn close_on_shutdown<A>(
-    act: &A,
-    ctx: &mut actix_web_actors::ws::WebsocketContext<A>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) where
-    A: actix::Actor<Context = actix_web_actors::ws::WebsocketContext<A>>,
-{
-    use actix::prelude::*;
-    use actix_web_actors::ws;
-    ctx.spawn(until_shutdown(shutdown).into_actor(act).map(
-        |_, _, ctx: &mut ws::WebsocketContext<A>| {
-            ctx.close(Some(ws::CloseReason {
-                code: ws::CloseCode::Away,
-                description: Some("switch shutting down".into()),
-            }));
-            ctx.stop();
-        },
-    ));
-}

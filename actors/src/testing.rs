@@ -4,7 +4,7 @@
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::metrics::Mailbox;
+use crate::mailbox::Mailbox;
 use crate::network::events::SwitchEvent;
 use crate::network::{NetworkManager, Subscribe};
 

@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use switchyard_actors::agent::{CancelRequest, RegisterRequest, ToBackend};
+use switchyard_actors::clock::now_secs;
 use switchyard_actors::log_limit::{held_note, LogLimit};
 use switchyard_actors::network::RemoveAgent;
-use switchyard_actors::now_secs;
 use switchyard_actors::wire::{Packet, PacketType, MEPHISTO};
 use tokio::io::AsyncWriteExt;
 
@@ -639,7 +639,7 @@ pub async fn is_alive() -> HttpResponse {
 }
 
 pub async fn get_timestamp() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "timestamp": switchyard_actors::now_ms() }))
+    HttpResponse::Ok().json(json!({ "timestamp": switchyard_actors::clock::now_ms() }))
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use super::snapshot::{AgentRecord, RestoredAgent, StoredPacket};
 use super::state::{AgentState, Enqueued};
 use super::{resume_when_room, Resume, RouterContext, ToBackend};
 use crate::log_limit::{held_note, LogLimit};
-use crate::metrics::{drop_reason, status_label, ActorProbe, Mailbox};
+use crate::mailbox::Mailbox;
+use crate::metrics::{drop_reason, status_label, ActorProbe};
 use crate::network::events::SwitchEvent;
 use crate::network::{AgentRetired, Publish};
 use crate::wire::{Packet, PacketType};
@@ -117,7 +118,7 @@ impl Agent {
         }
         agent
             .state
-            .restore_liveness(r.last_ping_ms, downtime_ms, crate::now_secs());
+            .restore_liveness(r.last_ping_ms, downtime_ms, crate::clock::now_secs());
         agent.state.disconnect_time = r.disconnect_time.or(agent.state.disconnect_time);
         for packet in r.queue {
             agent.enqueue(packet);
@@ -164,7 +165,7 @@ impl Agent {
     /// Tells the monitor (status changes are rare next to packets).
     fn publish_status(&self) {
         self.ctx.network.do_send(Publish(SwitchEvent::AgentStatus {
-            ts: crate::now_secs(),
+            ts: crate::clock::now_secs(),
             agent_id: self.state.agent_id.clone(),
             status: self.state.status.clone(),
         }));
@@ -290,7 +291,7 @@ impl Agent {
             q.bytes_limit(),
             old.packet_type.as_str()
         );
-        let dropped = old.to_raw(crate::now_secs());
+        let dropped = old.to_raw(crate::clock::now_secs());
         let report = Packet::new(
             PacketType::LogError,
             self.state.agent_id.clone(),
@@ -325,7 +326,7 @@ impl Agent {
     fn unbind(&mut self, ctx: &mut Context<Self>) {
         self.session = None;
         self.awaiting_room = false;
-        self.state.on_socket_closed(crate::now_secs());
+        self.state.on_socket_closed(crate::clock::now_secs());
         self.refresh_shortcut();
         self.cancel_timers(ctx);
         self.start_grace(ctx);
@@ -542,7 +543,7 @@ impl Agent {
                 if rebound {
                     self.bind(session, ctx);
                 }
-                self.state.on_heartbeat(crate::now_ms());
+                self.state.on_heartbeat(crate::clock::now_ms());
                 packet.set_data(self.ctx.heartbeat_data(Some(&self.state.status)));
                 self.send_to_client(packet, ctx);
                 if rebound {
@@ -639,7 +640,7 @@ impl Handler<AgentHeartbeat> for Agent {
         if !same {
             return self.claim(msg.session, Some(msg.packet), ctx);
         }
-        self.state.on_heartbeat(crate::now_ms());
+        self.state.on_heartbeat(crate::clock::now_ms());
         msg.packet
             .set_data(self.ctx.heartbeat_data(Some(&self.state.status)));
         self.send_to_client(msg.packet, ctx);

@@ -13,16 +13,17 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::outbox::Outbox;
 use super::session::{deliver, CloseSocket, WsSession, TO_BACKEND};
 use super::shortcut::{Relay, Shortcut};
 use super::snapshot::StoredPacket;
 use super::BackendConfig;
 use super::{resume_when_room, Resume};
 use crate::log_limit::{held_note, LogLimit};
-use crate::metrics::{drop_reason, ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{drop_reason, ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::{NetworkManager, Publish};
+use crate::outbox::Outbox;
 use crate::wire::{Packet, PacketType};
 
 /// The share of the backend outbox (1 in N of its items and bytes) that
@@ -97,7 +98,7 @@ impl BackendLink {
         self.refresh_shortcut();
         if let (true, Some(n)) = (changed, &self.network) {
             n.do_send(Publish(SwitchEvent::Backend {
-                ts: crate::now_secs(),
+                ts: crate::clock::now_secs(),
                 connected: self.session.is_some(),
             }));
         }

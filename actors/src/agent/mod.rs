@@ -20,7 +20,6 @@ mod backend;
 pub mod claims;
 #[cfg(test)]
 mod model_tests;
-pub mod outbox;
 mod session;
 mod shortcut;
 pub mod snapshot;
@@ -49,8 +48,21 @@ pub use session::{
 pub use shortcut::{Detour, Relay, Shortcut, Ticket};
 pub use snapshot::StateConfig;
 
-use crate::metrics::{Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::Metrics;
 use crate::network::NetworkManager;
+
+/// How a sender finds the [`Shortcut`] an owner (`Agent`, `BackendLink`)
+/// publishes beside its mailbox.
+pub trait OwnerShortcut {
+    fn shortcut(&self) -> Option<&Shortcut>;
+}
+
+impl<A: actix::Actor> OwnerShortcut for Mailbox<A> {
+    fn shortcut(&self) -> Option<&Shortcut> {
+        self.shortcut_of::<Shortcut>()
+    }
+}
 
 /// A socket its owner (`Agent`, `BackendLink`) keeps packets for has room
 /// again: sent by the socket's `Flow`, from the transport's side.
@@ -287,7 +299,7 @@ impl RouterContext {
             metrics,
             network,
             backend,
-            last_mephisto_ping_ms: AtomicI64::new(crate::now_ms()),
+            last_mephisto_ping_ms: AtomicI64::new(crate::clock::now_ms()),
             shutdown,
         })
     }

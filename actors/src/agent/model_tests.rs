@@ -8,9 +8,9 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::claims::{judge_claim, ClaimError, Claims, Holder, Role, Verdict};
-use super::outbox::Outbox;
 use super::state::{AgentState, Enqueued};
 use crate::network::routing::{StatusSweeps, SweepDecision};
+use crate::outbox::Outbox;
 use crate::wire::{Packet, PacketType};
 
 #[derive(Debug, Clone)]

@@ -26,12 +26,13 @@ use serde_json::json;
 
 use super::claims::{ClaimError, Claims, Role};
 use super::{
-    Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, Detour, Relay,
-    RouterContext, SocketClosed,
+    Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, Detour,
+    OwnerShortcut, Relay, RouterContext, SocketClosed,
 };
 use crate::flow::Flow;
 use crate::log_limit::{held_note, LogLimit};
-use crate::metrics::{ActorProbe, Mailbox};
+use crate::mailbox::Mailbox;
+use crate::metrics::ActorProbe;
 use crate::network::{BindAgent, RequestStatuses, RouteHeartbeat, RouteToAgent};
 use crate::wire::{Packet, PacketType};
 
@@ -155,7 +156,7 @@ impl WsSession {
             return;
         }
         let max_fields = self.rctx.config.session.max_packet_fields;
-        let packet = match Packet::parse_limited(text, crate::now_secs(), max_fields) {
+        let packet = match Packet::parse_limited(text, crate::clock::now_secs(), max_fields) {
             Ok(p) => p,
             Err(e) => {
                 self.reject(e.kind(), &e.to_string(), ctx);
@@ -548,7 +549,7 @@ impl Actor for WsSession {
         log::debug!("socket {}: connected", self.origin.peer);
 
         // Shutdown: every socket is told 1001 (going away).
-        crate::close_on_shutdown(self, ctx, self.rctx.shutdown.clone());
+        crate::shutdown::close_on_shutdown(self, ctx, self.rctx.shutdown.clone());
 
         // Protocol keep-alive: ping, and drop a peer that went silent.
         let cfg = &self.rctx.config.session;
@@ -657,7 +658,7 @@ pub fn deliver(
     mut packet: Packet,
     direction: &'static str,
 ) -> Result<(), Packet> {
-    let text = packet.to_text(crate::now_secs());
+    let text = packet.to_text(crate::clock::now_secs());
     let len = text.len();
     match session.try_send(Deliver { text, direction }) {
         Ok(()) => {

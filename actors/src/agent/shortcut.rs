@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::session::{deliver, WsSession};
-use crate::metrics::Mailbox;
+use crate::mailbox::Mailbox;
 use crate::wire::Packet;
 
 pub struct Shortcut {

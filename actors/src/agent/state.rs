@@ -4,7 +4,7 @@
 //! (sending, scheduling timers); every rule lives here and is unit-tested
 //! with plain numbers for the clock.
 
-use super::outbox::Outbox;
+use crate::outbox::Outbox;
 use crate::wire::Packet;
 
 pub const STATUS_NONE: &str = "none";

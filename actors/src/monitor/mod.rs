@@ -30,7 +30,8 @@ pub use crate::flow::Flow;
 pub use session::{MonitorSession, MonitorText};
 
 use crate::agent::{BackendLink, GetBackendInfo};
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::{GetMeshInfo, GetRobots, ListAgents, NetworkManager, Subscribe};
 
@@ -110,7 +111,7 @@ impl Monitor {
         while sub.ready && !sub.queue.is_empty() && sub.flow.in_flight() < limit {
             if sub.dropped > 0 {
                 let lagged: Arc<str> =
-                    Arc::from(json::lagged(crate::now_secs(), sub.dropped).to_string());
+                    Arc::from(json::lagged(crate::clock::now_secs(), sub.dropped).to_string());
                 sub.dropped = 0;
                 sub.flow.wrote(lagged.len());
                 sub.session.do_send(MonitorText(lagged));
@@ -230,7 +231,7 @@ impl Handler<Join> for Monitor {
                 };
                 let snapshot = json!({
                     "event": "snapshot",
-                    "ts": crate::now_secs(),
+                    "ts": crate::clock::now_secs(),
                     "nodes": mesh.map(|m| m.nodes).unwrap_or_default(),
                     "agents": agents.unwrap_or_default(),
                     "backend": backend.ok(),

@@ -38,7 +38,8 @@ use crate::agent::{
     ExportAgent, GetAgentInfo, Relay, RetireAgent, RouterContext, Ticket, ToBackend, ToClient,
     WsSession,
 };
-use crate::metrics::{ActorProbe, Mailbox};
+use crate::mailbox::Mailbox;
+use crate::metrics::ActorProbe;
 use crate::uart::{CommandError, LinkInfo, RootReply, SendCommand, UartManager};
 use crate::wire::mesh::{Command, NodeAddr, RootMessage};
 use crate::wire::{Packet, PacketType, MEPHISTO};
@@ -183,7 +184,7 @@ impl Actor for NetworkManager {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.node_gauges();
         ctx.run_interval(SWEEP_EVERY, |act, _| {
-            let events = act.mesh.sweep(crate::now_secs());
+            let events = act.mesh.sweep(crate::clock::now_secs());
             if !events.is_empty() {
                 act.node_gauges();
             }
@@ -312,7 +313,7 @@ impl Handler<RequestStatuses> for NetworkManager {
     type Result = ();
     fn handle(&mut self, msg: RequestStatuses, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("RequestStatuses");
-        self.rctx.set_last_mephisto_ping_ms(crate::now_ms());
+        self.rctx.set_last_mephisto_ping_ms(crate::clock::now_ms());
         match self.sweeps.request(msg.0) {
             SweepDecision::Start(request) => self.sweep_statuses(request, ctx),
             // The request it replaced is answered by the sweep that
@@ -334,7 +335,7 @@ impl NetworkManager {
     /// Off the manager's own turn: it keeps serving while agents reply.
     fn sweep_statuses(&mut self, request: Packet, ctx: &mut Context<Self>) {
         self.rctx.metrics.status_sweeps.inc();
-        let now_ms = crate::now_ms();
+        let now_ms = crate::clock::now_ms();
         let asks: Vec<_> = self
             .agents
             .iter()
@@ -545,7 +546,7 @@ impl Handler<RootMessageReceived> for NetworkManager {
     type Result = ();
     fn handle(&mut self, msg: RootMessageReceived, _: &mut Context<Self>) {
         let _h = self.probe.handling("RootMessageReceived");
-        let now = crate::now_secs();
+        let now = crate::clock::now_secs();
         if let Some((command, dst, outcome)) = msg.answered {
             // Results of tracked sends go to listeners (PROTOCOL 3).
             if command == "SENDI" {
@@ -574,7 +575,7 @@ impl Handler<LinkStateChanged> for NetworkManager {
         let _h = self.probe.handling("LinkStateChanged");
         self.mesh.link_up = msg.up;
         self.publish(SwitchEvent::Link {
-            ts: crate::now_secs(),
+            ts: crate::clock::now_secs(),
             link: "mesh".into(),
             state: if msg.up { "up" } else { "down" }.into(),
         });
@@ -758,7 +759,7 @@ impl Handler<SetRobots> for NetworkManager {
         let _h = self.probe.handling("SetRobots");
         self.robots = msg.0.clone();
         self.publish(SwitchEvent::Robots {
-            ts: crate::now_secs(),
+            ts: crate::clock::now_secs(),
             robots: msg.0,
         });
     }
@@ -802,7 +803,7 @@ impl Handler<GatewayMessage> for NetworkManager {
     fn handle(&mut self, msg: GatewayMessage, _: &mut Context<Self>) {
         let _h = self.probe.handling("GatewayMessage");
         let gw = msg.gateway;
-        let now = crate::now_secs();
+        let now = crate::clock::now_secs();
         match msg.update {
             GatewayUpdate::Root(m) => self.apply_root(Some(&gw), m, now),
             GatewayUpdate::NodeStatus { node, active } => {

@@ -32,13 +32,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::codec::Decoder;
 
-use crate::agent::outbox::Outbox;
 use crate::channel::{
     ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, IsAlive, IsClosed, Lifecycle, Next,
     OpenChannel, SendOutcome,
 };
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{ActorProbe, Metrics};
 use crate::network::{LinkStateChanged, NetworkManager, RootMessageReceived};
+use crate::outbox::Outbox;
 use crate::wire::frame::{encode_frame, FrameCodec, FrameItem};
 use crate::wire::mesh::{Command, NodeAddr, RootMessage};
 
@@ -73,36 +74,6 @@ impl Default for UartConfig {
             max_pending_commands: 64,
             write_queue_limit: 256,
         }
-    }
-}
-
-/// Capped exponential backoff: the decision, without timers.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        let min = min.max(Duration::from_millis(10));
-        Backoff {
-            min,
-            max: max.max(min),
-            next: min,
-        }
-    }
-
-    /// The delay before the next attempt; the one after doubles, capped.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.min;
     }
 }
 
@@ -594,7 +565,7 @@ impl Actor for UartManager {
         ctx.run_interval(every, |act, _| act.expire_stale());
         if let Some(rx) = self.shutdown.take() {
             ctx.spawn(
-                crate::until_shutdown(rx)
+                crate::shutdown::until_shutdown(rx)
                     .into_actor(self)
                     .map(|_, _, ctx| ctx.stop()),
             );
@@ -852,19 +823,5 @@ impl Handler<GetLinkInfo> for UartManager {
                 .unwrap_or(0.0),
             baud: self.config.baud,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let d: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(d, vec![100, 200, 350, 350, 350]);
-        b.reset();
-        assert_eq!(b.next_delay().as_millis(), 100);
     }
 }
