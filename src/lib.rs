@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use switchyard_actors::agent::{AttachNetwork, BackendLink, RouterContext};
+use switchyard_actors::directory::AgentDirectory;
 use switchyard_actors::mailbox::Mailbox;
 use switchyard_actors::metrics::{count_each, Metrics};
 use switchyard_actors::monitor::Monitor;
@@ -188,20 +189,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::clone(&metrics),
     );
     let router_config = config.router();
-    let nm_probe = metrics.probe("NetworkManager", "switch");
     let setup = mesh_setup(&config, &metrics)?;
-    let router = NetworkManager::start_with(
-        |network| {
+    let network = NetworkManager::start_link(
+        Arc::clone(&metrics),
+        metrics.probe("NetworkManager", "switch"),
+        setup,
+    );
+    let router = AgentDirectory::start_with(
+        |directory| {
             RouterContext::new(
                 router_config,
                 Arc::clone(&metrics),
+                directory,
                 network,
                 backend,
                 shutdown_rx,
             )
         },
-        nm_probe,
-        setup,
+        metrics.probe("AgentDirectory", "switch"),
     );
 
     let (port, sim) = match config.mesh_link() {
@@ -268,6 +273,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.monitor.clone(),
         Arc::clone(&metrics),
         router.network.clone(),
+        router.directory.clone(),
         router.backend.clone(),
     );
 
@@ -388,8 +394,8 @@ impl Running {
 async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metrics) {
     use switchyard_actors::agent::snapshot::{self, Found, SnapshotLimits};
     use switchyard_actors::agent::RestoreOutbox;
+    use switchyard_actors::directory::RestoreAgents;
     use switchyard_actors::metrics::state_kind;
-    use switchyard_actors::network::RestoreAgents;
     let dir = config.state_dir();
     let now_ms = switchyard_actors::clock::now_ms();
     let set_aside = |why: &str, what: &str| {
@@ -451,7 +457,7 @@ async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metric
     let agent_packets = restored.agent_packets();
     let outbox_packets = restored.outbox.len();
     let agents = router
-        .network
+        .directory
         .send(RestoreAgents {
             agents: restored.agents,
             downtime_ms,
@@ -489,11 +495,11 @@ async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metric
 async fn save_state(config: &Config, router: &RouterContext, metrics: &Metrics) {
     use switchyard_actors::agent::snapshot::{self, RouterSnapshot};
     use switchyard_actors::agent::ExportOutbox;
+    use switchyard_actors::directory::ExportAgents;
     use switchyard_actors::metrics::state_kind;
-    use switchyard_actors::network::ExportAgents;
     let now_secs = switchyard_actors::clock::now_secs();
     let agents = router
-        .network
+        .directory
         .send(ExportAgents { now_secs })
         .await
         .unwrap_or_default();

@@ -51,6 +51,7 @@ pub mod agent;
 pub mod backoff;
 pub mod channel;
 pub mod clock;
+pub mod directory;
 pub mod flow;
 pub mod log_limit;
 pub mod mailbox;

@@ -24,8 +24,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use switchyard_actors::agent::{CancelRequest, RegisterRequest, ToBackend};
 use switchyard_actors::clock::now_secs;
+use switchyard_actors::directory::RemoveAgent;
 use switchyard_actors::log_limit::{held_note, LogLimit};
-use switchyard_actors::network::RemoveAgent;
 use switchyard_actors::wire::{Packet, PacketType, MEPHISTO};
 use tokio::io::AsyncWriteExt;
 
@@ -448,7 +448,7 @@ pub async fn submit_onboarding(
     let packet = outgoing(PacketType::SubmitOnboarding, &agent_id, data, &form);
     let answer = ask_backend(&state, request_id, packet);
     // The reference clears the agent as soon as the submit is sent.
-    state.router.network.do_send(RemoveAgent { agent_id });
+    state.router.directory.do_send(RemoveAgent { agent_id });
     answer.await
 }
 
@@ -530,7 +530,7 @@ pub async fn submit_task(
     }
     let packet = outgoing(PacketType::SubmitUnit, &agent_id, data, &form);
     state.router.backend.do_send(ToBackend(packet));
-    state.router.network.do_send(RemoveAgent { agent_id });
+    state.router.directory.do_send(RemoveAgent { agent_id });
     Ok(HttpResponse::Ok().json(json!({ "status": "Submitted!" })))
 }
 

@@ -7,7 +7,7 @@
 //! A claim by another socket while its socket is bound waits for a probe
 //! of that socket (PROTOCOL 1.5: a live socket is not taken over).
 //! Talks to its current `WsSession`, to `BackendLink` and, to retire, to
-//! `NetworkManager`.
+//! `AgentDirectory`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,16 +21,17 @@ use super::shortcut::{Relay, Shortcut};
 use super::snapshot::{AgentRecord, RestoredAgent, StoredPacket};
 use super::state::{AgentState, Enqueued};
 use super::{resume_when_room, Resume, RouterContext, ToBackend};
+use crate::directory::AgentRetired;
 use crate::log_limit::{held_note, LogLimit};
 use crate::mailbox::Mailbox;
 use crate::metrics::{drop_reason, status_label, ActorProbe};
 use crate::network::events::SwitchEvent;
-use crate::network::{AgentRetired, Publish};
+use crate::network::Publish;
 use crate::wire::{Packet, PacketType};
 
 /// How long a retired agent keeps forwarding stray messages to the
-/// `NetworkManager` before it stops: senders holding a cached address then
-/// find it closed and ask the manager instead.
+/// `AgentDirectory` before it stops: senders holding a cached address then
+/// find it closed and ask the directory instead.
 const RETIRE_LINGER: Duration = Duration::from_secs(1);
 
 pub struct Agent {
@@ -47,8 +48,8 @@ pub struct Agent {
     /// Queued packets wait for a slow socket to take more: its `Flow` will
     /// send `Resume`.
     awaiting_room: bool,
-    /// Set once the manager has forgotten this agent: everything that still
-    /// arrives is handed back to the manager.
+    /// Set once the directory has forgotten this agent: everything that still
+    /// arrives is handed back to the directory.
     retired: bool,
     /// A full queue drops a packet per packet in: logged once a second
     /// (each drop is counted and reported to the backend all the same).
@@ -386,7 +387,7 @@ impl Agent {
         self.refresh_shortcut();
         self.cancel_timers(ctx);
         if let Some(me) = &self.me {
-            self.ctx.network.do_send(AgentRetired {
+            self.ctx.directory.do_send(AgentRetired {
                 agent_id: self.state.agent_id.clone(),
                 agent: me.clone(),
             });
@@ -480,7 +481,7 @@ impl Handler<AgentAlive> for Agent {
     fn handle(&mut self, msg: AgentAlive, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("AgentAlive");
         if self.retired {
-            self.ctx.network.do_send(crate::network::BindAgent {
+            self.ctx.directory.do_send(crate::directory::BindAgent {
                 agent_id: self.state.agent_id.clone(),
                 session: msg.session,
             });
@@ -629,10 +630,12 @@ impl Handler<AgentHeartbeat> for Agent {
     fn handle(&mut self, mut msg: AgentHeartbeat, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("AgentHeartbeat");
         if self.retired {
-            self.ctx.network.do_send(crate::network::RouteHeartbeat {
-                session: msg.session,
-                packet: msg.packet,
-            });
+            self.ctx
+                .directory
+                .do_send(crate::directory::RouteHeartbeat {
+                    session: msg.session,
+                    packet: msg.packet,
+                });
             return;
         }
         self.ctx.metrics.heartbeats.inc();
@@ -673,7 +676,7 @@ impl Handler<Relay> for Agent {
 impl Agent {
     fn pass_to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
         if self.retired {
-            self.ctx.network.do_send(crate::network::RouteToAgent {
+            self.ctx.directory.do_send(crate::directory::RouteToAgent {
                 packet,
                 reply_to: None,
                 ticket: None,
@@ -757,7 +760,7 @@ impl Handler<RetireAgent> for Agent {
 }
 
 /// The agent's state for the state file (a graceful stop): None once it
-/// is retired (its manager no longer lists it).
+/// is retired (the directory no longer lists it).
 #[derive(Message)]
 #[rtype(result = "Option<AgentRecord>")]
 pub struct ExportAgent {

@@ -11,9 +11,10 @@
 //! and for live updates, while the `BackendLink` or the `Agent` holds
 //! nothing back, session to session by its `Shortcut` (see `shortcut.rs`).
 //!
-//! `NetworkManager` is asked only to find or create an agent (the first
+//! `AgentDirectory` is asked only to find or create an agent (the first
 //! packet of a socket, or for an agent the backend session has not cached
-//! yet), to remove one, and for `request_statuses`.
+//! yet), to remove one, and for `request_statuses`. Events (an agent's
+//! status, the backend's presence) go to `NetworkManager`'s subscribers.
 
 mod actor;
 mod backend;
@@ -48,6 +49,7 @@ pub use session::{
 pub use shortcut::{Detour, Relay, Shortcut, Ticket};
 pub use snapshot::StateConfig;
 
+use crate::directory::AgentDirectory;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::network::NetworkManager;
@@ -261,12 +263,14 @@ pub struct RouterConfig {
     pub session: SessionConfig,
 }
 
-/// What every router actor shares: configuration, metrics, the two
-/// well-known actors, and the backend's last ping time (read by every
+/// What every router actor shares: configuration, metrics, the three
+/// well-known actors (where agents live, where events go, the backend),
+/// and the backend's last ping time (read by every
 /// heartbeat reply, written by `request_statuses`; an atomic, not a lock).
 pub struct RouterContext {
     pub config: RouterConfig,
     pub metrics: Arc<Metrics>,
+    pub directory: Mailbox<AgentDirectory>,
     pub network: Mailbox<NetworkManager>,
     pub backend: Mailbox<BackendLink>,
     last_mephisto_ping_ms: AtomicI64,
@@ -282,6 +286,7 @@ impl RouterContext {
     pub fn new(
         config: RouterConfig,
         metrics: Arc<Metrics>,
+        directory: Mailbox<AgentDirectory>,
         network: Mailbox<NetworkManager>,
         backend: Mailbox<BackendLink>,
         shutdown: tokio::sync::watch::Receiver<bool>,
@@ -297,6 +302,7 @@ impl RouterContext {
             backend_gate: std::sync::Mutex::new(backend_gate),
             config,
             metrics,
+            directory,
             network,
             backend,
             last_mephisto_ping_ms: AtomicI64::new(crate::clock::now_ms()),

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::claims::{judge_claim, ClaimError, Claims, Holder, Role, Verdict};
 use super::state::{AgentState, Enqueued};
-use crate::network::routing::{StatusSweeps, SweepDecision};
+use crate::directory::routing::{StatusSweeps, SweepDecision};
 use crate::outbox::Outbox;
 use crate::wire::{Packet, PacketType};
 

@@ -5,7 +5,7 @@
 //! error, keeps the connection alive with protocol pings, and closes with
 //! the codes PROTOCOL names (1001 on shutdown, 1008 for a refused backend).
 //! Routes each packet straight to its `Agent` when it knows it, otherwise
-//! asks `NetworkManager` once and caches the answer (`AgentBound`).
+//! asks `AgentDirectory` once and caches the answer (`AgentBound`).
 //! The socket that says `alive` as `mephisto` talks to `BackendLink`.
 //!
 //! Every packet is checked against the socket's `Claims` first (PROTOCOL
@@ -29,11 +29,11 @@ use super::{
     Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, Detour,
     OwnerShortcut, Relay, RouterContext, SocketClosed,
 };
+use crate::directory::{BindAgent, RequestStatuses, RouteHeartbeat, RouteToAgent};
 use crate::flow::Flow;
 use crate::log_limit::{held_note, LogLimit};
 use crate::mailbox::Mailbox;
 use crate::metrics::ActorProbe;
-use crate::network::{BindAgent, RequestStatuses, RouteHeartbeat, RouteToAgent};
 use crate::wire::{Packet, PacketType};
 
 /// Link label of `switchyard_connections_open` for router sockets.
@@ -67,7 +67,7 @@ pub struct WsSession {
     agents: AgentMap<BoundAgent>,
     /// What this socket handed to `BackendLink` and it has not passed on.
     backend_detour: Detour,
-    /// What this socket sent, through the manager, to agents it has not
+    /// What this socket sent, through the directory, to agents it has not
     /// been told of yet (`AgentBound`), by agent id.
     unbound: AgentMap<Detour>,
     last_heard: Instant,
@@ -260,7 +260,7 @@ impl WsSession {
             PacketType::ClientBoundLiveUpdate | PacketType::UpdateStatus => {
                 self.route_to_agent(packet)
             }
-            PacketType::RequestStatuses => self.rctx.network.do_send(RequestStatuses(packet)),
+            PacketType::RequestStatuses => self.rctx.directory.do_send(RequestStatuses(packet)),
             PacketType::AgentDetails => self.rctx.backend.do_send(AgentDetails(packet)),
             // Known types that only the switch sends, and anything else.
             other => {
@@ -331,7 +331,7 @@ impl WsSession {
             }
             self.agents.remove(&packet.subject_id);
         }
-        self.rctx.network.do_send(BindAgent {
+        self.rctx.directory.do_send(BindAgent {
             agent_id: packet.subject_id,
             session: me,
         });
@@ -352,7 +352,7 @@ impl WsSession {
             },
             None => packet,
         };
-        self.rctx.network.do_send(RouteHeartbeat {
+        self.rctx.directory.do_send(RouteHeartbeat {
             session: me,
             packet,
         });
@@ -416,9 +416,9 @@ impl WsSession {
     fn route_to_agent(&mut self, packet: Packet) {
         let limit = self.in_flight_limit();
         // While packets for this agent are still on their way through the
-        // manager, the next ones follow them there: straight to the agent
+        // directory, the next ones follow them there: straight to the agent
         // (or past it) they could overtake them.
-        let via_manager = match self.unbound.get(&packet.subject_id) {
+        let via_directory = match self.unbound.get(&packet.subject_id) {
             Some(d) if d.pending() > 0 => true,
             Some(_) => {
                 self.unbound.remove(&packet.subject_id);
@@ -426,7 +426,7 @@ impl WsSession {
             }
             None => false,
         };
-        let known = if via_manager {
+        let known = if via_directory {
             None
         } else {
             self.agents.get(&packet.subject_id)
@@ -459,14 +459,14 @@ impl WsSession {
             None => packet,
         };
         // Packets for an agent this socket does not know yet go through the
-        // manager, each holding this agent's detour (one per agent id) until
+        // directory, each holding this agent's detour (one per agent id) until
         // the agent has passed it on.
         let ticket = self
             .unbound
             .entry(packet.subject_id.clone())
             .or_default()
             .ticket();
-        self.rctx.network.do_send(RouteToAgent {
+        self.rctx.directory.do_send(RouteToAgent {
             packet,
             reply_to: Some(self.me()),
             ticket: Some(ticket),
@@ -695,7 +695,7 @@ struct BoundAgent {
     detour: Detour,
 }
 
-/// The manager found (or made) the agent a packet was for: remember it so
+/// The directory found (or made) the agent a packet was for: remember it so
 /// the next packet goes straight there.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -709,7 +709,7 @@ impl Handler<AgentBound> for WsSession {
     fn handle(&mut self, msg: AgentBound, _: &mut Self::Context) {
         let _h = self.probe.handling("AgentBound");
         // Several answers may come for one agent; packets still on their
-        // way through the manager are counted apart (`unbound`).
+        // way through the directory are counted apart (`unbound`).
         match self.agents.get_mut(&msg.agent_id) {
             Some(bound) => bound.agent = msg.agent,
             None => {

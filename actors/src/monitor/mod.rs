@@ -11,8 +11,9 @@
 //! taken by the transport: `Flow`) and, past `in_flight_bytes`, keeps events
 //! in that subscriber's queue, dropping its oldest and telling it with one
 //! `lagged` event once it catches up. A slow subscriber never slows the
-//! switch. On `Join` it gathers a snapshot (nodes, agents, backend, links,
-//! robots) for the newcomer. Handles `SwitchEvent`, `Join`, `Leave`,
+//! switch. On `Join` it gathers a snapshot (nodes, links and robots from
+//! `NetworkManager`, agents from `AgentDirectory`, the backend from
+//! `BackendLink`) for the newcomer. Handles `SwitchEvent`, `Join`, `Leave`,
 //! `SetFilter`.
 
 pub mod json;
@@ -30,10 +31,11 @@ pub use crate::flow::Flow;
 pub use session::{MonitorSession, MonitorText};
 
 use crate::agent::{BackendLink, GetBackendInfo};
+use crate::directory::{AgentDirectory, ListAgents};
 use crate::mailbox::Mailbox;
 use crate::metrics::{ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
-use crate::network::{GetMeshInfo, GetRobots, ListAgents, NetworkManager, Subscribe};
+use crate::network::{GetMeshInfo, GetRobots, NetworkManager, Subscribe};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -77,6 +79,7 @@ pub struct Monitor {
     metrics: Arc<Metrics>,
     probe: Arc<ActorProbe>,
     network: Mailbox<NetworkManager>,
+    directory: Mailbox<AgentDirectory>,
     backend: Mailbox<BackendLink>,
     subscribers: HashMap<u64, Subscriber>,
     next_id: u64,
@@ -87,6 +90,7 @@ impl Monitor {
         config: MonitorConfig,
         metrics: Arc<Metrics>,
         network: Mailbox<NetworkManager>,
+        directory: Mailbox<AgentDirectory>,
         backend: Mailbox<BackendLink>,
     ) -> Mailbox<Monitor> {
         let probe = metrics.probe("Monitor", "monitor");
@@ -95,6 +99,7 @@ impl Monitor {
             metrics,
             probe: Arc::clone(&probe),
             network,
+            directory,
             backend,
             subscribers: HashMap::new(),
             next_id: 1,
@@ -213,7 +218,7 @@ impl Handler<Join> for Monitor {
             .monitor_subscribers
             .set(self.subscribers.len() as i64);
         let mesh = self.network.send(GetMeshInfo);
-        let agents = self.network.send(ListAgents);
+        let agents = self.directory.send(ListAgents);
         let robots = self.network.send(GetRobots);
         let backend = self.backend.send(GetBackendInfo);
         let session = msg.session;
