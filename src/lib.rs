@@ -234,8 +234,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             p,
             config.serial.clone(),
             Arc::clone(&metrics),
-            router.network.clone(),
+            router.network.counted_recipient(),
         )
+        .open_at_start()
         .stop_on(router.shutdown.clone())
         .start_link();
         router.network.do_send(AttachUart(uart.clone()));

@@ -299,9 +299,8 @@ async fn uart_manager_lifecycle() {
         PortPath::Path(link.to_string_lossy().into_owned()),
         cfg,
         s.running.metrics.clone(),
-        s.running.router.network.clone(),
+        owner,
     )
-    .with_owner(owner)
     .start();
     lifecycle_suite(Chan::of(&uart), notices, peer).await;
     s.stop().await;

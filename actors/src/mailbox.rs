@@ -141,3 +141,71 @@ impl<A: Actor> Mailbox<A> {
         self.addr.send(msg)
     }
 }
+
+/// One message type of an actor, for a sender that must not know the
+/// actor's type (a channel telling its owner, `ChannelNotice`). Made from a
+/// [`Mailbox`], its sends are counted as the mailbox's are, so the owner's
+/// depth stays true; made from a bare `Recipient`, they are not counted.
+pub struct CountedRecipient<M>
+where
+    M: Message + Send,
+    M::Result: Send,
+{
+    recipient: Recipient<M>,
+    probe: Option<Arc<ActorProbe>>,
+}
+
+impl<M> From<Recipient<M>> for CountedRecipient<M>
+where
+    M: Message + Send,
+    M::Result: Send,
+{
+    fn from(recipient: Recipient<M>) -> Self {
+        CountedRecipient {
+            recipient,
+            probe: None,
+        }
+    }
+}
+
+impl<M> CountedRecipient<M>
+where
+    M: Message + Send,
+    M::Result: Send,
+{
+    /// Sends without waiting; a message to a stopped actor is lost.
+    pub fn do_send(&self, msg: M) {
+        if let Some(p) = &self.probe {
+            p.on_sent();
+            if !self.recipient.connected() {
+                p.on_send_failed();
+                return;
+            }
+        }
+        self.recipient.do_send(msg);
+    }
+
+    /// Sends and waits for the reply.
+    pub fn send(&self, msg: M) -> RecipientRequest<M> {
+        if let Some(p) = &self.probe {
+            p.on_sent();
+        }
+        self.recipient.send(msg)
+    }
+}
+
+impl<A: Actor> Mailbox<A> {
+    /// The actor as a [`CountedRecipient`] of `M`.
+    pub fn counted_recipient<M>(&self) -> CountedRecipient<M>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+    {
+        CountedRecipient {
+            recipient: self.addr.clone().recipient(),
+            probe: Some(Arc::clone(&self.probe)),
+        }
+    }
+}

@@ -3,8 +3,9 @@
 //! Owns the node cache (bounded per source), the history log's writer
 //! thread (writes never run on this actor's turn), the list of event
 //! subscribers, the robots' status and the gateways' nodes (PROTOCOL 2,
-//! 5). `UartManager` hands it every frame from the root
-//! (`RootMessageReceived`, `LinkStateChanged`), and it publishes what
+//! 5). It owns the serial link's channel: `UartManager` tells it the link
+//! going up and down and hands it every frame from the root, as
+//! `ChannelNotice`s, and it publishes what
 //! happened as `SwitchEvent`s to its subscribers (`Monitor`,
 //! `SocketManager`, `Uplink`); other actors publish through it too
 //! (`Publish`: agents' statuses, the backend's presence, client logs).
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde_json::Value;
 
+use crate::channel::ChannelNotice;
 use crate::mailbox::Mailbox;
 use crate::metrics::{ActorProbe, Metrics};
 use crate::uart::{CommandError, LinkInfo, RootReply, SendCommand, UartManager};
@@ -110,6 +112,16 @@ impl NetworkManager {
         }
     }
 
+    /// The serial link went up or down.
+    fn link_changed(&mut self, up: bool) {
+        self.mesh.link_up = up;
+        self.publish(SwitchEvent::Link {
+            ts: crate::clock::now_secs(),
+            link: "mesh".into(),
+            state: if up { "up" } else { "down" }.into(),
+        });
+    }
+
     fn node_gauges(&self) {
         let m = &self.metrics;
         let active = self.mesh.cache.active_count();
@@ -156,52 +168,26 @@ impl Handler<AttachUart> for NetworkManager {
     }
 }
 
-/// A frame from the root, decoded; `answered` names the command an `[R]`
-/// answered (command name, destination, outcome).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RootMessageReceived {
-    pub message: RootMessage,
-    pub answered: Option<(&'static str, Option<NodeAddr>, Result<(), String>)>,
-}
-
-impl Handler<RootMessageReceived> for NetworkManager {
+/// What the serial link tells its owner (PROTOCOL 2): the link going up
+/// and down, and every frame from the root.
+impl Handler<ChannelNotice> for NetworkManager {
     type Result = ();
-    fn handle(&mut self, msg: RootMessageReceived, _: &mut Context<Self>) {
-        let _h = self.probe.handling("RootMessageReceived");
-        let now = crate::clock::now_secs();
-        if let Some((command, dst, outcome)) = msg.answered {
-            // Results of tracked sends go to listeners (PROTOCOL 3).
-            if command == "SENDI" {
-                self.publish(SwitchEvent::CommandResult {
-                    ts: now,
-                    key: NodeKey::local(dst.unwrap_or(0)),
-                    command,
-                    outcome,
-                });
+    fn handle(&mut self, notice: ChannelNotice, _: &mut Context<Self>) {
+        let _h = self.probe.handling("ChannelNotice");
+        match notice {
+            ChannelNotice::Opened | ChannelNotice::Reconnected => self.link_changed(true),
+            ChannelNotice::Lost { .. } => self.link_changed(false),
+            // Only past a retry budget, which the switch's link does not
+            // set; the link was reported down before.
+            ChannelNotice::CatastrophicDisconnect { .. } => {}
+            // A frame `UartManager` could not read it has counted and
+            // logged already.
+            ChannelNotice::Inbound(content) => {
+                if let Ok(message) = RootMessage::parse(&content) {
+                    self.apply_root(None, message, crate::clock::now_secs());
+                }
             }
         }
-        self.apply_root(None, msg.message, now);
-    }
-}
-
-/// The serial link went up or down.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LinkStateChanged {
-    pub up: bool,
-}
-
-impl Handler<LinkStateChanged> for NetworkManager {
-    type Result = ();
-    fn handle(&mut self, msg: LinkStateChanged, _: &mut Context<Self>) {
-        let _h = self.probe.handling("LinkStateChanged");
-        self.mesh.link_up = msg.up;
-        self.publish(SwitchEvent::Link {
-            ts: crate::clock::now_secs(),
-            link: "mesh".into(),
-            state: if msg.up { "up" } else { "down" }.into(),
-        });
     }
 }
 
@@ -313,22 +299,48 @@ pub struct MeshCommand {
 }
 
 impl Handler<MeshCommand> for NetworkManager {
-    type Result = ResponseFuture<Result<RootReply, CommandError>>;
+    type Result = ResponseActFuture<Self, Result<RootReply, CommandError>>;
     fn handle(&mut self, msg: MeshCommand, _: &mut Context<Self>) -> Self::Result {
         let _h = self.probe.handling("MeshCommand");
+        let refused = |e: CommandError| Box::pin(actix::fut::ready(Err(e)));
         let Some(uart) = self.uart.clone() else {
-            return Box::pin(async { Err(CommandError::NoMesh) });
+            return refused(CommandError::NoMesh);
         };
         if let Some(n) = msg.node {
             if !self.mesh.cache.contains(&NodeKey::local(n)) {
-                return Box::pin(async move { Err(CommandError::UnknownNode(n)) });
+                return refused(CommandError::UnknownNode(n));
             }
         }
         if !self.mesh.link_up {
-            return Box::pin(async { Err(CommandError::LinkDown) });
+            return refused(CommandError::LinkDown);
         }
+        // The root's result of a tracked send goes to listeners too
+        // (PROTOCOL 3).
+        let tracked = match &msg.command {
+            Command::SendTracked { dst, .. } => Some((msg.command.name(), *dst)),
+            _ => None,
+        };
         let req = uart.send(SendCommand(msg.command));
-        Box::pin(async move { req.await.unwrap_or(Err(CommandError::LinkDown)) })
+        Box::pin(
+            async move { req.await.unwrap_or(Err(CommandError::LinkDown)) }
+                .into_actor(self)
+                .map(move |reply, act, _| {
+                    let outcome = match &reply {
+                        Ok(_) => Some(Ok(())),
+                        Err(CommandError::Root(e)) => Some(Err(e.clone())),
+                        Err(_) => None,
+                    };
+                    if let (Some((command, dst)), Some(outcome)) = (tracked, outcome) {
+                        act.publish(SwitchEvent::CommandResult {
+                            ts: crate::clock::now_secs(),
+                            key: NodeKey::local(dst),
+                            command,
+                            outcome,
+                        });
+                    }
+                    reply
+                }),
+        )
     }
 }
 
