@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use actix_web::web;
 use switchyard_actors::agent::{AttachNetwork, BackendLink, RouterContext};
-use switchyard_actors::metrics::{count_each, Mailbox, Metrics};
+use switchyard_actors::directory::AgentDirectory;
+use switchyard_actors::mailbox::Mailbox;
+use switchyard_actors::metrics::{count_each, Metrics};
 use switchyard_actors::monitor::Monitor;
 use switchyard_actors::network::history::{HistoryLog, HistoryWriter};
 use switchyard_actors::network::mesh::MeshState;
@@ -109,7 +111,7 @@ fn mesh_setup(config: &Config, metrics: &Arc<Metrics>) -> Result<NetworkSetup, S
         what: format!("history dir {}", dir.display()),
         source,
     })?;
-    let now = switchyard_actors::now_secs();
+    let now = switchyard_actors::clock::now_secs();
     history::apply_retention(&dir, &config.history, now, metrics);
     let files = history::warm_files(
         &history::day_files(&dir),
@@ -187,20 +189,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::clone(&metrics),
     );
     let router_config = config.router();
-    let nm_probe = metrics.probe("NetworkManager", "switch");
     let setup = mesh_setup(&config, &metrics)?;
-    let router = NetworkManager::start_with(
-        |network| {
+    let network = NetworkManager::start_link(
+        Arc::clone(&metrics),
+        metrics.probe("NetworkManager", "switch"),
+        setup,
+    );
+    let router = AgentDirectory::start_with(
+        |directory| {
             RouterContext::new(
                 router_config,
                 Arc::clone(&metrics),
+                directory,
                 network,
                 backend,
                 shutdown_rx,
             )
         },
-        nm_probe,
-        setup,
+        metrics.probe("AgentDirectory", "switch"),
     );
 
     let (port, sim) = match config.mesh_link() {
@@ -228,8 +234,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             p,
             config.serial.clone(),
             Arc::clone(&metrics),
-            router.network.clone(),
+            router.network.counted_recipient(),
         )
+        .open_at_start()
         .stop_on(router.shutdown.clone())
         .start_link();
         router.network.do_send(AttachUart(uart.clone()));
@@ -267,6 +274,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.monitor.clone(),
         Arc::clone(&metrics),
         router.network.clone(),
+        router.directory.clone(),
         router.backend.clone(),
     );
 
@@ -387,10 +395,10 @@ impl Running {
 async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metrics) {
     use switchyard_actors::agent::snapshot::{self, Found, SnapshotLimits};
     use switchyard_actors::agent::RestoreOutbox;
+    use switchyard_actors::directory::RestoreAgents;
     use switchyard_actors::metrics::state_kind;
-    use switchyard_actors::network::RestoreAgents;
     let dir = config.state_dir();
-    let now_ms = switchyard_actors::now_ms();
+    let now_ms = switchyard_actors::clock::now_ms();
     let set_aside = |why: &str, what: &str| {
         metrics.state_set_aside.with_label_values(&[why]).inc();
         match snapshot::set_aside(&dir, why, now_ms) {
@@ -450,7 +458,7 @@ async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metric
     let agent_packets = restored.agent_packets();
     let outbox_packets = restored.outbox.len();
     let agents = router
-        .network
+        .directory
         .send(RestoreAgents {
             agents: restored.agents,
             downtime_ms,
@@ -488,11 +496,11 @@ async fn restore_state(config: &Config, router: &RouterContext, metrics: &Metric
 async fn save_state(config: &Config, router: &RouterContext, metrics: &Metrics) {
     use switchyard_actors::agent::snapshot::{self, RouterSnapshot};
     use switchyard_actors::agent::ExportOutbox;
+    use switchyard_actors::directory::ExportAgents;
     use switchyard_actors::metrics::state_kind;
-    use switchyard_actors::network::ExportAgents;
-    let now_secs = switchyard_actors::now_secs();
+    let now_secs = switchyard_actors::clock::now_secs();
     let agents = router
-        .network
+        .directory
         .send(ExportAgents { now_secs })
         .await
         .unwrap_or_default();
@@ -501,7 +509,7 @@ async fn save_state(config: &Config, router: &RouterContext, metrics: &Metrics) 
         .send(ExportOutbox { now_secs })
         .await
         .unwrap_or_default();
-    let snap = RouterSnapshot::new(switchyard_actors::now_ms(), agents, outbox);
+    let snap = RouterSnapshot::new(switchyard_actors::clock::now_ms(), agents, outbox);
     let bytes = snapshot::encode(&snap);
     if bytes.len() > config.state.max_bytes {
         log::warn!(

@@ -348,9 +348,8 @@ async fn uart_manager_lifecycle() {
         PortPath::Path(link.to_string_lossy().into_owned()),
         cfg,
         s.running.metrics.clone(),
-        s.running.router.network.clone(),
+        owner,
     )
-    .with_owner(owner)
     .start();
     let keeps = Keeps {
         // The serial link keeps a fixed thousand frames for the root.

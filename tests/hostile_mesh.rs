@@ -373,7 +373,7 @@ async fn gateway_data_is_checked_like_serial_data_and_stamped_here() {
     )
     .await;
     // Stamped with this switch's clock.
-    let now = switchyard_actors::now_secs();
+    let now = switchyard_actors::clock::now_secs();
     let (status, node) = get_json(&s.url("/api/nodes/liar/1")).await;
     assert_eq!(status, 200, "{node}");
     let last_seen = node["last_seen"].as_f64().unwrap();
@@ -515,7 +515,7 @@ fn history_line(ts: f64, node: u16, v: u8) -> String {
 #[actix_web::test]
 async fn warm_start_streams_dated_files_and_skips_what_it_cannot_read() {
     use switchyard_actors::network::history::utc_day;
-    let now = switchyard_actors::now_secs();
+    let now = switchyard_actors::clock::now_secs();
     let day = |d: f64| format!("{}.jsonl", utc_day(now + d * 86_400.0));
     const LINES: usize = 150_000;
     let before = vm_rss_kib();

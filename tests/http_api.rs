@@ -383,7 +383,7 @@ async fn small_endpoints_answer_json() {
     let (status, t) = get_json(&s.url("/get_timestamp")).await;
     assert_eq!(status, 200);
     let ms = t["timestamp"].as_i64().unwrap();
-    assert!((ms - switchyard_actors::now_ms()).abs() < 60_000);
+    assert!((ms - switchyard_actors::clock::now_ms()).abs() < 60_000);
     for path in ["/", "/task_index", "/welcome", "/index.html"] {
         let (status, ctype, body) = get(&s.url(path)).await;
         assert_eq!(status, 200, "{path}");

@@ -15,6 +15,7 @@ async fn actors_endpoint_lists_every_live_actor_with_totals() {
     assert_eq!(v["totals"]["Agent"]["live"], json!(2));
     assert_eq!(v["totals"]["WsSession"]["live"], json!(3));
     assert_eq!(v["totals"]["NetworkManager"]["live"], json!(1));
+    assert_eq!(v["totals"]["AgentDirectory"]["live"], json!(1));
     assert_eq!(v["totals"]["BackendLink"]["live"], json!(1));
     let actors = v["actors"].as_array().unwrap();
     let agent = actors
@@ -66,7 +67,7 @@ async fn prometheus_text_counts_messages_by_kind_and_type() {
     assert_eq!(
         v(
             "switchyard_actor_messages_total",
-            &[("kind", "NetworkManager"), ("message", "BindAgent")]
+            &[("kind", "AgentDirectory"), ("message", "BindAgent")]
         ),
         1.0
     );

@@ -228,6 +228,11 @@ async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
         // Room for the fast subscriber to ride out a busy CPU.
         c.monitor.queue_limit = 2000;
         c.monitor.in_flight_bytes = 64 * 1024;
+        // The slow subscriber reads nothing, pongs included, until the
+        // fast one is done: on a loaded machine that may take longer than
+        // the usual ping timeout, which would cut it (PROTOCOL 4) before
+        // the rule under test is seen.
+        c.session.ping_timeout_secs = 120.0;
     })
     .await;
     let url = monitor_url(&m.s);

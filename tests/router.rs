@@ -93,7 +93,7 @@ async fn heartbeat_reply_carries_ping_and_status() {
     let r = a.recv_type("heartbeat").await;
     assert_eq!(r["data"]["status"], json!("none"));
     let ping = r["data"]["last_mephisto_ping"].as_i64().unwrap();
-    let now_ms = switchyard_actors::now_ms();
+    let now_ms = switchyard_actors::clock::now_ms();
     assert!((now_ms - ping).abs() < 60_000, "ms since epoch: {ping}");
     s.wait_metric("switchyard_heartbeats_total", &[], 2.0).await;
     s.stop().await;
@@ -113,7 +113,7 @@ async fn request_statuses_updates_last_mephisto_ping() {
     let mut b = s.backend().await;
     // Make sure the clock moves past `before`.
     wait_for("clock tick", || async {
-        switchyard_actors::now_ms() > before + 5
+        switchyard_actors::clock::now_ms() > before + 5
     })
     .await;
     b.send(request_statuses()).await;

@@ -6,7 +6,7 @@
 //! keep separate counters.
 //!
 //! Mailbox depth: actix does not expose a queue length, so every send goes
-//! through a [`Mailbox`] (which counts `sent`) and every handler opens a
+//! through a [`Mailbox`](crate::mailbox::Mailbox) (which counts `sent`) and every handler opens a
 //! [`Handling`] guard (which counts `handled`); depth is the difference.
 //! Those two counters are the actor's own, and so are its handling-time
 //! histogram and per-message counts until `/metrics` is read: then the
@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use actix::dev::ToEnvelope;
-use actix::prelude::*;
 use prometheus::local::LocalHistogram;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -696,7 +694,7 @@ impl Metrics {
             key,
             kind,
             id: id.into(),
-            started_at: crate::now_secs(),
+            started_at: crate::clock::now_secs(),
             sent: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             retired: AtomicBool::new(false),
@@ -842,11 +840,11 @@ impl ActorProbe {
             .saturating_sub(self.handled.load(Ordering::Relaxed))
     }
 
-    fn on_sent(&self) {
+    pub(crate) fn on_sent(&self) {
         self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn on_send_failed(&self) {
+    pub(crate) fn on_send_failed(&self) {
         self.sent.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -907,127 +905,5 @@ impl Drop for Handling {
             p.handled.fetch_add(1, Ordering::Relaxed);
         }
         p.record(self.message, self.started.elapsed().as_secs_f64());
-    }
-}
-
-/// An actor's address together with its probe: every send is counted, so
-/// the mailbox depth is known.
-///
-/// For an actor that writes to a socket, it also carries the socket's
-/// [`Flow`](crate::flow::Flow), so senders can hold back while the peer is
-/// not reading.
-pub struct Mailbox<A: Actor> {
-    addr: Addr<A>,
-    probe: Arc<ActorProbe>,
-    flow: Option<Arc<crate::flow::Flow>>,
-    shortcut: Option<Arc<crate::agent::Shortcut>>,
-}
-
-impl<A: Actor> Clone for Mailbox<A> {
-    fn clone(&self) -> Self {
-        Mailbox {
-            addr: self.addr.clone(),
-            probe: Arc::clone(&self.probe),
-            flow: self.flow.clone(),
-            shortcut: self.shortcut.clone(),
-        }
-    }
-}
-
-impl<A: Actor> Mailbox<A> {
-    pub fn new(addr: Addr<A>, probe: Arc<ActorProbe>) -> Self {
-        Mailbox {
-            addr,
-            probe,
-            flow: None,
-            shortcut: None,
-        }
-    }
-
-    /// For an actor that may let live updates past it (`Agent`,
-    /// `BackendLink`): where senders find its socket.
-    pub fn with_shortcut(mut self, shortcut: Arc<crate::agent::Shortcut>) -> Self {
-        self.shortcut = Some(shortcut);
-        self
-    }
-
-    pub fn shortcut(&self) -> Option<&Arc<crate::agent::Shortcut>> {
-        self.shortcut.as_ref()
-    }
-
-    pub fn with_flow(mut self, flow: Arc<crate::flow::Flow>) -> Self {
-        self.flow = Some(flow);
-        self
-    }
-
-    /// Bytes handed to the actor's socket and not yet taken (0 for actors
-    /// without a socket).
-    pub fn in_flight(&self) -> u64 {
-        self.flow.as_ref().map_or(0, |f| f.in_flight())
-    }
-
-    pub fn flow(&self) -> Option<&Arc<crate::flow::Flow>> {
-        self.flow.as_ref()
-    }
-
-    pub fn connected(&self) -> bool {
-        self.addr.connected()
-    }
-
-    pub fn same(&self, other: &Mailbox<A>) -> bool {
-        self.addr == other.addr
-    }
-
-    pub fn id(&self) -> &str {
-        &self.probe.id
-    }
-
-    /// Messages sent to the actor and not yet handled.
-    pub fn depth(&self) -> u64 {
-        self.probe.depth()
-    }
-
-    /// Sends without waiting; fails if the actor has stopped, handing the
-    /// message back so the caller can route it elsewhere.
-    pub fn try_send<M>(&self, msg: M) -> Result<(), M>
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        A: Handler<M>,
-        A::Context: ToEnvelope<A, M>,
-    {
-        self.probe.on_sent();
-        // `do_send` ignores a full mailbox bound (our bounds are on the
-        // domain queues), so the only failure is a closed mailbox.
-        if !self.addr.connected() {
-            self.probe.on_send_failed();
-            return Err(msg);
-        }
-        self.addr.do_send(msg);
-        Ok(())
-    }
-
-    /// Sends without waiting; a message to a stopped actor is lost, so use
-    /// this only where that is harmless (notifications, close requests).
-    pub fn do_send<M>(&self, msg: M)
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        A: Handler<M>,
-        A::Context: ToEnvelope<A, M>,
-    {
-        let _ = self.try_send(msg);
-    }
-
-    /// Sends and waits for the reply.
-    pub fn send<M>(&self, msg: M) -> Request<A, M>
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        A: Handler<M>,
-        A::Context: ToEnvelope<A, M>,
-    {
-        self.probe.on_sent();
-        self.addr.send(msg)
     }
 }

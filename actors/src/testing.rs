@@ -22,12 +22,14 @@ use crate::agent::{
     Agent, AgentInfo, AttachNetwork, BackendInfo, BackendLink, GetAgentInfo, GetBackendInfo,
     RouterConfig, RouterContext, SessionOrigin, WsSession,
 };
+use crate::directory::{AgentDirectory, AgentLocation, LocateAgent};
 use crate::flow::Flow;
-use crate::metrics::{Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::Metrics;
 use crate::monitor::{Monitor, MonitorConfig, MonitorSession};
 use crate::network::events::SwitchEvent;
 use crate::network::mesh::{MeshConfig, MeshState};
-use crate::network::{LocateAgent, NetworkManager, NetworkSetup, Subscribe};
+use crate::network::{NetworkManager, NetworkSetup, Subscribe};
 use crate::wire::DataTypes;
 
 /// Collects every `SwitchEvent` into a channel.
@@ -271,7 +273,7 @@ where
     panic!("never true: {what}");
 }
 
-/// The router's actors (`NetworkManager`, `BackendLink`) with no HTTP
+/// The router's actors (`AgentDirectory`, `NetworkManager`, `BackendLink`) with no HTTP
 /// server, no mesh link and no history on disk; sockets are `FakePeer`s.
 pub struct TestRouter {
     pub rctx: Arc<RouterContext>,
@@ -293,11 +295,15 @@ impl TestRouter {
             mesh: MeshState::new(&MeshConfig::default(), DataTypes::builtin()),
             history: None,
         };
-        let m = Arc::clone(&metrics);
-        let rctx = NetworkManager::start_with(
-            |network| RouterContext::new(config, m, network, backend, shutdown_rx),
+        let network = NetworkManager::start_link(
+            Arc::clone(&metrics),
             metrics.probe("NetworkManager", "switch"),
             setup,
+        );
+        let m = Arc::clone(&metrics);
+        let rctx = AgentDirectory::start_with(
+            |directory| RouterContext::new(config, m, directory, network, backend, shutdown_rx),
+            metrics.probe("AgentDirectory", "switch"),
         );
         rctx.backend.do_send(AttachNetwork(rctx.network.clone()));
         TestRouter {
@@ -349,13 +355,17 @@ impl TestRouter {
 
     /// The agent's actor, if the switch knows it.
     pub async fn agent(&self, agent_id: &str) -> Option<Mailbox<Agent>> {
-        self.rctx
-            .network
+        let location = self
+            .rctx
+            .directory
             .send(LocateAgent {
                 agent_id: agent_id.into(),
             })
             .await
-            .expect("the manager answers")
+            .expect("the directory answers")?;
+        match location {
+            AgentLocation::Local(agent) => Some(agent),
+        }
     }
 
     pub async fn agent_info(&self, agent_id: &str) -> AgentInfo {
@@ -382,6 +392,7 @@ impl TestRouter {
             config,
             Arc::clone(&self.metrics),
             self.rctx.network.clone(),
+            self.rctx.directory.clone(),
             self.rctx.backend.clone(),
         )
     }

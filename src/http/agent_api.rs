@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use switchyard_actors::agent::{CancelRequest, RegisterRequest, ToBackend};
+use switchyard_actors::clock::now_secs;
+use switchyard_actors::directory::RemoveAgent;
 use switchyard_actors::log_limit::{held_note, LogLimit};
-use switchyard_actors::network::RemoveAgent;
-use switchyard_actors::now_secs;
 use switchyard_actors::wire::{Packet, PacketType, MEPHISTO};
 use tokio::io::AsyncWriteExt;
 
@@ -461,7 +461,7 @@ pub async fn submit_onboarding(
     let packet = outgoing(PacketType::SubmitOnboarding, &agent_id, data, &form);
     let answer = ask_backend(&state, request_id, packet);
     // The reference clears the agent as soon as the submit is sent.
-    state.router.network.do_send(RemoveAgent { agent_id });
+    state.router.directory.do_send(RemoveAgent { agent_id });
     answer.await
 }
 
@@ -542,7 +542,7 @@ pub async fn submit_task(
     }
     let packet = outgoing(PacketType::SubmitUnit, &agent_id, data, &form);
     state.router.backend.do_send(ToBackend(packet));
-    state.router.network.do_send(RemoveAgent { agent_id });
+    state.router.directory.do_send(RemoveAgent { agent_id });
     Ok(HttpResponse::Ok().json(json!({ "status": "Submitted!" })))
 }
 
@@ -649,7 +649,7 @@ pub async fn is_alive() -> HttpResponse {
 }
 
 pub async fn get_timestamp() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "timestamp": switchyard_actors::now_ms() }))
+    HttpResponse::Ok().json(json!({ "timestamp": switchyard_actors::clock::now_ms() }))
 }
 
 #[cfg(test)]

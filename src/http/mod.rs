@@ -198,8 +198,8 @@ pub struct AppState {
     pub router: Arc<RouterContext>,
     pub metrics: Arc<Metrics>,
     pub uploads: uploads::UploadStore,
-    pub monitor: switchyard_actors::metrics::Mailbox<switchyard_actors::monitor::Monitor>,
-    pub gateways: switchyard_actors::metrics::Mailbox<switchyard_actors::uplink::GatewayServer>,
+    pub monitor: switchyard_actors::mailbox::Mailbox<switchyard_actors::monitor::Monitor>,
+    pub gateways: switchyard_actors::mailbox::Mailbox<switchyard_actors::uplink::GatewayServer>,
     pub static_dir: Option<PathBuf>,
 }
 

@@ -10,8 +10,8 @@ use actix_http::RequestHead;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 use switchyard_actors::agent::GetBackendInfo;
+use switchyard_actors::directory::ListAgents;
 use switchyard_actors::monitor::{Flow, MonitorSession};
-use switchyard_actors::network::ListAgents;
 
 use super::error::ApiError;
 use super::transport::{Inbound, Session};
@@ -36,7 +36,7 @@ pub fn monitor_session(head: &RequestHead, state: &AppState, inbound: Inbound) -
 pub async fn agents(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let agents = state
         .router
-        .network
+        .directory
         .send(ListAgents)
         .await
         .map_err(ApiError::mailbox)?;

@@ -8,7 +8,7 @@
 //! A claim by another socket while its socket is bound waits for a probe
 //! of that socket (PROTOCOL 1.5: a live socket is not taken over).
 //! Talks to its current `WsSession`, to `BackendLink` and, to retire, to
-//! `NetworkManager`.
+//! `AgentDirectory`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,21 +18,23 @@ use serde_json::json;
 
 use super::claims::{judge_claim, Holder, Verdict};
 use super::delivery::{Bound, Delivery, Outcome, Step};
-use super::outbox::Outbox;
 use super::session::{ClaimRefused, CloseSocket, PeerSocket, ProbeLiveness, WsSession};
 use super::shortcut::{Relay, Shortcut};
 use super::snapshot::{AgentRecord, RestoredAgent, StoredPacket};
 use super::state::AgentState;
 use super::{wait_for_room, Resume, RouterContext, ToBackend};
+use crate::directory::AgentRetired;
 use crate::log_limit::{held_note, LogLimit};
-use crate::metrics::{drop_reason, status_label, ActorProbe, Mailbox};
+use crate::mailbox::Mailbox;
+use crate::metrics::{drop_reason, status_label, ActorProbe};
 use crate::network::events::SwitchEvent;
-use crate::network::{AgentRetired, Publish};
+use crate::network::Publish;
+use crate::outbox::Outbox;
 use crate::wire::{Packet, PacketType};
 
 /// How long a retired agent keeps forwarding stray messages to the
-/// `NetworkManager` before it stops: senders holding a cached address then
-/// find it closed and ask the manager instead.
+/// `AgentDirectory` before it stops: senders holding a cached address then
+/// find it closed and ask the directory instead.
 const RETIRE_LINGER: Duration = Duration::from_secs(1);
 
 pub struct Agent {
@@ -115,7 +117,7 @@ impl Agent {
         }
         agent
             .state
-            .restore_liveness(r.last_ping_ms, downtime_ms, crate::now_secs());
+            .restore_liveness(r.last_ping_ms, downtime_ms, crate::clock::now_secs());
         agent.state.disconnect_time = r.disconnect_time.or(agent.state.disconnect_time);
         for packet in r.queue {
             let kept = agent.with_queue(|d| d.keep(packet));
@@ -157,7 +159,7 @@ impl Agent {
     /// Tells the monitor (status changes are rare next to packets).
     fn publish_status(&self) {
         self.ctx.network.do_send(Publish(SwitchEvent::AgentStatus {
-            ts: crate::now_secs(),
+            ts: crate::clock::now_secs(),
             agent_id: self.state.agent_id.clone(),
             status: self.state.status.clone(),
         }));
@@ -249,7 +251,7 @@ impl Agent {
             q.bytes_limit(),
             old.packet_type.as_str()
         );
-        let dropped = old.to_raw(crate::now_secs());
+        let dropped = old.to_raw(crate::clock::now_secs());
         let report = Packet::new(
             PacketType::LogError,
             self.state.agent_id.clone(),
@@ -283,7 +285,7 @@ impl Agent {
 
     /// The socket is unbound: the agent waits for the next one.
     fn socket_gone(&mut self, ctx: &mut Context<Self>) {
-        self.state.on_socket_closed(crate::now_secs());
+        self.state.on_socket_closed(crate::clock::now_secs());
         self.cancel_timers(ctx);
         self.start_grace(ctx);
         self.schedule_idle(ctx);
@@ -342,7 +344,7 @@ impl Agent {
         let bytes_before = self.delivery.queue().bytes();
         let left = self.with_queue(Delivery::retire);
         self.cancel_timers(ctx);
-        self.ctx.network.do_send(AgentRetired {
+        self.ctx.directory.do_send(AgentRetired {
             agent_id: self.state.agent_id.clone(),
             agent: Mailbox::new(ctx.address(), Arc::clone(&self.probe)),
         });
@@ -430,7 +432,7 @@ impl Handler<AgentAlive> for Agent {
     fn handle(&mut self, msg: AgentAlive, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("AgentAlive");
         if self.retired {
-            self.ctx.network.do_send(crate::network::BindAgent {
+            self.ctx.directory.do_send(crate::directory::BindAgent {
                 agent_id: self.state.agent_id.clone(),
                 session: msg.session,
             });
@@ -493,7 +495,7 @@ impl Agent {
                 if rebound {
                     self.bind(session, ctx);
                 }
-                self.state.on_heartbeat(crate::now_ms());
+                self.state.on_heartbeat(crate::clock::now_ms());
                 packet.set_data(self.ctx.heartbeat_data(Some(&self.state.status)));
                 self.send_to_client(packet, ctx);
                 if rebound {
@@ -580,10 +582,12 @@ impl Handler<AgentHeartbeat> for Agent {
     fn handle(&mut self, mut msg: AgentHeartbeat, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("AgentHeartbeat");
         if self.retired {
-            self.ctx.network.do_send(crate::network::RouteHeartbeat {
-                session: msg.session,
-                packet: msg.packet,
-            });
+            self.ctx
+                .directory
+                .do_send(crate::directory::RouteHeartbeat {
+                    session: msg.session,
+                    packet: msg.packet,
+                });
             return;
         }
         self.ctx.metrics.heartbeats.inc();
@@ -591,7 +595,7 @@ impl Handler<AgentHeartbeat> for Agent {
         if !same {
             return self.claim(msg.session, Some(msg.packet), ctx);
         }
-        self.state.on_heartbeat(crate::now_ms());
+        self.state.on_heartbeat(crate::clock::now_ms());
         msg.packet
             .set_data(self.ctx.heartbeat_data(Some(&self.state.status)));
         self.send_to_client(msg.packet, ctx);
@@ -624,7 +628,7 @@ impl Handler<Relay> for Agent {
 impl Agent {
     fn pass_to_client(&mut self, packet: Packet, ctx: &mut Context<Self>) {
         if self.retired {
-            self.ctx.network.do_send(crate::network::RouteToAgent {
+            self.ctx.directory.do_send(crate::directory::RouteToAgent {
                 packet,
                 reply_to: None,
                 ticket: None,
@@ -709,7 +713,7 @@ impl Handler<RetireAgent> for Agent {
 }
 
 /// The agent's state for the state file (a graceful stop): None once it
-/// is retired (its manager no longer lists it).
+/// is retired (the directory no longer lists it).
 #[derive(Message)]
 #[rtype(result = "Option<AgentRecord>")]
 pub struct ExportAgent {

@@ -183,7 +183,7 @@ async fn ping_timeout_1_3_spares_agents_without_heartbeat_or_live_status() {
     done.send_packet("heartbeat", "done", json!({}));
     done.next_packet("heartbeat").await;
 
-    let much_later = crate::now_ms() + 24 * 3600 * 1000;
+    let much_later = crate::clock::now_ms() + 24 * 3600 * 1000;
     for (id, status) in [("never", "in task"), ("done", "completed")] {
         let agent = r.agent(id).await.expect("the agent is known");
         let now = agent

@@ -15,16 +15,17 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::delivery::{Bound, Delivery, Outcome, Step};
-use super::outbox::Outbox;
 use super::session::{CloseSocket, PeerSocket, WsSession};
 use super::shortcut::Relay;
 use super::snapshot::StoredPacket;
 use super::{wait_for_room, Resume};
 use super::{BackendConfig, SessionConfig};
 use crate::log_limit::{held_note, LogLimit};
-use crate::metrics::{drop_reason, ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{drop_reason, ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::{NetworkManager, Publish};
+use crate::outbox::Outbox;
 use crate::wire::{Packet, PacketType};
 
 /// The share of the backend outbox (1 in N of its items and bytes) that
@@ -95,7 +96,7 @@ impl BackendLink {
         self.metrics.backend_connected.set(connected as i64);
         if let Some(n) = &self.network {
             n.do_send(Publish(SwitchEvent::Backend {
-                ts: crate::now_secs(),
+                ts: crate::clock::now_secs(),
                 connected,
             }));
         }

@@ -27,8 +27,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::outbox::Outbox;
 use super::shortcut::Shortcut;
+use crate::outbox::Outbox;
 use crate::wire::Packet;
 
 /// A socket as its owner writes to it.

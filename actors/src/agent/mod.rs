@@ -16,9 +16,10 @@
 //! their `Delivery` (`delivery.rs`) owns the bound socket, the bounded
 //! queue in front of it and the shortcut's state, and says what to do next.
 //!
-//! `NetworkManager` is asked only to find or create an agent (the first
+//! `AgentDirectory` is asked only to find or create an agent (the first
 //! packet of a socket, or for an agent the backend session has not cached
-//! yet), to remove one, and for `request_statuses`.
+//! yet), to remove one, and for `request_statuses`. Events (an agent's
+//! status, the backend's presence) go to `NetworkManager`'s subscribers.
 
 mod actor;
 #[cfg(test)]
@@ -30,7 +31,6 @@ pub mod claims;
 mod delivery;
 #[cfg(test)]
 mod model_tests;
-pub mod outbox;
 mod session;
 mod shortcut;
 pub mod snapshot;
@@ -59,8 +59,28 @@ pub use session::{
 pub use shortcut::{Detour, Relay, Shortcut, Ticket};
 pub use snapshot::StateConfig;
 
-use crate::metrics::{Mailbox, Metrics};
+use crate::directory::AgentDirectory;
+use crate::mailbox::Mailbox;
+use crate::metrics::Metrics;
 use crate::network::NetworkManager;
+
+/// How a sender finds the [`Shortcut`] an owner (`Agent`, `BackendLink`)
+/// publishes beside its mailbox.
+pub trait OwnerShortcut {
+    fn shortcut(&self) -> Option<&Shortcut>;
+    /// The same, shared: for a sender that waits on it.
+    fn shortcut_shared(&self) -> Option<Arc<Shortcut>>;
+}
+
+impl<A: actix::Actor> OwnerShortcut for Mailbox<A> {
+    fn shortcut(&self) -> Option<&Shortcut> {
+        self.shortcut_of::<Shortcut>()
+    }
+
+    fn shortcut_shared(&self) -> Option<Arc<Shortcut>> {
+        Mailbox::shortcut_shared::<Shortcut>(self)
+    }
+}
 
 /// A socket its owner (`Agent`, `BackendLink`) keeps packets for has room
 /// again: sent by the socket's `Flow`, from the transport's side.
@@ -264,12 +284,14 @@ pub struct RouterConfig {
     pub session: SessionConfig,
 }
 
-/// What every router actor shares: configuration, metrics, the two
-/// well-known actors, and the backend's last ping time (read by every
+/// What every router actor shares: configuration, metrics, the three
+/// well-known actors (where agents live, where events go, the backend),
+/// and the backend's last ping time (read by every
 /// heartbeat reply, written by `request_statuses`; an atomic, not a lock).
 pub struct RouterContext {
     pub config: RouterConfig,
     pub metrics: Arc<Metrics>,
+    pub directory: Mailbox<AgentDirectory>,
     pub network: Mailbox<NetworkManager>,
     pub backend: Mailbox<BackendLink>,
     last_mephisto_ping_ms: AtomicI64,
@@ -285,6 +307,7 @@ impl RouterContext {
     pub fn new(
         config: RouterConfig,
         metrics: Arc<Metrics>,
+        directory: Mailbox<AgentDirectory>,
         network: Mailbox<NetworkManager>,
         backend: Mailbox<BackendLink>,
         shutdown: tokio::sync::watch::Receiver<bool>,
@@ -300,9 +323,10 @@ impl RouterContext {
             backend_gate: std::sync::Mutex::new(backend_gate),
             config,
             metrics,
+            directory,
             network,
             backend,
-            last_mephisto_ping_ms: AtomicI64::new(crate::now_ms()),
+            last_mephisto_ping_ms: AtomicI64::new(crate::clock::now_ms()),
             shutdown,
         })
     }

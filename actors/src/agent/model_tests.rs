@@ -10,8 +10,8 @@ use serde_json::json;
 use super::claims::{judge_claim, ClaimError, Claims, Holder, Role, Verdict};
 use super::delivery::fake::FakeSocket;
 use super::delivery::{Bound, Delivery, Socket, Step};
-use super::outbox::Outbox;
-use crate::network::routing::{StatusSweeps, SweepDecision};
+use crate::directory::routing::{StatusSweeps, SweepDecision};
+use crate::outbox::Outbox;
 use crate::wire::{Packet, PacketType};
 
 #[derive(Debug, Clone)]

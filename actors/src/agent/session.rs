@@ -5,7 +5,7 @@
 //! error, keeps the connection alive with protocol pings, and closes with
 //! the codes PROTOCOL names (1001 on shutdown, 1008 for a refused backend).
 //! Routes each packet straight to its `Agent` when it knows it, otherwise
-//! asks `NetworkManager` once and caches the answer (`AgentBound`).
+//! asks `AgentDirectory` once and caches the answer (`AgentBound`).
 //! The socket that says `alive` as `mephisto` talks to `BackendLink`.
 //!
 //! Every packet is checked against the socket's `Claims` first (PROTOCOL
@@ -27,13 +27,14 @@ use serde_json::json;
 use super::claims::{ClaimError, Claims, Role};
 use super::delivery::Socket;
 use super::{
-    Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, Detour, Relay,
-    RouterContext, SocketClosed,
+    Agent, AgentAlive, AgentDetails, AgentHeartbeat, BackendAlive, BackendClosed, Detour,
+    OwnerShortcut, Relay, RouterContext, SocketClosed,
 };
+use crate::directory::{BindAgent, RequestStatuses, RouteHeartbeat, RouteToAgent};
 use crate::flow::Flow;
 use crate::log_limit::{held_note, LogLimit};
-use crate::metrics::{ActorProbe, Mailbox};
-use crate::network::{BindAgent, RequestStatuses, RouteHeartbeat, RouteToAgent};
+use crate::mailbox::Mailbox;
+use crate::metrics::ActorProbe;
 use crate::wire::{Packet, PacketType};
 
 /// Link label of `switchyard_connections_open` for router sockets.
@@ -67,7 +68,7 @@ pub struct WsSession {
     agents: AgentMap<BoundAgent>,
     /// What this socket handed to `BackendLink` and it has not passed on.
     backend_detour: Detour,
-    /// What this socket sent, through the manager, to agents it has not
+    /// What this socket sent, through the directory, to agents it has not
     /// been told of yet (`AgentBound`), by agent id.
     unbound: AgentMap<Detour>,
     last_heard: Instant,
@@ -156,7 +157,7 @@ impl WsSession {
             return;
         }
         let max_fields = self.rctx.config.session.max_packet_fields;
-        let packet = match Packet::parse_limited(text, crate::now_secs(), max_fields) {
+        let packet = match Packet::parse_limited(text, crate::clock::now_secs(), max_fields) {
             Ok(p) => p,
             Err(e) => {
                 self.reject(e.kind(), &e.to_string(), ctx);
@@ -260,7 +261,7 @@ impl WsSession {
             PacketType::ClientBoundLiveUpdate | PacketType::UpdateStatus => {
                 self.route_to_agent(packet)
             }
-            PacketType::RequestStatuses => self.rctx.network.do_send(RequestStatuses(packet)),
+            PacketType::RequestStatuses => self.rctx.directory.do_send(RequestStatuses(packet)),
             PacketType::AgentDetails => self.rctx.backend.do_send(AgentDetails(packet)),
             // Known types that only the switch sends, and anything else.
             other => {
@@ -331,7 +332,7 @@ impl WsSession {
             }
             self.agents.remove(&packet.subject_id);
         }
-        self.rctx.network.do_send(BindAgent {
+        self.rctx.directory.do_send(BindAgent {
             agent_id: packet.subject_id,
             session: me,
         });
@@ -352,7 +353,7 @@ impl WsSession {
             },
             None => packet,
         };
-        self.rctx.network.do_send(RouteHeartbeat {
+        self.rctx.directory.do_send(RouteHeartbeat {
             session: me,
             packet,
         });
@@ -378,8 +379,7 @@ impl WsSession {
         if self.claims.role() == Role::Backend {
             return;
         }
-        let Some(room) = backend
-            .shortcut()
+        let Some(room) = OwnerShortcut::shortcut_shared(backend)
             .and_then(|sc| sc.until_room(self.gave_up_waiting))
         else {
             return;
@@ -404,9 +404,9 @@ impl WsSession {
 
     fn route_to_agent(&mut self, packet: Packet) {
         // While packets for this agent are still on their way through the
-        // manager, the next ones follow them there: straight to the agent
+        // directory, the next ones follow them there: straight to the agent
         // (or past it) they could overtake them.
-        let via_manager = match self.unbound.get(&packet.subject_id) {
+        let via_directory = match self.unbound.get(&packet.subject_id) {
             Some(d) if d.pending() > 0 => true,
             Some(_) => {
                 self.unbound.remove(&packet.subject_id);
@@ -414,7 +414,7 @@ impl WsSession {
             }
             None => false,
         };
-        let known = if via_manager {
+        let known = if via_directory {
             None
         } else {
             self.agents.get(&packet.subject_id)
@@ -447,14 +447,14 @@ impl WsSession {
             None => packet,
         };
         // Packets for an agent this socket does not know yet go through the
-        // manager, each holding this agent's detour (one per agent id) until
+        // directory, each holding this agent's detour (one per agent id) until
         // the agent has passed it on.
         let ticket = self
             .unbound
             .entry(packet.subject_id.clone())
             .or_default()
             .ticket();
-        self.rctx.network.do_send(RouteToAgent {
+        self.rctx.directory.do_send(RouteToAgent {
             packet,
             reply_to: Some(self.me()),
             ticket: Some(ticket),
@@ -537,7 +537,7 @@ impl Actor for WsSession {
         log::debug!("socket {}: connected", self.origin.peer);
 
         // Shutdown: every socket is told 1001 (going away).
-        crate::close_on_shutdown(self, ctx, self.rctx.shutdown.clone());
+        crate::shutdown::close_on_shutdown(self, ctx, self.rctx.shutdown.clone());
 
         // Protocol keep-alive: ping, and drop a peer that went silent.
         let cfg = &self.rctx.config.session;
@@ -646,7 +646,7 @@ pub fn deliver(
     mut packet: Packet,
     direction: &'static str,
 ) -> Result<(), Packet> {
-    let text = packet.to_text(crate::now_secs());
+    let text = packet.to_text(crate::clock::now_secs());
     let len = text.len();
     match session.try_send(Deliver { text, direction }) {
         Ok(()) => {
@@ -728,7 +728,7 @@ struct BoundAgent {
     detour: Detour,
 }
 
-/// The manager found (or made) the agent a packet was for: remember it so
+/// The directory found (or made) the agent a packet was for: remember it so
 /// the next packet goes straight there.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -742,7 +742,7 @@ impl Handler<AgentBound> for WsSession {
     fn handle(&mut self, msg: AgentBound, _: &mut Self::Context) {
         let _h = self.probe.handling("AgentBound");
         // Several answers may come for one agent; packets still on their
-        // way through the manager are counted apart (`unbound`).
+        // way through the directory are counted apart (`unbound`).
         match self.agents.get_mut(&msg.agent_id) {
             Some(bound) => bound.agent = msg.agent,
             None => {

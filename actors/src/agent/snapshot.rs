@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::outbox::Outbox;
 use super::RouterConfig;
+use crate::outbox::Outbox;
 use crate::wire::Packet;
 
 /// What the file says it is; anything else is set aside.

@@ -33,7 +33,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::uart::{sim::Rng, Backoff};
+use crate::backoff::Backoff;
+use crate::rng::Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendOutcome {

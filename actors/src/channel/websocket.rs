@@ -19,8 +19,8 @@ use super::{
     ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, IsAlive, IsClosed, Lifecycle, Next,
     OpenChannel, SendOutcome,
 };
-use crate::agent::outbox::Outbox;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 
 type Sink = SplitSink<actix_codec::Framed<awc::BoxedSocket, Codec>, WsMessage>;
 

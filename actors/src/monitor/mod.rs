@@ -11,8 +11,9 @@
 //! taken by the transport: `Flow`) and, past `in_flight_bytes`, keeps events
 //! in that subscriber's queue, dropping its oldest and telling it with one
 //! `lagged` event once it catches up. A slow subscriber never slows the
-//! switch. On `Join` it gathers a snapshot (nodes, agents, backend, links,
-//! robots) for the newcomer. Handles `SwitchEvent`, `Join`, `Leave`,
+//! switch. On `Join` it gathers a snapshot (nodes, links and robots from
+//! `NetworkManager`, agents from `AgentDirectory`, the backend from
+//! `BackendLink`) for the newcomer. Handles `SwitchEvent`, `Join`, `Leave`,
 //! `SetFilter`.
 
 #[cfg(test)]
@@ -32,9 +33,11 @@ pub use crate::flow::Flow;
 pub use session::{MonitorSession, MonitorText};
 
 use crate::agent::{BackendLink, GetBackendInfo};
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::directory::{AgentDirectory, ListAgents};
+use crate::mailbox::Mailbox;
+use crate::metrics::{ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
-use crate::network::{GetMeshInfo, GetRobots, ListAgents, NetworkManager, Subscribe};
+use crate::network::{GetMeshInfo, GetRobots, NetworkManager, Subscribe};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -78,6 +81,7 @@ pub struct Monitor {
     metrics: Arc<Metrics>,
     probe: Arc<ActorProbe>,
     network: Mailbox<NetworkManager>,
+    directory: Mailbox<AgentDirectory>,
     backend: Mailbox<BackendLink>,
     subscribers: HashMap<u64, Subscriber>,
     next_id: u64,
@@ -88,6 +92,7 @@ impl Monitor {
         config: MonitorConfig,
         metrics: Arc<Metrics>,
         network: Mailbox<NetworkManager>,
+        directory: Mailbox<AgentDirectory>,
         backend: Mailbox<BackendLink>,
     ) -> Mailbox<Monitor> {
         let probe = metrics.probe("Monitor", "monitor");
@@ -96,6 +101,7 @@ impl Monitor {
             metrics,
             probe: Arc::clone(&probe),
             network,
+            directory,
             backend,
             subscribers: HashMap::new(),
             next_id: 1,
@@ -112,7 +118,7 @@ impl Monitor {
         while sub.ready && !sub.queue.is_empty() && sub.flow.in_flight() < limit {
             if sub.dropped > 0 {
                 let lagged: Arc<str> =
-                    Arc::from(json::lagged(crate::now_secs(), sub.dropped).to_string());
+                    Arc::from(json::lagged(crate::clock::now_secs(), sub.dropped).to_string());
                 sub.dropped = 0;
                 sub.flow.wrote(lagged.len());
                 sub.session.do_send(MonitorText(lagged));
@@ -214,7 +220,7 @@ impl Handler<Join> for Monitor {
             .monitor_subscribers
             .set(self.subscribers.len() as i64);
         let mesh = self.network.send(GetMeshInfo);
-        let agents = self.network.send(ListAgents);
+        let agents = self.directory.send(ListAgents);
         let robots = self.network.send(GetRobots);
         let backend = self.backend.send(GetBackendInfo);
         let session = msg.session;
@@ -232,7 +238,7 @@ impl Handler<Join> for Monitor {
                 };
                 let snapshot = json!({
                     "event": "snapshot",
-                    "ts": crate::now_secs(),
+                    "ts": crate::clock::now_secs(),
                     "nodes": mesh.map(|m| m.nodes).unwrap_or_default(),
                     "agents": agents.unwrap_or_default(),
                     "backend": backend.ok(),

@@ -18,7 +18,8 @@ use serde_json::json;
 
 use super::{Flow, Join, Leave, Monitor, SetFilter};
 use crate::agent::SessionConfig;
-use crate::metrics::{cut_reason, ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{cut_reason, ActorProbe, Metrics};
 
 /// Link label of `switchyard_connections_open` for monitor sockets.
 pub const LINK_MONITOR: &str = "monitor";
@@ -119,7 +120,7 @@ impl Actor for MonitorSession {
             Ok(id) => act.id = Some(id),
             Err(_) => ctx.stop(),
         }));
-        crate::close_on_shutdown(self, ctx, self.shutdown.clone());
+        crate::shutdown::close_on_shutdown(self, ctx, self.shutdown.clone());
 
         // Protocol keep-alive: ping, and drop a peer that went silent. A
         // subscriber that only listens still answers the pings. (A peer

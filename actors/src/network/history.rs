@@ -551,7 +551,7 @@ fn writer_loop(
             next_sync = now + sync_every;
         }
         if now >= next_retention {
-            apply_retention(log.dir(), &config, crate::now_secs(), &metrics);
+            apply_retention(log.dir(), &config, crate::clock::now_secs(), &metrics);
             next_retention = now + RETENTION_EVERY;
         }
     }

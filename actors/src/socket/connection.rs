@@ -28,10 +28,11 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::FramedRead;
 
 use super::{ConnectionClosed, Listening, SocketConfig, SocketManager, LINK_CLIENT};
-use crate::agent::outbox::Outbox;
-use crate::metrics::{cut_reason, ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{cut_reason, ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::{GetLatest, GetMeshInfo, MeshCommand, NetworkManager, Publish, SetRobots};
+use crate::outbox::Outbox;
 use crate::wire::client_api::{fail, get_answer, ok, ClientRequest};
 use crate::wire::frame::{encode_frame, FrameCodec, FrameItem};
 use crate::wire::mesh::Command;
@@ -75,8 +76,10 @@ impl ClientConnection {
                 FrameCodec::new(config.max_frame_bytes),
             ));
             ctx.spawn(
-                actix::fut::wrap_future::<_, ClientConnection>(crate::until_shutdown(shutdown))
-                    .map(|_, _, ctx: &mut Context<ClientConnection>| ctx.stop()),
+                actix::fut::wrap_future::<_, ClientConnection>(crate::shutdown::until_shutdown(
+                    shutdown,
+                ))
+                .map(|_, _, ctx: &mut Context<ClientConnection>| ctx.stop()),
             );
             ClientConnection {
                 id,
@@ -195,7 +198,7 @@ impl ClientConnection {
             }
             ClientRequest::WriteLog { text } => {
                 self.network.do_send(Publish(SwitchEvent::Log {
-                    ts: crate::now_secs(),
+                    ts: crate::clock::now_secs(),
                     text,
                 }));
                 self.answer(ok(b""), ctx);
@@ -227,7 +230,7 @@ impl ClientConnection {
                     let info = req.await.map_err(|e| e.to_string())?;
                     // Compact, to stay within the 1024-byte frame limit for
                     // a dozen nodes: values are one `[GET]` away.
-                    let now = crate::now_secs();
+                    let now = crate::clock::now_secs();
                     let nodes: Vec<_> = info
                         .nodes
                         .iter()

@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use connection::{ClientConnection, Push};
 
 use crate::log_limit::{held_note, LogLimit};
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::{NetworkManager, Subscribe};
 use crate::wire::client_api::ClientMessage;
@@ -168,7 +169,7 @@ impl Actor for SocketManager {
             .do_send(Subscribe(ctx.address().recipient::<SwitchEvent>()));
         // On shutdown the listener closes with this actor.
         ctx.spawn(
-            crate::until_shutdown(self.shutdown.clone())
+            crate::shutdown::until_shutdown(self.shutdown.clone())
                 .into_actor(self)
                 .map(|_, _, ctx| ctx.stop()),
         );

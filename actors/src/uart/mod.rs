@@ -6,17 +6,22 @@
 //! number, forgotten on a timer). Blocking serial reads live on their own
 //! thread (DESIGN house rule 5), which hands bytes to this actor and waits
 //! for each hand-off; the next chunk is taken once the last one's frames
-//! are with `NetworkManager`, so a chatty root fills no mailbox. Blocking
+//! are with its owner, so a chatty root fills no mailbox. Blocking
 //! serial writes live on a writer thread behind a bounded queue, so a
-//! stalled adapter never stalls the actors that serve agents. Losing the port is never fatal: `LinkStateChanged` goes to
-//! `NetworkManager`, and the port is reopened with capped exponential
-//! backoff. Handles `UartBytes`, `UartLost`, `SendCommand`, `GetLinkInfo`.
+//! stalled adapter never stalls the actors that serve agents. Losing the
+//! port is never fatal: the owner is told (`Lost`), and the port is
+//! reopened with capped exponential backoff. Handles `UartBytes`,
+//! `UartLost`, `SendCommand`, `GetLinkInfo`.
 //!
 //! It keeps the Channel contract (`crate::channel`): `OpenChannel`,
 //! `CloseChannel`, `ChannelSend` (raw frame content to the root; kept,
-//! bounded, while the port is away), `IsAlive`, `IsClosed`, and, for an
-//! owner attached with `with_owner`, the `ChannelNotice`s (every frame from
-//! the root is also an `Inbound`). The switch opens it at start.
+//! bounded, while the port is away), `IsAlive`, `IsClosed`, and it reports
+//! through the `ChannelNotice`s alone, to the one owner it is made with
+//! (`NetworkManager` in the switch): `Opened`/`Reconnected` and `Lost` are
+//! the link going up and down, and every frame from the root is an
+//! `Inbound`. It parses frames too, but only to count the bad ones and to
+//! pair the root's answers with the commands waiting for them. The switch
+//! opens it at start.
 
 pub mod sim;
 
@@ -32,13 +37,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::codec::Decoder;
 
-use crate::agent::outbox::Outbox;
 use crate::channel::{
     ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, IsAlive, IsClosed, Lifecycle, Next,
     OpenChannel, SendOutcome,
 };
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
-use crate::network::{LinkStateChanged, NetworkManager, RootMessageReceived};
+use crate::mailbox::{CountedRecipient, Mailbox};
+use crate::metrics::{ActorProbe, Metrics};
+use crate::outbox::Outbox;
 use crate::wire::frame::{encode_frame, FrameCodec, FrameItem};
 use crate::wire::mesh::{Command, NodeAddr, RootMessage};
 
@@ -73,36 +78,6 @@ impl Default for UartConfig {
             max_pending_commands: 64,
             write_queue_limit: 256,
         }
-    }
-}
-
-/// Capped exponential backoff: the decision, without timers.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        let min = min.max(Duration::from_millis(10));
-        Backoff {
-            min,
-            max: max.max(min),
-            next: min,
-        }
-    }
-
-    /// The delay before the next attempt; the one after doubles, capped.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.min;
     }
 }
 
@@ -164,8 +139,6 @@ impl PortPath {
 }
 
 struct Pending {
-    command: &'static str,
-    dst: Option<NodeAddr>,
     sent: Instant,
     reply: oneshot::Sender<Result<RootReply, CommandError>>,
 }
@@ -175,7 +148,6 @@ pub struct UartManager {
     config: UartConfig,
     metrics: Arc<Metrics>,
     probe: Arc<ActorProbe>,
-    network: Mailbox<NetworkManager>,
     port: Option<serialport::TTYPort>,
     /// Bumped on every (re)open: bytes or loss reports from an older
     /// reader thread are ignored.
@@ -189,8 +161,9 @@ pub struct UartManager {
     life: Lifecycle,
     /// Frames handed to `ChannelSend` while the port was away.
     kept: Outbox<bytes::Bytes>,
-    owner: Option<Recipient<ChannelNotice>>,
-    /// Open at start (the switch) or on `OpenChannel` (a channel owner).
+    /// Told every `ChannelNotice`.
+    owner: CountedRecipient<ChannelNotice>,
+    /// Open at start (the switch) or on `OpenChannel` (the contract).
     open_at_start: bool,
     up_since: Option<Instant>,
     opened_path: Option<String>,
@@ -206,7 +179,7 @@ impl UartManager {
         path: PortPath,
         config: UartConfig,
         metrics: Arc<Metrics>,
-        network: Mailbox<NetworkManager>,
+        owner: impl Into<CountedRecipient<ChannelNotice>>,
     ) -> Self {
         let probe = metrics.probe("UartManager", path.describe());
         UartManager {
@@ -221,13 +194,12 @@ impl UartManager {
                 0x5e71a1,
             ),
             kept: Outbox::new(1000),
-            owner: None,
-            open_at_start: true,
+            owner: owner.into(),
+            open_at_start: false,
             path,
             config,
             metrics,
             probe,
-            network,
             port: None,
             generation: 0,
             reader_stop: None,
@@ -242,18 +214,15 @@ impl UartManager {
         }
     }
 
-    /// Tells `owner` the channel notices, and waits for `OpenChannel`
-    /// instead of opening at start.
-    pub fn with_owner(mut self, owner: Recipient<ChannelNotice>) -> Self {
-        self.owner = Some(owner);
-        self.open_at_start = false;
+    /// Opens the port as soon as the actor starts, without waiting for
+    /// `OpenChannel` (the switch's own link).
+    pub fn open_at_start(mut self) -> Self {
+        self.open_at_start = true;
         self
     }
 
     fn notify(&self, n: ChannelNotice) {
-        if let Some(o) = &self.owner {
-            o.do_send(n);
-        }
+        self.owner.do_send(n);
     }
 
     /// Stops the link (and its reader thread) when the switch shuts down.
@@ -308,7 +277,6 @@ impl UartManager {
         self.opened_path = Some(path.clone());
         self.metrics.mesh_link_up.set(1);
         log::info!("mesh link up on {path} at {} baud", self.config.baud);
-        self.network.do_send(LinkStateChanged { up: true });
         let notice = self.life.connected();
         self.notify(notice);
         while let Some(content) = self.kept.pop() {
@@ -354,7 +322,6 @@ impl UartManager {
         self.up_since = None;
         self.metrics.mesh_link_up.set(0);
         log::warn!("mesh link down: {why}");
-        self.network.do_send(LinkStateChanged { up: false });
         self.notify(ChannelNotice::Lost {
             reason: why.to_string(),
         });
@@ -364,11 +331,9 @@ impl UartManager {
         self.retry_later(why, ctx);
     }
 
-    /// One frame from the root, decoded; what `NetworkManager` is to hear.
-    fn on_frame(&mut self, content: &[u8]) -> Option<RootMessageReceived> {
-        self.notify(ChannelNotice::Inbound(bytes::Bytes::copy_from_slice(
-            content,
-        )));
+    /// One frame from the root: counted if it cannot be read, paired with
+    /// the command it answers if it is an answer.
+    fn on_frame(&mut self, content: &[u8]) {
         let message = match RootMessage::parse(content) {
             Ok(m) => m,
             Err(e) => {
@@ -383,22 +348,20 @@ impl UartManager {
                         crate::log_limit::held_note(held)
                     );
                 }
-                return None;
+                return;
             }
         };
         self.metrics.uart_frames.with_label_values(&["in"]).inc();
-        let answered = match &message {
-            RootMessage::Result { outcome, .. } => self.resolve(outcome.clone()),
+        match message {
+            RootMessage::Result { outcome, .. } => self.resolve(outcome),
             RootMessage::NetworkInfo { nodes, .. } => {
                 self.expire_stale();
                 if let Some(p) = self.ninfo.pop_front() {
-                    let _ = p.reply.send(Ok(RootReply::NetworkInfo(nodes.clone())));
+                    let _ = p.reply.send(Ok(RootReply::NetworkInfo(nodes)));
                 }
-                None
             }
-            _ => None,
-        };
-        Some(RootMessageReceived { message, answered })
+            _ => {}
+        }
     }
 
     /// Drops waiters whose requester has long given up: the root will never
@@ -424,18 +387,16 @@ impl UartManager {
     }
 
     /// An `[R]` answers the oldest command still waiting.
-    fn resolve(
-        &mut self,
-        outcome: Result<(), String>,
-    ) -> Option<(&'static str, Option<NodeAddr>, Result<(), String>)> {
+    fn resolve(&mut self, outcome: Result<(), String>) {
         self.expire_stale();
-        let p = self.results.pop_front()?;
-        let reply = match &outcome {
+        let Some(p) = self.results.pop_front() else {
+            return;
+        };
+        let reply = match outcome {
             Ok(()) => Ok(RootReply::Ok),
-            Err(e) => Err(CommandError::Root(e.clone())),
+            Err(e) => Err(CommandError::Root(e)),
         };
         let _ = p.reply.send(reply);
-        Some((p.command, p.dst, outcome))
     }
 
     /// Hands one frame to the writer thread. Fails when there is no port,
@@ -594,13 +555,11 @@ impl Actor for UartManager {
         ctx.run_interval(every, |act, _| act.expire_stale());
         if let Some(rx) = self.shutdown.take() {
             ctx.spawn(
-                crate::until_shutdown(rx)
+                crate::shutdown::until_shutdown(rx)
                     .into_actor(self)
                     .map(|_, _, ctx| ctx.stop()),
             );
         }
-        // The switch opens its link at once; a channel owner sends
-        // `OpenChannel`.
         if self.open_at_start && self.life.open() {
             self.try_open(ctx);
         }
@@ -639,9 +598,8 @@ impl Handler<UartBytes> for UartManager {
         loop {
             match self.codec.decode(&mut self.buf) {
                 Ok(Some(FrameItem::Frame(content))) => {
-                    if let Some(m) = self.on_frame(&content) {
-                        heard.push(self.network.send(m));
-                    }
+                    self.on_frame(&content);
+                    heard.push(self.owner.send(ChannelNotice::Inbound(content)));
                 }
                 Ok(Some(FrameItem::Error(e))) => {
                     self.metrics
@@ -653,8 +611,8 @@ impl Handler<UartBytes> for UartManager {
                 Ok(None) | Err(_) => break,
             }
         }
-        // The next chunk is taken once `NetworkManager` has these frames:
-        // its mailbox holds at most one chunk's worth from the root, and
+        // The next chunk is taken once the owner has these frames: its
+        // mailbox holds at most one chunk's worth from the root, and
         // the reader thread (which waits for each hand-off) stops reading
         // the port meanwhile.
         if !heard.is_empty() {
@@ -729,13 +687,7 @@ impl Handler<SendCommand> for UartManager {
             }
         }
         let (tx, rx) = oneshot::channel();
-        let dst = match &command {
-            Command::Send { dst, .. } | Command::SendTracked { dst, .. } => Some(*dst),
-            _ => None,
-        };
         let pending = Pending {
-            command: command.name(),
-            dst,
             sent: Instant::now(),
             reply: tx,
         };
@@ -852,19 +804,5 @@ impl Handler<GetLinkInfo> for UartManager {
                 .unwrap_or(0.0),
             baud: self.config.baud,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let d: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(d, vec![100, 200, 350, 350, 350]);
-        b.reset();
-        assert_eq!(b.next_delay().as_millis(), 100);
     }
 }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serialport::{SerialPort, TTYPort};
 use tokio_util::codec::Decoder;
 
+use crate::rng::Rng;
 use crate::wire::frame::{encode_to_vec, FrameCodec, FrameItem};
 use crate::wire::mesh::{Command, DataEntry, NodeAddr, RootMessage};
 
@@ -46,29 +47,6 @@ impl Default for SimConfig {
             interval_secs: 1.0,
             seed: 0x5eed,
         }
-    }
-}
-
-/// A small deterministic generator (xorshift64*): plausible drift needs no
-/// cryptographic randomness.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [-1, 1).
-    pub fn signed_unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
     }
 }
 

@@ -24,7 +24,8 @@ use tokio::sync::oneshot;
 
 use super::session::{CloseGateway, GatewaySession, SendEnvelope};
 use crate::log_limit::{held_note, LogLimit};
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::{ForgetGateway, GatewayMessage, GatewayUpdate, NetworkManager, Publish};
 use crate::uart::{CommandError, RootReply};
@@ -387,7 +388,7 @@ impl GatewayServer {
 
     fn link_event(&self, gateway: &str, state: &str) {
         self.network.do_send(Publish(SwitchEvent::Link {
-            ts: crate::now_secs(),
+            ts: crate::clock::now_secs(),
             link: format!("gateway:{gateway}"),
             state: state.into(),
         }));

@@ -26,7 +26,8 @@ pub use session::{GatewaySession, GatewayToken, SessionLimits};
 
 use crate::channel::websocket::WebsocketChannel;
 use crate::channel::{ChannelConfig, ChannelNotice, ChannelSend, CloseChannel, OpenChannel};
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::node_cache::NodeStatus;
 use crate::network::{MeshCommand, NetworkManager, Subscribe};
@@ -298,7 +299,7 @@ impl Actor for Uplink {
         self.channel = Some(channel);
         self.gauges();
         ctx.spawn(
-            crate::until_shutdown(self.shutdown.clone())
+            crate::shutdown::until_shutdown(self.shutdown.clone())
                 .into_actor(self)
                 .map(|_, act, ctx| {
                     if let Some(c) = act.channel.take() {

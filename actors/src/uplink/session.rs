@@ -21,7 +21,8 @@ use actix_web_actors::ws;
 use super::gateway::{
     GatewayEvent, GatewayGone, GatewayHello, GatewayRefused, GatewayResult, GatewayServer,
 };
-use crate::metrics::{ActorProbe, Mailbox, Metrics};
+use crate::mailbox::Mailbox;
+use crate::metrics::{ActorProbe, Metrics};
 use crate::wire::uplink::{Envelope, UplinkError};
 
 /// Link label of `switchyard_connections_open` for gateway sockets.
@@ -205,7 +206,7 @@ impl Actor for GatewaySession {
             .connections_open
             .with_label_values(&[LINK_GATEWAY])
             .inc();
-        crate::close_on_shutdown(self, ctx, self.shutdown.clone());
+        crate::shutdown::close_on_shutdown(self, ctx, self.shutdown.clone());
         // Refused after the upgrade, before a byte of the peer's is read.
         match self.token {
             GatewayToken::Ok => {}

@@ -1,4 +1,5 @@
-//! `RoutingTable`: where each agent lives, by agent id.
+//! `RoutingTable`: where each agent lives, by agent id; `StatusSweeps`:
+//! one `request_statuses` sweep at a time. Plain rules of `AgentDirectory`.
 //!
 //! Generic over the location type so the rules are tested without actors,
 //! and so a remote location (another switch) can later stand beside a

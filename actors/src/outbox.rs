@@ -2,7 +2,10 @@
 //!
 //! Used for an agent's undelivered packets (PROTOCOL 1.3) and the backend
 //! outbox (1.4): both must keep order, stay bounded whatever a peer does,
-//! and report every drop so it can be counted and told.
+//! and report every drop so it can be counted and told. The channels'
+//! buffers while their link is away (`UartManager`, `WebsocketChannel`)
+//! and a client connection's push queue (`ClientConnection`) are the same
+//! queue. A support type: it depends on nothing else in the crate.
 //!
 //! Some items are *spare*: anyone may cause them (the backend outbox's
 //! `log_error` reports come from any browser, through `/log_error` or a
