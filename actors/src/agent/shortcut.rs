@@ -1,6 +1,9 @@
 //! `Shortcut`: the one way past an owner (an `Agent`, the `BackendLink`)
 //! for live updates that need nothing from it (PROTOCOL 1.2), and the one
-//! place where router actors share a lock instead of a mailbox.
+//! place where packets pass between router actors under a lock instead of
+//! through a mailbox. (The router's other shared state is configuration,
+//! metrics, atomics, and the backend gate's mutex, taken once per backend
+//! claim.)
 //!
 //! In steady state a live update only crosses its owner (`Agent` for
 //! `client_bound_live_update`, `BackendLink` for
