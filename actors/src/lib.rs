@@ -62,6 +62,13 @@
 //!   `mesh.rs` (2.2, 2.3), `data_types.rs` (2.4), `packet.rs` (1.1),
 //!   `client_api.rs` (3), `uplink.rs` (5, bincode envelopes).
 //!
+//! `cluster/` holds the decisions of cluster mode on NATS JetStream
+//! (`CLUSTER.md`): `names.rs` (subjects, streams, buckets; agent ids as
+//! subject tokens), `membership.rs` (live switches from heartbeats, who
+//! adopts a dead one's agents), `window.rs` (publishes awaiting their
+//! PubAck, with idempotent message ids). No actor runs them yet: a switch
+//! is one switch.
+//!
 //! `testing.rs` (feature `test-util`, and the crate's own tests) may name
 //! every actor: event probes, `TestRouter`, `FakePeer`.
 //!
@@ -196,6 +203,7 @@ pub mod agent;
 pub mod backoff;
 pub mod channel;
 pub mod clock;
+pub mod cluster;
 pub mod directory;
 pub mod flow;
 pub mod log_limit;
