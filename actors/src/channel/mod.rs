@@ -57,6 +57,15 @@ pub enum ChannelNotice {
         reason: String,
     },
     Inbound(Bytes),
+    /// The far end answered a command sent through the channel: which one
+    /// (`SENDI`, ...), to which node, and how. Told right before the
+    /// `Inbound` frame that carried the answer, so an owner that reports
+    /// it does so in the order the far end spoke (the serial link's `[R]`).
+    Answered {
+        command: &'static str,
+        dst: Option<u16>,
+        outcome: Result<(), String>,
+    },
 }
 
 #[derive(Message)]

@@ -182,6 +182,22 @@ impl Handler<ChannelNotice> for NetworkManager {
             ChannelNotice::CatastrophicDisconnect { .. } => {}
             // A frame `UartManager` could not read it has counted and
             // logged already.
+            // Results of tracked sends go to listeners (PROTOCOL 3), in the
+            // order the root reported them: before the node's reply that
+            // follows its `[R]`.
+            ChannelNotice::Answered {
+                command,
+                dst: Some(dst),
+                outcome,
+            } if command == "SENDI" => {
+                self.publish(SwitchEvent::CommandResult {
+                    ts: crate::clock::now_secs(),
+                    key: NodeKey::local(dst),
+                    command,
+                    outcome,
+                });
+            }
+            ChannelNotice::Answered { .. } => {}
             ChannelNotice::Inbound(content) => {
                 if let Ok(message) = RootMessage::parse(&content) {
                     self.apply_root(None, message, crate::clock::now_secs());
@@ -314,33 +330,11 @@ impl Handler<MeshCommand> for NetworkManager {
         if !self.mesh.link_up {
             return refused(CommandError::LinkDown);
         }
-        // The root's result of a tracked send goes to listeners too
-        // (PROTOCOL 3).
-        let tracked = match &msg.command {
-            Command::SendTracked { dst, .. } => Some((msg.command.name(), *dst)),
-            _ => None,
-        };
+        // The root's result of a tracked send reaches listeners with the
+        // frame that carried it (`ChannelNotice::Answered`), not here: here
+        // it could overtake the frames that followed it.
         let req = uart.send(SendCommand(msg.command));
-        Box::pin(
-            async move { req.await.unwrap_or(Err(CommandError::LinkDown)) }
-                .into_actor(self)
-                .map(move |reply, act, _| {
-                    let outcome = match &reply {
-                        Ok(_) => Some(Ok(())),
-                        Err(CommandError::Root(e)) => Some(Err(e.clone())),
-                        Err(_) => None,
-                    };
-                    if let (Some((command, dst)), Some(outcome)) = (tracked, outcome) {
-                        act.publish(SwitchEvent::CommandResult {
-                            ts: crate::clock::now_secs(),
-                            key: NodeKey::local(dst),
-                            command,
-                            outcome,
-                        });
-                    }
-                    reply
-                }),
-        )
+        Box::pin(async move { req.await.unwrap_or(Err(CommandError::LinkDown)) }.into_actor(self))
     }
 }
 

@@ -141,6 +141,10 @@ impl PortPath {
 struct Pending {
     sent: Instant,
     reply: oneshot::Sender<Result<RootReply, CommandError>>,
+    /// The command's name and destination, told to the owner with its
+    /// answer (`ChannelNotice::Answered`).
+    command: &'static str,
+    dst: Option<NodeAddr>,
 }
 
 pub struct UartManager {
@@ -333,7 +337,7 @@ impl UartManager {
 
     /// One frame from the root: counted if it cannot be read, paired with
     /// the command it answers if it is an answer.
-    fn on_frame(&mut self, content: &[u8]) {
+    fn on_frame(&mut self, content: &[u8]) -> Option<ChannelNotice> {
         let message = match RootMessage::parse(content) {
             Ok(m) => m,
             Err(e) => {
@@ -348,12 +352,12 @@ impl UartManager {
                         crate::log_limit::held_note(held)
                     );
                 }
-                return;
+                return None;
             }
         };
         self.metrics.uart_frames.with_label_values(&["in"]).inc();
         match message {
-            RootMessage::Result { outcome, .. } => self.resolve(outcome),
+            RootMessage::Result { outcome, .. } => return self.resolve(outcome),
             RootMessage::NetworkInfo { nodes, .. } => {
                 self.expire_stale();
                 if let Some(p) = self.ninfo.pop_front() {
@@ -362,6 +366,7 @@ impl UartManager {
             }
             _ => {}
         }
+        None
     }
 
     /// Drops waiters whose requester has long given up: the root will never
@@ -387,16 +392,19 @@ impl UartManager {
     }
 
     /// An `[R]` answers the oldest command still waiting.
-    fn resolve(&mut self, outcome: Result<(), String>) {
+    fn resolve(&mut self, outcome: Result<(), String>) -> Option<ChannelNotice> {
         self.expire_stale();
-        let Some(p) = self.results.pop_front() else {
-            return;
-        };
-        let reply = match outcome {
+        let p = self.results.pop_front()?;
+        let reply = match &outcome {
             Ok(()) => Ok(RootReply::Ok),
-            Err(e) => Err(CommandError::Root(e)),
+            Err(e) => Err(CommandError::Root(e.clone())),
         };
         let _ = p.reply.send(reply);
+        Some(ChannelNotice::Answered {
+            command: p.command,
+            dst: p.dst,
+            outcome,
+        })
     }
 
     /// Hands one frame to the writer thread. Fails when there is no port,
@@ -598,7 +606,9 @@ impl Handler<UartBytes> for UartManager {
         loop {
             match self.codec.decode(&mut self.buf) {
                 Ok(Some(FrameItem::Frame(content))) => {
-                    self.on_frame(&content);
+                    if let Some(answered) = self.on_frame(&content) {
+                        heard.push(self.owner.send(answered));
+                    }
                     heard.push(self.owner.send(ChannelNotice::Inbound(content)));
                 }
                 Ok(Some(FrameItem::Error(e))) => {
@@ -687,9 +697,15 @@ impl Handler<SendCommand> for UartManager {
             }
         }
         let (tx, rx) = oneshot::channel();
+        let dst = match &command {
+            Command::Send { dst, .. } | Command::SendTracked { dst, .. } => Some(*dst),
+            _ => None,
+        };
         let pending = Pending {
             sent: Instant::now(),
             reply: tx,
+            command: command.name(),
+            dst,
         };
         if command == Command::NetInfo {
             self.ninfo.push_back(pending);

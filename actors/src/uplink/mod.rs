@@ -380,6 +380,8 @@ impl Handler<ChannelNotice> for Uplink {
                 );
             }
             ChannelNotice::Inbound(b) => self.on_inbound(&b, ctx),
+            // The uplink sends no commands that are answered this way.
+            ChannelNotice::Answered { .. } => {}
         }
         self.gauges();
     }
