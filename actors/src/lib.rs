@@ -101,7 +101,9 @@
 //!       ──SwitchEvent──> Monitor, SocketManager, Uplink;  updates also go to the history writer thread
 //!   link up / down: UartManager ──ChannelNotice::Opened | Reconnected | Lost──> NetworkManager
 //!   HTTP, ClientConnection, Uplink ──MeshCommand──> NetworkManager ──SendCommand──> UartManager
-//!       ──> writer thread ──serial──> root; the root's [R] / [N] answers the waiting SendCommand
+//!       ──> writer thread ──serial──> root; the root's [R] / [N] answers the waiting SendCommand,
+//!       and an [R] is also told as ChannelNotice::Answered before its frame (a tracked send's
+//!       result reaches listeners in the order the root spoke)
 //! ```
 //!
 //! Client socket (PROTOCOL 3):
