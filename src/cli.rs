@@ -226,6 +226,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub history_limit: Option<usize>,
 
+    /// Join a cluster of switches on NATS JetStream, e.g.
+    /// nats://10.0.0.5:4222 (several servers: separate with commas).
+    #[arg(long, value_name = "nats://HOST:PORT,...")]
+    pub cluster: Option<String>,
+
+    /// This switch's name in the cluster [default: HOST-PORT of --http].
+    #[arg(long, value_name = "NAME")]
+    pub node_id: Option<String>,
+
     /// Forward this switch's mesh to a central switch, e.g.
     /// ws://central:3000/gateway.
     #[arg(long, value_name = "URL")]
@@ -373,6 +382,12 @@ impl RunArgs {
         }
         set(&mut c.mesh.node_timeout_secs, self.node_timeout);
         set(&mut c.mesh.history_limit, self.history_limit);
+        if self.cluster.is_some() {
+            c.cluster.url = self.cluster;
+        }
+        if self.node_id.is_some() {
+            c.cluster.node_id = self.node_id;
+        }
         if self.uplink.is_some() {
             c.uplink.url = self.uplink;
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use switchyard_actors::agent::StateConfig;
 use switchyard_actors::agent::{AgentConfig, BackendConfig, RouterConfig, SessionConfig};
+use switchyard_actors::cluster::ClusterConfig;
 use switchyard_actors::monitor::MonitorConfig;
 use switchyard_actors::network::history::HistoryConfig;
 use switchyard_actors::network::mesh::MeshConfig;
@@ -72,6 +73,8 @@ pub struct Config {
     pub ws: crate::http::WsConfig,
     /// The router's state across restarts (`DATA_DIR/state/`).
     pub state: StateConfig,
+    /// Several switches as one, on NATS JetStream (`--cluster`).
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             admin_token: None,
             ws: crate::http::WsConfig::default(),
             state: StateConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

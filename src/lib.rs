@@ -99,6 +99,24 @@ fn default_gateway_id() -> String {
         .unwrap_or_else(|| "edge".into())
 }
 
+/// A cluster node's default name: the host's and the HTTP port, as one
+/// subject token.
+#[cfg(feature = "cluster")]
+fn default_node_id(http: std::net::SocketAddr) -> String {
+    let host: String = default_gateway_id()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(50)
+        .collect();
+    format!("{host}-{}", http.port())
+}
+
 /// The node cache, warmed from the history log, and the log's writer
 /// thread. Retention runs first; the warm start then streams the day files
 /// dated within the window into the bounded cache.
@@ -182,6 +200,29 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
     )?;
 
+    // Cluster mode joins first: a switch that cannot reach its cluster
+    // (or one without JetStream) does not start at all.
+    #[cfg(feature = "cluster")]
+    let cluster = match &config.cluster.url {
+        None => None,
+        Some(_) => {
+            let node = config
+                .cluster
+                .node_id
+                .clone()
+                .unwrap_or_else(|| default_node_id(config.http));
+            Some(
+                switchyard_actors::cluster::Cluster::join(
+                    config.cluster.clone(),
+                    node,
+                    Arc::clone(&metrics),
+                )
+                .await
+                .map_err(|e| StartError::Config(e.to_string()))?,
+            )
+        }
+    };
+
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let backend = BackendLink::start_link(
         config.backend.clone(),
@@ -208,6 +249,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
         metrics.probe("AgentDirectory", "switch"),
     );
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = cluster {
+        router.set_cluster(cluster);
+    }
 
     let (port, sim) = match config.mesh_link() {
         MeshLink::None => (None, None),
@@ -381,6 +426,10 @@ impl Running {
         // No input is taken any more: what the actors hold is final.
         if self.config.state.enabled {
             save_state(&self.config, &self.router, &self.metrics).await;
+        }
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.router.cluster() {
+            let _ = cluster.addr.send(switchyard_actors::cluster::Leave).await;
         }
         if let Some(sim) = self.sim {
             sim.stop();

@@ -6,6 +6,7 @@ mod common;
 
 mod channel_suite;
 mod client_socket;
+mod cluster;
 mod hostile_edge;
 mod hostile_mesh;
 mod hostile_router;

@@ -129,6 +129,9 @@ pub mod cut_reason {
 pub mod drop_reason {
     pub const AGENT_QUEUE_FULL: &str = "agent_queue_full";
     pub const BACKEND_OUTBOX_FULL: &str = "backend_outbox_full";
+    /// Cluster mode: JetStream acknowledged nothing for a whole publish
+    /// window and its queue (NATS gone for long under load).
+    pub const CLUSTER_WINDOW_FULL: &str = "cluster_window_full";
     pub const UNMATCHED_AGENT_DETAILS: &str = "unmatched_agent_details";
     pub const AGENT_REMOVED: &str = "agent_removed";
     pub const OVERLOADED: &str = "overloaded";

@@ -301,6 +301,9 @@ pub struct RouterContext {
     /// next packet may be backend-only): a lock held for a comparison, not
     /// a round trip through an actor.
     backend_gate: std::sync::Mutex<BackendGate>,
+    /// Cluster mode (`--cluster`): set once at start, before any socket.
+    #[cfg(feature = "cluster")]
+    cluster: std::sync::OnceLock<crate::cluster::ClusterHandle>,
 }
 
 impl RouterContext {
@@ -328,6 +331,8 @@ impl RouterContext {
             backend,
             last_mephisto_ping_ms: AtomicI64::new(crate::clock::now_ms()),
             shutdown,
+            #[cfg(feature = "cluster")]
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -347,6 +352,20 @@ impl RouterContext {
 
     pub fn last_mephisto_ping_ms(&self) -> i64 {
         self.last_mephisto_ping_ms.load(Ordering::Relaxed)
+    }
+
+    /// This switch's member of its cluster, in cluster mode.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(&self) -> Option<&crate::cluster::ClusterHandle> {
+        self.cluster.get()
+    }
+
+    /// Makes this switch a cluster member; once, at start.
+    #[cfg(feature = "cluster")]
+    pub fn set_cluster(&self, cluster: crate::cluster::ClusterHandle) {
+        if self.cluster.set(cluster).is_err() {
+            log::error!("cluster: joined twice; the first membership is kept");
+        }
     }
 
     pub fn set_last_mephisto_ping_ms(&self, ms: i64) {

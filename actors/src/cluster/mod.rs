@@ -9,10 +9,28 @@
 //! - `window.rs`: the bounded window of publishes JetStream has not yet
 //!   acknowledged, with the message ids that make a retry idempotent.
 //!
-//! No switch runs them yet: they are the rules the `Cluster` actor of
-//! `CLUSTER.md` section 2 applies, and nothing of them costs a switch
-//! started without `--cluster`.
+//! and the parts that talk to NATS (feature `cluster`):
+//!
+//! - `config.rs`: `[cluster]`;
+//! - `link.rs`: the connection and the shared streams and buckets;
+//! - `actor.rs`: the `Cluster` actor (publish window, heartbeats, purges);
+//! - `metrics.rs`: `switchyard_cluster_*`, registered only in cluster mode.
+//!
+//! Nothing of them runs in a switch started without `--cluster`.
 
+#[cfg(feature = "cluster")]
+pub mod actor;
+pub mod config;
+#[cfg(feature = "cluster")]
+pub mod link;
 pub mod membership;
+#[cfg(feature = "cluster")]
+pub mod metrics;
 pub mod names;
 pub mod window;
+
+#[cfg(feature = "cluster")]
+pub use actor::{
+    Cluster, ClusterHandle, ClusterInfo, GetClusterInfo, Leave, Publish, Purge, Target,
+};
+pub use config::ClusterConfig;

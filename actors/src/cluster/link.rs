@@ -1,0 +1,196 @@
+//! Joining NATS (`CLUSTER.md` section 2): the connection, the check that
+//! JetStream is on, and the streams and buckets every switch of a cluster
+//! shares, made by whichever switch comes first (creating an object that
+//! exists with the same settings is a no-op in JetStream).
+//!
+//! A server that cannot be reached at start, or one without JetStream, is
+//! an error that stops the switch with one line: a cluster member that
+//! cannot store anything would lose what its agents send. After the start
+//! the client reconnects by itself (no limit), and the `Cluster` actor is
+//! told of every loss and return.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::{Client, ConnectOptions, Event};
+
+use super::config::ClusterConfig;
+use super::names::Names;
+
+/// What a switch holds of the cluster's shared objects.
+#[derive(Clone)]
+pub struct Link {
+    pub client: Client,
+    pub js: jetstream::Context,
+    pub names: Names,
+    pub mailboxes: stream::Stream,
+    pub backend: stream::Stream,
+    pub agents: kv::Store,
+    pub cluster: kv::Store,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot reach NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error(
+        "NATS at {url} has no JetStream (start nats-server with -js): cluster mode stores every packet in it"
+    )]
+    NoJetStream { url: String },
+    #[error("NATS at {url}: {what}: {reason}")]
+    Setup {
+        url: String,
+        what: String,
+        reason: String,
+    },
+}
+
+/// Messages in one agent's mailbox at most (`CLUSTER.md`): past it the
+/// oldest is dropped, counted and reported, as PROTOCOL 1.3 asks.
+pub const MAILBOX_LIMIT: i64 = 10_000;
+/// Backend-bound packets waiting in the stream at most, oldest dropped.
+pub const BACKEND_LIMIT: i64 = 100_000;
+/// Longest a packet waits in a mailbox (an agent gone for good).
+const MAILBOX_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
+/// How long JetStream remembers message ids: a retry within it is stored
+/// once. Longer than any reconnect the publish window waits through.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Connects and makes sure every shared object exists. `events` is told
+/// of the connection's changes (connected or not).
+pub async fn connect(
+    config: &ClusterConfig,
+    node: &str,
+    events: impl Fn(bool) + Send + Sync + 'static,
+) -> Result<Link, LinkError> {
+    let servers = config.servers().map_err(LinkError::Config)?;
+    let names = Names::new(&config.prefix).map_err(|e| LinkError::Config(e.to_string()))?;
+    let url = servers.join(",");
+    let addrs: Vec<async_nats::ServerAddr> = servers
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e: std::io::Error| LinkError::Config(format!("--cluster {url}: {e}")))?;
+    let events = std::sync::Arc::new(events);
+    let client = ConnectOptions::new()
+        .name(format!("switchyard {node}"))
+        // A dead server is noticed within a few seconds, not the
+        // default minute (CLUSTER.md "Timers").
+        .ping_interval(Duration::from_secs(2))
+        .connection_timeout(Duration::from_secs(3))
+        .request_timeout(Some(Duration::from_secs(5)))
+        .event_callback(move |event| {
+            let events = std::sync::Arc::clone(&events);
+            async move {
+                match event {
+                    Event::Connected => {
+                        log::info!("cluster: connected to NATS");
+                        events(true);
+                    }
+                    Event::Disconnected => {
+                        log::warn!("cluster: lost NATS; reconnecting");
+                        events(false);
+                    }
+                    other => log::warn!("cluster: NATS {other}"),
+                }
+            }
+        })
+        .connect(addrs)
+        .await
+        .map_err(|e| LinkError::Connect {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    let js = jetstream::new(client.clone());
+    if let Err(e) = js.query_account().await {
+        return Err(match e.kind() {
+            jetstream::context::AccountErrorKind::JetStreamUnavailable => {
+                LinkError::NoJetStream { url }
+            }
+            _ => LinkError::Setup {
+                url,
+                what: "JetStream account".into(),
+                reason: e.to_string(),
+            },
+        });
+    }
+    let storage = match config.storage.as_str() {
+        "memory" => stream::StorageType::Memory,
+        _ => stream::StorageType::File,
+    };
+    let setup = |what: &str, e: &dyn std::fmt::Display| LinkError::Setup {
+        url: url.clone(),
+        what: what.to_string(),
+        reason: e.to_string(),
+    };
+    let mailboxes = js
+        .get_or_create_stream(stream::Config {
+            name: names.mailbox_stream(),
+            subjects: vec![names.mailboxes()],
+            max_messages_per_subject: MAILBOX_LIMIT,
+            discard: stream::DiscardPolicy::New,
+            discard_new_per_subject: true,
+            max_age: MAILBOX_MAX_AGE,
+            duplicate_window: DUPLICATE_WINDOW,
+            storage,
+            num_replicas: config.replicas,
+            allow_direct: true,
+            republish: Some(stream::Republish {
+                source: names.mailboxes(),
+                destination: names.live_republish(),
+                headers_only: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup("the mailbox stream", &e))?;
+    let backend = js
+        .get_or_create_stream(stream::Config {
+            name: names.backend_stream(),
+            subjects: vec![names.backend()],
+            max_messages: BACKEND_LIMIT,
+            discard: stream::DiscardPolicy::Old,
+            duplicate_window: DUPLICATE_WINDOW,
+            storage,
+            num_replicas: config.replicas,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup("the backend stream", &e))?;
+    let bucket = |name: String| kv::Config {
+        bucket: name,
+        history: 1,
+        storage,
+        num_replicas: config.replicas,
+        // A record is small; a peer writing a large one is refused by
+        // NATS, not read by every switch.
+        max_value_size: 4096,
+        ..Default::default()
+    };
+    let agents = match js.get_key_value(names.agents_bucket()).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(bucket(names.agents_bucket()))
+            .await
+            .map_err(|e| setup("the agents bucket", &e))?,
+    };
+    let cluster = match js.get_key_value(names.cluster_bucket()).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(bucket(names.cluster_bucket()))
+            .await
+            .map_err(|e| setup("the cluster bucket", &e))?,
+    };
+    Ok(Link {
+        client,
+        js,
+        names,
+        mailboxes,
+        backend,
+        agents,
+        cluster,
+    })
+}

