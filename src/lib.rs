@@ -179,8 +179,15 @@ fn mesh_setup(config: &Config, metrics: &Arc<Metrics>) -> Result<NetworkSetup, S
 }
 
 /// Starts every actor and the HTTP server on the current actix system.
-pub async fn start(config: Config) -> Result<Running, StartError> {
+pub async fn start(mut config: Config) -> Result<Running, StartError> {
     let metrics = Metrics::new();
+    if config.cluster.url.is_some() && config.session.shortcut {
+        // Across switches every packet goes through JetStream, in the
+        // order each owner took it; a session writing past its owner to a
+        // socket would overtake what waits in the stream.
+        log::info!("cluster mode: the shortcut is off");
+        config.session.shortcut = false;
+    }
     if let Err(e) = switchyard_actors::agent::BackendGate::new(
         config.backend.token.is_some(),
         &config.backend.allow,
@@ -251,6 +258,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     #[cfg(feature = "cluster")]
     if let Some(cluster) = cluster {
+        router
+            .backend
+            .do_send(switchyard_actors::agent::AttachCluster(cluster.clone()));
+        cluster
+            .addr
+            .do_send(switchyard_actors::cluster::AttachDirectory(
+                router.directory.counted_recipient(),
+            ));
         router.set_cluster(cluster);
     }
 

@@ -145,6 +145,16 @@ pub fn quick_cluster(c: &mut switchyard::Config, url: &str, node: &str) {
     c.cluster.ack_interval_ms = 50;
 }
 
+/// `N` switches in this process, `n1`... `nN`, of one cluster on `nats`.
+async fn switches<const N: usize>(nats: &Nats) -> [Switch; N] {
+    let url = nats.url();
+    let mut out = Vec::new();
+    for i in 1..=N {
+        out.push(Switch::start_with(|c| quick_cluster(c, &url, &format!("n{i}"))).await);
+    }
+    out.try_into().ok().expect("N switches")
+}
+
 /// The switch binary with `args`, run to its end: (exit code, stderr).
 fn run_switch(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -212,9 +222,7 @@ async fn no_server_or_no_jetstream_is_a_clear_error_at_start() {
 #[actix_web::test]
 async fn switches_see_each_other_and_a_silent_one_goes_down() {
     let nats = Nats::start();
-    let url = nats.url();
-    let n1 = Switch::start_with(|c| quick_cluster(c, &url, "n1")).await;
-    let n2 = Switch::start_with(|c| quick_cluster(c, &url, "n2")).await;
+    let [n1, n2] = switches(&nats).await;
     n1.wait_metric("switchyard_cluster_nodes", &[], 2.0).await;
     n2.wait_metric("switchyard_cluster_nodes", &[], 2.0).await;
     assert_eq!(n1.metric("switchyard_cluster_connected", &[]).await, 1.0);
@@ -230,8 +238,7 @@ async fn switches_see_each_other_and_a_silent_one_goes_down() {
 #[actix_web::test]
 async fn a_nats_outage_is_survived() {
     let nats = Nats::start();
-    let url = nats.url();
-    let n1 = Switch::start_with(|c| quick_cluster(c, &url, "n1")).await;
+    let [n1] = switches(&nats).await;
     n1.wait_metric("switchyard_cluster_connected", &[], 1.0)
         .await;
     let killed = nats.kill();
@@ -249,4 +256,118 @@ async fn a_nats_outage_is_survived() {
     })
     .await;
     n1.stop().await;
+}
+
+/// Receives packets of `packet_type` until `count` arrived; their `n`s.
+async fn numbers(ws: &mut Ws, packet_type: &str, count: usize) -> Vec<i64> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        let p = ws
+            .try_recv(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{packet_type} #{}: {e}", got.len()));
+        if p["packet_type"] == json!(packet_type) {
+            got.push(p["data"]["n"].as_i64().expect("numbered"));
+        }
+    }
+    got
+}
+
+// PROTOCOL 1.2 + scale-out: backend on one switch, agents on others;
+// live updates both ways, in order, every one once.
+#[actix_web::test]
+async fn backend_and_agents_on_different_switches_exchange_packets_in_order() {
+    let nats = Nats::start();
+    let [n1, n2, n3] = switches(&nats).await;
+    let mut b = n1.backend().await;
+    let mut a2 = n2.agent("a2").await;
+    let mut a3 = n3.agent("a3").await;
+    for n in 0..50 {
+        a2.send(live_update("a2", "mephisto_bound_live_update", n))
+            .await;
+        a3.send(live_update("a3", "mephisto_bound_live_update", n))
+            .await;
+        b.send(live_update("a2", "client_bound_live_update", n))
+            .await;
+        b.send(live_update("a3", "client_bound_live_update", n))
+            .await;
+    }
+    let want: Vec<i64> = (0..50).collect();
+    assert_eq!(numbers(&mut a2, "client_bound_live_update", 50).await, want);
+    assert_eq!(numbers(&mut a3, "client_bound_live_update", 50).await, want);
+    // The backend's stream interleaves the two agents; each in order.
+    let mut per_agent: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    while per_agent.values().map(Vec::len).sum::<usize>() < 100 {
+        let p = b.try_recv(Duration::from_secs(10)).await.expect("update");
+        if p["packet_type"] == json!("mephisto_bound_live_update") {
+            per_agent
+                .entry(p["subject_id"].as_str().unwrap().to_string())
+                .or_default()
+                .push(p["data"]["n"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(per_agent["a2"], want);
+    assert_eq!(per_agent["a3"], want);
+    // Nothing more: every packet once.
+    assert!(b.try_recv(Duration::from_millis(300)).await.is_err());
+    assert!(
+        n1.metric(
+            "switchyard_cluster_published_total",
+            &[("stream", "mailbox")]
+        )
+        .await
+            >= 100.0
+    );
+    for s in [n1, n2, n3] {
+        s.stop().await;
+    }
+}
+
+// PROTOCOL 1.3 + scale-out: packets for an agent with no socket wait in
+// its mailbox; it reconnects to another switch and gets them in order; the
+// switch it left closes nothing more for it (house rule 6 across switches).
+#[actix_web::test]
+async fn an_agent_moving_to_another_switch_gets_what_waited_in_order() {
+    let nats = Nats::start();
+    let [n1, n2, n3] = switches(&nats).await;
+    let mut b = n1.backend().await;
+    let mut a = n2.agent("x").await;
+    b.send(live_update("x", "client_bound_live_update", 0))
+        .await;
+    assert_eq!(numbers(&mut a, "client_bound_live_update", 1).await, [0]);
+    a.close().await;
+    for n in 1..=100 {
+        b.send(live_update("x", "client_bound_live_update", n))
+            .await;
+    }
+    wait_for("100 packets stored", || {
+        let u = n1.url("/metrics");
+        async move {
+            metric_at(
+                &u,
+                "switchyard_cluster_published_total",
+                &[("stream", "mailbox")],
+            )
+            .await
+                >= 101.0
+        }
+    })
+    .await;
+    let mut moved = n3.agent("x").await;
+    let want: Vec<i64> = (1..=100).collect();
+    assert_eq!(
+        numbers(&mut moved, "client_bound_live_update", 100).await,
+        want
+    );
+    // And live traffic goes on to the new switch.
+    b.send(live_update("x", "client_bound_live_update", 101))
+        .await;
+    assert_eq!(
+        numbers(&mut moved, "client_bound_live_update", 1).await,
+        [101]
+    );
+    assert!(moved.try_recv(Duration::from_millis(300)).await.is_err());
+    for s in [n1, n2, n3] {
+        s.stop().await;
+    }
 }

@@ -61,6 +61,10 @@ pub struct Agent {
     /// Made from the state a previous run left: its reconnect grace starts
     /// with this run, as if its socket had just gone.
     restored: bool,
+    /// Cluster mode: this agent's mailbox stream, read while this switch
+    /// owns the agent. Boxed: an agent of a single switch pays a pointer.
+    #[cfg(feature = "cluster")]
+    mailbox: Option<Box<cluster_mode::MailboxFeed>>,
 }
 
 /// A claim on the agent by a socket other than its bound one.
@@ -94,6 +98,8 @@ impl Agent {
             pending_claim: None,
             next_probe: 0,
             restored: false,
+            #[cfg(feature = "cluster")]
+            mailbox: None,
         }
     }
 
@@ -198,6 +204,10 @@ impl Agent {
         if q.len() != len {
             m.packets_queued.add(q.len() as i64 - len as i64);
         }
+        #[cfg(feature = "cluster")]
+        if let Some(feed) = &mut self.mailbox {
+            feed.acks.settle(q.len());
+        }
         if q.bytes() != bytes {
             m.packets_queued_bytes.add(q.bytes() as i64 - bytes as i64);
         }
@@ -276,6 +286,8 @@ impl Agent {
         }
         self.state.on_bound();
         self.cancel_timers(ctx);
+        #[cfg(feature = "cluster")]
+        self.own(ctx);
     }
 
     fn unbind(&mut self, ctx: &mut Context<Self>) {
@@ -791,4 +803,214 @@ fn with_data_field(mut report: Packet, key: &str, raw: &serde_json::value::RawVa
         Err(e) => log::warn!("report of agent {}: {e}", report.subject_id),
     }
     report
+}
+
+/// Cluster mode (`CLUSTER.md`, "Agent-bound"): packets for this agent are
+/// stored in its mailbox stream by whichever switch took them; the switch
+/// holding the agent's socket reads them (its live copies, and the stream
+/// itself for what it has not seen), and purges what it handed over.
+#[cfg(feature = "cluster")]
+mod cluster_mode {
+    use super::*;
+    use crate::cluster::acks::Acks;
+    use crate::cluster::mailbox::{live_sequences, read_from, stored_packet, Owner};
+    use crate::cluster::{AgentMoved, Purge, Target};
+
+    pub(super) struct MailboxFeed {
+        pub(super) acks: Acks,
+        live: SpawnHandle,
+        purges: SpawnHandle,
+    }
+
+    impl Agent {
+        /// A socket bound here: record this switch as the agent's owner
+        /// (the switch that held it sees the record change and lets the
+        /// agent go), and read the agent's mailbox from the first packet
+        /// not purged.
+        pub(super) fn own(&mut self, ctx: &mut Context<Self>) {
+            let Some(cluster) = self.ctx.cluster().cloned() else {
+                return;
+            };
+            let id = self.state.agent_id.clone();
+            let record = Owner {
+                owner: cluster.node.clone(),
+                since: crate::clock::now_secs(),
+            };
+            let store = cluster.link.agents.clone();
+            let key = crate::cluster::names::token(&id);
+            if let Ok(body) = serde_json::to_vec(&record) {
+                actix::spawn(async move {
+                    if let Err(e) = store.put(key, body.into()).await {
+                        log::warn!("cluster: cannot record the owner of {id}: {e}");
+                    }
+                });
+            }
+            if self.mailbox.is_some() {
+                return;
+            }
+            // Subscribe to the live copies first, then read what is
+            // stored: nothing falls between the two, and what is seen
+            // twice is skipped by its sequence. Nothing else is handled
+            // until the stored packets are queued, so they go first.
+            let client = cluster.link.client.clone();
+            let live = cluster.link.names.live(&self.state.agent_id);
+            let stream = cluster.link.mailboxes.clone();
+            let names = cluster.link.names.clone();
+            let id = self.state.agent_id.clone();
+            ctx.wait(
+                async move {
+                    let sub = client.subscribe(live).await;
+                    let stored = read_from(&stream, &names, &id, 1).await;
+                    (sub, stored)
+                }
+                .into_actor(self)
+                .map(move |(sub, (stored, bad)), act, ctx| {
+                    let sub = match sub {
+                        Ok(s) => s,
+                        Err(e) => {
+                            log::error!(
+                                "cluster: agent {}: cannot hear its mailbox: {e}",
+                                act.state.agent_id
+                            );
+                            return;
+                        }
+                    };
+                    let m = &cluster.metrics;
+                    m.replayed.inc_by(stored.len() as u64);
+                    if bad > 0 {
+                        m.malformed
+                            .with_label_values(&["stored_packet"])
+                            .inc_by(bad as u64);
+                    }
+                    let live = ctx.add_stream(sub);
+                    let purges = ctx.run_interval(cluster.config.ack_interval(), |act, _| {
+                        act.purge_mailbox();
+                    });
+                    act.mailbox = Some(Box::new(MailboxFeed {
+                        acks: Acks::default(),
+                        live,
+                        purges,
+                    }));
+                    for (seq, p) in stored {
+                        act.take_stored(seq, p, ctx);
+                    }
+                }),
+            );
+        }
+
+        fn take_stored(&mut self, seq: u64, packet: Packet, ctx: &mut Context<Self>) {
+            let Some(feed) = &mut self.mailbox else {
+                return;
+            };
+            if !feed.acks.read(seq) {
+                return;
+            }
+            if let Some(c) = self.ctx.cluster() {
+                c.metrics.received.with_label_values(&["mailbox"]).inc();
+            }
+            self.pass_to_client(packet, ctx);
+            let queued = self.delivery.queue().len();
+            if let Some(feed) = &mut self.mailbox {
+                feed.acks.settle(queued);
+            }
+        }
+
+        fn purge_mailbox(&mut self) {
+            let (Some(feed), Some(c)) = (&mut self.mailbox, self.ctx.cluster()) else {
+                return;
+            };
+            if let Some(below) = feed.acks.due() {
+                c.addr.do_send(Purge {
+                    target: Target::Mailbox(self.state.agent_id.clone()),
+                    below,
+                });
+            }
+        }
+
+        /// Stops reading the mailbox; what was not handed over stays in
+        /// it for the next owner.
+        fn leave_mailbox(&mut self, ctx: &mut Context<Self>) {
+            self.purge_mailbox();
+            if let Some(feed) = self.mailbox.take() {
+                ctx.cancel_future(feed.live);
+                ctx.cancel_future(feed.purges);
+            }
+        }
+    }
+
+    impl StreamHandler<async_nats::Message> for Agent {
+        fn handle(&mut self, msg: async_nats::Message, ctx: &mut Context<Self>) {
+            let _h = self.probe.handling("FromMailbox");
+            let Some(c) = self.ctx.cluster().cloned() else {
+                return;
+            };
+            let Some((seq, last)) = live_sequences(msg.headers.as_ref()) else {
+                c.metrics.malformed.with_label_values(&["live_copy"]).inc();
+                return;
+            };
+            let seen = self.mailbox.as_ref().map_or(0, |f| f.acks.seen());
+            if seq <= seen {
+                return;
+            }
+            if last > seen {
+                // A live copy was missed (or arrives late): read the gap
+                // from the stream, in order, before this one.
+                c.metrics.gap_repairs.inc();
+                let stream = c.link.mailboxes.clone();
+                let names = c.link.names.clone();
+                let id = self.state.agent_id.clone();
+                ctx.wait(
+                    async move { read_from(&stream, &names, &id, seen + 1).await }
+                        .into_actor(self)
+                        .map(|(stored, _), act, ctx| {
+                            for (seq, p) in stored {
+                                act.take_stored(seq, p, ctx);
+                            }
+                        }),
+                );
+                return;
+            }
+            match stored_packet(&msg.payload) {
+                Some(p) => self.take_stored(seq, p, ctx),
+                None => {
+                    c.metrics
+                        .malformed
+                        .with_label_values(&["stored_packet"])
+                        .inc();
+                    log::warn!(
+                        "cluster: agent {}: mailbox message {seq} is no packet; skipped",
+                        self.state.agent_id
+                    );
+                }
+            }
+        }
+
+        fn finished(&mut self, _: &mut Context<Self>) {}
+    }
+
+    /// Another switch now holds this agent's socket: close ours, stop
+    /// reading the mailbox and go, without a `disconnect` (the agent is
+    /// alive, elsewhere).
+    impl Handler<AgentMoved> for Agent {
+        type Result = ();
+        fn handle(&mut self, msg: AgentMoved, ctx: &mut Context<Self>) {
+            let _h = self.probe.handling("AgentMoved");
+            if let Some(s) = self.session() {
+                s.do_send(CloseSocket::normal("agent connected to another switch"));
+            }
+            log::info!(
+                "agent {}: now held by switch {}; let go here",
+                self.state.agent_id,
+                msg.owner
+            );
+            self.leave_mailbox(ctx);
+            self.delivery.unbind();
+            // Packets still queued here were not handed over: they stay in
+            // the stream, and the new owner reads them.
+            let _ = self.with_queue(Delivery::take_all);
+            self.retired = true;
+            self.cancel_timers(ctx);
+            ctx.stop();
+        }
+    }
 }

@@ -51,6 +51,10 @@ pub struct BackendLink {
     /// answered at once (their reply dropped, which the handler answers
     /// with 503), new ones too.
     closing: bool,
+    /// Cluster mode: packets for the backend go through the backend
+    /// stream, and this switch reads it while it holds the backend.
+    #[cfg(feature = "cluster")]
+    feed: Option<super::backend_feed::Feed>,
 }
 
 impl BackendLink {
@@ -71,6 +75,8 @@ impl BackendLink {
             network: None,
             overflow_log: LogLimit::per_second(),
             closing: false,
+            #[cfg(feature = "cluster")]
+            feed: None,
         }
     }
 
@@ -103,8 +109,24 @@ impl BackendLink {
     }
 
     /// Writes to the backend, or keeps the packet in order until it can
-    /// take it (or the next backend connects).
+    /// take it (or the next backend connects). In cluster mode: stores it
+    /// in the backend stream, which the backend's switch reads.
     fn deliver(&mut self, packet: Packet, ctx: &mut Context<Self>) {
+        #[cfg(feature = "cluster")]
+        if let Some(feed) = &self.feed {
+            let mut packet = packet;
+            feed.cluster.addr.do_send(crate::cluster::Publish {
+                target: crate::cluster::Target::Backend,
+                payload: packet.to_text(crate::clock::now_secs()).into(),
+            });
+            return;
+        }
+        self.deliver_here(packet, ctx);
+    }
+
+    /// Writes to this switch's backend socket, or keeps the packet in the
+    /// outbox in order until it can take it.
+    fn deliver_here(&mut self, packet: Packet, ctx: &mut Context<Self>) {
         let sent = self.with_outbox(|d| d.send(packet));
         let step = self.performed(sent);
         self.follow(step, ctx);
@@ -137,6 +159,13 @@ impl BackendLink {
         if (q.len(), q.bytes()) != (len, bytes) {
             self.metrics.backend_outbox_depth.set(q.len() as i64);
             self.metrics.backend_outbox_bytes.set(q.bytes() as i64);
+            #[cfg(feature = "cluster")]
+            if let Some(feed) = &mut self.feed {
+                feed.settle(q.len());
+                if q.len() < q.limit() {
+                    feed.has_room();
+                }
+            }
         }
         out
     }
@@ -237,6 +266,8 @@ impl Handler<BackendAlive> for BackendLink {
                 self.connected_changed();
             }
         }
+        #[cfg(feature = "cluster")]
+        self.hold_backend(ctx);
         self.flush(ctx);
     }
 }
@@ -250,12 +281,14 @@ pub struct BackendClosed {
 
 impl Handler<BackendClosed> for BackendLink {
     type Result = ();
-    fn handle(&mut self, msg: BackendClosed, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: BackendClosed, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("BackendClosed");
         if matches!(self.delivery.socket(), Some(s) if s.session.same(&msg.session)) {
             log::warn!("backend disconnected; packets for it wait in the outbox");
             self.delivery.unbind();
             self.connected_changed();
+            #[cfg(feature = "cluster")]
+            self.let_backend_go(ctx);
         }
     }
 }
@@ -484,3 +517,154 @@ fn is_request(p: &Packet, matches: impl Fn(&str) -> bool) -> bool {
         PacketType::RegisterAgent | PacketType::SubmitOnboarding
     ) && p.data_str("request_id").is_some_and(|id| matches(&id))
 }
+
+/// Cluster mode (`CLUSTER.md`, "Backend-bound"): this switch's part of
+/// the one backend of the cluster.
+#[cfg(feature = "cluster")]
+mod cluster_mode {
+    use super::*;
+    use crate::agent::backend_feed::{Feed, FromStream, BACKEND_KEY};
+    use crate::cluster::ClusterHandle;
+    use futures_util::StreamExt;
+
+    /// Who holds the backend, in the cluster bucket.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Holder {
+        owner: String,
+        since: f64,
+    }
+
+    impl BackendLink {
+        /// A backend socket is bound here: this switch holds the backend
+        /// (the newest socket wins, as on one switch; the switch that
+        /// held it sees the lease change and closes its socket), and
+        /// reads the backend stream.
+        pub(super) fn hold_backend(&mut self, ctx: &mut Context<Self>) {
+            let Some(feed) = &mut self.feed else {
+                return;
+            };
+            let lease = Holder {
+                owner: feed.cluster.node.clone(),
+                since: crate::clock::now_secs(),
+            };
+            let store = feed.cluster.link.cluster.clone();
+            feed.start(ctx);
+            if let Ok(body) = serde_json::to_vec(&lease) {
+                // Not tied to this actor: the lease is written even if the
+                // link stops meanwhile.
+                actix::spawn(async move {
+                    if let Err(e) = store.put(BACKEND_KEY, body.into()).await {
+                        log::warn!("cluster: cannot record the backend's holder: {e}");
+                    }
+                });
+            }
+        }
+
+        /// The backend socket went: stop reading; what was not handed
+        /// over waits in the stream for the next holder.
+        pub(super) fn let_backend_go(&mut self, ctx: &mut Context<Self>) {
+            if let Some(feed) = &mut self.feed {
+                feed.stop(ctx);
+                // The stream keeps these; the next holder reads them.
+                let _ = self.with_outbox(Delivery::take_all);
+            }
+        }
+    }
+
+    /// Makes this link a member of the cluster (once, at start).
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    pub struct AttachCluster(pub ClusterHandle);
+
+    impl Handler<AttachCluster> for BackendLink {
+        type Result = ();
+        fn handle(&mut self, msg: AttachCluster, ctx: &mut Context<Self>) {
+            let _h = self.probe.handling("AttachCluster");
+            let every = msg.0.config.ack_interval();
+            let store = msg.0.link.cluster.clone();
+            self.feed = Some(Feed::new(msg.0));
+            ctx.run_interval(every, |act, _| {
+                if let Some(feed) = &mut act.feed {
+                    feed.purge();
+                }
+            });
+            // Who holds the backend, as it changes.
+            ctx.spawn(
+                async move { store.watch(BACKEND_KEY).await }
+                    .into_actor(self)
+                    .map(|watch, _, ctx| match watch {
+                        Ok(w) => {
+                            ctx.add_stream(w.filter_map(|e| async move { e.ok() }));
+                        }
+                        Err(e) => log::error!("cluster: cannot watch the backend's holder: {e}"),
+                    }),
+            );
+        }
+    }
+
+    impl StreamHandler<async_nats::jetstream::kv::Entry> for BackendLink {
+        fn handle(&mut self, entry: async_nats::jetstream::kv::Entry, ctx: &mut Context<Self>) {
+            let _h = self.probe.handling("BackendHolder");
+            let Some(feed) = &self.feed else {
+                return;
+            };
+            let holder = (entry.value.len() <= 1024)
+                .then(|| serde_json::from_slice::<Holder>(&entry.value).ok())
+                .flatten();
+            let Some(holder) = holder else {
+                if !entry.value.is_empty() {
+                    feed.cluster
+                        .metrics
+                        .malformed
+                        .with_label_values(&["backend_holder"])
+                        .inc();
+                }
+                return;
+            };
+            if holder.owner == feed.cluster.node {
+                return;
+            }
+            if let Some(old) = self.delivery.socket().cloned() {
+                self.delivery.unbind();
+                log::info!(
+                    "the backend connected to switch {}; closing its socket here",
+                    holder.owner
+                );
+                old.session.do_send(CloseSocket::normal(
+                    "replaced by a newer backend socket on another switch",
+                ));
+                self.connected_changed();
+                self.let_backend_go(ctx);
+            }
+        }
+
+        fn finished(&mut self, _: &mut Context<Self>) {
+            log::warn!("cluster: the watch on the backend's holder ended");
+        }
+    }
+
+    impl Handler<FromStream> for BackendLink {
+        type Result = bool;
+        fn handle(&mut self, msg: FromStream, ctx: &mut Context<Self>) -> bool {
+            let _h = self.probe.handling("FromStream");
+            if let Some(feed) = &mut self.feed {
+                if !feed.received(msg.seq) {
+                    return true;
+                }
+            }
+            self.deliver_here(msg.packet, ctx);
+            let q = self.delivery.queue();
+            let (len, room) = (q.len(), q.len() < q.limit());
+            if let Some(feed) = &mut self.feed {
+                feed.settle(len);
+                if !room {
+                    feed.pause();
+                }
+            }
+            room
+        }
+    }
+}
+
+#[cfg(feature = "cluster")]
+pub use cluster_mode::AttachCluster;

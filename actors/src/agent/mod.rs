@@ -25,6 +25,8 @@ mod actor;
 #[cfg(test)]
 mod actor_tests;
 mod backend;
+#[cfg(feature = "cluster")]
+mod backend_feed;
 #[cfg(test)]
 mod backend_tests;
 pub mod claims;
@@ -46,11 +48,14 @@ pub use actor::{
     Agent, AgentAlive, AgentHeartbeat, AgentInfo, CheckLiveness, ExportAgent, GetAgentInfo,
     RetireAgent, SocketClosed, ToClient,
 };
+#[cfg(feature = "cluster")]
+pub use backend::AttachCluster;
 pub use backend::{
     AgentDetails, AttachNetwork, BackendAlive, BackendClosed, BackendInfo, BackendLink,
     CancelRequest, CloseRequests, ExportOutbox, GetBackendInfo, RegisterRequest, RestoreOutbox,
     ToBackend,
 };
+
 pub use claims::{BackendGate, BackendRefusal, ClaimError, Claims, Role};
 pub use session::{
     deliver, AgentBound, ClaimRefused, CloseSocket, Deliver, PeerSocket, ProbeLiveness,

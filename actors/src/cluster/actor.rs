@@ -101,6 +101,8 @@ pub struct Cluster {
     /// tick while connected.
     retry_due: bool,
     sent_at: std::collections::HashMap<u64, Instant>,
+    /// Told when another switch takes one of this switch's agents.
+    directory: Option<crate::mailbox::CountedRecipient<AgentMoved>>,
 }
 
 /// The handle the rest of the switch holds.
@@ -161,6 +163,7 @@ impl Cluster {
                     connected: true,
                     retry_due: false,
                     sent_at: std::collections::HashMap::new(),
+                    directory: None,
                     link,
                     node,
                     boot,
@@ -513,5 +516,74 @@ impl Handler<Leave> for Cluster {
                 ctx.stop();
             }),
         )
+    }
+}
+
+/// Agent `agent_id` is now held by switch `owner` (another one): the
+/// directory lets its local agent of that id go.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct AgentMoved {
+    pub agent_id: String,
+    pub owner: String,
+}
+
+/// Names the directory to tell of agents taken by other switches, and
+/// starts watching the agents' owners.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachDirectory(pub crate::mailbox::CountedRecipient<AgentMoved>);
+
+impl Handler<AttachDirectory> for Cluster {
+    type Result = ();
+    fn handle(&mut self, msg: AttachDirectory, ctx: &mut Context<Self>) {
+        self.directory = Some(msg.0);
+        let store = self.link.agents.clone();
+        ctx.spawn(
+            async move { store.watch_all().await }.into_actor(self).map(
+                |watch, _, ctx| match watch {
+                    Ok(w) => {
+                        ctx.add_stream(w);
+                    }
+                    Err(e) => log::error!("cluster: cannot watch the agents' owners: {e}"),
+                },
+            ),
+        );
+    }
+}
+
+type WatchItem = Result<
+    async_nats::jetstream::kv::Entry,
+    async_nats::error::Error<async_nats::jetstream::kv::WatcherErrorKind>,
+>;
+
+impl StreamHandler<WatchItem> for Cluster {
+    fn handle(&mut self, item: WatchItem, _: &mut Context<Self>) {
+        let Ok(entry) = item else {
+            return;
+        };
+        if entry.operation != async_nats::jetstream::kv::Operation::Put {
+            return;
+        }
+        let record = super::mailbox::Owner::parse(&entry.value);
+        let (Some(agent_id), Some(record)) = (super::names::id_of(&entry.key), record) else {
+            self.metrics
+                .malformed
+                .with_label_values(&["owner_record"])
+                .inc();
+            return;
+        };
+        if record.owner != self.node {
+            if let Some(d) = &self.directory {
+                d.do_send(AgentMoved {
+                    agent_id,
+                    owner: record.owner,
+                });
+            }
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        log::warn!("cluster: the watch on the agents' owners ended");
     }
 }

@@ -6,6 +6,8 @@
 //!   mapping from an agent id (any string a peer chose) to a subject token;
 //! - `membership.rs`: which switches are alive, from their heartbeats, and
 //!   which one adopts a dead switch's agents;
+//! - `acks.rs`: what was handed to a socket from a stream, so may be
+//!   purged;
 //! - `window.rs`: the bounded window of publishes JetStream has not yet
 //!   acknowledged, with the message ids that make a retry idempotent.
 //!
@@ -14,15 +16,19 @@
 //! - `config.rs`: `[cluster]`;
 //! - `link.rs`: the connection and the shared streams and buckets;
 //! - `actor.rs`: the `Cluster` actor (publish window, heartbeats, purges);
+//! - `mailbox.rs`: an agent's mailbox read back, and who owns the agent;
 //! - `metrics.rs`: `switchyard_cluster_*`, registered only in cluster mode.
 //!
 //! Nothing of them runs in a switch started without `--cluster`.
 
+pub mod acks;
 #[cfg(feature = "cluster")]
 pub mod actor;
 pub mod config;
 #[cfg(feature = "cluster")]
 pub mod link;
+#[cfg(feature = "cluster")]
+pub mod mailbox;
 pub mod membership;
 #[cfg(feature = "cluster")]
 pub mod metrics;
@@ -31,6 +37,7 @@ pub mod window;
 
 #[cfg(feature = "cluster")]
 pub use actor::{
-    Cluster, ClusterHandle, ClusterInfo, GetClusterInfo, Leave, Publish, Purge, Target,
+    AgentMoved, AttachDirectory, Cluster, ClusterHandle, ClusterInfo, GetClusterInfo, Leave,
+    Publish, Purge, Target,
 };
 pub use config::ClusterConfig;

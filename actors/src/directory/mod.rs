@@ -203,6 +203,18 @@ impl Handler<RouteToAgent> for AgentDirectory {
     fn handle(&mut self, msg: RouteToAgent, _: &mut Context<Self>) {
         let _h = self.probe.handling("RouteToAgent");
         let agent_id = msg.packet.subject_id.clone();
+        // Cluster mode: every packet for an agent goes to its mailbox
+        // stream, read by whichever switch holds the agent (this one or
+        // another); the sender keeps no agent to write to.
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.rctx.cluster() {
+            let mut packet = msg.packet;
+            c.addr.do_send(crate::cluster::Publish {
+                target: crate::cluster::Target::Mailbox(agent_id),
+                payload: packet.to_text(crate::clock::now_secs()).into(),
+            });
+            return;
+        }
         let Some(agent) = self.agent(&agent_id) else {
             let max = self.rctx.config.agent.max_agents;
             log::warn!("agent {agent_id}: not made, {max} agents already; packet dropped");
@@ -335,6 +347,18 @@ impl Handler<AgentRetired> for AgentDirectory {
     fn handle(&mut self, msg: AgentRetired, _: &mut Context<Self>) {
         let _h = self.probe.handling("AgentRetired");
         self.agents.remove_if(&msg.agent_id, |l| l.is(&msg.agent));
+    }
+}
+
+/// Cluster mode: another switch took one of this switch's agents.
+#[cfg(feature = "cluster")]
+impl Handler<crate::cluster::AgentMoved> for AgentDirectory {
+    type Result = ();
+    fn handle(&mut self, msg: crate::cluster::AgentMoved, _: &mut Context<Self>) {
+        let _h = self.probe.handling("AgentMoved");
+        if let Some(AgentLocation::Local(agent)) = self.agents.remove(&msg.agent_id) {
+            agent.do_send(msg);
+        }
     }
 }
 

@@ -1,0 +1,177 @@
+//! `BackendLink` in cluster mode (`CLUSTER.md` section 2, "Backend-bound").
+//!
+//! Every backend-bound packet of every switch is stored in one stream,
+//! `sy.backend`, in the order each switch took it. The switch holding the
+//! backend's socket reads the stream in order with one ordered consumer and
+//! writes to the socket through its usual outbox; every `ack_interval` it
+//! purges the stream below what it has handed to the socket (the purge is
+//! the acknowledgement: no consumer state to keep). When the backend goes
+//! to another switch, that one reads from the first packet not purged:
+//! nothing acknowledged is lost, and what is repeated is at most one
+//! `ack_interval` of traffic.
+//!
+//! `Feed` is the bookkeeping (which stream sequences are still in the
+//! outbox, what was handed over, what was purged) and the reader task.
+//! The reader waits while the outbox is full, so the stream, not memory,
+//! holds a backlog.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use crate::cluster::acks::Acks;
+use crate::cluster::mailbox::stored_packet;
+use crate::cluster::{ClusterHandle, Purge, Target};
+use crate::wire::Packet;
+
+/// The KV key of the backend's holder, in the cluster bucket.
+pub const BACKEND_KEY: &str = "backend";
+
+pub struct Feed {
+    pub cluster: ClusterHandle,
+    reader: Option<actix::prelude::SpawnHandle>,
+    /// What went into the outbox from the stream, and what left it.
+    acks: Acks,
+    /// Woken when the outbox has room again.
+    room: Arc<Notify>,
+    /// The reader waits for room.
+    paused: bool,
+}
+
+impl Feed {
+    pub fn new(cluster: ClusterHandle) -> Feed {
+        Feed {
+            cluster,
+            reader: None,
+            acks: Acks::default(),
+            room: Arc::new(Notify::new()),
+            paused: false,
+        }
+    }
+
+    /// The reader is told the outbox is full: it waits for `has_room`.
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// The outbox has room: a waiting reader goes on.
+    pub fn has_room(&mut self) {
+        if self.paused {
+            self.paused = false;
+            self.room.notify_one();
+        }
+    }
+
+    /// Packet `seq` was read from the stream: whether to take it (a
+    /// sequence already taken is not).
+    pub fn received(&mut self, seq: u64) -> bool {
+        self.acks.read(seq)
+    }
+
+    /// The outbox now holds `queued` packets: the others were handed over.
+    pub fn settle(&mut self, queued: usize) {
+        self.acks.settle(queued);
+    }
+
+    /// Acknowledges what was handed over since the last purge.
+    pub fn purge(&mut self) {
+        if let Some(below) = self.acks.due() {
+            self.cluster.addr.do_send(Purge {
+                target: Target::Backend,
+                below,
+            });
+        }
+    }
+
+    /// Stops reading (the socket went): what was not handed over stays in
+    /// the stream for the next holder.
+    pub fn stop<A: Actor<Context = Context<A>>>(&mut self, ctx: &mut Context<A>) {
+        if let Some(h) = self.reader.take() {
+            ctx.cancel_future(h);
+        }
+        self.purge();
+        self.acks.forget_queued();
+        // The next reader starts again from the stream's first packet.
+        self.acks = Acks::default();
+        self.paused = false;
+    }
+
+    /// Reads the stream from its first packet not purged, handing each to
+    /// the actor as `FromStream`.
+    pub fn start<A>(&mut self, ctx: &mut Context<A>)
+    where
+        A: Actor<Context = Context<A>> + Handler<FromStream>,
+    {
+        if self.reader.is_some() {
+            return;
+        }
+        let stream = self.cluster.link.backend.clone();
+        let subject = self.cluster.link.names.backend();
+        let room = Arc::clone(&self.room);
+        let metrics = Arc::clone(&self.cluster.metrics);
+        let me = ctx.address();
+        let task = async move {
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                    filter_subject: subject,
+                    deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await;
+            let mut messages = match consumer {
+                Ok(c) => match c.messages().await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        log::error!("cluster: cannot read the backend stream: {e}");
+                        return;
+                    }
+                },
+                Err(e) => {
+                    log::error!("cluster: cannot read the backend stream: {e}");
+                    return;
+                }
+            };
+            while let Some(next) = messages.next().await {
+                let m = match next {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // The ordered consumer remakes itself after a
+                        // gap or a reconnect; it says so here.
+                        log::debug!("cluster: backend stream: {e}");
+                        continue;
+                    }
+                };
+                let Some(seq) = m.info().ok().map(|i| i.stream_sequence) else {
+                    continue;
+                };
+                let Some(packet) = stored_packet(&m.message.payload) else {
+                    metrics
+                        .malformed
+                        .with_label_values(&["stored_packet"])
+                        .inc();
+                    log::warn!("cluster: backend stream message {seq} is no packet; skipped");
+                    continue;
+                };
+                metrics.received.with_label_values(&["backend"]).inc();
+                match me.send(FromStream { seq, packet }).await {
+                    Ok(true) => {}
+                    // The outbox is full: wait for room.
+                    Ok(false) => room.notified().await,
+                    Err(_) => return,
+                }
+            }
+        };
+        self.reader = Some(ctx.spawn(actix::fut::wrap_future(task)));
+    }
+}
+
+/// A packet read from the backend stream, for the local backend socket.
+/// Answers whether the outbox has room for more.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct FromStream {
+    pub seq: u64,
+    pub packet: Packet,
+}
