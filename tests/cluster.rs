@@ -371,3 +371,40 @@ async fn an_agent_moving_to_another_switch_gets_what_waited_in_order() {
         s.stop().await;
     }
 }
+
+// PROTOCOL 1.4 + scale-out: `/request_agent` posted to a switch that does
+// not hold the backend is answered with the backend's `agent_details`,
+// sent back by the switch that holds it.
+#[actix_web::test]
+async fn an_http_request_on_one_switch_is_answered_by_the_backend_on_another() {
+    let nats = Nats::start();
+    let [n1, _n2, n3] = switches(&nats).await;
+    let mut b = n1.backend().await;
+    let url = n3.url("/request_agent");
+    let req = actix_web::rt::spawn(async move {
+        post_json(&url, json!({"provider_data": {"worker": "w1"}})).await
+    });
+    let p = b.recv_type("register_agent").await;
+    let request_id = p["data"]["request_id"].as_str().unwrap().to_string();
+    assert_eq!(p["data"]["provider_data"], json!({"worker": "w1"}));
+    b.send(
+        json!({"packet_type": "agent_details", "subject_id": request_id,
+                  "data": {"request_id": request_id, "agent_id": "agent-9"}}),
+    )
+    .await;
+    let (status, answer) = req.await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"]["agent_id"], json!("agent-9"));
+    // An answer nobody waits for is dropped and counted where it lands.
+    b.send(
+        json!({"packet_type": "agent_details", "subject_id": "nobody",
+                  "data": {"request_id": "nobody", "agent_id": "agent-0"}}),
+    )
+    .await;
+    n1.wait_metric(
+        "switchyard_packets_dropped_total",
+        &[("reason", "unmatched_agent_details")],
+        1.0,
+    )
+    .await;
+}

@@ -115,9 +115,11 @@ impl BackendLink {
         #[cfg(feature = "cluster")]
         if let Some(feed) = &self.feed {
             let mut packet = packet;
+            let origin = is_request(&packet, |_| true);
             feed.cluster.addr.do_send(crate::cluster::Publish {
                 target: crate::cluster::Target::Backend,
                 payload: packet.to_text(crate::clock::now_secs()).into(),
+                origin,
             });
             return;
         }
@@ -388,6 +390,10 @@ impl Handler<AgentDetails> for BackendLink {
                 }
             }
             None => {
+                #[cfg(feature = "cluster")]
+                if self.forward_details(&key, &packet) {
+                    return;
+                }
                 self.metrics
                     .dropped(drop_reason::UNMATCHED_AGENT_DETAILS, 1);
                 log::info!(
@@ -562,6 +568,28 @@ mod cluster_mode {
 
         /// The backend socket went: stop reading; what was not handed
         /// over waits in the stream for the next holder.
+        /// `agent_details` for a request another switch holds: sent to
+        /// it. Whether the request was another switch's.
+        pub(super) fn forward_details(&mut self, request_id: &str, packet: &Packet) -> bool {
+            let Some(feed) = &mut self.feed else {
+                return false;
+            };
+            let Some(origin) = feed.origin_of(request_id) else {
+                return false;
+            };
+            let client = feed.cluster.link.client.clone();
+            let subject = feed.cluster.link.names.node_details(&origin);
+            let body: bytes::Bytes = packet.clone().to_text(crate::clock::now_secs()).into();
+            actix::spawn(async move {
+                // Core NATS: the request waits on that switch now; lost,
+                // it is answered 408 there, as on one switch.
+                if let Err(e) = client.publish(subject, body).await {
+                    log::warn!("cluster: agent_details for switch {origin} not sent: {e}");
+                }
+            });
+            true
+        }
+
         pub(super) fn let_backend_go(&mut self, ctx: &mut Context<Self>) {
             if let Some(feed) = &mut self.feed {
                 feed.stop(ctx);
@@ -582,12 +610,28 @@ mod cluster_mode {
             let _h = self.probe.handling("AttachCluster");
             let every = msg.0.config.ack_interval();
             let store = msg.0.link.cluster.clone();
+            let client = msg.0.link.client.clone();
+            let details = msg.0.link.names.node_details(&msg.0.node);
             self.feed = Some(Feed::new(msg.0));
             ctx.run_interval(every, |act, _| {
+                let timeout = act.request_timeout;
                 if let Some(feed) = &mut act.feed {
                     feed.purge();
+                    feed.forget_origins(timeout);
                 }
             });
+            // `agent_details` for this switch's HTTP requests, from the
+            // switch holding the backend.
+            ctx.spawn(
+                async move { client.subscribe(details).await }
+                    .into_actor(self)
+                    .map(|sub, _, ctx| match sub {
+                        Ok(s) => {
+                            ctx.add_stream(s);
+                        }
+                        Err(e) => log::error!("cluster: cannot hear agent_details: {e}"),
+                    }),
+            );
             // Who holds the backend, as it changes.
             ctx.spawn(
                 async move { store.watch(BACKEND_KEY).await }
@@ -643,6 +687,28 @@ mod cluster_mode {
         }
     }
 
+    /// `agent_details` sent here by the switch holding the backend.
+    impl StreamHandler<async_nats::Message> for BackendLink {
+        fn handle(&mut self, msg: async_nats::Message, ctx: &mut Context<Self>) {
+            match crate::cluster::mailbox::stored_packet(&msg.payload) {
+                Some(p) if p.packet_type == PacketType::AgentDetails => {
+                    <Self as Handler<AgentDetails>>::handle(self, AgentDetails(p), ctx);
+                }
+                _ => {
+                    if let Some(feed) = &self.feed {
+                        feed.cluster
+                            .metrics
+                            .malformed
+                            .with_label_values(&["agent_details"])
+                            .inc();
+                    }
+                }
+            }
+        }
+
+        fn finished(&mut self, _: &mut Context<Self>) {}
+    }
+
     impl Handler<FromStream> for BackendLink {
         type Result = bool;
         fn handle(&mut self, msg: FromStream, ctx: &mut Context<Self>) -> bool {
@@ -650,6 +716,13 @@ mod cluster_mode {
             if let Some(feed) = &mut self.feed {
                 if !feed.received(msg.seq) {
                     return true;
+                }
+                if let Some(origin) = msg.origin {
+                    if origin != feed.cluster.node {
+                        if let Some(id) = msg.packet.data_str("request_id") {
+                            feed.remember_origin(id, origin);
+                        }
+                    }
                 }
             }
             self.deliver_here(msg.packet, ctx);

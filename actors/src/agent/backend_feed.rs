@@ -38,7 +38,14 @@ pub struct Feed {
     room: Arc<Notify>,
     /// The reader waits for room.
     paused: bool,
+    /// HTTP requests another switch holds, by `request_id`: where their
+    /// `agent_details` goes (bounded; forgotten after the request
+    /// timeout, when no one waits any more).
+    origins: std::collections::HashMap<String, (String, std::time::Instant)>,
 }
+
+/// Requests of other switches remembered at most.
+const MAX_ORIGINS: usize = 10_000;
 
 impl Feed {
     pub fn new(cluster: ClusterHandle) -> Feed {
@@ -48,7 +55,35 @@ impl Feed {
             acks: Acks::default(),
             room: Arc::new(Notify::new()),
             paused: false,
+            origins: std::collections::HashMap::new(),
         }
+    }
+
+    /// Request `request_id`'s reply goes to switch `origin`.
+    pub fn remember_origin(&mut self, request_id: String, origin: String) {
+        if self.origins.len() >= MAX_ORIGINS {
+            // Full of requests whose answers never came: the oldest go.
+            let oldest = self
+                .origins
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.origins.remove(&k);
+            }
+        }
+        self.origins
+            .insert(request_id, (origin, std::time::Instant::now()));
+    }
+
+    /// The switch holding request `request_id`, if another one does.
+    pub fn origin_of(&mut self, request_id: &str) -> Option<String> {
+        self.origins.remove(request_id).map(|(o, _)| o)
+    }
+
+    /// Forgets requests older than `timeout` (their HTTP side answered).
+    pub fn forget_origins(&mut self, timeout: std::time::Duration) {
+        self.origins.retain(|_, (_, at)| at.elapsed() <= timeout);
     }
 
     /// The reader is told the outbox is full: it waits for `has_room`.
@@ -155,7 +190,20 @@ impl Feed {
                     continue;
                 };
                 metrics.received.with_label_values(&["backend"]).inc();
-                match me.send(FromStream { seq, packet }).await {
+                let origin = m
+                    .message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(crate::cluster::actor::ORIGIN_HEADER))
+                    .map(|v| v.as_str().to_string());
+                match me
+                    .send(FromStream {
+                        seq,
+                        packet,
+                        origin,
+                    })
+                    .await
+                {
                     Ok(true) => {}
                     // The outbox is full: wait for room.
                     Ok(false) => room.notified().await,
@@ -174,4 +222,6 @@ impl Feed {
 pub struct FromStream {
     pub seq: u64,
     pub packet: Packet,
+    /// The switch holding the HTTP request this packet belongs to.
+    pub origin: Option<String>,
 }

@@ -57,6 +57,9 @@ struct Outgoing {
     kind: &'static str,
     subject: String,
     payload: Bytes,
+    /// Carries `Sy-Origin`: this switch holds the HTTP request the
+    /// packet belongs to.
+    origin: bool,
 }
 
 /// One publish for the sending task: its window sequence and id.
@@ -65,7 +68,11 @@ struct Send {
     id: String,
     subject: String,
     payload: Bytes,
+    origin: Option<String>,
 }
+
+/// The header naming the switch that holds an HTTP request's reply.
+pub const ORIGIN_HEADER: &str = "Sy-Origin";
 
 /// What every switch says once a heartbeat interval.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -257,6 +264,7 @@ impl Cluster {
                         id: self.window.id(n),
                         subject: o.subject.clone(),
                         payload: o.payload.clone(),
+                        origin: o.origin.then(|| self.node.clone()),
                     };
                     self.sent_at.insert(n, Instant::now());
                     let _ = self.sender.send(send);
@@ -294,6 +302,7 @@ impl Cluster {
                 id: self.window.id(n),
                 subject: o.subject.clone(),
                 payload: o.payload.clone(),
+                origin: o.origin.then(|| self.node.clone()),
             });
         }
     }
@@ -308,7 +317,10 @@ fn spawn_sender(
 ) {
     actix::spawn(async move {
         while let Some(s) = rx.recv().await {
-            let publish = PublishMessage::build().message_id(&s.id).payload(s.payload);
+            let mut publish = PublishMessage::build().message_id(&s.id).payload(s.payload);
+            if let Some(origin) = &s.origin {
+                publish = publish.header(ORIGIN_HEADER, origin.as_str());
+            }
             let me = me.clone();
             match js.send_publish(s.subject, publish).await {
                 Ok(ack) => {
@@ -386,6 +398,9 @@ impl Handler<LinkChanged> for Cluster {
 pub struct Publish {
     pub target: Target,
     pub payload: Bytes,
+    /// The packet is an HTTP request's (`register_agent`,
+    /// `submit_onboarding`) whose reply this switch waits for.
+    pub origin: bool,
 }
 
 impl Handler<Publish> for Cluster {
@@ -399,6 +414,7 @@ impl Handler<Publish> for Cluster {
             kind: msg.target.kind(),
             subject,
             payload: msg.payload,
+            origin: msg.origin,
         });
     }
 }

@@ -212,6 +212,7 @@ impl Handler<RouteToAgent> for AgentDirectory {
             c.addr.do_send(crate::cluster::Publish {
                 target: crate::cluster::Target::Mailbox(agent_id),
                 payload: packet.to_text(crate::clock::now_secs()).into(),
+                origin: false,
             });
             return;
         }
