@@ -188,6 +188,13 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         log::info!("cluster mode: the shortcut is off");
         config.session.shortcut = false;
     }
+    if config.cluster.url.is_some() && config.state.enabled {
+        // The cluster's streams and buckets are the state: a state file
+        // would bring back, after a restart, packets the streams still
+        // hold, and agents other switches have adopted meanwhile.
+        log::info!("cluster mode: the state file is off (the cluster keeps the state)");
+        config.state.enabled = false;
+    }
     if let Err(e) = switchyard_actors::agent::BackendGate::new(
         config.backend.token.is_some(),
         &config.backend.allow,
@@ -263,9 +270,11 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
             .do_send(switchyard_actors::agent::AttachCluster(cluster.clone()));
         cluster
             .addr
-            .do_send(switchyard_actors::cluster::AttachDirectory(
-                router.directory.counted_recipient(),
-            ));
+            .do_send(switchyard_actors::cluster::AttachDirectory {
+                moved: router.directory.counted_recipient(),
+                statuses: router.directory.counted_recipient(),
+                adopt: router.directory.counted_recipient(),
+            });
         router.set_cluster(cluster);
     }
 

@@ -147,10 +147,17 @@ pub fn quick_cluster(c: &mut switchyard::Config, url: &str, node: &str) {
 
 /// `N` switches in this process, `n1`... `nN`, of one cluster on `nats`.
 async fn switches<const N: usize>(nats: &Nats) -> [Switch; N] {
+    let names: Vec<String> = (1..=N).map(|i| format!("n{i}")).collect();
+    let names: [&str; N] = std::array::from_fn(|i| names[i].as_str());
+    switches_named(nats, names).await
+}
+
+/// Switches in this process with these names, of one cluster on `nats`.
+async fn switches_named<const N: usize>(nats: &Nats, names: [&str; N]) -> [Switch; N] {
     let url = nats.url();
     let mut out = Vec::new();
-    for i in 1..=N {
-        out.push(Switch::start_with(|c| quick_cluster(c, &url, &format!("n{i}"))).await);
+    for name in names {
+        out.push(Switch::start_with(|c| quick_cluster(c, &url, name)).await);
     }
     out.try_into().ok().expect("N switches")
 }
@@ -260,10 +267,15 @@ async fn a_nats_outage_is_survived() {
 
 /// Receives packets of `packet_type` until `count` arrived; their `n`s.
 async fn numbers(ws: &mut Ws, packet_type: &str, count: usize) -> Vec<i64> {
+    numbers_within(ws, packet_type, count, Duration::from_secs(10)).await
+}
+
+/// The same, waiting at most `each` for every packet.
+async fn numbers_within(ws: &mut Ws, packet_type: &str, count: usize, each: Duration) -> Vec<i64> {
     let mut got = Vec::new();
     while got.len() < count {
         let p = ws
-            .try_recv(Duration::from_secs(10))
+            .try_recv(each)
             .await
             .unwrap_or_else(|e| panic!("{packet_type} #{}: {e}", got.len()));
         if p["packet_type"] == json!(packet_type) {
@@ -407,4 +419,783 @@ async fn an_http_request_on_one_switch_is_answered_by_the_backend_on_another() {
         1.0,
     )
     .await;
+}
+
+// PROTOCOL 1.2 `request_statuses` + scale-out: the answer covers every
+// agent of every switch; a switch that does not answer makes it partial
+// (counted), never late or missing.
+#[actix_web::test]
+async fn request_statuses_covers_every_switch() {
+    let nats = Nats::start();
+    let [n1, n2, n3] = switches(&nats).await;
+    for s in [&n1, &n2, &n3] {
+        s.wait_metric("switchyard_cluster_nodes", &[], 3.0).await;
+    }
+    let mut b = n1.backend().await;
+    let _a1 = n1.agent("a1").await;
+    let mut a2 = n2.agent("a2").await;
+    let _a3 = n3.agent("a3").await;
+    b.send(json!({"packet_type": "update_status", "subject_id": "a2",
+                  "data": {"status": "in task"}}))
+        .await;
+    let p = a2.recv_type("update_status").await;
+    assert_eq!(p["data"]["status"], json!("in task"));
+    b.send(
+        json!({"packet_type": "request_statuses", "subject_id": "mephisto",
+                  "data": {}, "server_timestamp": 7.5}),
+    )
+    .await;
+    let r = b.recv_type("return_statuses").await;
+    assert_eq!(r["client_timestamp"], json!(7.5));
+    let data = r["data"].as_object().expect("statuses");
+    assert_eq!(data.len(), 3, "{r}");
+    assert_eq!(data["a2"], json!("in task"));
+    assert!(data.contains_key("a1") && data.contains_key("a3"), "{r}");
+    assert_eq!(
+        n1.metric("switchyard_cluster_statuses_partial_total", &[])
+            .await,
+        0.0
+    );
+    for s in [n1, n2, n3] {
+        s.stop().await;
+    }
+}
+
+/// GET `url`: status and body, or None while nothing listens there.
+async fn answer(url: &str) -> Option<(u16, String)> {
+    let mut r = crate::common::http().get(url).send().await.ok()?;
+    let body = r.body().await.ok()?;
+    Some((
+        r.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+/// A switch as a process of its own (so a test can SIGKILL it), with the
+/// cluster's short timers. Killed when dropped.
+pub struct Node {
+    child: Child,
+    pub http: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub async fn start(nats: &Nats, name: &str) -> Node {
+        Node::start_with_timeout(nats, name, 600).await
+    }
+
+    /// With `node_timeout_ms` as the silence after which this switch
+    /// counts another down.
+    pub async fn start_with_timeout(nats: &Nats, name: &str, node_timeout_ms: u64) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let http = free.local_addr().unwrap();
+        drop(free);
+        let config = dir.path().join("switchyard.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[cluster]\nurl = \"{}\"\nnode_id = \"{name}\"\nheartbeat_ms = 100\n\
+                 node_timeout_ms = {node_timeout_ms}\nack_interval_ms = 50\n\n\
+                 [agent]\nreconnect_grace_secs = 2.0\n",
+                nats.url()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["--uart", "none", "--tcp", "none", "--no-state"])
+            .arg("--http")
+            .arg(http.to_string())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("switchyard starts");
+        let node = Node {
+            child,
+            http,
+            _dir: dir,
+        };
+        let url = node.url("/metrics");
+        wait_for_within(
+            &format!("switch {name} up"),
+            Duration::from_secs(20),
+            || {
+                let url = url.clone();
+                async move {
+                    answer(&url).await.is_some_and(|(_, text)| {
+                        parse_metric(&text, "switchyard_cluster_connected", &[]) == 1.0
+                    })
+                }
+            },
+        )
+        .await;
+        node
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.http)
+    }
+
+    /// SIGSTOP or SIGCONT: a switch that stops answering, and comes back.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    /// SIGKILL: nothing of the switch's memory survives.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A socket that said `alive` as agent `id` at `ws_url`.
+async fn agent_at(ws_url: &str, id: &str) -> Ws {
+    let mut a = Ws::connect(ws_url).await;
+    a.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
+        .await;
+    let p = a.recv_type("update_status").await;
+    assert_eq!(p["subject_id"], json!(id));
+    a
+}
+
+/// A socket that said `alive` as the backend at `ws_url`.
+async fn backend_at(ws_url: &str) -> Ws {
+    let mut b = Ws::connect(ws_url).await;
+    b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
+        .await;
+    b
+}
+
+// CLUSTER.md 3, scenario 3 (PROTOCOL 1.3 + scale-out): packets queued for
+// an agent with no socket survive the SIGKILL of its switch; it says
+// `alive` on another and gets all of them, in order.
+#[actix_web::test]
+async fn queued_packets_survive_the_kill_of_the_agents_switch() {
+    let nats = Nats::start();
+    let [n1, n3] = switches_named(&nats, ["n1", "n3"]).await;
+    let n2 = Node::start(&nats, "n2").await;
+    let mut b = n1.backend().await;
+    let a = agent_at(&n2.ws_url(), "x").await;
+    a.close().await;
+    for n in 1..=100 {
+        b.send(live_update("x", "client_bound_live_update", n))
+            .await;
+    }
+    n1.wait_metric(
+        "switchyard_cluster_published_total",
+        &[("stream", "mailbox")],
+        100.0,
+    )
+    .await;
+    n2.kill();
+    let mut moved = n3.agent("x").await;
+    let want: Vec<i64> = (1..=100).collect();
+    assert_eq!(
+        numbers(&mut moved, "client_bound_live_update", 100).await,
+        want
+    );
+    assert!(moved.try_recv(Duration::from_millis(300)).await.is_err());
+    for s in [n1, n3] {
+        s.stop().await;
+    }
+}
+
+// CLUSTER.md 3, scenario 2: agents of a switch SIGKILLed under live
+// traffic reconnect to another and receive every packet, in order; what
+// they see twice is only what their switch had handed over within the
+// last ack interval before the kill.
+#[actix_web::test]
+async fn agents_of_a_killed_switch_lose_nothing_after_reconnecting() {
+    let nats = Nats::start();
+    let [n1, n3] = switches_named(&nats, ["n1", "n3"]).await;
+    let n2 = Node::start(&nats, "n2").await;
+    let mut b = n1.backend().await;
+    let ids: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+    let mut sockets = Vec::new();
+    for id in &ids {
+        sockets.push(agent_at(&n2.ws_url(), id).await);
+    }
+    // Numbered updates, 20 per agent; the agents read some, then their
+    // switch is killed, and 20 more are sent.
+    for n in 0..20 {
+        for id in &ids {
+            b.send(live_update(id, "client_bound_live_update", n)).await;
+        }
+    }
+    for s in sockets.iter_mut() {
+        numbers(s, "client_bound_live_update", 5).await;
+    }
+    n2.kill();
+    for n in 20..40 {
+        for id in &ids {
+            b.send(live_update(id, "client_bound_live_update", n)).await;
+        }
+    }
+    let mut duplicates = 0;
+    for (id, mut old) in ids.iter().zip(sockets) {
+        // What reached the agent before its socket died (the first five
+        // were read above; the rest the kernel still holds).
+        let mut before: Vec<i64> = (0..5).collect();
+        while let Ok(p) = old.try_recv(Duration::from_millis(500)).await {
+            if p["packet_type"] == json!("client_bound_live_update") {
+                before.push(p["data"]["n"].as_i64().unwrap());
+            }
+        }
+        let last_before = *before.last().unwrap();
+        assert_eq!(before, (0..=last_before).collect::<Vec<_>>(), "{id}");
+        let mut s = n3.agent(id).await;
+        let mut after = Vec::new();
+        while after.last() != Some(&39) {
+            let p = s
+                .try_recv(Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|e| panic!("{id} after {before:?}, {after:?}: {e}"));
+            if p["packet_type"] == json!("client_bound_live_update") {
+                after.push(p["data"]["n"].as_i64().unwrap());
+            }
+        }
+        let resumed = after[0];
+        assert!(
+            resumed <= last_before + 1,
+            "{id}: lost {} to {}",
+            last_before + 1,
+            resumed - 1
+        );
+        assert_eq!(
+            after,
+            (resumed..=39).collect::<Vec<_>>(),
+            "{id}: in order, once"
+        );
+        duplicates += (last_before + 1 - resumed).max(0);
+    }
+    // Seen twice: only what the killed switch had handed over and not yet
+    // acknowledged (its last ack interval), never more than it handed.
+    assert!(duplicates <= 20 * ids.len() as i64, "{duplicates}");
+    for s in [n1, n3] {
+        s.stop().await;
+    }
+}
+
+// CLUSTER.md 3, scenario 4 (PROTOCOL 1.2 + scale-out): the backend's
+// switch is SIGKILLed while agents elsewhere send numbered updates; the
+// backend reconnects to another switch and receives every update, in
+// order per agent (what it sees twice is what the killed switch had
+// written and not yet acknowledged).
+#[actix_web::test]
+async fn the_backend_reconnecting_after_its_switch_died_gets_every_update() {
+    let nats = Nats::start();
+    let n1 = Node::start(&nats, "n1").await;
+    let [n2, n3] = switches_named(&nats, ["n2", "n3"]).await;
+    let mut b = backend_at(&n1.ws_url()).await;
+    let mut agents = [
+        ("p2".to_string(), n2.agent("p2").await),
+        ("p3".to_string(), n3.agent("p3").await),
+    ];
+    for n in 0..20 {
+        for (id, a) in agents.iter_mut() {
+            a.send(live_update(id, "mephisto_bound_live_update", n))
+                .await;
+        }
+    }
+    let mut got: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    let take = |p: serde_json::Value, got: &mut std::collections::BTreeMap<String, Vec<i64>>| {
+        if p["packet_type"] == json!("mephisto_bound_live_update") {
+            got.entry(p["subject_id"].as_str().unwrap().to_string())
+                .or_default()
+                .push(p["data"]["n"].as_i64().unwrap());
+        }
+    };
+    // Read some, then the backend's switch dies.
+    for _ in 0..10 {
+        let p = b.try_recv(Duration::from_secs(10)).await.expect("update");
+        take(p, &mut got);
+    }
+    n1.kill();
+    while let Ok(p) = b.try_recv(Duration::from_millis(500)).await {
+        take(p, &mut got);
+    }
+    for n in 20..40 {
+        for (id, a) in agents.iter_mut() {
+            a.send(live_update(id, "mephisto_bound_live_update", n))
+                .await;
+        }
+    }
+    let before = got.clone();
+    let mut b = n2.backend().await;
+    let mut after: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    while after.values().filter(|v| v.last() == Some(&39)).count() < 2 {
+        let p = b
+            .try_recv(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("after {after:?}: {e}"));
+        take(p, &mut after);
+    }
+    for id in ["p2", "p3"] {
+        let seen = before.get(id).cloned().unwrap_or_default();
+        assert_eq!(seen, (0..seen.len() as i64).collect::<Vec<_>>(), "{id}");
+        let resumed = after[id][0];
+        assert!(
+            resumed <= seen.len() as i64,
+            "{id}: lost before {resumed}: {seen:?}"
+        );
+        assert_eq!(after[id], (resumed..=39).collect::<Vec<_>>(), "{id}");
+    }
+    for s in [n2, n3] {
+        s.stop().await;
+    }
+}
+
+// CLUSTER.md 3, scenario 6: nats-server SIGKILLed and restarted on its
+// port and store: no switch exits, packets sent meanwhile wait in the
+// publish window and go out again with their ids, none twice.
+#[actix_web::test]
+async fn a_nats_restart_loses_and_doubles_nothing() {
+    let nats = Nats::start();
+    let [n1, n2] = switches(&nats).await;
+    let mut b = n1.backend().await;
+    let mut a = n2.agent("r").await;
+    b.send(live_update("r", "client_bound_live_update", 0))
+        .await;
+    assert_eq!(numbers(&mut a, "client_bound_live_update", 1).await, [0]);
+    let killed = nats.kill();
+    n1.wait_metric("switchyard_cluster_connected", &[], 0.0)
+        .await;
+    for n in 1..=20 {
+        b.send(live_update("r", "client_bound_live_update", n))
+            .await;
+    }
+    let _nats = killed.restart();
+    let want: Vec<i64> = (1..=20).collect();
+    // Reconnecting, and JetStream's acknowledgement timeout for what went
+    // into the dead connection, take seconds.
+    assert_eq!(
+        numbers_within(
+            &mut a,
+            "client_bound_live_update",
+            20,
+            Duration::from_secs(30)
+        )
+        .await,
+        want
+    );
+    assert!(
+        a.try_recv(Duration::from_millis(500)).await.is_err(),
+        "nothing twice"
+    );
+    assert!(
+        n1.metric("switchyard_cluster_publish_retries_total", &[])
+            .await
+            > 0.0
+    );
+    for s in [n1, n2] {
+        s.stop().await;
+    }
+}
+
+// CLUSTER.md 3, scenario 5 (PROTOCOL 1.3 + scale-out): an agent of a
+// killed switch that never comes back is adopted by one switch and
+// `disconnect` after the node timeout and its grace, once, in the
+// statuses of the cluster.
+#[actix_web::test]
+async fn an_orphan_agent_is_disconnected_once() {
+    let nats = Nats::start();
+    let [n1, n3] = switches_named(&nats, ["n1", "n3"]).await;
+    let n2 = Node::start(&nats, "n2").await;
+    let mut b = n1.backend().await;
+    let mut orphan = agent_at(&n2.ws_url(), "o").await;
+    b.send(json!({"packet_type": "update_status", "subject_id": "o",
+                  "data": {"status": "in task"}}))
+        .await;
+    assert_eq!(
+        orphan.recv_type("update_status").await["data"]["status"],
+        json!("in task")
+    );
+    n2.kill();
+    wait_for_within("orphan adopted", Duration::from_secs(10), || {
+        let (u1, u3) = (n1.url("/metrics"), n3.url("/metrics"));
+        async move {
+            metric_at(&u1, "switchyard_cluster_adopted_agents_total", &[]).await
+                + metric_at(&u3, "switchyard_cluster_adopted_agents_total", &[]).await
+                >= 1.0
+        }
+    })
+    .await;
+    // n1 is the lowest live id: it adopts; n3 does not.
+    n1.wait_metric("switchyard_agents", &[("status", "disconnect")], 1.0)
+        .await;
+    assert_eq!(
+        n3.metric("switchyard_cluster_adopted_agents_total", &[])
+            .await,
+        0.0
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        b.send(
+            json!({"packet_type": "request_statuses", "subject_id": "mephisto",
+                      "data": {}}),
+        )
+        .await;
+        let r = b.recv_type("return_statuses").await;
+        if r["data"]["o"] == json!("disconnect") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+    }
+    for s in [n1, n3] {
+        s.stop().await;
+    }
+}
+
+/// nginx (Debian's) in front of `switches`, with `deploy/cluster/nginx.conf`
+/// as it ships, its upstreams and listener pointed here. Killed when
+/// dropped.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub async fn start(switches: &[std::net::SocketAddr]) -> Nginx {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx is installed (scripts/test installs Debian's)");
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/cluster/nginx.conf"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let upstreams: String = switches
+            .iter()
+            .map(|a| format!("        server {a} max_fails=1 fail_timeout=5s;\n"))
+            .collect();
+        let mut conf = String::new();
+        let mut upstream_done = false;
+        for line in shipped.lines() {
+            let t = line.trim_start();
+            if t.starts_with("server 10.0.0.") {
+                if !upstream_done {
+                    conf.push_str(&upstreams);
+                    upstream_done = true;
+                }
+            } else if t == "listen 80;" {
+                conf.push_str(&format!("        listen 127.0.0.1:{port};\n"));
+            } else if t == "http {" {
+                let p = dir.path().display();
+                conf.push_str(&format!(
+                    "http {{\n    access_log off;\n    client_body_temp_path {p}/body;\n    \
+                     proxy_temp_path {p}/proxy;\n"
+                ));
+            } else {
+                conf.push_str(line);
+                conf.push('\n');
+            }
+        }
+        assert!(upstream_done, "the shipped config names its upstreams");
+        let p = dir.path().display();
+        let conf = format!("pid {p}/nginx.pid;\nerror_log {p}/error.log;\nuser root root;\n{conf}");
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let url = format!("http://127.0.0.1:{port}/is_alive");
+        wait_for_within("nginx up", Duration::from_secs(10), || {
+            let url = url.clone();
+            async move { answer(&url).await.is_some_and(|(status, _)| status == 200) }
+        })
+        .await;
+        Nginx {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// CLUSTER.md 3 + issue "a real load balancer in front": nginx in front of
+// three switches, no sticky sessions; agents and the backend connect only
+// through nginx; a switch holding agents (not the backend's) is SIGKILLed
+// under traffic; its agents reconnect through nginx and lose nothing.
+#[actix_web::test]
+async fn behind_nginx_agents_of_a_killed_switch_lose_nothing() {
+    let nats = Nats::start();
+    let mut nodes = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        nodes.push(Node::start(&nats, name).await);
+    }
+    let nginx = Nginx::start(&nodes.iter().map(|n| n.http).collect::<Vec<_>>()).await;
+    let mut b = backend_at(&nginx.ws_url()).await;
+    let ids: Vec<String> = (0..6).map(|i| format!("w{i}")).collect();
+    let mut agents = Vec::new();
+    for id in &ids {
+        agents.push(agent_at(&nginx.ws_url(), id).await);
+    }
+    // Which switch holds the backend, and which the agents.
+    let mut backend_at_node = None;
+    wait_for("the backend is bound", || {
+        let urls: Vec<String> = nodes.iter().map(|n| n.url("/metrics")).collect();
+        async move {
+            for u in &urls {
+                if metric_at(u, "switchyard_backend_connected", &[]).await == 1.0 {
+                    return true;
+                }
+            }
+            false
+        }
+    })
+    .await;
+    for (i, n) in nodes.iter().enumerate() {
+        if metric_at(&n.url("/metrics"), "switchyard_backend_connected", &[]).await == 1.0 {
+            backend_at_node = Some(i);
+        }
+    }
+    let backend_at_node = backend_at_node.unwrap();
+    let mut victim = None;
+    for (i, n) in nodes.iter().enumerate() {
+        let held = metric_at(
+            &n.url("/metrics"),
+            "switchyard_connections_open",
+            &[("link", "router")],
+        )
+        .await;
+        if i != backend_at_node && held >= 1.0 {
+            victim = Some(i);
+        }
+    }
+    let victim = victim.expect("nginx spread the agents over the switches");
+    for n in 0..20 {
+        for id in &ids {
+            b.send(live_update(id, "client_bound_live_update", n)).await;
+        }
+    }
+    let mut seen: Vec<Vec<i64>> = Vec::new();
+    for a in agents.iter_mut() {
+        seen.push(numbers(a, "client_bound_live_update", 5).await);
+    }
+    nodes.remove(victim).kill();
+    for n in 20..40 {
+        for id in &ids {
+            b.send(live_update(id, "client_bound_live_update", n)).await;
+        }
+    }
+    for ((id, mut a), mut got) in ids.iter().zip(agents).zip(seen) {
+        // Read on until 39 arrives; a socket that dies is opened again
+        // through nginx, which picks a live switch.
+        loop {
+            match a.try_recv(Duration::from_secs(3)).await {
+                Ok(p) => {
+                    if p["packet_type"] == json!("client_bound_live_update") {
+                        got.push(p["data"]["n"].as_i64().unwrap());
+                        if got.last() == Some(&39) {
+                            break;
+                        }
+                    }
+                }
+                Err(_) => a = agent_at(&nginx.ws_url(), id).await,
+            }
+        }
+        // Every number, in order; a reconnect may repeat a few.
+        let mut dedup = got.clone();
+        dedup.dedup();
+        let mut expected = 0;
+        for n in &dedup {
+            assert!(*n <= expected, "{id}: {n} before {expected}: {got:?}");
+            if *n == expected {
+                expected += 1;
+            }
+        }
+        assert_eq!(expected, 40, "{id}: {got:?}");
+    }
+    drop(nginx);
+}
+
+/// Publishes `payload` on `subject` with a bare NATS protocol client (a
+/// peer that is not a switch).
+async fn nats_publish(nats: &Nats, subject: &str, payload: &[u8]) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", nats.port))
+        .await
+        .unwrap();
+    let (r, mut w) = tcp.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let mut info = String::new();
+    r.read_line(&mut info).await.unwrap();
+    assert!(info.starts_with("INFO"), "{info}");
+    let mut out = b"CONNECT {\"verbose\":false}\r\n".to_vec();
+    out.extend_from_slice(format!("PUB {subject} {}\r\n", payload.len()).as_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\nPING\r\n");
+    w.write_all(&out).await.unwrap();
+    // PONG: the server has read the PUB.
+    let mut line = String::new();
+    while !line.starts_with("PONG") {
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+    }
+}
+
+// CLUSTER.md 2 "Metrics" and the dashboard's view: the cluster's series
+// move as the cluster works, `/api/agents` names every switch with its
+// agents and the backend's holder, and what a stranger writes on the
+// cluster's subjects is counted, never trusted.
+#[actix_web::test]
+async fn the_cluster_is_seen_in_metrics_and_the_dashboard_api() {
+    let nats = Nats::start();
+    let [n1, n2] = switches(&nats).await;
+    n1.wait_metric("switchyard_cluster_nodes", &[], 2.0).await;
+    n2.wait_metric("switchyard_cluster_nodes", &[], 2.0).await;
+    let mut b = n1.backend().await;
+    let mut a = n2.agent("m").await;
+    for n in 0..10 {
+        b.send(live_update("m", "client_bound_live_update", n))
+            .await;
+        a.send(live_update("m", "mephisto_bound_live_update", n))
+            .await;
+    }
+    numbers(&mut a, "client_bound_live_update", 10).await;
+    numbers(&mut b, "mephisto_bound_live_update", 10).await;
+    n2.wait_metric(
+        "switchyard_cluster_received_total",
+        &[("stream", "mailbox")],
+        10.0,
+    )
+    .await;
+    n1.wait_metric(
+        "switchyard_cluster_received_total",
+        &[("stream", "backend")],
+        10.0,
+    )
+    .await;
+    n1.wait_metric("switchyard_cluster_publish_window", &[], 0.0)
+        .await;
+    assert!(
+        n1.metric("switchyard_cluster_js_ack_seconds_count", &[])
+            .await
+            >= 10.0
+    );
+    // Moving the agent replays what waited.
+    a.close().await;
+    b.send(live_update("m", "client_bound_live_update", 10))
+        .await;
+    n1.wait_metric(
+        "switchyard_cluster_published_total",
+        &[("stream", "mailbox")],
+        11.0,
+    )
+    .await;
+    let mut moved = n1.agent("m").await;
+    assert_eq!(
+        numbers(&mut moved, "client_bound_live_update", 1).await,
+        [10]
+    );
+    assert!(n1.metric("switchyard_cluster_replayed_total", &[]).await >= 1.0);
+    // Every switch's heartbeat names its agents and the backend.
+    wait_for("the dashboard API shows both switches", || {
+        let u = n2.url("/api/agents");
+        async move {
+            let (_, v) = get_json(&u).await;
+            let s = &v["cluster"]["switches"];
+            s[0]["node"] == json!("n1")
+                && s[0]["has_backend"] == json!(true)
+                && s[0]["agents"] == json!(1)
+                && s[1]["node"] == json!("n2")
+                && s[1]["me"] == json!(true)
+        }
+    })
+    .await;
+    // A stranger's heartbeat: counted, not a switch.
+    nats_publish(&nats, "sy.ctl.hb", b"{not a heartbeat").await;
+    n1.wait_metric(
+        "switchyard_cluster_malformed_total",
+        &[("kind", "heartbeat")],
+        1.0,
+    )
+    .await;
+    assert_eq!(n1.metric("switchyard_cluster_nodes", &[]).await, 2.0);
+    for s in [n1, n2] {
+        s.stop().await;
+    }
+}
+
+// CLUSTER.md 2 "request_statuses": a switch that does not answer (here
+// stopped with SIGSTOP, still counted alive) makes the answer partial,
+// counted, and on time: never a failure of the whole.
+#[actix_web::test]
+async fn a_silent_switch_makes_request_statuses_partial_not_late() {
+    let nats = Nats::start();
+    let n1 = Switch::start_with(|c| {
+        quick_cluster(c, &nats.url(), "n1");
+        c.cluster.node_timeout_ms = 30_000;
+    })
+    .await;
+    let n2 = Node::start_with_timeout(&nats, "n2", 30_000).await;
+    n1.wait_metric("switchyard_cluster_nodes", &[], 2.0).await;
+    let mut b = n1.backend().await;
+    let _a1 = n1.agent("here").await;
+    let _a2 = agent_at(&n2.ws_url(), "there").await;
+    b.send(json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {}}))
+        .await;
+    let r = b.recv_type("return_statuses").await;
+    assert_eq!(r["data"].as_object().unwrap().len(), 2, "{r}");
+    n2.signal("-STOP");
+    let t = std::time::Instant::now();
+    b.send(json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {}}))
+        .await;
+    let r = b.recv_type("return_statuses").await;
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "answered in {:?}",
+        t.elapsed()
+    );
+    assert!(
+        r["data"]["here"].is_string(),
+        "this switch's own agents are there: {r}"
+    );
+    n1.wait_metric("switchyard_cluster_statuses_partial_total", &[], 1.0)
+        .await;
+    n2.signal("-CONT");
+    n1.stop().await;
 }

@@ -160,6 +160,19 @@ where
     probe: Option<Arc<ActorProbe>>,
 }
 
+impl<M> Clone for CountedRecipient<M>
+where
+    M: Message + Send,
+    M::Result: Send,
+{
+    fn clone(&self) -> Self {
+        CountedRecipient {
+            recipient: self.recipient.clone(),
+            probe: self.probe.clone(),
+        }
+    }
+}
+
 impl<M> From<Recipient<M>> for CountedRecipient<M>
 where
     M: Message + Send,

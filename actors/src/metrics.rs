@@ -132,6 +132,8 @@ pub mod drop_reason {
     /// Cluster mode: JetStream acknowledged nothing for a whole publish
     /// window and its queue (NATS gone for long under load).
     pub const CLUSTER_WINDOW_FULL: &str = "cluster_window_full";
+    /// Cluster mode: NATS refused a packet larger than its `max_payload`.
+    pub const CLUSTER_TOO_LARGE: &str = "cluster_too_large";
     pub const UNMATCHED_AGENT_DETAILS: &str = "unmatched_agent_details";
     pub const AGENT_REMOVED: &str = "agent_removed";
     pub const OVERLOADED: &str = "overloaded";

@@ -48,7 +48,21 @@ pub async fn agents(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .map_err(ApiError::mailbox)?;
     let mut agents = agents;
     agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
-    Ok(HttpResponse::Ok().json(json!({"agents": agents, "backend": backend})))
+    // Cluster mode: the switches, which holds the backend, agents per
+    // switch (null on a switch without `--cluster`).
+    #[cfg(feature = "cluster")]
+    let cluster = match state.router.cluster() {
+        Some(c) => Some(
+            c.addr
+                .send(switchyard_actors::cluster::GetClusterInfo)
+                .await
+                .map_err(ApiError::mailbox)?,
+        ),
+        None => None,
+    };
+    #[cfg(not(feature = "cluster"))]
+    let cluster: Option<()> = None;
+    Ok(HttpResponse::Ok().json(json!({"agents": agents, "backend": backend, "cluster": cluster})))
 }
 
 /// The dashboard's files, compiled in: it works with no network at all.

@@ -11,6 +11,9 @@ urllib.  Run through run.sh, which provides the environment:
 
     SWITCHYARD_BIN      the switch binary
     MEPHISTO_WHEEL_DIR  the unpacked mephisto-1.1.1 wheel
+    CONFORMANCE_CLUSTER optional: a NATS URL; two switches of one cluster
+                        are started, the backend on one, agents and HTTP on
+                        the other (cluster mode, `--cluster`)
     SWITCHYARD_LAUNCHER optional: a Mephisto launcher `server.js`; the switch
                         is then started as Mephisto's local architect starts
                         its router (the launcher's folder copied, `node
@@ -68,6 +71,9 @@ CLIENT_IO_ACCEPTED = {
 M = None  # the mephisto namespace (Packet, WebsocketChannel, ...)
 SWITCH = None
 BACKEND = None
+# The switch the backend connects to: SWITCH itself, or in cluster mode
+# (CONFORMANCE_CLUSTER) another switch of the same cluster.
+BACKEND_SWITCH = None
 LOGS = None
 
 
@@ -142,11 +148,12 @@ def free_port():
 
 
 class Switch:
-    def __init__(self, binary, launcher=None):
+    def __init__(self, binary, launcher=None, extra_args=()):
         # With a launcher, `binary` is only asked for its --help (the
         # launcher starts whichever binary it finds).
         self.binary = binary
         self.launcher = launcher
+        self.extra_args = list(extra_args)
         self.launcher_copy = None
         self.tmp = tempfile.mkdtemp(prefix="switchyard-conformance-")
         self.data_dir = os.path.join(self.tmp, "data")
@@ -189,6 +196,7 @@ class Switch:
             "--reconnect-grace", "30",
             "--ping-timeout", "30",
             *extra,
+            *self.extra_args,
         ]
         if self.launcher is None:
             return [self.binary, "--http", f"127.0.0.1:{self.port}", *args], self.tmp, {}
@@ -493,7 +501,7 @@ class AgentSocket:
 
 
 def setUpModule():
-    global SWITCH, BACKEND
+    global SWITCH, BACKEND, BACKEND_SWITCH
     binary = os.environ.get("SWITCHYARD_BIN")
     if not binary:
         root = os.path.dirname(os.path.dirname(HERE))
@@ -504,7 +512,16 @@ def setUpModule():
     if launcher is not None and not os.environ.get("SWITCHYARD_BIN"):
         # the binary the launcher will find on PATH
         binary = shutil.which("switchyard") or binary
-    SWITCH = Switch(binary, launcher)
+    cluster = os.environ.get("CONFORMANCE_CLUSTER")
+    if cluster:
+        SWITCH = Switch(binary, launcher, ["--cluster", cluster, "--node-id", "agents"])
+        BACKEND_SWITCH = Switch(binary, None, ["--cluster", cluster, "--node-id", "backend"])
+        BACKEND_SWITCH.start()
+        print(f"conformance: cluster mode on {cluster}: backend on "
+              f"{BACKEND_SWITCH.http}, agents and HTTP on the other switch", flush=True)
+    else:
+        SWITCH = Switch(binary, launcher)
+        BACKEND_SWITCH = SWITCH
     SWITCH.start()
     if launcher is not None:
         started = re.search(r"switchyard launcher: starting (\S+)", SWITCH.log_tail())
@@ -513,7 +530,7 @@ def setUpModule():
         if started is None or os.path.realpath(started) != os.path.realpath(binary):
             SWITCH.stop()
             raise RuntimeError(f"the launcher started {started}, not {binary}")
-    BACKEND = Backend(SWITCH.ws)
+    BACKEND = Backend(BACKEND_SWITCH.ws)
     BACKEND.open()
 
 
@@ -524,6 +541,8 @@ def tearDownModule():
     finally:
         if SWITCH is not None:
             SWITCH.stop()
+        if BACKEND_SWITCH is not None and BACKEND_SWITCH is not SWITCH:
+            BACKEND_SWITCH.stop()
 
 
 def register_agent(agent_id=None, extra_details=None):
@@ -591,7 +610,7 @@ class MephistoChannelConformance(unittest.TestCase):
             "the channel's `channel open` log line")
 
         def connected():
-            status, _, body = http_get(SWITCH.http + "/metrics")
+            status, _, body = http_get(BACKEND_SWITCH.http + "/metrics")
             return status == 200 and metric_value(
                 body.decode(), "switchyard_backend_connected") == 1
 
@@ -887,7 +906,7 @@ class MephistoChannelConformance(unittest.TestCase):
         unexpected = [t for t in types if t not in CLIENT_IO_ACCEPTED]
         self.assertEqual(unexpected, [],
                          "packets Mephisto's ClientIOHandler would reject")
-        status, _, body = http_get(SWITCH.http + "/metrics")
+        status, _, body = http_get(BACKEND_SWITCH.http + "/metrics")
         self.assertEqual(metric_value(body.decode(), "switchyard_backend_connected"), 1)
 
 
@@ -911,8 +930,9 @@ def main():
     def on_signal(signum, _frame):
         # unittest would record a SystemExit as one test's error and go on:
         # stop the switch and leave at once instead
-        if SWITCH is not None:
-            SWITCH.cleanup()
+        for s in (SWITCH, BACKEND_SWITCH):
+            if s is not None:
+                s.cleanup()
         print(f"conformance: killed by signal {signum}", file=sys.stderr, flush=True)
         os._exit(128 + signum)
 
@@ -931,6 +951,8 @@ def main():
     finally:
         if SWITCH is not None:
             SWITCH.stop()
+        if BACKEND_SWITCH is not None and BACKEND_SWITCH is not SWITCH:
+            BACKEND_SWITCH.stop()
     # a test that could not run (setUpModule failed) counts as failed
     bad = {id(t) for t, _ in result.failures + result.errors}
     if SWITCH is not None and SWITCH.launcher is not None and SWITCH.proc is not None \
@@ -948,8 +970,12 @@ def main():
         print("---- switchyard log (tail) ----")
         print(SWITCH.log_tail())
         print("-------------------------------")
-    if SWITCH is not None:
-        SWITCH.cleanup()
+    if failed and BACKEND_SWITCH is not None and BACKEND_SWITCH is not SWITCH:
+        print("---- backend's switchyard log (tail) ----")
+        print(BACKEND_SWITCH.log_tail())
+        print("-----------------------------------------")
+    for s in {id(x): x for x in (SWITCH, BACKEND_SWITCH) if x is not None}.values():
+        s.cleanup()
     sys.stdout.flush()
     sys.stderr.flush()
     print(f"{passed} passed, {failed} failed", flush=True)

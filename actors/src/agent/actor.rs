@@ -160,6 +160,8 @@ impl Agent {
         g.with_label_values(&[status_label(&self.state.status)])
             .inc();
         self.publish_status();
+        #[cfg(feature = "cluster")]
+        self.record_owner();
     }
 
     /// Tells the monitor (status changes are rare next to packets).
@@ -356,6 +358,10 @@ impl Agent {
         let bytes_before = self.delivery.queue().bytes();
         let left = self.with_queue(Delivery::retire);
         self.cancel_timers(ctx);
+        // Cluster mode: what was dropped here is acknowledged (it is
+        // reported below), and the agent is no switch's any more.
+        #[cfg(feature = "cluster")]
+        self.leave_cluster(ctx);
         self.ctx.directory.do_send(AgentRetired {
             agent_id: self.state.agent_id.clone(),
             agent: Mailbox::new(ctx.address(), Arc::clone(&self.probe)),
@@ -831,20 +837,7 @@ mod cluster_mode {
             let Some(cluster) = self.ctx.cluster().cloned() else {
                 return;
             };
-            let id = self.state.agent_id.clone();
-            let record = Owner {
-                owner: cluster.node.clone(),
-                since: crate::clock::now_secs(),
-            };
-            let store = cluster.link.agents.clone();
-            let key = crate::cluster::names::token(&id);
-            if let Ok(body) = serde_json::to_vec(&record) {
-                actix::spawn(async move {
-                    if let Err(e) = store.put(key, body.into()).await {
-                        log::warn!("cluster: cannot record the owner of {id}: {e}");
-                    }
-                });
-            }
+            self.record_owner();
             if self.mailbox.is_some() {
                 return;
             }
@@ -898,6 +891,29 @@ mod cluster_mode {
             );
         }
 
+        /// Records this switch as the agent's owner, with its status.
+        pub(super) fn record_owner(&self) {
+            let Some(cluster) = self.ctx.cluster() else {
+                return;
+            };
+            let id = self.state.agent_id.clone();
+            let record = Owner {
+                owner: cluster.node.clone(),
+                since: crate::clock::now_secs(),
+                status: self.state.status.clone(),
+                last_ping_ms: self.state.last_ping_ms,
+            };
+            let store = cluster.link.agents.clone();
+            let key = crate::cluster::names::token(&id);
+            if let Ok(body) = serde_json::to_vec(&record) {
+                actix::spawn(async move {
+                    if let Err(e) = store.put(key, body.into()).await {
+                        log::warn!("cluster: cannot record the owner of {id}: {e}");
+                    }
+                });
+            }
+        }
+
         fn take_stored(&mut self, seq: u64, packet: Packet, ctx: &mut Context<Self>) {
             let Some(feed) = &mut self.mailbox else {
                 return;
@@ -925,6 +941,20 @@ mod cluster_mode {
                     below,
                 });
             }
+        }
+
+        /// The agent retires: stop reading its mailbox and forget its
+        /// owner record (a switch that dies later adopts nothing of it).
+        pub(super) fn leave_cluster(&mut self, ctx: &mut Context<Self>) {
+            let Some(cluster) = self.ctx.cluster() else {
+                return;
+            };
+            let store = cluster.link.agents.clone();
+            let key = crate::cluster::names::token(&self.state.agent_id);
+            actix::spawn(async move {
+                let _ = store.delete(key).await;
+            });
+            self.leave_mailbox(ctx);
         }
 
         /// Stops reading the mailbox; what was not handed over stays in

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,9 @@ use super::config::ClusterConfig;
 use super::link::{self, Link, LinkError};
 use super::membership::{Heard, Membership};
 use super::metrics::ClusterMetrics;
+use super::statuses;
 use super::window::PublishWindow;
+use futures_util::StreamExt;
 
 /// Largest heartbeat read; anything longer is not one of ours.
 const MAX_HEARTBEAT_BYTES: usize = 1024;
@@ -79,6 +82,22 @@ pub const ORIGIN_HEADER: &str = "Sy-Origin";
 pub struct Heartbeat {
     pub node: String,
     pub boot: u64,
+    /// Agents the switch holds, for dashboards.
+    #[serde(default)]
+    pub agents: u64,
+    /// Whether it holds the backend's socket.
+    #[serde(default)]
+    pub has_backend: bool,
+}
+
+/// One switch of the cluster, as its last heartbeat told.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SwitchInfo {
+    pub node: String,
+    pub agents: u64,
+    pub has_backend: bool,
+    /// This switch.
+    pub me: bool,
 }
 
 /// A cluster as this switch sees it, for dashboards and tests.
@@ -88,6 +107,8 @@ pub struct ClusterInfo {
     pub connected: bool,
     pub nodes: usize,
     pub publish_pending: usize,
+    /// Every live switch, this one included, by name.
+    pub switches: Vec<SwitchInfo>,
 }
 
 pub struct Cluster {
@@ -98,6 +119,9 @@ pub struct Cluster {
     metrics: Arc<ClusterMetrics>,
     switch_metrics: Arc<crate::metrics::Metrics>,
     membership: Membership,
+    /// What each live switch's last heartbeat said (bounded by the
+    /// membership: a switch it does not track is not kept).
+    told: std::collections::BTreeMap<String, (u64, bool)>,
     window: PublishWindow<Outgoing>,
     /// Past a full window, in arrival order (bounded by the window's size
     /// again; past that, counted and dropped).
@@ -110,6 +134,10 @@ pub struct Cluster {
     sent_at: std::collections::HashMap<u64, Instant>,
     /// Told when another switch takes one of this switch's agents.
     directory: Option<crate::mailbox::CountedRecipient<AgentMoved>>,
+    /// Asked for this switch's agents' statuses.
+    statuses: Option<crate::mailbox::CountedRecipient<LocalStatuses>>,
+    /// Told of agents this switch adopts from a switch gone down.
+    adopt: Option<crate::mailbox::CountedRecipient<AdoptAgent>>,
 }
 
 /// The handle the rest of the switch holds.
@@ -164,6 +192,7 @@ impl Cluster {
                 spawn_sender(link.js.clone(), rx, ctx.address());
                 Cluster {
                     membership: Membership::new(&node, config.node_timeout(), config.max_nodes),
+                    told: std::collections::BTreeMap::new(),
                     window: PublishWindow::new(&node, boot, config.publish_window),
                     waiting: VecDeque::new(),
                     sender: tx,
@@ -171,6 +200,8 @@ impl Cluster {
                     retry_due: false,
                     sent_at: std::collections::HashMap::new(),
                     directory: None,
+                    statuses: None,
+                    adopt: None,
                     link,
                     node,
                     boot,
@@ -199,14 +230,22 @@ impl Cluster {
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        let mut down = Vec::new();
         for (node, _) in self.membership.expire(now) {
             log::warn!("cluster: switch {node} went silent; counted down");
             self.metrics.nodes_down.inc();
+            down.push(node);
+        }
+        if !down.is_empty() && self.membership.adopts() {
+            self.adopt_agents_of(down, ctx);
         }
         self.metrics.nodes.set(self.membership.count() as i64);
+        self.told.retain(|node, _| self.membership.is_live(node));
         let hb = Heartbeat {
             node: self.node.clone(),
             boot: self.boot,
+            agents: self.local_agents(),
+            has_backend: self.switch_metrics.backend_connected.get() == 1,
         };
         let Ok(body) = serde_json::to_vec(&hb) else {
             return;
@@ -222,7 +261,7 @@ impl Cluster {
         );
     }
 
-    fn heard(&mut self, msg: async_nats::Message) {
+    fn heard(&mut self, msg: async_nats::Message, ctx: &mut Context<Self>) {
         let hb = (msg.payload.len() <= MAX_HEARTBEAT_BYTES)
             .then(|| serde_json::from_slice::<Heartbeat>(&msg.payload).ok())
             .flatten();
@@ -237,11 +276,20 @@ impl Cluster {
             );
             return;
         };
-        match self.membership.heard(&hb.node, hb.boot, Instant::now()) {
+        let heard = self.membership.heard(&hb.node, hb.boot, Instant::now());
+        if !matches!(heard, Heard::Refused | Heard::Me) {
+            self.told
+                .insert(hb.node.clone(), (hb.agents, hb.has_backend));
+        }
+        match heard {
             Heard::Joined => log::info!("cluster: switch {} joined", hb.node),
             Heard::Restarted { .. } => {
                 log::warn!("cluster: switch {} restarted", hb.node);
                 self.metrics.nodes_down.inc();
+                // Its agents went with its previous process.
+                if self.membership.adopts() {
+                    self.adopt_agents_of(vec![hb.node.clone()], ctx);
+                }
             }
             Heard::Refused => {
                 self.metrics
@@ -289,6 +337,15 @@ impl Cluster {
             .set(self.window.pending() as i64);
     }
 
+    /// Agents this switch holds (its live `Agent` actors).
+    fn local_agents(&self) -> u64 {
+        self.switch_metrics
+            .actors_live
+            .with_label_values(&["Agent"])
+            .get()
+            .max(0) as u64
+    }
+
     /// Sends every unacknowledged publish again, in order, with its id.
     fn retry(&mut self) {
         if !self.retry_due || !self.connected {
@@ -325,13 +382,13 @@ fn spawn_sender(
             match js.send_publish(s.subject, publish).await {
                 Ok(ack) => {
                     actix::spawn(async move {
-                        let result = ack.await.map_err(|e| e.to_string());
+                        let result = ack.await.map_err(|e| (e.kind(), e.to_string()));
                         me.do_send(Acked { n: s.n, result });
                     });
                 }
                 Err(e) => me.do_send(Acked {
                     n: s.n,
-                    result: Err(e.to_string()),
+                    result: Err((e.kind(), e.to_string())),
                 }),
             }
         }
@@ -345,24 +402,29 @@ impl Actor for Cluster {
         self.heartbeat(ctx);
         ctx.run_interval(self.config.heartbeat(), |act, ctx| act.heartbeat(ctx));
         ctx.run_interval(Duration::from_millis(500), |act, _| act.retry());
-        let client = self.link.client.clone();
-        let subject = self.link.names.heartbeats();
-        ctx.wait(
-            async move { client.subscribe(subject).await }
-                .into_actor(self)
-                .map(|sub, _, ctx| match sub {
-                    Ok(sub) => {
-                        ctx.add_stream(sub);
-                    }
-                    Err(e) => log::error!("cluster: cannot hear heartbeats: {e}"),
-                }),
-        );
+        for subject in [self.link.names.heartbeats(), self.link.names.statuses()] {
+            let client = self.link.client.clone();
+            ctx.wait(
+                async move { client.subscribe(subject).await }
+                    .into_actor(self)
+                    .map(|sub, _, ctx| match sub {
+                        Ok(sub) => {
+                            ctx.add_stream(sub);
+                        }
+                        Err(e) => log::error!("cluster: cannot subscribe: {e}"),
+                    }),
+            );
+        }
     }
 }
 
 impl StreamHandler<async_nats::Message> for Cluster {
-    fn handle(&mut self, msg: async_nats::Message, _: &mut Context<Self>) {
-        self.heard(msg);
+    fn handle(&mut self, msg: async_nats::Message, ctx: &mut Context<Self>) {
+        if msg.subject.as_str() == self.link.names.statuses() {
+            self.asked_statuses(msg, ctx);
+        } else {
+            self.heard(msg, ctx);
+        }
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {
@@ -423,12 +485,19 @@ impl Handler<Publish> for Cluster {
 #[rtype(result = "()")]
 struct Acked {
     n: u64,
-    result: Result<async_nats::jetstream::publish::PublishAck, String>,
+    result: Result<
+        async_nats::jetstream::publish::PublishAck,
+        (async_nats::jetstream::context::PublishErrorKind, String),
+    >,
 }
+
+/// JetStream's "maximum messages per subject exceeded": an agent's mailbox
+/// is full.
+const MAILBOX_FULL: &str = "10077";
 
 impl Handler<Acked> for Cluster {
     type Result = ();
-    fn handle(&mut self, msg: Acked, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Acked, ctx: &mut Context<Self>) {
         match msg.result {
             Ok(ack) => {
                 if let Some(at) = self.sent_at.remove(&msg.n) {
@@ -442,14 +511,23 @@ impl Handler<Acked> for Cluster {
                 if let Some(o) = self.window.ack(msg.n) {
                     self.metrics.published.with_label_values(&[o.kind]).inc();
                 }
-                while !self.window.is_full() {
-                    let Some(next) = self.waiting.pop_front() else {
-                        break;
-                    };
-                    self.take(next);
-                }
+                self.refill();
             }
-            Err(e) => {
+            Err((PublishErrorKind::MaxPayloadExceeded, e)) => {
+                // Sending it again cannot help.
+                if let Some(o) = self.window.ack(msg.n) {
+                    self.switch_metrics
+                        .dropped(crate::metrics::drop_reason::CLUSTER_TOO_LARGE, 1);
+                    log::warn!(
+                        "cluster: a {} packet of {} bytes is larger than NATS takes ({e}); dropped",
+                        o.kind,
+                        o.payload.len()
+                    );
+                }
+                self.refill();
+            }
+            Err((_, e)) if e.contains(MAILBOX_FULL) => self.mailbox_full(msg.n, ctx),
+            Err((_, e)) => {
                 if !self.retry_due {
                     log::warn!("cluster: publish not acknowledged ({e}); will send again");
                 }
@@ -459,6 +537,76 @@ impl Handler<Acked> for Cluster {
         self.metrics
             .publish_window
             .set(self.window.pending() as i64);
+    }
+}
+
+impl Cluster {
+    /// Publishes waiting for room in the window go in.
+    fn refill(&mut self) {
+        while !self.window.is_full() {
+            let Some(next) = self.waiting.pop_front() else {
+                break;
+            };
+            self.take(next);
+        }
+    }
+
+    /// An agent's mailbox is full (PROTOCOL 1.3: past the bound the
+    /// oldest packet goes, counted and reported to the backend): its
+    /// oldest is purged and the publish sent again.
+    fn mailbox_full(&mut self, n: u64, ctx: &mut Context<Self>) {
+        let Some(subject) = self
+            .window
+            .unacked()
+            .find(|(m, _)| *m == n)
+            .map(|(_, o)| o.subject.clone())
+        else {
+            return;
+        };
+        self.switch_metrics
+            .dropped(crate::metrics::drop_reason::AGENT_QUEUE_FULL, 1);
+        log::warn!(
+            "cluster: mailbox {subject} full ({} packets); its oldest dropped",
+            link::MAILBOX_LIMIT
+        );
+        let agent = subject
+            .rsplit('.')
+            .next()
+            .and_then(super::names::id_of)
+            .unwrap_or_default();
+        let mut report = crate::wire::Packet::new(
+            crate::wire::PacketType::LogError,
+            agent.clone(),
+            serde_json::json!({
+                "error_type": "agent-queue-overflow",
+                "text": format!(
+                    "switchyard: agent {agent} had {} undelivered packets; dropped the oldest",
+                    link::MAILBOX_LIMIT
+                ),
+            }),
+        );
+        let payload: Bytes = report.to_text(crate::clock::now_secs()).into();
+        let stream = self.link.mailboxes.clone();
+        ctx.spawn(
+            async move {
+                let _ = stream
+                    .purge()
+                    .filter(subject)
+                    .keep((link::MAILBOX_LIMIT - 1) as u64)
+                    .await;
+            }
+            .into_actor(self)
+            .map(move |(), act, _| {
+                act.retry_due = true;
+                act.retry();
+                act.take(Outgoing {
+                    kind: "backend",
+                    subject: act.link.names.backend(),
+                    payload,
+                    origin: false,
+                });
+            }),
+        );
     }
 }
 
@@ -498,11 +646,32 @@ pub struct GetClusterInfo;
 impl Handler<GetClusterInfo> for Cluster {
     type Result = MessageResult<GetClusterInfo>;
     fn handle(&mut self, _: GetClusterInfo, _: &mut Context<Self>) -> Self::Result {
+        let mut switches: Vec<SwitchInfo> = self
+            .membership
+            .others()
+            .map(|node| {
+                let (agents, has_backend) = self.told.get(node).copied().unwrap_or_default();
+                SwitchInfo {
+                    node: node.to_string(),
+                    agents,
+                    has_backend,
+                    me: false,
+                }
+            })
+            .collect();
+        switches.push(SwitchInfo {
+            node: self.node.clone(),
+            agents: self.local_agents(),
+            has_backend: self.switch_metrics.backend_connected.get() == 1,
+            me: true,
+        });
+        switches.sort_by(|a, b| a.node.cmp(&b.node));
         MessageResult(ClusterInfo {
             node: self.node.clone(),
             connected: self.connected,
             nodes: self.membership.count(),
             publish_pending: self.window.pending(),
+            switches,
         })
     }
 }
@@ -544,16 +713,22 @@ pub struct AgentMoved {
     pub owner: String,
 }
 
-/// Names the directory to tell of agents taken by other switches, and
-/// starts watching the agents' owners.
+/// Names the directory to tell of agents taken by other switches and to
+/// ask for its agents' statuses, and starts watching the agents' owners.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct AttachDirectory(pub crate::mailbox::CountedRecipient<AgentMoved>);
+pub struct AttachDirectory {
+    pub moved: crate::mailbox::CountedRecipient<AgentMoved>,
+    pub statuses: crate::mailbox::CountedRecipient<LocalStatuses>,
+    pub adopt: crate::mailbox::CountedRecipient<AdoptAgent>,
+}
 
 impl Handler<AttachDirectory> for Cluster {
     type Result = ();
     fn handle(&mut self, msg: AttachDirectory, ctx: &mut Context<Self>) {
-        self.directory = Some(msg.0);
+        self.directory = Some(msg.moved);
+        self.statuses = Some(msg.statuses);
+        self.adopt = Some(msg.adopt);
         let store = self.link.agents.clone();
         ctx.spawn(
             async move { store.watch_all().await }.into_actor(self).map(
@@ -601,5 +776,203 @@ impl StreamHandler<WatchItem> for Cluster {
 
     fn finished(&mut self, _: &mut Context<Self>) {
         log::warn!("cluster: the watch on the agents' owners ended");
+    }
+}
+
+/// How long the backend's switch waits for the others' statuses.
+const STATUSES_WAIT: Duration = Duration::from_millis(250);
+
+/// This switch's agents' statuses, each agent having applied the
+/// ping-timeout rule with the backend's last ping at `last_ping_ms`.
+#[derive(Message)]
+#[rtype(result = "serde_json::Map<String, serde_json::Value>")]
+pub struct LocalStatuses {
+    pub last_ping_ms: i64,
+}
+
+/// Every other switch's agents' statuses, as many as answer within
+/// `STATUSES_WAIT` (a partial answer is counted).
+#[derive(Message)]
+#[rtype(result = "serde_json::Map<String, serde_json::Value>")]
+pub struct GatherStatuses {
+    pub last_ping_ms: i64,
+}
+
+impl Cluster {
+    /// Another switch asks for this one's agents' statuses.
+    fn asked_statuses(&mut self, msg: async_nats::Message, ctx: &mut Context<Self>) {
+        let ask = (msg.payload.len() <= MAX_HEARTBEAT_BYTES)
+            .then(|| serde_json::from_slice::<statuses::Ask>(&msg.payload).ok())
+            .flatten();
+        let (Some(ask), Some(reply)) = (ask, msg.reply) else {
+            self.metrics
+                .malformed
+                .with_label_values(&["statuses_ask"])
+                .inc();
+            return;
+        };
+        if ask.from == self.node {
+            return;
+        }
+        let Some(directory) = self.statuses.clone() else {
+            return;
+        };
+        let client = self.link.client.clone();
+        let node = self.node.clone();
+        ctx.spawn(
+            async move {
+                let Ok(map) = directory
+                    .send(LocalStatuses {
+                        last_ping_ms: ask.last_ping_ms,
+                    })
+                    .await
+                else {
+                    return;
+                };
+                for part in statuses::parts(&node, map) {
+                    if let Ok(body) = serde_json::to_vec(&part) {
+                        let _ = client.publish(reply.clone(), body.into()).await;
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Handler<GatherStatuses> for Cluster {
+    type Result = ResponseActFuture<Self, serde_json::Map<String, serde_json::Value>>;
+    fn handle(&mut self, msg: GatherStatuses, _: &mut Context<Self>) -> Self::Result {
+        let expected: Vec<String> = self.membership.others().map(str::to_string).collect();
+        if expected.is_empty() {
+            return Box::pin(actix::fut::ready(serde_json::Map::new()));
+        }
+        let client = self.link.client.clone();
+        let subject = self.link.names.statuses();
+        let ask = statuses::Ask {
+            from: self.node.clone(),
+            last_ping_ms: msg.last_ping_ms,
+        };
+        Box::pin(
+            async move {
+                let mut gathered = statuses::Gathered::new(expected);
+                let inbox = client.new_inbox();
+                let Ok(mut sub) = client.subscribe(inbox.clone()).await else {
+                    return gathered;
+                };
+                let body = serde_json::to_vec(&ask).unwrap_or_default();
+                if client
+                    .publish_with_reply(subject, inbox, body.into())
+                    .await
+                    .is_ok()
+                {
+                    let until = tokio::time::Instant::now() + STATUSES_WAIT;
+                    while let Ok(Some(m)) = tokio::time::timeout_at(until, sub.next()).await {
+                        if gathered.take(&m.payload) {
+                            break;
+                        }
+                    }
+                }
+                let _ = sub.unsubscribe().await;
+                gathered
+            }
+            .into_actor(self)
+            .map(|gathered, act, _| {
+                if gathered.refused > 0 {
+                    act.metrics
+                        .malformed
+                        .with_label_values(&["statuses_part"])
+                        .inc_by(gathered.refused as u64);
+                }
+                if !gathered.complete() {
+                    act.metrics.statuses_partial.inc();
+                    log::warn!(
+                        "cluster: request_statuses answered without switch(es) {:?}",
+                        gathered.missing()
+                    );
+                }
+                gathered.statuses
+            }),
+        )
+    }
+}
+
+/// An agent whose switch went down, now this switch's (`CLUSTER.md`,
+/// "Rebind and node loss"): it has no socket, so its reconnect grace
+/// starts (then `disconnect`, PROTOCOL 1.3), and whoever it reconnects to
+/// claims it as usual.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdoptAgent {
+    pub agent_id: String,
+    pub status: String,
+    pub last_ping_ms: i64,
+}
+
+impl Cluster {
+    /// Takes over the agents `dead` switches owned: one compare-and-swap
+    /// per agent record, so two switches adopting at once (each believing
+    /// itself the lowest live id for a moment) take each agent once.
+    fn adopt_agents_of(&mut self, dead: Vec<String>, ctx: &mut Context<Self>) {
+        let Some(adopt) = self.adopt.clone() else {
+            return;
+        };
+        let store = self.link.agents.clone();
+        let me = self.node.clone();
+        ctx.spawn(
+            async move {
+                let mut adopted = Vec::new();
+                let Ok(mut keys) = store.keys().await else {
+                    return adopted;
+                };
+                while let Some(Ok(key)) = keys.next().await {
+                    let Ok(Some(entry)) = store.entry(key.clone()).await else {
+                        continue;
+                    };
+                    let Some(record) = super::mailbox::Owner::parse(&entry.value) else {
+                        continue;
+                    };
+                    if !dead.contains(&record.owner) {
+                        continue;
+                    }
+                    let Some(agent_id) = super::names::id_of(&key) else {
+                        continue;
+                    };
+                    let mine = super::mailbox::Owner {
+                        owner: me.clone(),
+                        since: crate::clock::now_secs(),
+                        ..record
+                    };
+                    let Ok(body) = serde_json::to_vec(&mine) else {
+                        continue;
+                    };
+                    if store
+                        .update(&key, body.into(), entry.revision)
+                        .await
+                        .is_ok()
+                    {
+                        adopted.push(AdoptAgent {
+                            agent_id,
+                            status: mine.status,
+                            last_ping_ms: mine.last_ping_ms,
+                        });
+                    }
+                }
+                adopted
+            }
+            .into_actor(self)
+            .map(move |adopted, act, _| {
+                if !adopted.is_empty() {
+                    log::warn!(
+                        "cluster: adopted {} agent(s) of switch(es) gone down",
+                        adopted.len()
+                    );
+                }
+                for a in adopted {
+                    act.metrics.adopted_agents.inc();
+                    adopt.do_send(a);
+                }
+            }),
+        );
     }
 }

@@ -80,6 +80,11 @@ pub async fn connect(
         // default minute (CLUSTER.md "Timers").
         .ping_interval(Duration::from_secs(2))
         .connection_timeout(Duration::from_secs(3))
+        // Back within a second or two of the server (the default backoff
+        // grows to 4 s): cross-switch packets wait meanwhile.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64).saturating_mul(100).min(2_000))
+        })
         .request_timeout(Some(Duration::from_secs(5)))
         .event_callback(move |event| {
             let events = std::sync::Arc::clone(&events);

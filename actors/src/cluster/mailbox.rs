@@ -28,6 +28,13 @@ pub fn stored_packet(payload: &[u8]) -> Option<Packet> {
 pub struct Owner {
     pub owner: String,
     pub since: f64,
+    /// The agent's status (PROTOCOL 1.3), kept by its owner: what a switch
+    /// adopting the agent starts from.
+    #[serde(default)]
+    pub status: String,
+    /// The agent's last heartbeat, ms since the epoch.
+    #[serde(default)]
+    pub last_ping_ms: i64,
 }
 
 /// Largest ownership record read.

@@ -99,6 +99,11 @@ impl Membership {
         self.peers.len() + 1
     }
 
+    /// Every other live switch.
+    pub fn others(&self) -> impl Iterator<Item = &str> {
+        self.peers.keys().map(String::as_str)
+    }
+
     pub fn is_live(&self, node: &str) -> bool {
         node == self.me || self.peers.contains_key(node)
     }

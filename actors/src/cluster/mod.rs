@@ -8,6 +8,7 @@
 //!   which one adopts a dead switch's agents;
 //! - `acks.rs`: what was handed to a socket from a stream, so may be
 //!   purged;
+//! - `statuses.rs`: `request_statuses` across switches, in parts;
 //! - `window.rs`: the bounded window of publishes JetStream has not yet
 //!   acknowledged, with the message ids that make a retry idempotent.
 //!
@@ -33,11 +34,12 @@ pub mod membership;
 #[cfg(feature = "cluster")]
 pub mod metrics;
 pub mod names;
+pub mod statuses;
 pub mod window;
 
 #[cfg(feature = "cluster")]
 pub use actor::{
-    AgentMoved, AttachDirectory, Cluster, ClusterHandle, ClusterInfo, GetClusterInfo, Leave,
-    Publish, Purge, Target,
+    AdoptAgent, AgentMoved, AttachDirectory, Cluster, ClusterHandle, ClusterInfo, GatherStatuses,
+    GetClusterInfo, Leave, LocalStatuses, Publish, Purge, SwitchInfo, Target,
 };
 pub use config::ClusterConfig;

@@ -119,6 +119,27 @@ impl AgentDirectory {
     }
 }
 
+impl AgentDirectory {
+    /// Makes an agent from state another process left (the state file, or
+    /// a switch of the cluster gone down): no socket, its grace starting.
+    /// False for an id already here, or past `max_agents`.
+    fn restore(&mut self, r: RestoredAgent, downtime_ms: i64) -> bool {
+        if self.agents.locate(&r.agent_id).is_some()
+            || self.agents.len() >= self.rctx.config.agent.max_agents
+        {
+            return false;
+        }
+        let id = r.agent_id.clone();
+        let probe = self.rctx.metrics.probe("Agent", &id);
+        let agent = Agent::restored(r, downtime_ms, Arc::clone(&self.rctx), Arc::clone(&probe));
+        let shortcut = agent.shortcut();
+        let mailbox = Mailbox::new(agent.start(), probe).with_shortcut(shortcut);
+        self.agents
+            .locate_or_insert(&id, || AgentLocation::Local(mailbox));
+        true
+    }
+}
+
 impl Actor for AgentDirectory {
     type Context = Context<Self>;
 
@@ -268,13 +289,9 @@ impl Handler<RequestStatuses> for AgentDirectory {
 }
 
 impl AgentDirectory {
-    /// Asks every agent to apply the ping-timeout rule and report its
-    /// status, then answers `request` with `return_statuses`; when the
-    /// answer is sent, sweeps again for a request that came meanwhile.
-    /// Off the directory's own turn: it keeps serving while agents reply.
-    fn sweep_statuses(&mut self, request: Packet, ctx: &mut Context<Self>) {
-        self.rctx.metrics.status_sweeps.inc();
-        let now_ms = crate::clock::now_ms();
+    /// Every local agent's status, each having applied the ping-timeout
+    /// rule at `now_ms`; off the directory's turn.
+    fn local_statuses(&self, now_ms: i64) -> impl std::future::Future<Output = Map<String, Value>> {
         let asks: Vec<_> = self
             .agents
             .iter()
@@ -284,12 +301,46 @@ impl AgentDirectory {
                 async move { (id, req.await.ok()) }
             })
             .collect();
-        let backend = self.rctx.backend.clone();
-        let answer = async move {
+        async move {
             let mut statuses = Map::new();
             for (id, status) in futures_util::future::join_all(asks).await {
                 if let Some(s) = status {
                     statuses.insert(id, Value::String(s));
+                }
+            }
+            statuses
+        }
+    }
+
+    /// Asks every agent to apply the ping-timeout rule and report its
+    /// status, then answers `request` with `return_statuses`; when the
+    /// answer is sent, sweeps again for a request that came meanwhile.
+    /// Off the directory's own turn: it keeps serving while agents reply.
+    fn sweep_statuses(&mut self, request: Packet, ctx: &mut Context<Self>) {
+        self.rctx.metrics.status_sweeps.inc();
+        let local = self.local_statuses(crate::clock::now_ms());
+        // Cluster mode: every other switch answers for its agents at the
+        // same time (a slow or dead one makes the answer partial, never
+        // late past its deadline).
+        #[cfg(feature = "cluster")]
+        let remote = self.rctx.cluster().map(|c| {
+            c.addr.send(crate::cluster::GatherStatuses {
+                last_ping_ms: self.rctx.last_mephisto_ping_ms(),
+            })
+        });
+        let backend = self.rctx.backend.clone();
+        let answer = async move {
+            #[allow(unused_mut)]
+            let mut statuses = local.await;
+            #[cfg(feature = "cluster")]
+            if let Some(Ok(more)) = match remote {
+                Some(r) => Some(r.await),
+                None => None,
+            } {
+                for (id, status) in more {
+                    // This switch's own answer wins for an agent that
+                    // moved meanwhile.
+                    statuses.entry(id).or_insert(status);
                 }
             }
             let reply = Packet::new(
@@ -360,6 +411,46 @@ impl Handler<crate::cluster::AgentMoved> for AgentDirectory {
         if let Some(AgentLocation::Local(agent)) = self.agents.remove(&msg.agent_id) {
             agent.do_send(msg);
         }
+    }
+}
+
+/// Cluster mode: an agent of a switch gone down is this switch's now.
+#[cfg(feature = "cluster")]
+impl Handler<crate::cluster::AdoptAgent> for AgentDirectory {
+    type Result = ();
+    fn handle(&mut self, msg: crate::cluster::AdoptAgent, _: &mut Context<Self>) {
+        let _h = self.probe.handling("AdoptAgent");
+        let id = msg.agent_id.clone();
+        // As an agent a restart left: no socket, its grace starting now.
+        let restored = RestoredAgent {
+            agent_id: msg.agent_id,
+            status: msg.status,
+            last_ping_ms: msg.last_ping_ms,
+            disconnect_time: None,
+            queue: Vec::new(),
+        };
+        if !self.restore(restored, 0) {
+            return;
+        }
+        log::info!("agent {id}: adopted from a switch gone down");
+    }
+}
+
+/// Cluster mode: the switch holding the backend asks for this switch's
+/// agents' statuses (`request_statuses` across switches).
+#[cfg(feature = "cluster")]
+impl Handler<crate::cluster::LocalStatuses> for AgentDirectory {
+    type Result = ResponseFuture<Map<String, Value>>;
+    fn handle(
+        &mut self,
+        msg: crate::cluster::LocalStatuses,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let _h = self.probe.handling("LocalStatuses");
+        // The ping-timeout rule counts from the backend's last ping, which
+        // only its switch saw.
+        self.rctx.set_last_mephisto_ping_ms(msg.last_ping_ms);
+        Box::pin(self.local_statuses(crate::clock::now_ms()))
     }
 }
 
@@ -449,24 +540,9 @@ impl Handler<RestoreAgents> for AgentDirectory {
         let _h = self.probe.handling("RestoreAgents");
         let mut made = 0;
         for r in msg.agents {
-            if self.agents.locate(&r.agent_id).is_some()
-                || self.agents.len() >= self.rctx.config.agent.max_agents
-            {
-                continue;
+            if self.restore(r, msg.downtime_ms) {
+                made += 1;
             }
-            let id = r.agent_id.clone();
-            let probe = self.rctx.metrics.probe("Agent", &id);
-            let agent = Agent::restored(
-                r,
-                msg.downtime_ms,
-                Arc::clone(&self.rctx),
-                Arc::clone(&probe),
-            );
-            let shortcut = agent.shortcut();
-            let mailbox = Mailbox::new(agent.start(), probe).with_shortcut(shortcut);
-            self.agents
-                .locate_or_insert(&id, || AgentLocation::Local(mailbox));
-            made += 1;
         }
         made
     }

@@ -34,6 +34,7 @@
     clockOffset: 0, // server seconds - browser seconds
     link: null, // "up" | "down" | "none"
     backend: null, // {connected, outbox_depth, pending_requests}
+    cluster: null, // cluster mode: {node, connected, nodes, switches: [{node, agents, has_backend, me}]}
     nodes: new Map(), // key -> node
     agents: new Map(), // agent_id -> {agent_id, status, is_alive, queued, last_ping_ms}
     agentsLoaded: false,
@@ -385,6 +386,8 @@
       const j = await getJSON('/api/agents');
       if (Array.isArray(j.agents)) setAgents(j.agents);
       if (j.backend) { state.backend = j.backend; mark('pills'); }
+      state.cluster = j.cluster || null;
+      mark('agents');
     } catch (e) {
       // The switch is unreachable: its backend's state is unknown.
       if (state.wsState !== 'live') { state.backend = null; mark('pills', 'agents', 'kpi'); }
@@ -937,6 +940,25 @@
     points.replaceChildren(...pt, ...labelEls);
   }
 
+  // ---- cluster (cluster mode only) ------------------------------------------
+
+  // One line under the agents' title: this switch, NATS, every switch of the
+  // cluster with its agents, and which one holds the backend.
+  function renderCluster() {
+    const line = $('#cluster-detail');
+    const c = state.cluster;
+    if (!line) return;
+    if (!c || !Array.isArray(c.switches)) { line.hidden = true; return; }
+    const parts = c.switches.map((s) => {
+      const who = s.me ? `${s.node} (this)` : s.node;
+      const backend = s.has_backend ? ' · backend' : '';
+      return `${who}: ${fmtNum(s.agents)} agents${backend}`;
+    });
+    const nats = c.connected ? 'NATS connected' : 'NATS disconnected';
+    line.textContent = `cluster of ${c.nodes} · ${nats} · ${parts.join(' | ')}`;
+    line.hidden = false;
+  }
+
   // ---- agents table -------------------------------------------------------
 
   function renderAgents() {
@@ -950,6 +972,7 @@
     } else {
       setText(detail, 'backend: unknown');
     }
+    renderCluster();
     const body = $('#agents-body');
     const agents = [...state.agents.values()].sort((x, y) => String(x.agent_id).localeCompare(String(y.agent_id)));
     if (!agents.length) {
