@@ -11,7 +11,7 @@
 //!
 //! | actor | one per | owns | file |
 //! |---|---|---|---|
-//! | `AgentDirectory` | switch | the routing table (agent id -> `AgentLocation`, today always a local `Agent`), making agents up to `max_agents`, one `request_statuses` sweep at a time | `directory/mod.rs` |
+//! | `AgentDirectory` | switch | the routing table (agent id -> `AgentLocation`: a local `Agent`; in cluster mode packets for agents go to their mailbox stream instead, wherever the agent lives), making agents up to `max_agents`, one `request_statuses` sweep at a time, agents adopted from a dead switch | `directory/mod.rs` |
 //! | `Agent` | agent id | its `AgentState` (status, liveness), its `Delivery` (the bound socket, the bounded queue of undelivered packets, its `Shortcut`), reconnect-grace and idle-expiry timers, a takeover claim waiting for a probe | `agent/actor.rs` |
 //! | `WsSession` | WebSocket on `/` | parsing and writing packets, its `Claims` (role, agent ids it bound), the agents it has cached, protocol ping, close codes | `agent/session.rs` |
 //! | `BackendLink` | switch | the backend's socket and the ordered bounded outbox in front of it (its `Delivery`), HTTP requests waiting for `agent_details` by `request_id` | `agent/backend.rs` |
@@ -25,6 +25,7 @@
 //! | `GatewayServer` | central switch | the known gateways (`GatewayTable`: session, sequence gate, nodes), commands waiting for a gateway's result (`PendingCommands`) | `uplink/gateway.rs` |
 //! | `GatewaySession` | `/gateway` WebSocket | the token check, decoding envelopes within a byte limit, the one gateway name it speaks for | `uplink/session.rs` |
 //! | `WebsocketChannel` | outbound WebSocket | the connection, its `Lifecycle`, messages kept while it is down | `channel/websocket.rs` |
+//! | `Cluster` | switch, in cluster mode | the NATS connection and JetStream handles (`Link`), the publish window, heartbeats and `Membership`, the watch on agents' owners, `request_statuses` across switches, adoption of a dead switch's agents | `cluster/actor.rs` |
 //!
 //! Beside them, the plain structs that decide, tested without a runtime:
 //! `AgentState` (`agent/state.rs`, PROTOCOL 1.3), `Claims` and `BackendGate`
@@ -62,12 +63,18 @@
 //!   `mesh.rs` (2.2, 2.3), `data_types.rs` (2.4), `packet.rs` (1.1),
 //!   `client_api.rs` (3), `uplink.rs` (5, bincode envelopes).
 //!
-//! `cluster/` holds the decisions of cluster mode on NATS JetStream
-//! (`CLUSTER.md`): `names.rs` (subjects, streams, buckets; agent ids as
+//! `cluster/` is cluster mode on NATS JetStream (`CLUSTER.md`; feature
+//! `cluster`, nothing of it runs without `--cluster`): its decisions in
+//! plain structs, `names.rs` (subjects, streams, buckets; agent ids as
 //! subject tokens), `membership.rs` (live switches from heartbeats, who
 //! adopts a dead one's agents), `window.rs` (publishes awaiting their
-//! PubAck, with idempotent message ids). No actor runs them yet: a switch
-//! is one switch.
+//! PubAck, with idempotent message ids), `acks.rs` (what was handed to a
+//! socket from a stream, so may be purged), `statuses.rs` (the
+//! scatter-gather's parts); and its IO, `link.rs` (connecting, the shared
+//! streams and buckets), `mailbox.rs` (an agent's mailbox read back, owner
+//! records), `actor.rs` (`Cluster`). In cluster mode `Agent` reads its
+//! mailbox stream while it owns the agent, and `BackendLink` reads the
+//! backend stream while it holds the backend (`agent/backend_feed.rs`).
 //!
 //! `testing.rs` (feature `test-util`, and the crate's own tests) may name
 //! every actor: event probes, `TestRouter`, `FakePeer`.
@@ -92,6 +99,20 @@
 //!   claims (1.5): Agent ──ProbeLiveness | CloseSocket──> old WsSession, ──ClaimRefused──> claimer
 //!   socket gone: WsSession ──SocketClosed──> Agent
 //!   events: Agent (status), BackendLink (presence) ──Publish──> NetworkManager
+//! ```
+//!
+//! In cluster mode (the shortcut off), across switches:
+//!
+//! ```text
+//!   agent-bound:   backend WsSession ──RouteToAgent──> AgentDirectory ──Publish(Mailbox)──> Cluster ──JetStream sy.mbox.<agent>──>
+//!                  RePublish sy.live.<agent> ──> the owner's Agent (gaps read back from the stream) ──Deliver──> agent WsSession
+//!   backend-bound: Agent, WsSession ──ToBackend | Relay──> BackendLink ──Publish(Backend)──> Cluster ──JetStream sy.backend──>
+//!                  the holder's BackendLink (ordered consumer, FromStream) ──Deliver──> backend WsSession
+//!   acknowledgement: Agent, BackendLink ──Purge (below what left their queue)──> Cluster, every ack interval
+//!   ownership: Agent (bound) ──KV put──> sy_agents; Cluster (watch) ──AgentMoved──> AgentDirectory ──> the old Agent
+//!   request_statuses: AgentDirectory ──GatherStatuses──> Cluster ──sy.ctl.statuses──> each Cluster ──LocalStatuses──> AgentDirectory
+//!   a switch down: Cluster (Membership) ──CAS on sy_agents──> ──AdoptAgent──> AgentDirectory
+//!   HTTP requests: BackendLink publishes with Sy-Origin; the holder's BackendLink sends agent_details to sy.node.<origin>.details
 //! ```
 //!
 //! Mesh link (PROTOCOL 2):
@@ -197,7 +218,8 @@
 //! and the backend gate (a mutex a session asks once per backend `alive`).
 //!
 //! Dependencies point one way: actors use [`wire`] (pure codecs, no IO, no
-//! clock) and the support modules. No two top-level modules need each
+//! clock) and the support modules; `cluster` names no other actor (it
+//! reaches the directory through `CountedRecipient`s of its own messages). No two top-level modules need each
 //! other except `directory` and `agent` (`actors/tests/module_cycles.rs`
 //! reads the sources and checks it).
 
