@@ -274,6 +274,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
                 moved: router.directory.counted_recipient(),
                 statuses: router.directory.counted_recipient(),
                 adopt: router.directory.counted_recipient(),
+                catch_up: router.directory.counted_recipient(),
             });
         router.set_cluster(cluster);
     }

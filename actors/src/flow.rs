@@ -44,6 +44,15 @@ impl Flow {
             .saturating_sub(self.taken.load(Ordering::SeqCst))
     }
 
+    /// Bytes written to the session so far, and bytes its transport has
+    /// taken so far (both only grow): what was written before a moment has
+    /// been taken once `taken` reaches that moment's `written`.
+    pub fn totals(&self) -> (u64, u64) {
+        // `taken` first: read after it, `written` is never behind it.
+        let taken = self.taken.load(Ordering::SeqCst);
+        (self.written.load(Ordering::SeqCst), taken)
+    }
+
     /// Counts a WebSocket text frame of `payload` bytes about to be written
     /// (header included, as the transport will hand it on).
     pub fn wrote(&self, payload: usize) {

@@ -293,6 +293,10 @@ impl Agent {
     }
 
     fn unbind(&mut self, ctx: &mut Context<Self>) {
+        // Cluster mode: what the departing socket's transport took is
+        // acknowledged now; the rest goes to the next socket again.
+        #[cfg(feature = "cluster")]
+        self.purge_mailbox(false);
         self.delivery.unbind();
         self.socket_gone(ctx);
     }
@@ -877,7 +881,7 @@ mod cluster_mode {
                     }
                     let live = ctx.add_stream(sub);
                     let purges = ctx.run_interval(cluster.config.ack_interval(), |act, _| {
-                        act.purge_mailbox();
+                        act.purge_mailbox(false);
                     });
                     act.mailbox = Some(Box::new(MailboxFeed {
                         acks: Acks::default(),
@@ -931,11 +935,20 @@ mod cluster_mode {
             }
         }
 
-        fn purge_mailbox(&mut self) {
+        /// Acknowledges what the socket's transport has taken (`now`:
+        /// everything handed over or dropped, as the agent retires).
+        pub(super) fn purge_mailbox(&mut self, now: bool) {
             let (Some(feed), Some(c)) = (&mut self.mailbox, self.ctx.cluster()) else {
                 return;
             };
-            if let Some(below) = feed.acks.due() {
+            let due = if now {
+                feed.acks.due_now()
+            } else {
+                feed.acks.tick(crate::agent::backend_feed::flow_mark(
+                    self.delivery.socket(),
+                ))
+            };
+            if let Some(below) = due {
                 c.addr.do_send(Purge {
                     target: Target::Mailbox(self.state.agent_id.clone()),
                     below,
@@ -954,13 +967,13 @@ mod cluster_mode {
             actix::spawn(async move {
                 let _ = store.delete(key).await;
             });
+            self.purge_mailbox(true);
             self.leave_mailbox(ctx);
         }
 
         /// Stops reading the mailbox; what was not handed over stays in
         /// it for the next owner.
         fn leave_mailbox(&mut self, ctx: &mut Context<Self>) {
-            self.purge_mailbox();
             if let Some(feed) = self.mailbox.take() {
                 ctx.cancel_future(feed.live);
                 ctx.cancel_future(feed.purges);
@@ -1016,6 +1029,34 @@ mod cluster_mode {
         }
 
         fn finished(&mut self, _: &mut Context<Self>) {}
+    }
+
+    /// Live copies may have been missed: read the mailbox past what was
+    /// seen (nothing is taken twice).
+    impl Handler<crate::cluster::CatchUp> for Agent {
+        type Result = ();
+        fn handle(&mut self, _: crate::cluster::CatchUp, ctx: &mut Context<Self>) {
+            let _h = self.probe.handling("CatchUp");
+            let (Some(feed), Some(c)) = (&self.mailbox, self.ctx.cluster().cloned()) else {
+                return;
+            };
+            let seen = feed.acks.seen();
+            let stream = c.link.mailboxes.clone();
+            let names = c.link.names.clone();
+            let id = self.state.agent_id.clone();
+            ctx.wait(
+                async move { read_from(&stream, &names, &id, seen + 1).await }
+                    .into_actor(self)
+                    .map(move |(stored, _), act, ctx| {
+                        if !stored.is_empty() {
+                            c.metrics.gap_repairs.inc();
+                        }
+                        for (seq, p) in stored {
+                            act.take_stored(seq, p, ctx);
+                        }
+                    }),
+            );
+        }
     }
 
     /// Another switch now holds this agent's socket: close ours, stop

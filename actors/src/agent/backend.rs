@@ -616,7 +616,7 @@ mod cluster_mode {
             ctx.run_interval(every, |act, _| {
                 let timeout = act.request_timeout;
                 if let Some(feed) = &mut act.feed {
-                    feed.purge();
+                    feed.purge(act.delivery.socket());
                     feed.forget_origins(timeout);
                 }
             });
@@ -684,6 +684,17 @@ mod cluster_mode {
 
         fn finished(&mut self, _: &mut Context<Self>) {
             log::warn!("cluster: the watch on the backend's holder ended");
+        }
+    }
+
+    /// NATS came back: read the backend stream with a new consumer.
+    impl Handler<crate::cluster::CatchUp> for BackendLink {
+        type Result = ();
+        fn handle(&mut self, _: crate::cluster::CatchUp, ctx: &mut Context<Self>) {
+            let _h = self.probe.handling("CatchUp");
+            if let Some(feed) = &mut self.feed {
+                feed.restart(ctx);
+            }
         }
     }
 

@@ -21,7 +21,8 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use crate::cluster::acks::Acks;
+use super::session::PeerSocket;
+use crate::cluster::acks::{Acks, FlowMark};
 use crate::cluster::mailbox::stored_packet;
 use crate::cluster::{ClusterHandle, Purge, Target};
 use crate::wire::Packet;
@@ -110,13 +111,26 @@ impl Feed {
         self.acks.settle(queued);
     }
 
-    /// Acknowledges what was handed over since the last purge.
-    pub fn purge(&mut self) {
-        if let Some(below) = self.acks.due() {
+    /// Acknowledges what the bound socket's transport has taken.
+    pub fn purge(&mut self, socket: Option<&PeerSocket>) {
+        if let Some(below) = self.acks.tick(flow_mark(socket)) {
             self.cluster.addr.do_send(Purge {
                 target: Target::Backend,
                 below,
             });
+        }
+    }
+
+    /// Reads again from a new consumer, past what was taken: after NATS
+    /// came back, a consumer of the server that went may be gone with it.
+    pub fn restart<A>(&mut self, ctx: &mut Context<A>)
+    where
+        A: Actor<Context = Context<A>> + Handler<FromStream>,
+    {
+        if let Some(h) = self.reader.take() {
+            ctx.cancel_future(h);
+            self.paused = false;
+            self.start(ctx);
         }
     }
 
@@ -126,15 +140,15 @@ impl Feed {
         if let Some(h) = self.reader.take() {
             ctx.cancel_future(h);
         }
-        self.purge();
-        self.acks.forget_queued();
-        // The next reader starts again from the stream's first packet.
+        // Nothing more is purged: what the socket may not have written
+        // goes to the next reader again. It starts from the stream's first
+        // packet not purged.
         self.acks = Acks::default();
         self.paused = false;
     }
 
-    /// Reads the stream from its first packet not purged, handing each to
-    /// the actor as `FromStream`.
+    /// Reads the stream from its first packet not purged (or past what
+    /// this reader has taken), handing each to the actor as `FromStream`.
     pub fn start<A>(&mut self, ctx: &mut Context<A>)
     where
         A: Actor<Context = Context<A>> + Handler<FromStream>,
@@ -142,6 +156,12 @@ impl Feed {
         if self.reader.is_some() {
             return;
         }
+        let deliver_policy = match self.acks.seen() {
+            0 => async_nats::jetstream::consumer::DeliverPolicy::All,
+            seen => async_nats::jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: seen + 1,
+            },
+        };
         let stream = self.cluster.link.backend.clone();
         let subject = self.cluster.link.names.backend();
         let room = Arc::clone(&self.room);
@@ -151,7 +171,7 @@ impl Feed {
             let consumer = stream
                 .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
                     filter_subject: subject,
-                    deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+                    deliver_policy,
                     ..Default::default()
                 })
                 .await;
@@ -213,6 +233,17 @@ impl Feed {
         };
         self.reader = Some(ctx.spawn(actix::fut::wrap_future(task)));
     }
+}
+
+/// The bound socket's flow, for an ack tick.
+pub fn flow_mark(socket: Option<&PeerSocket>) -> Option<FlowMark> {
+    let flow = socket?.session.flow()?;
+    let (written, taken) = flow.totals();
+    Some(FlowMark {
+        flow: Arc::as_ptr(flow) as usize,
+        written,
+        taken,
+    })
 }
 
 /// A packet read from the backend stream, for the local backend socket.

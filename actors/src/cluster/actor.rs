@@ -138,6 +138,8 @@ pub struct Cluster {
     statuses: Option<crate::mailbox::CountedRecipient<LocalStatuses>>,
     /// Told of agents this switch adopts from a switch gone down.
     adopt: Option<crate::mailbox::CountedRecipient<AdoptAgent>>,
+    /// Told to have every local agent read its mailbox again.
+    catch_up: Option<crate::mailbox::CountedRecipient<CatchUp>>,
 }
 
 /// The handle the rest of the switch holds.
@@ -169,10 +171,14 @@ impl Cluster {
         let slot: Arc<Mutex<Option<Recipient<LinkChanged>>>> = Arc::new(Mutex::new(None));
         let events_slot = Arc::clone(&slot);
         let gauge = metrics.connected.clone();
-        let link = link::connect(&config, &node, move |up| {
-            gauge.set(i64::from(up));
+        let link = link::connect(&config, &node, move |event| {
+            match event {
+                link::LinkEvent::Up => gauge.set(1),
+                link::LinkEvent::Down => gauge.set(0),
+                link::LinkEvent::Lagged => {}
+            }
             if let Some(r) = events_slot.lock().ok().and_then(|s| s.clone()) {
-                r.do_send(LinkChanged { up });
+                r.do_send(LinkChanged { event });
             }
         })
         .await?;
@@ -202,6 +208,7 @@ impl Cluster {
                     directory: None,
                     statuses: None,
                     adopt: None,
+                    catch_up: None,
                     link,
                     node,
                     boot,
@@ -434,25 +441,45 @@ impl StreamHandler<async_nats::Message> for Cluster {
     }
 }
 
-/// The NATS connection went or came back.
+/// The NATS connection went, came back, or dropped messages.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct LinkChanged {
-    pub up: bool,
+    pub event: link::LinkEvent,
 }
 
 impl Handler<LinkChanged> for Cluster {
     type Result = ();
     fn handle(&mut self, msg: LinkChanged, _: &mut Context<Self>) {
-        self.connected = msg.up;
-        if msg.up && self.window.pending() > 0 {
-            // What was sent into the dead connection may be lost: send
-            // it again, JetStream keeps one copy per id.
-            self.retry_due = true;
-            self.retry();
+        match msg.event {
+            link::LinkEvent::Down => self.connected = false,
+            link::LinkEvent::Up => {
+                self.connected = true;
+                if self.window.pending() > 0 {
+                    // What was sent into the dead connection may be lost:
+                    // send it again, JetStream keeps one copy per id.
+                    self.retry_due = true;
+                    self.retry();
+                }
+            }
+            link::LinkEvent::Lagged => {}
+        }
+        // Live copies published while this switch was away (or dropped by
+        // its client) are read back from the mailboxes.
+        if msg.event != link::LinkEvent::Down {
+            if let Some(c) = &self.catch_up {
+                c.do_send(CatchUp);
+            }
         }
     }
 }
+
+/// Live copies may have been missed (NATS came back, or the client
+/// dropped some): every local agent reads its mailbox past what it has
+/// seen.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct CatchUp;
 
 /// A packet to store in a stream.
 #[derive(Message)]
@@ -721,6 +748,7 @@ pub struct AttachDirectory {
     pub moved: crate::mailbox::CountedRecipient<AgentMoved>,
     pub statuses: crate::mailbox::CountedRecipient<LocalStatuses>,
     pub adopt: crate::mailbox::CountedRecipient<AdoptAgent>,
+    pub catch_up: crate::mailbox::CountedRecipient<CatchUp>,
 }
 
 impl Handler<AttachDirectory> for Cluster {
@@ -729,6 +757,7 @@ impl Handler<AttachDirectory> for Cluster {
         self.directory = Some(msg.moved);
         self.statuses = Some(msg.statuses);
         self.adopt = Some(msg.adopt);
+        self.catch_up = Some(msg.catch_up);
         let store = self.link.agents.clone();
         ctx.spawn(
             async move { store.watch_all().await }.into_actor(self).map(

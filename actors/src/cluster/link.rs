@@ -58,12 +58,22 @@ const MAILBOX_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
 /// once. Longer than any reconnect the publish window waits through.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// What the connection tells the `Cluster` actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    Up,
+    Down,
+    /// The client dropped messages for a subscriber that fell behind
+    /// (live copies among them): readers must look in the streams.
+    Lagged,
+}
+
 /// Connects and makes sure every shared object exists. `events` is told
-/// of the connection's changes (connected or not).
+/// of the connection's changes.
 pub async fn connect(
     config: &ClusterConfig,
     node: &str,
-    events: impl Fn(bool) + Send + Sync + 'static,
+    events: impl Fn(LinkEvent) + Send + Sync + 'static,
 ) -> Result<Link, LinkError> {
     let servers = config.servers().map_err(LinkError::Config)?;
     let names = Names::new(&config.prefix).map_err(|e| LinkError::Config(e.to_string()))?;
@@ -92,11 +102,15 @@ pub async fn connect(
                 match event {
                     Event::Connected => {
                         log::info!("cluster: connected to NATS");
-                        events(true);
+                        events(LinkEvent::Up);
                     }
                     Event::Disconnected => {
                         log::warn!("cluster: lost NATS; reconnecting");
-                        events(false);
+                        events(LinkEvent::Down);
+                    }
+                    Event::SlowConsumer(sid) => {
+                        log::warn!("cluster: subscription {sid} fell behind; messages dropped");
+                        events(LinkEvent::Lagged);
                     }
                     other => log::warn!("cluster: NATS {other}"),
                 }
@@ -109,17 +123,34 @@ pub async fn connect(
             reason: e.to_string(),
         })?;
     let js = jetstream::new(client.clone());
-    if let Err(e) = js.query_account().await {
-        return Err(match e.kind() {
-            jetstream::context::AccountErrorKind::JetStreamUnavailable => {
-                LinkError::NoJetStream { url }
-            }
-            _ => LinkError::Setup {
+    // Asked by hand, not with the client's `query_account`: the account
+    // answer of nats-server 2.9 does not parse in this client, and every
+    // server answers this request when JetStream is on.
+    match client.request("$JS.API.INFO", bytes::Bytes::new()).await {
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return Err(LinkError::NoJetStream { url });
+        }
+        Err(e) => {
+            return Err(LinkError::Setup {
                 url,
-                what: "JetStream account".into(),
+                what: "JetStream".into(),
                 reason: e.to_string(),
-            },
-        });
+            })
+        }
+        Ok(answer) => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&answer.payload).unwrap_or(serde_json::Value::Null);
+            if let Some(error) = v.get("error") {
+                return Err(match error.get("code").and_then(|c| c.as_u64()) {
+                    Some(503) => LinkError::NoJetStream { url },
+                    _ => LinkError::Setup {
+                        url,
+                        what: "JetStream".into(),
+                        reason: error.to_string(),
+                    },
+                });
+            }
+        }
     }
     let storage = match config.storage.as_str() {
         "memory" => stream::StorageType::Memory,
@@ -165,30 +196,12 @@ pub async fn connect(
         })
         .await
         .map_err(|e| setup("the backend stream", &e))?;
-    let bucket = |name: String| kv::Config {
-        bucket: name,
-        history: 1,
-        storage,
-        num_replicas: config.replicas,
-        // A record is small; a peer writing a large one is refused by
-        // NATS, not read by every switch.
-        max_value_size: 4096,
-        ..Default::default()
-    };
-    let agents = match js.get_key_value(names.agents_bucket()).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_key_value(bucket(names.agents_bucket()))
-            .await
-            .map_err(|e| setup("the agents bucket", &e))?,
-    };
-    let cluster = match js.get_key_value(names.cluster_bucket()).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_key_value(bucket(names.cluster_bucket()))
-            .await
-            .map_err(|e| setup("the cluster bucket", &e))?,
-    };
+    let agents = bucket(&js, &names.agents_bucket(), config.replicas, storage)
+        .await
+        .map_err(|e| setup("the agents bucket", &e))?;
+    let cluster = bucket(&js, &names.cluster_bucket(), config.replicas, storage)
+        .await
+        .map_err(|e| setup("the cluster bucket", &e))?;
     Ok(Link {
         client,
         js,
@@ -198,4 +211,34 @@ pub async fn connect(
         agents,
         cluster,
     })
+}
+
+/// A KV bucket, made if missing. Its stream is made here with the settings
+/// a KV bucket has (`KV_<name>`, `$KV.<name>.>`, one value per key, roll-ups
+/// allowed, deletes denied, direct get): the client's own `create_key_value`
+/// asks for the account first, which nats-server 2.9 answers in a form it
+/// does not parse.
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+    storage: stream::StorageType,
+) -> Result<kv::Store, async_nats::Error> {
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        // A record is small; a peer writing a large one is refused by
+        // NATS, not read by every switch.
+        max_message_size: 4096,
+        storage,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await?;
+    Ok(js.get_key_value(name).await?)
 }

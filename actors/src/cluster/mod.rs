@@ -39,7 +39,7 @@ pub mod window;
 
 #[cfg(feature = "cluster")]
 pub use actor::{
-    AdoptAgent, AgentMoved, AttachDirectory, Cluster, ClusterHandle, ClusterInfo, GatherStatuses,
-    GetClusterInfo, Leave, LocalStatuses, Publish, Purge, SwitchInfo, Target,
+    AdoptAgent, AgentMoved, AttachDirectory, CatchUp, Cluster, ClusterHandle, ClusterInfo,
+    GatherStatuses, GetClusterInfo, Leave, LocalStatuses, Publish, Purge, SwitchInfo, Target,
 };
 pub use config::ClusterConfig;

@@ -414,6 +414,20 @@ impl Handler<crate::cluster::AgentMoved> for AgentDirectory {
     }
 }
 
+/// Cluster mode: live copies may have been missed; every agent reads its
+/// mailbox again.
+#[cfg(feature = "cluster")]
+impl Handler<crate::cluster::CatchUp> for AgentDirectory {
+    type Result = ();
+    fn handle(&mut self, msg: crate::cluster::CatchUp, _: &mut Context<Self>) {
+        let _h = self.probe.handling("CatchUp");
+        for (_, AgentLocation::Local(agent)) in self.agents.iter() {
+            agent.do_send(msg);
+        }
+        self.rctx.backend.do_send(msg);
+    }
+}
+
 /// Cluster mode: an agent of a switch gone down is this switch's now.
 #[cfg(feature = "cluster")]
 impl Handler<crate::cluster::AdoptAgent> for AgentDirectory {

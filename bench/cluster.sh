@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Cluster mode against one switch, in the same run (CLUSTER.md section 3):
+# nats-server plus 1, 2 and 3 switches with --cluster, and the single switch
+# without it. Agents are spread round-robin over the switches, the backend
+# is on the first. Per configuration and repetition, each on fresh
+# processes (and a fresh JetStream store):
+#   (b) 1000 agents x 1 update/s: p50 and p99 latency; CPU of the switches
+#       (summed) and of nats-server, per 100 000 round trips;
+#   (c) the maximum sustained throughput with 100 agents (a --max ramp);
+#   idle: 3000 agents connected and silent but for heartbeats; the RSS they
+#       add, summed over the switches, per agent.
+# On one 2-core box every process shares the same cores: this measures what
+# the cluster costs, not what more machines would gain.
+#
+# Usage: bash bench/cluster.sh [--reps N] [--out DIR] [--quick]
+# Needs target/release/switchyard, target/release/switchyard-bench
+# (cargo build --release --bin switchyard; cargo build --release -p
+# switchyard-bench) and
+# nats-server (NATS_SERVER, or target/nats/bin/nats-server as scripts/test
+# installs it).
+# Output: DIR/runs.jsonl (one line per run), DIR/table.md.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+REPS=3
+OUT=$ROOT/bench/results/cluster-$(date -u +%Y%m%dT%H%M%SZ)
+QUICK=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --reps) REPS=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    *) sed -n 2,23p "$0" >&2; exit 2 ;;
+  esac
+done
+SW=$ROOT/target/release/switchyard
+GEN=$ROOT/target/release/switchyard-bench
+NATS=${NATS_SERVER:-$ROOT/target/nats/bin/nats-server}
+for b in "$SW" "$GEN" "$NATS"; do [[ -x $b ]] || { echo "missing $b" >&2; exit 1; }; done
+if [[ $QUICK == 1 ]]; then
+  FIXED=(--duration 3 --warmup 1 --drain 1)
+  MAXR=(--duration 2 --warmup 0.5 --drain 1 --max-time 20 --bisect-steps 1)
+  IDLE=500
+else
+  FIXED=(--duration 10 --warmup 2 --drain 3)
+  MAXR=(--duration 4 --warmup 1 --drain 2 --max-time 60 --bisect-steps 2)
+  IDLE=3000
+fi
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+mkdir -p "$OUT/logs"
+OUT=$(cd "$OUT" && pwd)
+RUNS=$OUT/runs.jsonl
+: >"$RUNS"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-cluster.XXXXXX")
+PIDS=()
+NATS_PID=
+stop_all() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+  if [[ -n $NATS_PID ]]; then
+    kill -TERM "$NATS_PID" 2>/dev/null || true
+    wait "$NATS_PID" 2>/dev/null || true
+    NATS_PID=
+  fi
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_all
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+NEXT_PORT=5400
+pick_port() {
+  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+  PORT_NOW=$NEXT_PORT
+  NEXT_PORT=$((NEXT_PORT + 1))
+  ((NEXT_PORT < 5900)) || NEXT_PORT=5400
+}
+# CPU seconds (user + system) of a process so far.
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+sum() { awk '{s += $1} END {printf "%.3f", s}'; }
+
+# start K ID: K switches (0: one switch without a cluster); sets URLS, PIDS.
+start() {
+  local k=$1 id=$2 n=$k cluster=()
+  rm -rf "$TMP/run"
+  mkdir -p "$TMP/run"
+  if ((k > 0)); then
+    "$NATS" -js -sd "$TMP/run/js" -a 127.0.0.1 -p -1 --ports_file_dir "$TMP/run" \
+      >"$OUT/logs/$id.nats.log" 2>&1 &
+    NATS_PID=$!
+    local ports=$TMP/run/nats-server_$NATS_PID.ports deadline=$((SECONDS + 20))
+    until [[ -s $ports ]]; do
+      ((SECONDS < deadline)) || { echo "nats-server did not start" >&2; exit 1; }
+      sleep 0.05
+    done
+    cluster=(--cluster "$(jq -r '.nats[0]' "$ports")")
+  else
+    n=1
+  fi
+  URLS=()
+  for ((i = 1; i <= n; i++)); do
+    pick_port
+    local port=$PORT_NOW node=()
+    ((k > 0)) && node=(--node-id "s$i")
+    env -u PORT "$SW" --uart none --tcp none --data-dir "$TMP/run/s$i" \
+      --http "127.0.0.1:$port" "${cluster[@]}" "${node[@]}" \
+      >"$OUT/logs/$id.s$i.log" 2>&1 &
+    PIDS+=($!)
+    local deadline=$((SECONDS + 30))
+    until port_in_use "$port"; do
+      kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "switch s$i exited" >&2; exit 1; }
+      ((SECONDS < deadline)) || { echo "switch s$i did not listen" >&2; exit 1; }
+      sleep 0.05
+    done
+    URLS+=(--url "ws://127.0.0.1:$port/")
+  done
+}
+
+# run_one CONFIG K REP SCENARIO ARGS...
+run_one() {
+  local config=$1 k=$2 rep=$3 scen=$4
+  shift 4
+  local id="$scen-$config-rep$rep"
+  start "$k" "$id"
+  local sw0 nats0 rss0
+  sw0=$(for p in "${PIDS[@]}"; do cpu_s "$p"; done | sum)
+  nats0=0
+  [[ -n $NATS_PID ]] && nats0=$(cpu_s "$NATS_PID")
+  rss0=$(for p in "${PIDS[@]}"; do rss_kb "$p"; done | sum)
+  local rss_idle=null
+  if [[ $scen == idle ]]; then
+    "$GEN" "${URLS[@]}" "$@" >"$TMP/gen.out" 2>"$OUT/logs/$id.gen.log" &
+    local gen=$! deadline=$((SECONDS + 60))
+    # Every agent bound: sample the switches' RSS while they are held.
+    until [[ $(for i in "${!PIDS[@]}"; do
+      curl -s "${URLS[$((2 * i + 1))]/ws:/http:}metrics" |
+        awk '/^switchyard_actors_live\{kind="Agent"\}/ {print $2}'
+    done | sum) == "$IDLE.000" ]]; do
+      kill -0 "$gen" 2>/dev/null || break
+      ((SECONDS < deadline)) || break
+      sleep 0.2
+    done
+    rss_idle=$(for p in "${PIDS[@]}"; do rss_kb "$p"; done | sum)
+    wait "$gen" || true
+  else
+    "$GEN" "${URLS[@]}" --backend-url "${URLS[1]}" "$@" \
+      >"$TMP/gen.out" 2>"$OUT/logs/$id.gen.log" || true
+  fi
+  local sw1 nats1
+  sw1=$(for p in "${PIDS[@]}"; do cpu_s "$p"; done | sum)
+  nats1=0
+  [[ -n $NATS_PID ]] && nats1=$(cpu_s "$NATS_PID")
+  stop_all
+  local line
+  line=$(grep '^{' "$TMP/gen.out" | tail -n 1 || true)
+  [[ -n $line ]] || line=null
+  jq -cn --arg config "$config" --arg scen "$scen" --argjson rep "$rep" --argjson r "$line" \
+    --argjson sw_cpu "$(awk -v a="$sw0" -v b="$sw1" 'BEGIN {printf "%.3f", b - a}')" \
+    --argjson nats_cpu "$(awk -v a="$nats0" -v b="$nats1" 'BEGIN {printf "%.3f", b - a}')" \
+    --argjson rss0 "$rss0" --argjson rss_idle "$rss_idle" --argjson idle "$IDLE" \
+    '{config: $config, scenario: $scen, rep: $rep, result: $r, switches_cpu_s: $sw_cpu,
+      nats_cpu_s: $nats_cpu, rss_before_kb: $rss0, rss_idle_kb: $rss_idle, idle_agents: $idle}' >>"$RUNS"
+  log "  $id: $(grep -E '^(   sent|== max:|   connect)' "$OUT/logs/$id.gen.log" | tail -n 1 | sed 's/^ *//')"
+}
+
+log "results: $OUT"
+CONFIGS=("single:0" "nats+1:1" "nats+2:2" "nats+3:3")
+for ((rep = 1; rep <= REPS; rep++)); do
+  for scen in b c idle; do
+    for ck in "${CONFIGS[@]}"; do
+      config=${ck%%:*} k=${ck#*:}
+      case $scen in
+        b) run_one "$config" "$k" "$rep" b --agents 1000 --rate 1 "${FIXED[@]}" ;;
+        c) run_one "$config" "$k" "$rep" c --max --agents 100 --start-rate 2000 --step-factor 2 "${MAXR[@]}" ;;
+        idle) run_one "$config" "$k" "$rep" idle --connect-only "$IDLE" --duration 5 --drain 1 ;;
+      esac
+    done
+  done
+done
+
+python3 - "$RUNS" "$OUT/table.md" "${FIXED[*]}" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+fixed = sys.argv[3].split()
+secs = float(fixed[fixed.index("--duration") + 1]) + float(fixed[fixed.index("--warmup") + 1])
+configs = ["single", "nats+1", "nats+2", "nats+3"]
+def vals(config, scen, f):
+    out = []
+    for r in runs:
+        if r["config"] == config and r["scenario"] == scen and r["result"]:
+            try:
+                v = f(r)
+            except (KeyError, TypeError, ZeroDivisionError):
+                v = None
+            if v is not None:
+                out.append(v)
+    return out
+# (b): 1000 round trips/s over warm-up + window; CPU is measured around the
+# whole run, so per 100k = CPU / (1000 * secs) * 100 000.
+per100k = 100000 / (1000 * secs)
+rows = [
+    ("(b) p50 latency, ms", "b", lambda r: r["result"]["latency_ms"]["p50"]),
+    ("(b) p99 latency, ms", "b", lambda r: r["result"]["latency_ms"]["p99"]),
+    ("(b) updates lost", "b", lambda r: r["result"]["lost"]),
+    ("(b) switches' CPU s per 100k round trips", "b", lambda r: r["switches_cpu_s"] * per100k),
+    ("(b) nats-server CPU s per 100k round trips", "b", lambda r: r["nats_cpu_s"] * per100k),
+    ("(c) max sustained round trips/s", "c", lambda r: r["result"]["max_throughput"]),
+    ("idle: KiB per agent, summed over the switches", "idle",
+     lambda r: (r["rss_idle_kb"] - r["rss_before_kb"]) / r["idle_agents"] if r["rss_idle_kb"] else None),
+]
+def num(x):
+    return "%.0f" % x if abs(x) >= 1000 else "%.3g" % x
+def show(xs):
+    if not xs:
+        return "-"
+    return "%s [%s-%s]" % (num(statistics.median(xs)), num(min(xs)), num(max(xs)))
+out = ["| figure (median [min-max]) | " + " | ".join(configs) + " |",
+       "|---|" + "---|" * len(configs)]
+for name, scen, f in rows:
+    cells = [show(vals(c, scen, f)) for c in configs]
+    out.append("| %s | %s |" % (name, " | ".join(cells)))
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+PY
