@@ -22,6 +22,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 REPS=3
 OUT=$ROOT/bench/results/cluster-$(date -u +%Y%m%dT%H%M%SZ)
 QUICK=0
@@ -47,7 +49,6 @@ else
   IDLE=3000
 fi
 
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 RUNS=$OUT/runs.jsonl
@@ -76,14 +77,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-NEXT_PORT=5400
-pick_port() {
-  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-  PORT_NOW=$NEXT_PORT
-  NEXT_PORT=$((NEXT_PORT + 1))
-  ((NEXT_PORT < 5900)) || NEXT_PORT=5400
-}
+port_range 5400 5900
 # CPU seconds (user + system) of a process so far.
 cpu_s() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

@@ -12,6 +12,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 CACHE=$ROOT/target/bench-cache
 MEPHISTO_VERSION=1.1.1
 
@@ -71,7 +73,6 @@ while [[ $# -gt 0 ]]; do
 done
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive integer"
 IFS=, read -r -a SCEN_LIST <<<"$SCENARIOS"
@@ -300,14 +301,7 @@ fi
 sed 's/^/  /' "$OUT/machine.txt" >&2
 
 # ------------------------------------------------------------ routers
-NEXT_PORT=3400
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-  PORT_NOW=$NEXT_PORT
-  NEXT_PORT=$((NEXT_PORT + 1))
-  ((NEXT_PORT < 3900)) || NEXT_PORT=3400
-}
+port_range 3400 3900
 
 # start_router NAME PORT LOG: sets ROUTER_PID once the port accepts.
 start_router() {

@@ -27,6 +27,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 REPS=1
 DURATION=10
 WARMUP=2
@@ -52,7 +54,6 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "--reps must be a positive integer" >&2; exit 2; }
 
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 die() { echo "hostile.sh: $*" >&2; exit 1; }
 
 if [[ $BUILD == 1 ]]; then
@@ -82,14 +83,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-NEXT_PORT=3900
-pick_port() {
-  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-  PORT_NOW=$NEXT_PORT
-  NEXT_PORT=$((NEXT_PORT + 1))
-  ((NEXT_PORT < 4400)) || NEXT_PORT=3900
-}
+port_range 3900 4400
 
 # Peak VmRSS (kB) of $1, sampled every 0.1 s into $2 until it exits. A
 # switch past the cap is killed (and $2.killed written), so a switch that

@@ -20,6 +20,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 [[ $# -ge 2 ]] || { sed -n 2,19p "$0" >&2; exit 2; }
 A=$(realpath "$1")
 B=$(realpath "$2")
@@ -51,7 +53,6 @@ else
   MAXR=(--duration 4 --warmup 1 --drain 2 --max-time 120 --bisect-steps 3)
 fi
 
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 RUNS=$OUT/runs.jsonl
@@ -69,14 +70,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-NEXT_PORT=4400
-pick_port() {
-  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-  PORT_NOW=$NEXT_PORT
-  NEXT_PORT=$((NEXT_PORT + 1))
-  ((NEXT_PORT < 4900)) || NEXT_PORT=4400
-}
+port_range 4400 4900
 
 # run_one LABEL BIN REP SCENARIO ARGS...: fresh switch, one generator run.
 run_one() {

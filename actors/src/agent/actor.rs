@@ -918,6 +918,27 @@ mod cluster_mode {
             }
         }
 
+        /// Reads the mailbox past sequence `seen`, in order, and nothing
+        /// else is handled until it is done (what comes live meanwhile is
+        /// newer, or skipped as seen).
+        fn read_past(&mut self, seen: u64, ctx: &mut Context<Self>) {
+            let Some(c) = self.ctx.cluster() else {
+                return;
+            };
+            let stream = c.link.mailboxes.clone();
+            let names = c.link.names.clone();
+            let id = self.state.agent_id.clone();
+            ctx.wait(
+                async move { read_from(&stream, &names, &id, seen + 1).await }
+                    .into_actor(self)
+                    .map(|(stored, _), act, ctx| {
+                        for (seq, p) in stored {
+                            act.take_stored(seq, p, ctx);
+                        }
+                    }),
+            );
+        }
+
         fn take_stored(&mut self, seq: u64, packet: Packet, ctx: &mut Context<Self>) {
             let Some(feed) = &mut self.mailbox else {
                 return;
@@ -999,18 +1020,7 @@ mod cluster_mode {
                 // A live copy was missed (or arrives late): read the gap
                 // from the stream, in order, before this one.
                 c.metrics.gap_repairs.inc();
-                let stream = c.link.mailboxes.clone();
-                let names = c.link.names.clone();
-                let id = self.state.agent_id.clone();
-                ctx.wait(
-                    async move { read_from(&stream, &names, &id, seen + 1).await }
-                        .into_actor(self)
-                        .map(|(stored, _), act, ctx| {
-                            for (seq, p) in stored {
-                                act.take_stored(seq, p, ctx);
-                            }
-                        }),
-                );
+                self.read_past(seen, ctx);
                 return;
             }
             match stored_packet(&msg.payload) {
@@ -1037,25 +1047,11 @@ mod cluster_mode {
         type Result = ();
         fn handle(&mut self, _: crate::cluster::CatchUp, ctx: &mut Context<Self>) {
             let _h = self.probe.handling("CatchUp");
-            let (Some(feed), Some(c)) = (&self.mailbox, self.ctx.cluster().cloned()) else {
+            let Some(feed) = &self.mailbox else {
                 return;
             };
             let seen = feed.acks.seen();
-            let stream = c.link.mailboxes.clone();
-            let names = c.link.names.clone();
-            let id = self.state.agent_id.clone();
-            ctx.wait(
-                async move { read_from(&stream, &names, &id, seen + 1).await }
-                    .into_actor(self)
-                    .map(move |(stored, _), act, ctx| {
-                        if !stored.is_empty() {
-                            c.metrics.gap_repairs.inc();
-                        }
-                        for (seq, p) in stored {
-                            act.take_stored(seq, p, ctx);
-                        }
-                    }),
-            );
+            self.read_past(seen, ctx);
         }
     }
 

@@ -1,0 +1,23 @@
+# Helpers shared by the bench scripts (sourced, not run).
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+# Whether something listens on 127.0.0.1:$1.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# port_range FIRST END: pick_port hands out free ports from FIRST up to
+# END (exclusive), then from FIRST again; each script keeps its own range so
+# two scripts running at once do not collide.
+port_range() {
+  PORT_FIRST=$1
+  PORT_END=$2
+  NEXT_PORT=$1
+}
+
+# Sets PORT_NOW to the next free port of the range.
+pick_port() {
+  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+  PORT_NOW=$NEXT_PORT
+  NEXT_PORT=$((NEXT_PORT + 1))
+  ((NEXT_PORT < PORT_END)) || NEXT_PORT=$PORT_FIRST
+}
