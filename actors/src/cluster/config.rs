@@ -24,9 +24,10 @@ pub struct ClusterConfig {
     /// Where JetStream keeps them: `file` (survives a nats-server restart)
     /// or `memory`.
     pub storage: String,
-    /// Milliseconds between two acknowledgements of what a switch has
-    /// written to its sockets (the purge of what was delivered). A switch
-    /// killed repeats at most this much of its traffic after failover.
+    /// Milliseconds between two acknowledgements of what a switch's
+    /// sockets' transports have taken (the purge of what was delivered).
+    /// A switch killed repeats about two intervals of its traffic at most
+    /// after failover.
     pub ack_interval_ms: u64,
     /// Milliseconds between two heartbeats of this switch.
     pub heartbeat_ms: u64,
