@@ -310,20 +310,19 @@ impl Cluster {
     }
 
     fn take(&mut self, out: Outgoing) {
+        // Cheap copies (`Bytes`), taken before the window owns the packet.
+        let (subject, payload, origin) = (out.subject.clone(), out.payload.clone(), out.origin);
         match self.window.push(out) {
             Ok(n) => {
-                let slot = self.window.unacked().last().map(|(_, o)| o);
-                if let Some(o) = slot {
-                    let send = Send {
-                        n,
-                        id: self.window.id(n),
-                        subject: o.subject.clone(),
-                        payload: o.payload.clone(),
-                        origin: o.origin.then(|| self.node.clone()),
-                    };
-                    self.sent_at.insert(n, Instant::now());
-                    let _ = self.sender.send(send);
-                }
+                let send = Send {
+                    n,
+                    id: self.window.id(n),
+                    subject,
+                    payload,
+                    origin: origin.then(|| self.node.clone()),
+                };
+                self.sent_at.insert(n, Instant::now());
+                let _ = self.sender.send(send);
             }
             Err(out) => {
                 if self.waiting.len() >= self.config.publish_window {
@@ -542,6 +541,7 @@ impl Handler<Acked> for Cluster {
             }
             Err((PublishErrorKind::MaxPayloadExceeded, e)) => {
                 // Sending it again cannot help.
+                self.sent_at.remove(&msg.n);
                 if let Some(o) = self.window.ack(msg.n) {
                     self.switch_metrics
                         .dropped(crate::metrics::drop_reason::CLUSTER_TOO_LARGE, 1);
