@@ -110,12 +110,7 @@ start() {
       --http "127.0.0.1:$port" "${cluster[@]}" "${node[@]}" \
       >"$OUT/logs/$id.s$i.log" 2>&1 &
     PIDS+=($!)
-    local deadline=$((SECONDS + 30))
-    until port_in_use "$port"; do
-      kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "switch s$i exited" >&2; exit 1; }
-      ((SECONDS < deadline)) || { echo "switch s$i did not listen" >&2; exit 1; }
-      sleep 0.05
-    done
+    wait_listening "${PIDS[-1]}" "$port" "switch s$i"
     URLS+=(--url "ws://127.0.0.1:$port/")
   done
 }

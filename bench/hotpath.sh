@@ -83,12 +83,7 @@ run_one() {
   env -u PORT "$bin" --uart none --tcp none --data-dir "$data" --http "127.0.0.1:$port" \
     "${extra[@]}" >"$OUT/logs/$id.switch.log" 2>&1 &
   SW_PID=$!
-  local deadline=$((SECONDS + 30))
-  until port_in_use "$port"; do
-    kill -0 "$SW_PID" 2>/dev/null || { echo "$label exited before listening" >&2; exit 1; }
-    ((SECONDS < deadline)) || { echo "$label did not listen" >&2; exit 1; }
-    sleep 0.05
-  done
+  wait_listening "$SW_PID" "$port" "$label"
   "$GEN" --url "ws://127.0.0.1:$port/" --router-pid "$SW_PID" "$@" \
     >"$TMP/gen.out" 2>"$OUT/logs/$id.gen.log" || true
   kill -TERM "$SW_PID" 2>/dev/null || true

@@ -21,3 +21,14 @@ pick_port() {
   NEXT_PORT=$((NEXT_PORT + 1))
   ((NEXT_PORT < PORT_END)) || NEXT_PORT=$PORT_FIRST
 }
+
+# wait_listening PID PORT NAME: until process PID listens on PORT (30 s at
+# most); exits the script with a line naming NAME if it dies or never does.
+wait_listening() {
+  local pid=$1 port=$2 name=$3 deadline=$((SECONDS + 30))
+  until port_in_use "$port"; do
+    kill -0 "$pid" 2>/dev/null || { echo "$name exited before listening" >&2; exit 1; }
+    ((SECONDS < deadline)) || { echo "$name did not listen" >&2; exit 1; }
+    sleep 0.05
+  done
+}
