@@ -825,6 +825,9 @@ pub struct LocalStatuses {
 #[rtype(result = "serde_json::Map<String, serde_json::Value>")]
 pub struct GatherStatuses {
     pub last_ping_ms: i64,
+    /// Agents one switch holds at most (`max_agents`): the bound on what
+    /// each switch's answer may add.
+    pub per_switch: usize,
 }
 
 impl Cluster {
@@ -882,9 +885,10 @@ impl Handler<GatherStatuses> for Cluster {
             from: self.node.clone(),
             last_ping_ms: msg.last_ping_ms,
         };
+        let per_switch = msg.per_switch;
         Box::pin(
             async move {
-                let mut gathered = statuses::Gathered::new(expected);
+                let mut gathered = statuses::Gathered::new(expected, per_switch);
                 let inbox = client.new_inbox();
                 let Ok(mut sub) = client.subscribe(inbox.clone()).await else {
                     return gathered;

@@ -63,16 +63,22 @@ pub fn parts(node: &str, statuses: Map<String, Value>) -> Vec<Part> {
 pub struct Gathered {
     expected: BTreeSet<String>,
     done: BTreeSet<String>,
+    /// Statuses kept at most: whatever a peer sends, the answer stays
+    /// within what the switches may hold.
+    limit: usize,
     pub statuses: Map<String, Value>,
     /// Replies that were not parts, or from switches not asked.
     pub refused: usize,
 }
 
 impl Gathered {
-    /// Waiting for the switches `expected`.
-    pub fn new(expected: impl IntoIterator<Item = String>) -> Gathered {
+    /// Waiting for the switches `expected`, keeping at most `per_switch`
+    /// statuses for each (their `max_agents`).
+    pub fn new(expected: impl IntoIterator<Item = String>, per_switch: usize) -> Gathered {
+        let expected: BTreeSet<String> = expected.into_iter().collect();
         Gathered {
-            expected: expected.into_iter().collect(),
+            limit: per_switch.saturating_mul(expected.len()),
+            expected,
             ..Gathered::default()
         }
     }
@@ -83,7 +89,11 @@ impl Gathered {
             .then(|| serde_json::from_slice::<Part>(reply).ok())
             .flatten();
         match part {
-            Some(p) if self.expected.contains(&p.node) && !self.done.contains(&p.node) => {
+            Some(p)
+                if self.expected.contains(&p.node)
+                    && !self.done.contains(&p.node)
+                    && self.statuses.len() + p.statuses.len() <= self.limit =>
+            {
                 self.statuses.extend(p.statuses);
                 if p.last {
                     self.done.insert(p.node);
@@ -120,7 +130,7 @@ mod tests {
         let ps = parts("n2", statuses(PER_PART * 2 + 1));
         assert_eq!(ps.len(), 3);
         assert!(ps.iter().take(2).all(|p| !p.last) && ps[2].last);
-        let mut g = Gathered::new(["n2".to_string(), "n3".to_string()]);
+        let mut g = Gathered::new(["n2".to_string(), "n3".to_string()], PER_PART * 3);
         for p in &ps {
             assert!(!g.take(&serde_json::to_vec(p).unwrap()));
         }
@@ -133,7 +143,7 @@ mod tests {
 
     #[test]
     fn strangers_and_garbage_are_refused() {
-        let mut g = Gathered::new(["n2".to_string()]);
+        let mut g = Gathered::new(["n2".to_string()], 10);
         let stranger = &parts("n9", statuses(1))[0];
         assert!(!g.take(&serde_json::to_vec(stranger).unwrap()));
         assert!(!g.take(b"{not json"));
@@ -144,5 +154,16 @@ mod tests {
         assert!(g.take(&serde_json::to_vec(done).unwrap()));
         assert!(g.take(&serde_json::to_vec(done).unwrap()));
         assert_eq!(g.refused, 4);
+    }
+
+    #[test]
+    fn parts_past_the_switches_bound_are_refused() {
+        let mut g = Gathered::new(["n2".to_string()], 3);
+        let flood = &parts("n2", statuses(4))[0];
+        assert!(!g.take(&serde_json::to_vec(flood).unwrap()));
+        assert_eq!((g.refused, g.statuses.len()), (1, 0));
+        let fits = &parts("n2", statuses(3))[0];
+        assert!(g.take(&serde_json::to_vec(fits).unwrap()));
+        assert_eq!(g.statuses.len(), 3);
     }
 }

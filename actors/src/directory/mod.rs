@@ -326,6 +326,7 @@ impl AgentDirectory {
         let remote = self.rctx.cluster().map(|c| {
             c.addr.send(crate::cluster::GatherStatuses {
                 last_ping_ms: self.rctx.last_mephisto_ping_ms(),
+                per_switch: self.rctx.config.agent.max_agents,
             })
         });
         let backend = self.rctx.backend.clone();
