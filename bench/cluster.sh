@@ -18,7 +18,7 @@
 # switchyard-bench) and
 # nats-server (NATS_SERVER, or target/nats/bin/nats-server as scripts/test
 # installs it).
-# Output: DIR/runs.jsonl (one line per run), DIR/table.md.
+# Output: DIR/runs.jsonl (one line per run), DIR/table.md, DIR/plot.svg.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -142,13 +142,18 @@ run_one() {
     rss_idle=$(for p in "${PIDS[@]}"; do rss_kb "$p"; done | sum)
     wait "$gen" || true
   else
-    "$GEN" "${URLS[@]}" --backend-url "${URLS[1]}" "$@" \
+    # CPU of every switch and of nats-server over the measured window
+    # only (not the connecting of the agents), each reported apart.
+    local also=()
+    for p in "${PIDS[@]}" $NATS_PID; do also+=(--also-pid "$p"); done
+    "$GEN" "${URLS[@]}" --backend-url "${URLS[1]}" "${also[@]}" "$@" \
       >"$TMP/gen.out" 2>"$OUT/logs/$id.gen.log" || true
   fi
   local sw1 nats1
   sw1=$(for p in "${PIDS[@]}"; do cpu_s "$p"; done | sum)
   nats1=0
   [[ -n $NATS_PID ]] && nats1=$(cpu_s "$NATS_PID")
+  NATS_PID_WAS=$NATS_PID
   stop_all
   local line
   line=$(grep '^{' "$TMP/gen.out" | tail -n 1 || true)
@@ -157,8 +162,10 @@ run_one() {
     --argjson sw_cpu "$(awk -v a="$sw0" -v b="$sw1" 'BEGIN {printf "%.3f", b - a}')" \
     --argjson nats_cpu "$(awk -v a="$nats0" -v b="$nats1" 'BEGIN {printf "%.3f", b - a}')" \
     --argjson rss0 "$rss0" --argjson rss_idle "$rss_idle" --argjson idle "$IDLE" \
+    --argjson nats_pid "${NATS_PID_WAS:-null}" \
     '{config: $config, scenario: $scen, rep: $rep, result: $r, switches_cpu_s: $sw_cpu,
-      nats_cpu_s: $nats_cpu, rss_before_kb: $rss0, rss_idle_kb: $rss_idle, idle_agents: $idle}' >>"$RUNS"
+      nats_cpu_s: $nats_cpu, nats_pid: $nats_pid, rss_before_kb: $rss0,
+      rss_idle_kb: $rss_idle, idle_agents: $idle}' >>"$RUNS"
   log "  $id: $(grep -E '^(   sent|== max:|   connect)' "$OUT/logs/$id.gen.log" | tail -n 1 | sed 's/^ *//')"
 }
 
@@ -180,8 +187,6 @@ done
 python3 - "$RUNS" "$OUT/table.md" "${FIXED[*]}" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-fixed = sys.argv[3].split()
-secs = float(fixed[fixed.index("--duration") + 1]) + float(fixed[fixed.index("--warmup") + 1])
 configs = ["single", "nats+1", "nats+2", "nats+3"]
 def vals(config, scen, f):
     out = []
@@ -194,19 +199,36 @@ def vals(config, scen, f):
             if v is not None:
                 out.append(v)
     return out
-# (b): 1000 round trips/s over warm-up + window; CPU is measured around the
-# whole run, so per 100k = CPU / (1000 * secs) * 100 000.
-per100k = 100000 / (1000 * secs)
+# (b): CPU over the measured window only, per process (the generator's
+# `also` list: the switches, then nats-server).
+def cpu100k(r, nats):
+    out = [a["cpu_s_per_100k"] for a in r["result"].get("also", [])
+           if (a["pid"] == r.get("nats_pid")) == nats]
+    return sum(out) if out and None not in out else None
 rows = [
     ("(b) p50 latency, ms", "b", lambda r: r["result"]["latency_ms"]["p50"]),
     ("(b) p99 latency, ms", "b", lambda r: r["result"]["latency_ms"]["p99"]),
     ("(b) updates lost", "b", lambda r: r["result"]["lost"]),
-    ("(b) switches' CPU s per 100k round trips", "b", lambda r: r["switches_cpu_s"] * per100k),
-    ("(b) nats-server CPU s per 100k round trips", "b", lambda r: r["nats_cpu_s"] * per100k),
+    ("(b) switches' CPU s per 100k round trips", "b", lambda r: cpu100k(r, False)),
+    ("(b) nats-server CPU s per 100k round trips", "b",
+     lambda r: cpu100k(r, True) if r.get("nats_pid") else None),
     ("(c) max sustained round trips/s", "c", lambda r: r["result"]["max_throughput"]),
     ("idle: KiB per agent, summed over the switches", "idle",
      lambda r: (r["rss_idle_kb"] - r["rss_before_kb"]) / r["idle_agents"] if r["rss_idle_kb"] else None),
 ]
+def each_switch(config):
+    """(b) CPU per 100k of each switch apart (s1 holds the backend):
+    medians over the repetitions, index by index."""
+    per = []
+    for r in runs:
+        if r["config"] == config and r["scenario"] == "b" and r["result"]:
+            xs = [a["cpu_s_per_100k"] for a in r["result"].get("also", [])
+                  if a["pid"] != r.get("nats_pid")]
+            if xs and None not in xs:
+                per.append(xs)
+    if not per:
+        return "-"
+    return " / ".join(num(statistics.median(col)) for col in zip(*per))
 def num(x):
     return "%.0f" % x if abs(x) >= 1000 else "%.3g" % x
 def show(xs):
@@ -218,6 +240,58 @@ out = ["| figure (median [min-max]) | " + " | ".join(configs) + " |",
 for name, scen, f in rows:
     cells = [show(vals(c, scen, f)) for c in configs]
     out.append("| %s | %s |" % (name, " | ".join(cells)))
+    if name.startswith("(b) switches'"):
+        out.append("| (b) each switch's CPU s per 100k (s1 / s2 / s3) | %s |"
+                   % " | ".join(each_switch(c) for c in configs))
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
+
+# plot.svg: three panels, one bar per configuration (the median, a line
+# from min to max): (b) p99 latency, (b) CPU per 100k round trips (the
+# switches and nats-server stacked), (c) the maximum sustained rate.
+def stats(config, scen, f):
+    xs = vals(config, scen, f)
+    return (statistics.median(xs), min(xs), max(xs)) if xs else None
+panels = [
+    ("(b) p99 latency, ms", [("switches", "#4477aa", lambda r: r["result"]["latency_ms"]["p99"])]),
+    ("(b) CPU s per 100k round trips", [
+        ("switches", "#4477aa", lambda r: cpu100k(r, False)),
+        ("nats-server", "#ee6677", lambda r: cpu100k(r, True) if r.get("nats_pid") else None)]),
+    ("(c) max round trips/s", [("switches", "#4477aa", lambda r: r["result"]["max_throughput"])]),
+]
+W, H, PAD = 300, 240, 40
+svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">'
+       % (W * len(panels), H + 30)]
+for pi, (title, layers) in enumerate(panels):
+    x0 = pi * W
+    cols = []
+    for c in configs:
+        cols.append([stats(c, "c" if title.startswith("(c)") else "b", f) for _, _, f in layers])
+    top = max((sum(s[0] for s in col if s) for col in cols), default=1) or 1
+    top = max(top, max((s[2] for col in cols for s in col if s), default=0))
+    scale = (H - 2 * PAD) / top
+    svg.append('<text x="%d" y="16" font-weight="bold">%s</text>' % (x0 + 10, title))
+    svg.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#000"/>' % (x0 + PAD, H - PAD, x0 + W - 10, H - PAD))
+    bw = (W - PAD - 20) / len(configs)
+    for ci, (c, col) in enumerate(zip(configs, cols)):
+        bx = x0 + PAD + ci * bw + bw * 0.15
+        base = H - PAD
+        for (name, color, _), st in zip(layers, col):
+            if not st:
+                continue
+            h = st[0] * scale
+            svg.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>' % (bx, base - h, bw * 0.7, h, color))
+            if len(layers) == 1:
+                svg.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000"/>'
+                           % (bx + bw * 0.35, base - st[2] * scale, bx + bw * 0.35, base - st[1] * scale))
+            base -= h
+        total = sum(st[0] for st in col if st)
+        svg.append('<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>' % (bx + bw * 0.35, base - 4, num(total)))
+        svg.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (bx + bw * 0.35, H - PAD + 14, c))
+    if len(layers) > 1:
+        for li, (name, color, _) in enumerate(layers):
+            svg.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>'
+                       % (x0 + PAD + li * 90, H, color, x0 + PAD + li * 90 + 14, H + 9, name))
+svg.append("</svg>")
+open(sys.argv[2].replace("table.md", "plot.svg"), "w").write("\n".join(svg) + "\n")
 PY

@@ -101,6 +101,11 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// SIGSTOP or SIGCONT: a server that stops answering, and comes back.
+    pub fn signal(&self, sig: &str) {
+        signal(&self.child, sig);
+    }
+
     /// SIGKILL, then a new server on the same port and store.
     pub fn kill(mut self) -> KilledNats {
         let _ = self.child.kill();
@@ -134,6 +139,16 @@ impl Drop for Nats {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`) to a child process.
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
 }
 
 /// Short timers for the cluster (heartbeats, node timeout, acks).
@@ -550,12 +565,7 @@ impl Node {
 
     /// SIGSTOP or SIGCONT: a switch that stops answering, and comes back.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
+        signal(&self.child, sig);
     }
 
     /// SIGKILL: nothing of the switch's memory survives.
@@ -769,21 +779,27 @@ async fn the_backend_reconnecting_after_its_switch_died_gets_every_update() {
     }
 }
 
+/// Two switches: the backend on `n1`, agent `id` on `n2`, one update
+/// exchanged each way.
+async fn backend_here_agent_there(nats: &Nats, id: &str) -> ([Switch; 2], Ws, Ws) {
+    let [n1, n2] = switches(nats).await;
+    let mut b = n1.backend().await;
+    let mut a = n2.agent(id).await;
+    b.send(live_update(id, "client_bound_live_update", 0)).await;
+    assert_eq!(numbers(&mut a, "client_bound_live_update", 1).await, [0]);
+    a.send(live_update(id, "mephisto_bound_live_update", 0))
+        .await;
+    assert_eq!(numbers(&mut b, "mephisto_bound_live_update", 1).await, [0]);
+    ([n1, n2], b, a)
+}
+
 // CLUSTER.md 3, scenario 6: nats-server SIGKILLed and restarted on its
 // port and store: no switch exits, packets sent meanwhile wait in the
 // publish window and go out again with their ids, none twice.
 #[actix_web::test]
 async fn a_nats_restart_loses_and_doubles_nothing() {
     let nats = Nats::start();
-    let [n1, n2] = switches(&nats).await;
-    let mut b = n1.backend().await;
-    let mut a = n2.agent("r").await;
-    b.send(live_update("r", "client_bound_live_update", 0))
-        .await;
-    assert_eq!(numbers(&mut a, "client_bound_live_update", 1).await, [0]);
-    a.send(live_update("r", "mephisto_bound_live_update", 0))
-        .await;
-    assert_eq!(numbers(&mut b, "mephisto_bound_live_update", 1).await, [0]);
+    let ([n1, n2], mut b, mut a) = backend_here_agent_there(&nats, "r").await;
     let killed = nats.kill();
     n1.wait_metric("switchyard_cluster_connected", &[], 0.0)
         .await;
@@ -820,6 +836,152 @@ async fn a_nats_restart_loses_and_doubles_nothing() {
         n1.metric("switchyard_cluster_publish_retries_total", &[])
             .await
             > 0.0
+    );
+    for s in [n1, n2] {
+        s.stop().await;
+    }
+}
+
+// CLUSTER.md 2 "Actors": a full publish window pauses the sockets that
+// fill it (the senders' flow, as a full backend socket does on one switch),
+// and what waits past the window goes out in order once NATS is back.
+#[actix_web::test]
+async fn a_full_publish_window_pauses_its_senders_and_loses_nothing() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let n1 = Switch::start_with(|c| quick_cluster(c, &url, "n1")).await;
+    let n2 = Switch::start_with(|c| {
+        quick_cluster(c, &url, "n2");
+        c.cluster.publish_window = 4;
+    })
+    .await;
+    let mut b = n1.backend().await;
+    let mut a = n2.agent("w").await;
+    a.send(live_update("w", "mephisto_bound_live_update", 0))
+        .await;
+    assert_eq!(numbers(&mut b, "mephisto_bound_live_update", 1).await, [0]);
+    let killed = nats.kill();
+    n2.wait_metric("switchyard_cluster_connected", &[], 0.0)
+        .await;
+    // Four fill the window: the socket's next packet waits behind it and
+    // pauses the socket; the one after is read once the pause is over.
+    for n in 1..=4 {
+        a.send(live_update("w", "mephisto_bound_live_update", n))
+            .await;
+    }
+    n2.wait_metric("switchyard_cluster_publish_window", &[], 4.0)
+        .await;
+    for n in 5..=6 {
+        a.send(live_update("w", "mephisto_bound_live_update", n))
+            .await;
+    }
+    wait_for("the agent's socket paused", || {
+        let url = n2.url("/metrics");
+        async move { metric_at(&url, "switchyard_sender_pauses_total", &[]).await >= 1.0 }
+    })
+    .await;
+    assert_eq!(
+        n2.metric("switchyard_cluster_publish_window", &[]).await,
+        4.0
+    );
+    let _nats = killed.restart();
+    let each = Duration::from_secs(30);
+    assert_eq!(
+        numbers_within(&mut b, "mephisto_bound_live_update", 6, each).await,
+        (1..=6).collect::<Vec<i64>>()
+    );
+    // The window drained: the socket is read again at once.
+    a.send(live_update("w", "mephisto_bound_live_update", 7))
+        .await;
+    assert_eq!(numbers(&mut b, "mephisto_bound_live_update", 1).await, [7]);
+    assert_eq!(
+        n2.metric(
+            "switchyard_packets_dropped_total",
+            &[("reason", "cluster_window_full")]
+        )
+        .await,
+        0.0
+    );
+    for s in [n1, n2] {
+        s.stop().await;
+    }
+}
+
+// CLUSTER.md 2 "Agent-bound": a live copy whose previous sequence the
+// agent has not seen makes it read the gap from the stream, and only
+// what the stream holds is delivered: a copy that is not in it (here one
+// forged on the live subject by a stranger) never reaches the agent.
+#[actix_web::test]
+async fn a_live_copy_past_a_gap_is_read_from_the_stream_never_trusted() {
+    let nats = Nats::start();
+    let [n1] = switches(&nats).await;
+    let mut b = n1.backend().await;
+    let mut a = n1.agent("g").await;
+    b.send(live_update("g", "client_bound_live_update", 0))
+        .await;
+    assert_eq!(numbers(&mut a, "client_bound_live_update", 1).await, [0]);
+    let forged = live_update("g", "client_bound_live_update", 666).to_string();
+    nats_publish_with(
+        &nats,
+        "sy.live.g",
+        &[
+            ("Nats-Sequence", "1000000"),
+            ("Nats-Last-Sequence", "999999"),
+        ],
+        forged.as_bytes(),
+    )
+    .await;
+    n1.wait_metric("switchyard_cluster_gap_repairs_total", &[], 1.0)
+        .await;
+    for n in 1..=3 {
+        b.send(live_update("g", "client_bound_live_update", n))
+            .await;
+    }
+    assert_eq!(
+        numbers(&mut a, "client_bound_live_update", 3).await,
+        [1, 2, 3]
+    );
+    n1.stop().await;
+}
+
+// CLUSTER.md 2 "Order" and 3: a publish whose acknowledgement did not come
+// (NATS stopped, not gone: the connection stays up) is sent again with its
+// id; JetStream stores it once, acknowledges the copy as a duplicate
+// (counted), and the peer gets every packet once, in order.
+#[actix_web::test]
+async fn a_publish_sent_again_is_stored_once() {
+    let nats = Nats::start();
+    let ([n1, n2], mut b, mut a) = backend_here_agent_there(&nats, "d").await;
+    nats.signal("-STOP");
+    for n in 1..=3 {
+        a.send(live_update("d", "mephisto_bound_live_update", n))
+            .await;
+    }
+    // The acknowledgement times out (5 s), and the window is sent again.
+    wait_for_within("n2 sent its window again", Duration::from_secs(20), || {
+        let url = n2.url("/metrics");
+        async move { metric_at(&url, "switchyard_cluster_publish_retries_total", &[]).await >= 1.0 }
+    })
+    .await;
+    nats.signal("-CONT");
+    assert_eq!(
+        numbers_within(
+            &mut b,
+            "mephisto_bound_live_update",
+            3,
+            Duration::from_secs(30)
+        )
+        .await,
+        [1, 2, 3]
+    );
+    wait_for("the copies acknowledged as duplicates", || {
+        let url = n2.url("/metrics");
+        async move { metric_at(&url, "switchyard_cluster_duplicate_acks_total", &[]).await >= 1.0 }
+    })
+    .await;
+    assert!(
+        b.try_recv(Duration::from_millis(500)).await.is_err(),
+        "nothing twice"
     );
     for s in [n1, n2] {
         s.stop().await;
@@ -1069,6 +1231,11 @@ async fn behind_nginx_agents_of_a_killed_switch_lose_nothing() {
 /// Publishes `payload` on `subject` with a bare NATS protocol client (a
 /// peer that is not a switch).
 async fn nats_publish(nats: &Nats, subject: &str, payload: &[u8]) {
+    nats_publish_with(nats, subject, &[], payload).await
+}
+
+/// The same, with NATS headers.
+async fn nats_publish_with(nats: &Nats, subject: &str, headers: &[(&str, &str)], payload: &[u8]) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", nats.port))
         .await
@@ -1078,8 +1245,18 @@ async fn nats_publish(nats: &Nats, subject: &str, payload: &[u8]) {
     let mut info = String::new();
     r.read_line(&mut info).await.unwrap();
     assert!(info.starts_with("INFO"), "{info}");
-    let mut out = b"CONNECT {\"verbose\":false}\r\n".to_vec();
-    out.extend_from_slice(format!("PUB {subject} {}\r\n", payload.len()).as_bytes());
+    let mut out = b"CONNECT {\"verbose\":false,\"headers\":true}\r\n".to_vec();
+    if headers.is_empty() {
+        out.extend_from_slice(format!("PUB {subject} {}\r\n", payload.len()).as_bytes());
+    } else {
+        let mut h = "NATS/1.0\r\n".to_string();
+        for (k, v) in headers {
+            h.push_str(&format!("{k}: {v}\r\n"));
+        }
+        h.push_str("\r\n");
+        let total = h.len() + payload.len();
+        out.extend_from_slice(format!("HPUB {subject} {} {total}\r\n{h}", h.len()).as_bytes());
+    }
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\nPING\r\n");
     w.write_all(&out).await.unwrap();

@@ -54,6 +54,10 @@ struct Args {
     /// Router process id: report its CPU and RSS over the window.
     #[arg(long)]
     router_pid: Option<u32>,
+    /// Other processes (the switches of a cluster, a NATS server): report
+    /// each one's CPU over the measured window. Repeatable.
+    #[arg(long = "also-pid")]
+    also_pids: Vec<u32>,
     /// Concurrent connection attempts.
     #[arg(long, default_value_t = 256)]
     connect_concurrency: usize,
@@ -173,6 +177,7 @@ struct RunCfg {
     drain: f64,
     heartbeat: f64,
     router_pid: Option<u32>,
+    also_pids: Vec<u32>,
     connect_concurrency: usize,
     connect_only: bool,
 }
@@ -572,10 +577,18 @@ async fn run_once(cfg: RunCfg, mode: &str) -> Value {
         )));
     }
 
+    let also_cpu = || -> Vec<Option<f64>> {
+        cfg.also_pids
+            .iter()
+            .map(|p| proc_cpu(&p.to_string()))
+            .collect()
+    };
     sleep_until(win_start_i.into()).await;
     let s0 = sample(cfg.router_pid);
+    let also0 = also_cpu();
     sleep_until(win_end_i.into()).await;
     let s1 = sample(cfg.router_pid);
+    let also1 = also_cpu();
     sleep_until(stop_at.into()).await;
     let _ = stop_tx.send(true);
 
@@ -668,6 +681,10 @@ async fn run_once(cfg: RunCfg, mode: &str) -> Value {
             "rss_kb_per_agent": rss_per_agent,
         },
         "generator": {"cpu_s": gen_cpu.map(r3), "cpu_s_per_100k": per100k(gen_cpu)},
+        "also": cfg.also_pids.iter().zip(also0.iter().zip(&also1)).map(|(pid, (a, b))| {
+            let cpu = a.zip(*b).map(|(a, b)| b - a);
+            json!({"pid": pid, "cpu_s": cpu.map(r3), "cpu_s_per_100k": per100k(cpu)})
+        }).collect::<Vec<_>>(),
     });
     eprintln!(
         "   sent {} received {} lost {} dup {} reordered {} | {:.0} rt/s | latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
@@ -851,6 +868,7 @@ fn main() {
             drain: args.drain,
             heartbeat: args.heartbeat,
             router_pid: args.router_pid,
+            also_pids: args.also_pids.clone(),
             connect_concurrency: args.connect_concurrency,
             connect_only: false,
         };

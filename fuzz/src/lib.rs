@@ -34,6 +34,7 @@ pub const TARGETS: &[&str] = &[
     "ws_inbound",
     "history_record",
     "state_snapshot",
+    "cluster_records",
 ];
 
 /// Runs the check of target `name` on `data`.
@@ -48,6 +49,7 @@ pub fn check(name: &str, data: &[u8]) {
         "ws_inbound" => ws_inbound(data),
         "history_record" => history_record(data),
         "state_snapshot" => state_snapshot(data),
+        "cluster_records" => cluster_records(data),
         other => panic!("no fuzz target named {other}"),
     }
 }
@@ -550,6 +552,74 @@ pub fn state_snapshot(data: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------
+// What switches of a cluster read from NATS (CLUSTER.md section 2)
+
+/// Byte 0 picks the decoder, the rest is its input:
+/// - 0: an id as a subject token: every id has a token of the allowed
+///   characters that maps back to it, and a token that maps to an id is
+///   that id's only token (two agents never share a mailbox);
+/// - 1: an ownership record (KV `sy_agents`) and 2: a heartbeat: what
+///   parses writes back to what parses the same;
+/// - 3: `request_statuses` reply parts (split at `0xFF`) gathered for two
+///   switches with a bound of 4 statuses each: the bound holds, every reply
+///   is either taken or refused, and the answer is complete exactly when
+///   no switch is missing.
+pub fn cluster_records(data: &[u8]) {
+    use switchyard_actors::cluster::actor::Heartbeat;
+    use switchyard_actors::cluster::mailbox::Owner;
+    use switchyard_actors::cluster::names::{id_of, token};
+    use switchyard_actors::cluster::statuses::Gathered;
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    match pick % 4 {
+        0 => {
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return;
+            };
+            let t = token(text);
+            assert!(
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-=".contains(&b)),
+                "{text:?} gave the token {t:?}"
+            );
+            assert_eq!(id_of(&t).as_deref(), Some(text), "token {t:?}");
+            if let Some(id) = id_of(text) {
+                assert_eq!(token(&id), text, "{text:?} is not the token of {id:?}");
+            }
+        }
+        1 => {
+            if let Some(o) = Owner::parse(rest) {
+                let back = serde_json::to_vec(&o).expect("a record serialises");
+                assert_eq!(Owner::parse(&back).as_ref(), Some(&o));
+            }
+        }
+        2 => {
+            if let Some(h) = Heartbeat::parse(rest) {
+                let back = serde_json::to_vec(&h).expect("a heartbeat serialises");
+                assert_eq!(Heartbeat::parse(&back).as_ref(), Some(&h));
+            }
+        }
+        _ => {
+            let mut g = Gathered::new(["n1".to_string(), "n2".to_string()], 4);
+            let mut replies = 0;
+            for reply in rest.split(|&b| b == 0xFF) {
+                replies += 1;
+                let refused = g.refused;
+                let len = g.statuses.len();
+                let complete = g.take(reply);
+                assert!(g.statuses.len() <= 8, "{} statuses", g.statuses.len());
+                assert!(g.refused == refused || g.refused == refused + 1);
+                assert_eq!(complete, g.missing().is_empty());
+                assert!(g.refused > refused || g.statuses.len() >= len);
+            }
+            assert!(g.refused <= replies);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Seeds
 
 /// The seed corpus of target `name`: valid inputs made by the crates' own
@@ -702,6 +772,30 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 v.push(a[1..].to_vec());
             }
             v
+        }
+        "cluster_records" => {
+            let part = |node: &str, last: bool| {
+                let mut m = Map::new();
+                m.insert("a1".into(), Value::from("in task"));
+                serde_json::to_vec(&switchyard_actors::cluster::statuses::Part {
+                    node: node.into(),
+                    statuses: m,
+                    last,
+                })
+                .unwrap_or_default()
+            };
+            let parts = [part("n1", false), part("n1", true), part("n2", true)].join(&0xFF);
+            vec![
+                with(&[0], b"agent-1"),
+                with(&[0], "a.b c\u{e9}".as_bytes()),
+                with(&[0], b"=YS5i"),
+                with(
+                    &[1],
+                    br#"{"owner":"n2","since":1700000000.5,"status":"in task","last_ping_ms":1700000000123}"#,
+                ),
+                with(&[2], br#"{"node":"n1","boot":17,"agents":3,"has_backend":true}"#),
+                with(&[3], &parts),
+            ]
         }
         "router_packet" => [
             r#"{"packet_type":"alive","subject_id":"mephisto","data":{}}"#,

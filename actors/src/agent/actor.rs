@@ -193,6 +193,9 @@ impl Agent {
     fn drain(&mut self, ctx: &mut Context<Self>) {
         let step = self.with_queue(Delivery::drain);
         self.follow(step, ctx);
+        // Cluster mode: what left the queue is to be acknowledged.
+        #[cfg(feature = "cluster")]
+        self.arm_purge_tick(ctx);
     }
 
     /// Runs `f` on the delivery and moves the queue gauges by what the
@@ -829,7 +832,10 @@ mod cluster_mode {
     pub(super) struct MailboxFeed {
         pub(super) acks: Acks,
         live: SpawnHandle,
-        purges: SpawnHandle,
+        /// The next ack tick, while something read is not purged yet (an
+        /// idle agent has no timer: thousands of them would wake for
+        /// nothing).
+        purge_tick: Option<SpawnHandle>,
     }
 
     impl Agent {
@@ -880,13 +886,10 @@ mod cluster_mode {
                             .inc_by(bad as u64);
                     }
                     let live = ctx.add_stream(sub);
-                    let purges = ctx.run_interval(cluster.config.ack_interval(), |act, _| {
-                        act.purge_mailbox(false);
-                    });
                     act.mailbox = Some(Box::new(MailboxFeed {
                         acks: Acks::default(),
                         live,
-                        purges,
+                        purge_tick: None,
                     }));
                     for (seq, p) in stored {
                         act.take_stored(seq, p, ctx);
@@ -954,6 +957,27 @@ mod cluster_mode {
             if let Some(feed) = &mut self.mailbox {
                 feed.acks.settle(queued);
             }
+            self.arm_purge_tick(ctx);
+        }
+
+        /// Ticks every ack interval while something read is not purged.
+        pub(super) fn arm_purge_tick(&mut self, ctx: &mut Context<Self>) {
+            let Some(interval) = self.ctx.cluster().map(|c| c.config.ack_interval()) else {
+                return;
+            };
+            let Some(feed) = &mut self.mailbox else {
+                return;
+            };
+            if feed.purge_tick.is_some() || feed.acks.all_purged() {
+                return;
+            }
+            feed.purge_tick = Some(ctx.run_later(interval, |act, ctx| {
+                if let Some(feed) = &mut act.mailbox {
+                    feed.purge_tick = None;
+                }
+                act.purge_mailbox(false);
+                act.arm_purge_tick(ctx);
+            }));
         }
 
         /// Acknowledges what the socket's transport has taken (`now`:
@@ -997,7 +1021,9 @@ mod cluster_mode {
         fn leave_mailbox(&mut self, ctx: &mut Context<Self>) {
             if let Some(feed) = self.mailbox.take() {
                 ctx.cancel_future(feed.live);
-                ctx.cancel_future(feed.purges);
+                if let Some(t) = feed.purge_tick {
+                    ctx.cancel_future(t);
+                }
             }
         }
     }

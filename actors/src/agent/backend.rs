@@ -114,13 +114,8 @@ impl BackendLink {
     fn deliver(&mut self, packet: Packet, ctx: &mut Context<Self>) {
         #[cfg(feature = "cluster")]
         if let Some(feed) = &self.feed {
-            let mut packet = packet;
             let origin = is_request(&packet, |_| true);
-            feed.cluster.addr.do_send(crate::cluster::Publish {
-                target: crate::cluster::Target::Backend,
-                payload: packet.to_text(crate::clock::now_secs()).into(),
-                origin,
-            });
+            feed.cluster.to_backend(packet, origin);
             return;
         }
         self.deliver_here(packet, ctx);

@@ -256,10 +256,14 @@ impl WsSession {
             PacketType::Alive => self.agent_alive(packet),
             PacketType::Heartbeat => self.heartbeat(packet),
             PacketType::MephistoBoundLiveUpdate | PacketType::LogError => {
-                self.route_to_backend(packet, ctx)
+                self.route_to_backend(packet, ctx);
+                #[cfg(feature = "cluster")]
+                self.wait_for_window(ctx);
             }
             PacketType::ClientBoundLiveUpdate | PacketType::UpdateStatus => {
-                self.route_to_agent(packet)
+                self.route_to_agent(packet);
+                #[cfg(feature = "cluster")]
+                self.wait_for_window(ctx);
             }
             PacketType::RequestStatuses => self.rctx.directory.do_send(RequestStatuses(packet)),
             PacketType::AgentDetails => self.rctx.backend.do_send(AgentDetails(packet)),
@@ -360,6 +364,14 @@ impl WsSession {
     }
 
     fn route_to_backend(&mut self, packet: Packet, ctx: &mut ws::WebsocketContext<Self>) {
+        // Cluster mode: straight to the backend stream, serialised on this
+        // socket's thread (a live update or a log_error is no HTTP
+        // request: no origin to remember).
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.rctx.cluster() {
+            c.to_backend(packet, false);
+            return;
+        }
         let backend = &self.rctx.backend;
         let packet = match backend.shortcut() {
             Some(sc) => match sc.send(&self.backend_detour, packet) {
@@ -402,7 +414,45 @@ impl WsSession {
         }));
     }
 
+    /// Cluster mode: while the publish window is full, read nothing more
+    /// from this socket until it has room (or `MAX_PAUSE` passed: then
+    /// the window's own bound counts what does not fit).
+    #[cfg(feature = "cluster")]
+    fn wait_for_window(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(room) = self
+            .rctx
+            .cluster()
+            .map(|c| &c.room)
+            .filter(|r| r.is_full())
+            .cloned()
+        else {
+            return;
+        };
+        self.rctx.metrics.sender_pauses.inc();
+        ctx.wait(
+            async move { room.until_room(super::shortcut::MAX_PAUSE).await }
+                .into_actor(self)
+                .map(|room, act, _| {
+                    if !room {
+                        log::info!(
+                            "socket {}: the cluster's publish window stayed full for {:?}; reading on",
+                            act.origin.peer,
+                            super::shortcut::MAX_PAUSE
+                        );
+                    }
+                }),
+        );
+    }
+
     fn route_to_agent(&mut self, packet: Packet) {
+        // Cluster mode: straight to the agent's mailbox stream, whichever
+        // switch holds the agent (every packet of this socket takes this
+        // one way, so their order holds).
+        #[cfg(feature = "cluster")]
+        if let Some(c) = self.rctx.cluster() {
+            c.to_mailbox(packet);
+            return;
+        }
         // While packets for this agent are still on their way through the
         // directory, the next ones follow them there: straight to the agent
         // (or past it) they could overtake them.

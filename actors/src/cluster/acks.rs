@@ -99,6 +99,12 @@ impl Acks {
         None
     }
 
+    /// Everything read has been purged: no tick has anything to do until
+    /// the next packet is read (an idle owner needs no ack timer).
+    pub fn all_purged(&self) -> bool {
+        self.purged >= self.seen && self.pending.is_none()
+    }
+
     /// The purge of everything handed over or dropped, now (the owner
     /// retires: what it dropped it has reported).
     pub fn due_now(&mut self) -> Option<u64> {

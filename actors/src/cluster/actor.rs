@@ -31,6 +31,7 @@ use super::config::ClusterConfig;
 use super::link::{self, Link, LinkError};
 use super::membership::{Heard, Membership};
 use super::metrics::ClusterMetrics;
+use super::room::WindowRoom;
 use super::statuses;
 use super::window::PublishWindow;
 use futures_util::StreamExt;
@@ -90,6 +91,17 @@ pub struct Heartbeat {
     pub has_backend: bool,
 }
 
+impl Heartbeat {
+    /// A heartbeat as read from `sy.ctl.hb`: anything longer than one of
+    /// ours, or not one, is None.
+    pub fn parse(bytes: &[u8]) -> Option<Heartbeat> {
+        if bytes.len() > MAX_HEARTBEAT_BYTES {
+            return None;
+        }
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
 /// One switch of the cluster, as its last heartbeat told.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SwitchInfo {
@@ -126,6 +138,7 @@ pub struct Cluster {
     /// Past a full window, in arrival order (bounded by the window's size
     /// again; past that, counted and dropped).
     waiting: VecDeque<Outgoing>,
+    room: Arc<WindowRoom>,
     sender: mpsc::UnboundedSender<Send>,
     connected: bool,
     /// A publish failed: send every unacknowledged one again on the next
@@ -150,6 +163,34 @@ pub struct ClusterHandle {
     pub node: String,
     pub config: ClusterConfig,
     pub metrics: Arc<ClusterMetrics>,
+    /// Whether the publish window takes more: sessions pause reading
+    /// their sockets while it does not.
+    pub room: Arc<WindowRoom>,
+}
+
+impl ClusterHandle {
+    /// Stores a packet in its agent's mailbox (`sy.mbox.<agent>`), read by
+    /// whichever switch holds the agent. Serialised here, on the sender's
+    /// thread, not in the one `Cluster` actor.
+    pub fn to_mailbox(&self, mut packet: crate::wire::Packet) {
+        let payload = packet.to_text(crate::clock::now_secs()).into();
+        self.addr.do_send(Publish {
+            target: Target::Mailbox(packet.subject_id),
+            payload,
+            origin: false,
+        });
+    }
+
+    /// Stores a packet in the backend stream, read by whichever switch
+    /// holds the backend; `origin`: an HTTP request's packet whose reply
+    /// this switch waits for.
+    pub fn to_backend(&self, mut packet: crate::wire::Packet, origin: bool) {
+        self.addr.do_send(Publish {
+            target: Target::Backend,
+            payload: packet.to_text(crate::clock::now_secs()).into(),
+            origin,
+        });
+    }
 }
 
 impl Cluster {
@@ -189,7 +230,9 @@ impl Cluster {
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
         let (tx, rx) = mpsc::unbounded_channel();
+        let room = Arc::new(WindowRoom::default());
         let addr = Cluster::create({
+            let room = Arc::clone(&room);
             let link = link.clone();
             let node = node.clone();
             let config = config.clone();
@@ -201,6 +244,7 @@ impl Cluster {
                     told: std::collections::BTreeMap::new(),
                     window: PublishWindow::new(&node, boot, config.publish_window),
                     waiting: VecDeque::new(),
+                    room,
                     sender: tx,
                     connected: true,
                     retry_due: false,
@@ -232,6 +276,7 @@ impl Cluster {
             node,
             config,
             metrics,
+            room,
         })
     }
 
@@ -269,10 +314,7 @@ impl Cluster {
     }
 
     fn heard(&mut self, msg: async_nats::Message, ctx: &mut Context<Self>) {
-        let hb = (msg.payload.len() <= MAX_HEARTBEAT_BYTES)
-            .then(|| serde_json::from_slice::<Heartbeat>(&msg.payload).ok())
-            .flatten();
-        let Some(hb) = hb else {
+        let Some(hb) = Heartbeat::parse(&msg.payload) else {
             self.metrics
                 .malformed
                 .with_label_values(&["heartbeat"])
@@ -323,8 +365,13 @@ impl Cluster {
                 };
                 self.sent_at.insert(n, Instant::now());
                 let _ = self.sender.send(send);
+                if self.window.is_full() {
+                    // Pause the senders now, before anything has to wait.
+                    self.room.set_full(true);
+                }
             }
             Err(out) => {
+                self.room.set_full(true);
                 if self.waiting.len() >= self.config.publish_window {
                     self.switch_metrics
                         .dropped(crate::metrics::drop_reason::CLUSTER_WINDOW_FULL, 1);
@@ -371,31 +418,67 @@ impl Cluster {
     }
 }
 
-/// The one sending task: publishes in the order it is given, and waits
-/// for each acknowledgement on a task of its own.
+/// What JetStream answered to a publish.
+type AckOutcome = Result<
+    async_nats::jetstream::publish::PublishAck,
+    (async_nats::jetstream::context::PublishErrorKind, String),
+>;
+
+/// The answer to publish `n` of the window.
+type AckResult = (u64, AckOutcome);
+
+/// The one sending task: publishes in the order it is given. Each
+/// acknowledgement is awaited by a second task, which reports them to the
+/// actor in batches (one message for every acknowledgement ready at once,
+/// not one task and one message per publish). The two are apart so that
+/// the sender, waiting for room in the client's acknowledgement window,
+/// never stops the acknowledgements that make that room (`CLUSTER.md`
+/// section 1, pitfall 1).
 fn spawn_sender(
     js: async_nats::jetstream::Context,
     mut rx: mpsc::UnboundedReceiver<Send>,
     me: Addr<Cluster>,
 ) {
+    let (pending_tx, mut pending_rx) = mpsc::unbounded_channel();
     actix::spawn(async move {
         while let Some(s) = rx.recv().await {
             let mut publish = PublishMessage::build().message_id(&s.id).payload(s.payload);
             if let Some(origin) = &s.origin {
                 publish = publish.header(ORIGIN_HEADER, origin.as_str());
             }
-            let me = me.clone();
-            match js.send_publish(s.subject, publish).await {
-                Ok(ack) => {
-                    actix::spawn(async move {
-                        let result = ack.await.map_err(|e| (e.kind(), e.to_string()));
-                        me.do_send(Acked { n: s.n, result });
-                    });
-                }
-                Err(e) => me.do_send(Acked {
-                    n: s.n,
-                    result: Err((e.kind(), e.to_string())),
+            let n = s.n;
+            let ack = match js.send_publish(s.subject, publish).await {
+                Ok(ack) => futures_util::future::Either::Left(async move {
+                    (n, ack.await.map_err(|e| (e.kind(), e.to_string())))
                 }),
+                Err(e) => futures_util::future::Either::Right(std::future::ready((
+                    n,
+                    Err((e.kind(), e.to_string())),
+                ))),
+            };
+            if pending_tx.send(ack).is_err() {
+                break;
+            }
+        }
+    });
+    actix::spawn(async move {
+        use futures_util::stream::FuturesUnordered;
+        use futures_util::FutureExt;
+        let mut waiting = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                next = pending_rx.recv() => match next {
+                    Some(ack) => waiting.push(ack),
+                    None if waiting.is_empty() => break,
+                    None => {}
+                },
+                Some(first) = waiting.next(), if !waiting.is_empty() => {
+                    let mut batch: Vec<AckResult> = vec![first];
+                    while let Some(Some(more)) = waiting.next().now_or_never() {
+                        batch.push(more);
+                    }
+                    me.do_send(Acked(batch));
+                }
             }
         }
     });
@@ -507,15 +590,10 @@ impl Handler<Publish> for Cluster {
     }
 }
 
+/// Acknowledgements that came in together.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Acked {
-    n: u64,
-    result: Result<
-        async_nats::jetstream::publish::PublishAck,
-        (async_nats::jetstream::context::PublishErrorKind, String),
-    >,
-}
+struct Acked(Vec<AckResult>);
 
 /// JetStream's "maximum messages per subject exceeded": an agent's mailbox
 /// is full.
@@ -524,9 +602,21 @@ const MAILBOX_FULL: &str = "10077";
 impl Handler<Acked> for Cluster {
     type Result = ();
     fn handle(&mut self, msg: Acked, ctx: &mut Context<Self>) {
-        match msg.result {
+        for (n, result) in msg.0 {
+            self.acked(n, result, ctx);
+        }
+        self.refill();
+        self.metrics
+            .publish_window
+            .set(self.window.pending() as i64);
+    }
+}
+
+impl Cluster {
+    fn acked(&mut self, n: u64, result: AckOutcome, ctx: &mut Context<Self>) {
+        match result {
             Ok(ack) => {
-                if let Some(at) = self.sent_at.remove(&msg.n) {
+                if let Some(at) = self.sent_at.remove(&n) {
                     self.metrics
                         .js_ack_seconds
                         .observe(at.elapsed().as_secs_f64());
@@ -534,15 +624,14 @@ impl Handler<Acked> for Cluster {
                 if ack.duplicate {
                     self.metrics.duplicate_acks.inc();
                 }
-                if let Some(o) = self.window.ack(msg.n) {
+                if let Some(o) = self.window.ack(n) {
                     self.metrics.published.with_label_values(&[o.kind]).inc();
                 }
-                self.refill();
             }
             Err((PublishErrorKind::MaxPayloadExceeded, e)) => {
                 // Sending it again cannot help.
-                self.sent_at.remove(&msg.n);
-                if let Some(o) = self.window.ack(msg.n) {
+                self.sent_at.remove(&n);
+                if let Some(o) = self.window.ack(n) {
                     self.switch_metrics
                         .dropped(crate::metrics::drop_reason::CLUSTER_TOO_LARGE, 1);
                     log::warn!(
@@ -551,9 +640,8 @@ impl Handler<Acked> for Cluster {
                         o.payload.len()
                     );
                 }
-                self.refill();
             }
-            Err((_, e)) if e.contains(MAILBOX_FULL) => self.mailbox_full(msg.n, ctx),
+            Err((_, e)) if e.contains(MAILBOX_FULL) => self.mailbox_full(n, ctx),
             Err((_, e)) => {
                 if !self.retry_due {
                     log::warn!("cluster: publish not acknowledged ({e}); will send again");
@@ -561,20 +649,20 @@ impl Handler<Acked> for Cluster {
                 self.retry_due = true;
             }
         }
-        self.metrics
-            .publish_window
-            .set(self.window.pending() as i64);
     }
-}
 
-impl Cluster {
-    /// Publishes waiting for room in the window go in.
+    /// Publishes waiting for room in the window go in; once it has
+    /// drained to half, the paused sockets read again (half: they resume
+    /// into room for a burst, not into the next full window).
     fn refill(&mut self) {
         while !self.window.is_full() {
             let Some(next) = self.waiting.pop_front() else {
                 break;
             };
             self.take(next);
+        }
+        if self.waiting.is_empty() && self.window.pending() <= self.config.publish_window / 2 {
+            self.room.set_full(false);
         }
     }
 

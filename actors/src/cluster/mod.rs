@@ -34,6 +34,8 @@ pub mod membership;
 #[cfg(feature = "cluster")]
 pub mod metrics;
 pub mod names;
+#[cfg(feature = "cluster")]
+pub mod room;
 pub mod statuses;
 pub mod window;
 

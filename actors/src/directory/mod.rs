@@ -229,12 +229,7 @@ impl Handler<RouteToAgent> for AgentDirectory {
         // another); the sender keeps no agent to write to.
         #[cfg(feature = "cluster")]
         if let Some(c) = self.rctx.cluster() {
-            let mut packet = msg.packet;
-            c.addr.do_send(crate::cluster::Publish {
-                target: crate::cluster::Target::Mailbox(agent_id),
-                payload: packet.to_text(crate::clock::now_secs()).into(),
-                origin: false,
-            });
+            c.to_mailbox(msg.packet);
             return;
         }
         let Some(agent) = self.agent(&agent_id) else {
