@@ -907,6 +907,60 @@ async fn a_full_publish_window_pauses_its_senders_and_loses_nothing() {
     }
 }
 
+// CLUSTER.md 2 "Backend-bound": a backend that stops reading fills its
+// outbox; the switch then stops reading the backend stream (the stream,
+// not memory, holds the backlog) and goes on once the backend reads
+// again: nothing dropped, nothing out of order.
+#[actix_web::test]
+async fn a_backend_that_stops_reading_leaves_the_backlog_in_the_stream() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let n1 = Switch::start_with(|c| {
+        quick_cluster(c, &url, "n1");
+        c.backend.outbox_limit = 8;
+    })
+    .await;
+    let mut b = n1.backend().await;
+    let mut a = n1.agent("s").await;
+    let pad = "x".repeat(16 * 1024);
+    // ~24 MB: more than the socket buffers and the transport's bound hold.
+    for n in 0..1500 {
+        a.send(json!({
+            "packet_type": "mephisto_bound_live_update",
+            "subject_id": "s",
+            "data": {"n": n, "pad": pad},
+        }))
+        .await;
+    }
+    wait_for("the backend's outbox full", || {
+        let url = n1.url("/metrics");
+        async move { metric_at(&url, "switchyard_backend_outbox_depth", &[]).await >= 6.0 }
+    })
+    .await;
+    assert!(
+        n1.metric(
+            "switchyard_cluster_received_total",
+            &[("stream", "backend")]
+        )
+        .await
+            < 1500.0,
+        "the rest waits in the stream"
+    );
+    assert_eq!(
+        numbers(&mut b, "mephisto_bound_live_update", 1500).await,
+        (0..1500).collect::<Vec<i64>>()
+    );
+    assert_eq!(
+        n1.metric(
+            "switchyard_packets_dropped_total",
+            &[("reason", "backend_outbox_full")]
+        )
+        .await,
+        0.0
+    );
+    n1.stop().await;
+}
+
 // CLUSTER.md 2 "Agent-bound": a live copy whose previous sequence the
 // agent has not seen makes it read the gap from the stream, and only
 // what the stream holds is delivered: a copy that is not in it (here one

@@ -159,7 +159,7 @@ impl BackendLink {
             #[cfg(feature = "cluster")]
             if let Some(feed) = &mut self.feed {
                 feed.settle(q.len());
-                if q.len() < q.limit() {
+                if feed.takes_batch(q.len(), q.limit()) {
                     feed.has_room();
                 }
             }
@@ -607,7 +607,8 @@ mod cluster_mode {
             let store = msg.0.link.cluster.clone();
             let client = msg.0.link.client.clone();
             let details = msg.0.link.names.node_details(&msg.0.node);
-            self.feed = Some(Feed::new(msg.0));
+            let limit = self.delivery.queue().limit();
+            self.feed = Some(Feed::new(msg.0, limit));
             ctx.run_interval(every, |act, _| {
                 let timeout = act.request_timeout;
                 if let Some(feed) = &mut act.feed {
@@ -716,12 +717,12 @@ mod cluster_mode {
     }
 
     impl Handler<FromStream> for BackendLink {
-        type Result = bool;
-        fn handle(&mut self, msg: FromStream, ctx: &mut Context<Self>) -> bool {
+        type Result = ();
+        fn handle(&mut self, msg: FromStream, ctx: &mut Context<Self>) {
             let _h = self.probe.handling("FromStream");
             if let Some(feed) = &mut self.feed {
                 if !feed.received(msg.seq) {
-                    return true;
+                    return;
                 }
                 if let Some(origin) = msg.origin {
                     if origin != feed.cluster.node {
@@ -733,14 +734,13 @@ mod cluster_mode {
             }
             self.deliver_here(msg.packet, ctx);
             let q = self.delivery.queue();
-            let (len, room) = (q.len(), q.len() < q.limit());
+            let (len, limit) = (q.len(), q.limit());
             if let Some(feed) = &mut self.feed {
                 feed.settle(len);
-                if !room {
+                if !feed.takes_batch(len, limit) {
                     feed.pause();
                 }
             }
-            room
         }
     }
 }

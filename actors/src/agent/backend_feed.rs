@@ -15,11 +15,12 @@
 //! The reader waits while the outbox is full, so the stream, not memory,
 //! holds a backlog.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::session::PeerSocket;
 use crate::cluster::acks::{Acks, FlowMark};
@@ -37,8 +38,11 @@ pub struct Feed {
     acks: Acks,
     /// Woken when the outbox has room again.
     room: Arc<Notify>,
-    /// The reader waits for room.
-    paused: bool,
+    /// The reader waits for room (set here, read by the reader).
+    paused: Arc<AtomicBool>,
+    /// Packets the reader hands over before the actor has taken them:
+    /// the outbox pauses the reader while it has less room than this.
+    batch: usize,
     /// HTTP requests another switch holds, by `request_id`: where their
     /// `agent_details` goes (bounded; forgotten after the request
     /// timeout, when no one waits any more).
@@ -48,16 +52,28 @@ pub struct Feed {
 /// Requests of other switches remembered at most.
 const MAX_ORIGINS: usize = 10_000;
 
+/// Packets handed over at once at most: the reader does not wait for the
+/// actor after each one (one wake of the actor takes many).
+const MAX_BATCH: usize = 64;
+
 impl Feed {
-    pub fn new(cluster: ClusterHandle) -> Feed {
+    /// A feed for an outbox of `outbox_limit` packets.
+    pub fn new(cluster: ClusterHandle, outbox_limit: usize) -> Feed {
         Feed {
             cluster,
             reader: None,
             acks: Acks::default(),
             room: Arc::new(Notify::new()),
-            paused: false,
+            paused: Arc::new(AtomicBool::new(false)),
+            batch: (outbox_limit / 4).clamp(1, MAX_BATCH),
             origins: std::collections::HashMap::new(),
         }
+    }
+
+    /// Whether an outbox holding `len` of `limit` packets takes a whole
+    /// batch more (what the reader may have on its way).
+    pub fn takes_batch(&self, len: usize, limit: usize) -> bool {
+        len + self.batch <= limit
     }
 
     /// Request `request_id`'s reply goes to switch `origin`.
@@ -89,13 +105,12 @@ impl Feed {
 
     /// The reader is told the outbox is full: it waits for `has_room`.
     pub fn pause(&mut self) {
-        self.paused = true;
+        self.paused.store(true, Ordering::Release);
     }
 
     /// The outbox has room: a waiting reader goes on.
     pub fn has_room(&mut self) {
-        if self.paused {
-            self.paused = false;
+        if self.paused.swap(false, Ordering::AcqRel) {
             self.room.notify_one();
         }
     }
@@ -129,7 +144,7 @@ impl Feed {
     {
         if let Some(h) = self.reader.take() {
             ctx.cancel_future(h);
-            self.paused = false;
+            self.paused.store(false, Ordering::Release);
             self.start(ctx);
         }
     }
@@ -144,7 +159,7 @@ impl Feed {
         // goes to the next reader again. It starts from the stream's first
         // packet not purged.
         self.acks = Acks::default();
-        self.paused = false;
+        self.paused.store(false, Ordering::Release);
     }
 
     /// Reads the stream from its first packet not purged (or past what
@@ -165,6 +180,8 @@ impl Feed {
         let stream = self.cluster.link.backend.clone();
         let subject = self.cluster.link.names.backend();
         let room = Arc::clone(&self.room);
+        let paused = Arc::clone(&self.paused);
+        let in_flight = Arc::new(Semaphore::new(self.batch));
         let metrics = Arc::clone(&self.cluster.metrics);
         let me = ctx.address();
         let task = async move {
@@ -216,19 +233,27 @@ impl Feed {
                     .as_ref()
                     .and_then(|h| h.get(crate::cluster::actor::ORIGIN_HEADER))
                     .map(|v| v.as_str().to_string());
-                match me
-                    .send(FromStream {
-                        seq,
-                        packet,
-                        origin,
-                    })
-                    .await
-                {
-                    Ok(true) => {}
-                    // The outbox is full: wait for room.
-                    Ok(false) => room.notified().await,
-                    Err(_) => return,
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                    return;
+                };
+                // The outbox has no room for a batch: wait until it has.
+                // Looked at with a place held, so what is on its way to
+                // the actor is the rest of the batch at most; looked at
+                // again after each wake (a wake may be an old one).
+                while paused.load(Ordering::Acquire) {
+                    room.notified().await;
                 }
+                if !me.connected() {
+                    return;
+                }
+                // Not `send`: no wait for the actor after each packet (the
+                // batch's places bound what is on its way).
+                me.do_send(FromStream {
+                    seq,
+                    packet,
+                    origin,
+                    _taken: Some(permit),
+                });
             }
         };
         self.reader = Some(ctx.spawn(actix::fut::wrap_future(task)));
@@ -247,12 +272,14 @@ pub fn flow_mark(socket: Option<&PeerSocket>) -> Option<FlowMark> {
 }
 
 /// A packet read from the backend stream, for the local backend socket.
-/// Answers whether the outbox has room for more.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "()")]
 pub struct FromStream {
     pub seq: u64,
     pub packet: Packet,
     /// The switch holding the HTTP request this packet belongs to.
     pub origin: Option<String>,
+    /// The reader's hold on one of its batch's places, given back when
+    /// the actor has taken the packet.
+    pub _taken: Option<OwnedSemaphorePermit>,
 }
