@@ -184,6 +184,8 @@ struct RunCfg {
 
 struct Shared {
     lat: Mutex<Histogram<u64>>, // microseconds
+    /// The first leg alone: agent socket to backend socket, µs.
+    to_backend: Mutex<Histogram<u64>>,
     hb_rtt: Mutex<Histogram<u64>>,
     t0: u64,
     win_start: u64,
@@ -422,6 +424,13 @@ async fn backend(ws: Ws, sh: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let data = p.data.map(|d| d.get()).unwrap_or("{}");
+        // The agent's send time (same clock, this process): the first leg.
+        if let Ok(InData { t: Some(t), .. }) = serde_json::from_str::<InData>(data) {
+            if t >= sh.win_start && t < sh.win_end {
+                let us = now_ns().saturating_sub(t) / 1000;
+                let _ = sh.to_backend.lock().unwrap().record(us.max(1));
+            }
+        }
         let out = format!(
             "{{\"packet_type\":\"client_bound_live_update\",\"subject_id\":{},\"data\":{}}}",
             serde_json::to_string(&p.subject_id).unwrap(),
@@ -536,6 +545,7 @@ async fn run_once(cfg: RunCfg, mode: &str) -> Value {
     let stop_at = win_end_i + Duration::from_secs_f64(cfg.drain);
     let sh = Arc::new(Shared {
         lat: Mutex::new(Histogram::new(3).unwrap()),
+        to_backend: Mutex::new(Histogram::new(3).unwrap()),
         hb_rtt: Mutex::new(Histogram::new(3).unwrap()),
         t0: ns_of(t0),
         win_start: ns_of(win_start_i),
@@ -619,6 +629,7 @@ async fn run_once(cfg: RunCfg, mode: &str) -> Value {
     }
 
     let lat = sh.lat.lock().unwrap().clone();
+    let to_backend = sh.to_backend.lock().unwrap().clone();
     let hb = sh.hb_rtt.lock().unwrap().clone();
     let lost = w.sent.saturating_sub(r.received);
     let dur = cfg.duration;
@@ -664,6 +675,7 @@ async fn run_once(cfg: RunCfg, mode: &str) -> Value {
         "reordered": r.reordered,
         "throughput": r3(r.received as f64 / dur),
         "latency_ms": lat_json(&lat),
+        "to_backend_ms": lat_json(&to_backend),
         "heartbeats": {"sent": w.hb_sent, "answered": r.hb_answered, "bad_replies": r.hb_bad,
                        "rtt_ms": lat_json(&hb)},
         "connect_ms": lat_json(&connect_hist),
@@ -691,6 +703,12 @@ async fn run_once(cfg: RunCfg, mode: &str) -> Value {
         w.sent, r.received, lost, r.dup, r.reordered, r.received as f64 / dur,
         pct(&lat, 0.5), pct(&lat, 0.9), pct(&lat, 0.99), pct(&lat, 0.999),
         if lat.is_empty() { 0.0 } else { lat.max() as f64 / 1000.0 }
+    );
+    eprintln!(
+        "   agent to backend (first leg) ms: p50 {:.2} p90 {:.2} p99 {:.2}",
+        pct(&to_backend, 0.5),
+        pct(&to_backend, 0.9),
+        pct(&to_backend, 0.99)
     );
     eprintln!(
         "   heartbeats in window: sent {} answered {} (bad {}) | router cpu {} s, rss {:?} -> {:?} kB | generator cpu {} s",
