@@ -952,10 +952,10 @@
     const parts = c.switches.map((s) => {
       const who = s.me ? `${s.node} (this)` : s.node;
       const backend = s.has_backend ? ' · backend' : '';
-      return `${who}: ${fmtNum(s.agents)} agents${backend}`;
+      return `${who}: ${fmtNum(s.agents)} agent${s.agents === 1 ? '' : 's'}${backend}`;
     });
     const nats = c.connected ? 'NATS connected' : 'NATS disconnected';
-    line.textContent = `cluster of ${c.nodes} · ${nats} · ${parts.join(' | ')}`;
+    line.textContent = [`cluster of ${c.nodes} · ${nats}`, ...parts].join('\n');
     line.hidden = false;
   }
 
