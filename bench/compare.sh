@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Compares switchyard's agent router with `ceiling` (the minimal relay on the
-# same WebSocket stack) and with the reference Node router of mephisto 1.1.1,
+# Compares switchyard's agent router with `bare` (a relay sharing nothing
+# with switchyard's stack: tokio-tungstenite, no actors), `ceiling` (the
+# minimal relay on the same WebSocket stack) and with the reference Node router of mephisto 1.1.1,
 # as shipped and with its re-send bug fixed. Every scenario run is made
 # against a fresh router process; repetitions alternate the routers.
 # See bench/README.md ("compare.sh") for the scenarios and the output.
 #
 # Usage: bash bench/compare.sh [--reps N] [--scenarios a,b,c,d,e]
-#          [--routers switchyard,ceiling,node,node-fixed] [--quick]
+#          [--routers switchyard,bare,ceiling,node,node-fixed] [--quick]
 #          [--threads N] [--idle-max N] [--out DIR] [--no-build]
 #          [--switchyard-args "ARGS"]
 set -euo pipefail
@@ -30,8 +31,8 @@ Usage: bash bench/compare.sh [options]
                            agents the open-file limit allows
                         e  router CPU per 100k updates at 25 000 round trips/s
                            (the figure at 1 000/s is taken from a)
-  --routers LIST      comma-separated, from switchyard,ceiling,node,node-fixed
-                        (default all four)
+  --routers LIST      comma-separated, from switchyard,bare,ceiling,node,
+                        node-fixed (default all five)
   --quick             smoke run: a few seconds per scenario
   --threads N         worker threads of the load generator
   --idle-max N        idle agents for the second figure of d
@@ -49,7 +50,7 @@ EOF
 
 REPS=3
 SCENARIOS=a,b,c,d,e
-ROUTERS=switchyard,ceiling,node,node-fixed
+ROUTERS=switchyard,bare,ceiling,node,node-fixed
 QUICK=0
 THREADS=
 IDLE_MAX=
@@ -83,9 +84,9 @@ done
 need_node=0
 for r in "${ROUTER_LIST[@]}"; do
   case $r in
-    switchyard|ceiling) ;;
+    switchyard|bare|ceiling) ;;
     node|node-fixed) need_node=1 ;;
-    *) die "unknown router '$r' (switchyard,ceiling,node,node-fixed)" ;;
+    *) die "unknown router '$r' (switchyard,bare,ceiling,node,node-fixed)" ;;
   esac
 done
 
@@ -240,9 +241,10 @@ if [[ $BUILD == 1 ]]; then
 fi
 SY=$ROOT/target/release/switchyard
 CEIL=$ROOT/target/release/ceiling
+BARE=$ROOT/target/release/bare_relay
 GEN=$ROOT/target/release/switchyard-bench
 REPORT=$ROOT/target/release/report
-for b in "$SY" "$CEIL" "$GEN" "$REPORT"; do
+for b in "$SY" "$CEIL" "$BARE" "$GEN" "$REPORT"; do
   [[ -x $b ]] || die "missing $b (run without --no-build)"
 done
 
@@ -315,6 +317,9 @@ start_router() {
       ;;
     ceiling)
       "$CEIL" --http "127.0.0.1:$port" >"$logf" 2>&1 &
+      ;;
+    bare)
+      "$BARE" --http "127.0.0.1:$port" >"$logf" 2>&1 &
       ;;
     node)
       (cd "$NODE_DIR" && PORT=$port exec node --require "$PRELOAD" server.js) >"$logf" 2>&1 &

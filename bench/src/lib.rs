@@ -66,3 +66,35 @@ pub mod latency {
         })
     }
 }
+
+/// What the reference relays (`ceiling`, `bare_relay`) share: the little of
+/// a packet they read, and the heartbeat answer the generator expects.
+pub mod relay {
+    use std::borrow::Cow;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// A packet's `packet_type` and `subject_id`; the rest is not read.
+    #[derive(serde::Deserialize)]
+    pub struct Head<'a> {
+        #[serde(borrow, default)]
+        pub packet_type: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pub subject_id: Option<Cow<'a, str>>,
+    }
+
+    fn now_ms() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+    }
+
+    /// The answer to a `heartbeat` of `subject`.
+    pub fn heartbeat_reply(subject: &str) -> String {
+        format!(
+            "{{\"packet_type\":\"heartbeat\",\"subject_id\":{},\"data\":{{\"last_mephisto_ping\":{}}}}}",
+            serde_json::to_string(subject).unwrap_or_default(),
+            now_ms()
+        )
+    }
+}

@@ -7,7 +7,6 @@
 //! `subject_id`; forwarded frames are relayed unchanged (same bytes).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, Message, StreamHandler};
 use actix_http::{HttpService, Request, Response, StatusCode};
@@ -16,8 +15,8 @@ use actix_service::fn_service;
 use actix_web_actors::ws;
 use bytestring::ByteString;
 use clap::Parser;
-use serde::Deserialize;
 use switchyard::http::transport::{self, Session, Upgrading};
+use switchyard_bench::relay::{heartbeat_reply, Head};
 
 #[derive(Parser)]
 #[command(about = "Minimal reference relay for the agent router protocol (benchmark ceiling)")]
@@ -70,21 +69,6 @@ impl Handler<Out> for Sock {
     }
 }
 
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow, default)]
-    packet_type: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    subject_id: Option<std::borrow::Cow<'a, str>>,
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
-}
-
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Sock {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         let text = match item {
@@ -124,11 +108,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Sock {
                 self.id = Some(subject.into_owned());
             }
             "heartbeat" => {
-                let reply = format!(
-                    "{{\"packet_type\":\"heartbeat\",\"subject_id\":{},\"data\":{{\"last_mephisto_ping\":{}}}}}",
-                    serde_json::to_string(&*subject).unwrap_or_default(),
-                    now_ms()
-                );
+                let reply = heartbeat_reply(&subject);
                 ctx.text(reply);
             }
             "mephisto_bound_live_update" => {
@@ -183,6 +163,8 @@ fn main() -> std::io::Result<()> {
             .bind("ceiling", &args.http, move || {
                 let map = map.clone();
                 HttpService::build()
+                    // As switchyard's server: small frames go out at once.
+                    .tcp_nodelay(true)
                     .upgrade(fn_service(move |(req, framed)| {
                         upgrade(map.clone(), req, framed)
                     }))

@@ -18,7 +18,7 @@ use std::path::Path;
 use serde_json::Value;
 
 /// Known routers, in column order; others found in the data follow.
-const ROUTERS: [&str; 4] = ["switchyard", "ceiling", "node", "node-fixed"];
+const ROUTERS: [&str; 5] = ["switchyard", "bare", "ceiling", "node", "node-fixed"];
 
 #[derive(Debug, Clone)]
 struct Run {
@@ -390,7 +390,9 @@ fn build_table(d: &Data, machine: &[String], settings: &[String]) -> String {
     let has = |r: &str| routers.iter().any(|x| x == r);
     let mut ratio_cols: Vec<&str> = Vec::new();
     if has("switchyard") {
-        for other in ["ceiling", "node-fixed"] {
+        // The bare relay first: the ceiling that shares nothing with
+        // switchyard's stack.
+        for other in ["bare", "ceiling", "node-fixed"] {
             if has(other) {
                 ratio_cols.push(other);
             }
@@ -590,6 +592,7 @@ fn color(router: &str, i: usize) -> &'static str {
     match router {
         "switchyard" => "#1f5fbf",
         "ceiling" => "#2a9d3a",
+        "bare" => "#6a3d9a",
         "node" => "#d62728",
         "node-fixed" => "#e68a00",
         _ => ["#8c564b", "#9467bd", "#7f7f7f", "#17becf"][i % 4],
