@@ -465,12 +465,17 @@ fn spawn_sender(
         use futures_util::stream::FuturesUnordered;
         use futures_util::FutureExt;
         let mut waiting = FuturesUnordered::new();
+        let mut sender_gone = false;
         loop {
+            if sender_gone && waiting.is_empty() {
+                break;
+            }
             tokio::select! {
-                next = pending_rx.recv() => match next {
+                next = pending_rx.recv(), if !sender_gone => match next {
                     Some(ack) => waiting.push(ack),
-                    None if waiting.is_empty() => break,
-                    None => {}
+                    // The sender ended (the switch stops): the
+                    // acknowledgements on their way are still awaited.
+                    None => sender_gone = true,
                 },
                 Some(first) = waiting.next(), if !waiting.is_empty() => {
                     let mut batch: Vec<AckResult> = vec![first];
