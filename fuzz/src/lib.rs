@@ -563,16 +563,18 @@ pub fn state_snapshot(data: &[u8]) {
 /// - 3: `request_statuses` reply parts (split at `0xFF`) gathered for two
 ///   switches with a bound of 4 statuses each: the bound holds, every reply
 ///   is either taken or refused, and the answer is complete exactly when
-///   no switch is missing.
+///   no switch is missing;
+/// - 4: a `request_statuses` question: what parses writes back to what
+///   parses the same, and nothing longer than its bound parses.
 pub fn cluster_records(data: &[u8]) {
     use switchyard_actors::cluster::actor::Heartbeat;
     use switchyard_actors::cluster::mailbox::Owner;
     use switchyard_actors::cluster::names::{id_of, token};
-    use switchyard_actors::cluster::statuses::Gathered;
+    use switchyard_actors::cluster::statuses::{Ask, Gathered, MAX_ASK_BYTES};
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    match pick % 4 {
+    match pick % 5 {
         0 => {
             let Ok(text) = std::str::from_utf8(rest) else {
                 return;
@@ -599,6 +601,13 @@ pub fn cluster_records(data: &[u8]) {
             if let Some(h) = Heartbeat::parse(rest) {
                 let back = serde_json::to_vec(&h).expect("a heartbeat serialises");
                 assert_eq!(Heartbeat::parse(&back).as_ref(), Some(&h));
+            }
+        }
+        4 => {
+            if let Some(a) = Ask::parse(rest) {
+                assert!(rest.len() <= MAX_ASK_BYTES, "{} bytes parsed", rest.len());
+                let back = serde_json::to_vec(&a).expect("a question serialises");
+                assert_eq!(Ask::parse(&back).as_ref(), Some(&a));
             }
         }
         _ => {
@@ -795,6 +804,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 ),
                 with(&[2], br#"{"node":"n1","boot":17,"agents":3,"has_backend":true}"#),
                 with(&[3], &parts),
+                with(&[4], br#"{"from":"n1","last_ping_ms":1700000000123}"#),
             ]
         }
         "router_packet" => [

@@ -252,7 +252,7 @@ impl Feed {
                     seq,
                     packet,
                     origin,
-                    _taken: Some(permit),
+                    _taken: permit,
                 });
             }
         };
@@ -281,5 +281,5 @@ pub struct FromStream {
     pub origin: Option<String>,
     /// The reader's hold on one of its batch's places, given back when
     /// the actor has taken the packet.
-    pub _taken: Option<OwnedSemaphorePermit>,
+    pub _taken: OwnedSemaphorePermit,
 }

@@ -95,10 +95,7 @@ impl Heartbeat {
     /// A heartbeat as read from `sy.ctl.hb`: anything longer than one of
     /// ours, or not one, is None.
     pub fn parse(bytes: &[u8]) -> Option<Heartbeat> {
-        if bytes.len() > MAX_HEARTBEAT_BYTES {
-            return None;
-        }
-        serde_json::from_slice(bytes).ok()
+        super::parse_bounded(bytes, MAX_HEARTBEAT_BYTES)
     }
 }
 
@@ -172,22 +169,24 @@ impl ClusterHandle {
     /// Stores a packet in its agent's mailbox (`sy.mbox.<agent>`), read by
     /// whichever switch holds the agent. Serialised here, on the sender's
     /// thread, not in the one `Cluster` actor.
-    pub fn to_mailbox(&self, mut packet: crate::wire::Packet) {
-        let payload = packet.to_text(crate::clock::now_secs()).into();
-        self.addr.do_send(Publish {
-            target: Target::Mailbox(packet.subject_id),
-            payload,
-            origin: false,
-        });
+    pub fn to_mailbox(&self, packet: crate::wire::Packet) {
+        self.store(packet, false, Target::Mailbox);
     }
 
     /// Stores a packet in the backend stream, read by whichever switch
     /// holds the backend; `origin`: an HTTP request's packet whose reply
     /// this switch waits for.
-    pub fn to_backend(&self, mut packet: crate::wire::Packet, origin: bool) {
+    pub fn to_backend(&self, packet: crate::wire::Packet, origin: bool) {
+        self.store(packet, origin, |_| Target::Backend);
+    }
+
+    /// Serialises `packet` and hands it to the `Cluster` actor for the
+    /// stream `target` names from the packet's subject.
+    fn store(&self, mut packet: crate::wire::Packet, origin: bool, target: fn(String) -> Target) {
+        let payload = packet.to_text(crate::clock::now_secs()).into();
         self.addr.do_send(Publish {
-            target: Target::Backend,
-            payload: packet.to_text(crate::clock::now_secs()).into(),
+            target: target(packet.subject_id),
+            payload,
             origin,
         });
     }
@@ -926,10 +925,7 @@ pub struct GatherStatuses {
 impl Cluster {
     /// Another switch asks for this one's agents' statuses.
     fn asked_statuses(&mut self, msg: async_nats::Message, ctx: &mut Context<Self>) {
-        let ask = (msg.payload.len() <= MAX_HEARTBEAT_BYTES)
-            .then(|| serde_json::from_slice::<statuses::Ask>(&msg.payload).ok())
-            .flatten();
-        let (Some(ask), Some(reply)) = (ask, msg.reply) else {
+        let (Some(ask), Some(reply)) = (statuses::Ask::parse(&msg.payload), msg.reply) else {
             self.metrics
                 .malformed
                 .with_label_values(&["statuses_ask"])

@@ -42,10 +42,7 @@ pub const MAX_RECORD_BYTES: usize = 1024;
 
 impl Owner {
     pub fn parse(bytes: &[u8]) -> Option<Owner> {
-        if bytes.len() > MAX_RECORD_BYTES {
-            return None;
-        }
-        serde_json::from_slice(bytes).ok()
+        super::parse_bounded(bytes, MAX_RECORD_BYTES)
     }
 }
 

@@ -45,3 +45,13 @@ pub use actor::{
     GatherStatuses, GetClusterInfo, Leave, LocalStatuses, Publish, Purge, SwitchInfo, Target,
 };
 pub use config::ClusterConfig;
+
+/// A JSON value another switch sent over NATS, read only when it is at most
+/// `max` bytes (anything longer is not one of ours): None for too long or
+/// not that value.
+pub fn parse_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8], max: usize) -> Option<T> {
+    if bytes.len() > max {
+        return None;
+    }
+    serde_json::from_slice(bytes).ok()
+}

@@ -27,6 +27,16 @@ pub struct Ask {
     pub last_ping_ms: i64,
 }
 
+/// Largest question read (it holds a switch's name and a time).
+pub const MAX_ASK_BYTES: usize = 1024;
+
+impl Ask {
+    /// A question as read from `sy.ctl.statuses`; None for anything else.
+    pub fn parse(bytes: &[u8]) -> Option<Ask> {
+        super::parse_bounded(bytes, MAX_ASK_BYTES)
+    }
+}
+
 /// One part of a switch's answer.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct Part {
@@ -85,10 +95,7 @@ impl Gathered {
 
     /// A reply arrived; whether every switch has now answered in full.
     pub fn take(&mut self, reply: &[u8]) -> bool {
-        let part = (reply.len() <= MAX_PART_BYTES)
-            .then(|| serde_json::from_slice::<Part>(reply).ok())
-            .flatten();
-        match part {
+        match super::parse_bounded::<Part>(reply, MAX_PART_BYTES) {
             Some(p)
                 if self.expected.contains(&p.node)
                     && !self.done.contains(&p.node)
