@@ -1405,6 +1405,38 @@ async fn the_cluster_is_seen_in_metrics_and_the_dashboard_api() {
     }
 }
 
+// CLUSTER.md 2: what a stranger writes on the cluster's subjects (a
+// statuses question, a mailbox message, an ownership record, none of them
+// what a switch writes) is counted as malformed, reaches no socket, and
+// moves no agent: the agent still gets the next real packet, in order.
+#[actix_web::test]
+async fn a_strangers_writes_on_the_cluster_subjects_are_counted_never_delivered() {
+    let nats = Nats::start();
+    let [n1] = switches(&nats).await;
+    let mut b = n1.backend().await;
+    let mut a = n1.agent("x").await;
+    b.send(live_update("x", "client_bound_live_update", 0))
+        .await;
+    assert_eq!(numbers(&mut a, "client_bound_live_update", 1).await, [0]);
+    nats_publish(&nats, "sy.ctl.statuses", b"{\"from\": 7}").await;
+    nats_publish(&nats, "sy.mbox.x", b"\xff not a packet").await;
+    nats_publish(&nats, "$KV.sy_agents.x", b"[1, 2, 3]").await;
+    for kind in ["statuses_ask", "stored_packet", "owner_record"] {
+        n1.wait_metric("switchyard_cluster_malformed_total", &[("kind", kind)], 1.0)
+            .await;
+    }
+    b.send(live_update("x", "client_bound_live_update", 1))
+        .await;
+    assert_eq!(numbers(&mut a, "client_bound_live_update", 1).await, [1]);
+    assert_eq!(
+        n1.metric("switchyard_actors_live", &[("kind", "Agent")])
+            .await,
+        1.0,
+        "the agent stayed"
+    );
+    n1.stop().await;
+}
+
 // CLUSTER.md 2 "request_statuses": a switch that does not answer (here
 // stopped with SIGSTOP, still counted alive) makes the answer partial,
 // counted, and on time: never a failure of the whole.
