@@ -91,33 +91,77 @@ impl Switch {
         self.url("/metrics")
     }
 
-    /// One metric's value from `GET /metrics` (0 when absent).
+    /// One metric's value from `GET /metrics`; fails the test when no
+    /// series of that name and labels is exposed (a renamed or missing
+    /// metric must not read as 0).
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric_at(&self.url("/metrics"), name, labels).await
     }
 
-    /// Waits until a metric reaches `value`.
+    /// One series' value, or None when it is not exposed (a labelled
+    /// counter appears on its first increment). The name must be one the
+    /// switch declares (`assert_declared`), so a renamed metric still
+    /// fails. For tests that check that something was never counted;
+    /// prefer `metric`.
+    pub async fn metric_or_absent(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        assert_declared(name);
+        let (_, _, text) = get(&self.url("/metrics")).await;
+        metric_or_absent(&text, name, labels)
+    }
+
+    /// A declared counter's value so far, 0 while its labelled series has
+    /// not appeared: for loops that poll a counter up to a value (the
+    /// loop's deadline fails a counter that never moves).
+    pub async fn counted(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.metric_or_absent(name, labels).await.unwrap_or(0.0)
+    }
+
+    /// A declared counter never counted: its series is absent or 0.
+    pub async fn assert_not_counted(&self, name: &str, labels: &[(&str, &str)]) {
+        let v = self.metric_or_absent(name, labels).await;
+        assert!(
+            matches!(v, None | Some(0.0)),
+            "{name}{labels:?} should not be counted: {v:?}"
+        );
+    }
+
+    /// Waits until a metric's series exists and reaches `value` (a series
+    /// still absent at the deadline fails the test as absent).
     pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.wait_metric_by(name, labels, &format!("== {value}"), |got| got == value)
+            .await;
+    }
+
+    /// Waits until a metric's series exists and is at least `value`: for
+    /// counters that may move on past the value while the test looks.
+    pub async fn wait_metric_at_least(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.wait_metric_by(name, labels, &format!(">= {value}"), |got| got >= value)
+            .await;
+    }
+
+    async fn wait_metric_by(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        want: &str,
+        ok: impl Fn(f64) -> bool,
+    ) {
         let url = self.url("/metrics");
-        let labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let what = format!("{name}{labels:?} == {value}");
+        let what = format!("{name}{labels:?} {want}");
         let r = wait_result(&what, || {
             let url = url.clone();
-            let labels = labels.clone();
+            let ok = &ok;
             async move {
-                let l: Vec<(&str, &str)> = labels
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let got = metric_at(&url, name, &l).await;
-                (got == value, got)
+                let (_, _, text) = get(&url).await;
+                let got = metric_or_absent(&text, name, labels);
+                (got.is_some_and(ok), got)
             }
         })
         .await;
-        assert!(r.0, "timed out waiting for {what}; last value {}", r.1);
+        match r.1 {
+            None => panic!("timed out waiting for {what}: the metric is not exposed"),
+            Some(last) => assert!(r.0, "timed out waiting for {what}; last value {last}"),
+        }
     }
 
     pub async fn stop(self) {
@@ -215,8 +259,52 @@ pub async fn metric_at(url: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     parse_metric(&text, name, labels)
 }
 
-/// Finds `name{labels...} value` in Prometheus text (label order-free).
+/// Whether the series at `url` is exposed and at least `value`: for
+/// polling a counter that appears on its first increment.
+pub async fn metric_at_least(url: &str, name: &str, labels: &[(&str, &str)], value: f64) -> bool {
+    let (_, _, text) = get(url).await;
+    metric_or_absent(&text, name, labels).is_some_and(|v| v >= value)
+}
+
+/// The files that declare the switch's metric names (DESIGN house rule 10:
+/// every name a constant in one place; the cluster's beside it).
+const METRIC_NAME_FILES: [&str; 2] = [
+    include_str!("../actors/src/metrics.rs"),
+    include_str!("../actors/src/cluster/metrics.rs"),
+];
+
+/// Fails the test unless `name` (or the histogram or counter it is a
+/// series of) is declared as a metric name of the switch: reading a
+/// series as absent is honest only for a name that exists.
+pub fn assert_declared(name: &str) {
+    let base = ["_count", "_sum", "_bucket"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
+    let quoted = |n: &str| format!("\"{n}\"");
+    assert!(
+        METRIC_NAME_FILES
+            .iter()
+            .any(|f| f.contains(&quoted(name)) || f.contains(&quoted(base))),
+        "{name} is not a metric name the switch declares"
+    );
+}
+
+/// Finds `name{labels...} value` in Prometheus text (label order-free);
+/// panics, naming the metric, when no such series is exposed.
 pub fn parse_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_or_absent(text, name, labels).unwrap_or_else(|| {
+        let family: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with(name))
+            .take(10)
+            .collect();
+        panic!("metric {name}{labels:?} is not exposed; series of that name: {family:?}")
+    })
+}
+
+/// Like `parse_metric`, but None when the series is not exposed.
+pub fn metric_or_absent(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     for line in text.lines() {
         if line.starts_with('#') {
             continue;
@@ -235,10 +323,10 @@ pub fn parse_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             .iter()
             .all(|(k, v)| l.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
         if all {
-            return value.parse().unwrap_or(f64::NAN);
+            return Some(value.parse().unwrap_or(f64::NAN));
         }
     }
-    0.0
+    None
 }
 
 /// Polls `cond` until it holds or the deadline (`WAIT`) passes.
@@ -421,4 +509,29 @@ pub async fn heartbeat_within(agent: &mut Ws, id: &str, bound: Duration) -> Valu
             return p;
         }
     }
+}
+
+/// Runs an HTTP call and says how long its answer took.
+pub async fn timed<T, U>(call: impl Future<Output = (T, U)>) -> (T, U, Duration) {
+    let t = std::time::Instant::now();
+    let (a, b) = call.await;
+    (a, b, t.elapsed())
+}
+
+/// A timer checked from both sides: what it timed took at least `timer`
+/// (not before), and less than `timer` plus `margin` (by it, with room for
+/// a loaded machine).
+pub fn assert_timer(what: &str, took: Duration, timer: Duration, margin: Duration) {
+    assert!(took >= timer, "{what} after {took:?}, before {timer:?}");
+    assert!(
+        took < timer + margin,
+        "{what} after {took:?}, long past {timer:?}"
+    );
+}
+
+/// PROTOCOL 1.4's 408, checked from both sides: not before the request
+/// timeout (an instant 408 is a bug too), and by it.
+pub fn assert_within_request_timeout(s: &Switch, took: Duration) {
+    let timeout = Duration::from_secs_f64(s.running.config.backend.request_timeout_secs);
+    assert_timer("the 408", took, timeout, Duration::from_secs(2));
 }

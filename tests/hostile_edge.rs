@@ -105,7 +105,7 @@ async fn is_alive_within(s: &Switch, bound: Duration) {
 async fn wait_metric_long(s: &Switch, name: &str, labels: &[(&str, &str)], at_least: f64) {
     let what = format!("{name}{labels:?} at {at_least} or more");
     wait_for_within(&what, LONG, || async {
-        s.metric(name, labels).await >= at_least
+        s.counted(name, labels).await >= at_least
     })
     .await;
 }
@@ -237,7 +237,7 @@ async fn an_agent_that_stops_reading_is_cut_within_the_ping_timeout() {
     // dropped packets among it), as a backend does.
     let deadline = Instant::now() + LONG;
     let cut = [("link", "router"), ("reason", "stalled")];
-    while s.metric("switchyard_peers_cut_total", &cut).await < 1.0 {
+    while s.counted("switchyard_peers_cut_total", &cut).await < 1.0 {
         assert!(Instant::now() < deadline, "the slow reader was not cut");
         while backend.try_recv(Duration::from_millis(20)).await.is_ok() {}
         heartbeat_within(&mut victim, "victim", Duration::from_secs(5)).await;
@@ -273,15 +273,12 @@ async fn sockets_past_the_connection_limit_are_closed_with_1013() {
         1.0,
     )
     .await;
-    assert_eq!(
-        s.metric(
-            "switchyard_connections_refused_total",
-            &[("link", "router"), ("limit", "per_ip")],
-        )
-        .await,
-        0.0,
-        "loopback is not bounded per address"
-    );
+    // Loopback is not bounded per address.
+    s.assert_not_counted(
+        "switchyard_connections_refused_total",
+        &[("link", "router"), ("limit", "per_ip")],
+    )
+    .await;
     // The ones in use still work.
     let mut a = held.pop().unwrap();
     a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
@@ -760,7 +757,7 @@ async fn a_monitor_subscriber_that_stops_reading_is_cut() {
     let deadline = Instant::now() + LONG;
     let cut = [("link", "monitor"), ("reason", "stalled")];
     let mut batches = 0;
-    while s.metric("switchyard_peers_cut_total", &cut).await < 1.0 {
+    while s.counted("switchyard_peers_cut_total", &cut).await < 1.0 {
         assert!(Instant::now() < deadline, "the slow subscriber was not cut");
         if batches < 12 {
             requests.write_all(&batch).await.unwrap();
@@ -896,7 +893,7 @@ async fn a_monitor_subscriber_that_answers_no_ping_is_closed_after_the_ping_time
     let cut = [("link", "monitor"), ("reason", "ping_timeout")];
     let deadline = upgraded + LONG;
     let mut i = 0;
-    while s.metric("switchyard_peers_cut_total", &cut).await < 1.0 {
+    while s.counted("switchyard_peers_cut_total", &cut).await < 1.0 {
         assert!(Instant::now() < deadline, "the silent subscriber was kept");
         log_seen(&mut logger, &mut logs, format!("before the cut {i}")).await;
         i += 1;
@@ -931,15 +928,12 @@ async fn a_monitor_subscriber_that_answers_no_ping_is_closed_after_the_ping_time
         1.0,
         "only the silent one"
     );
-    assert_eq!(
-        s.metric(
-            "switchyard_peers_cut_total",
-            &[("link", "monitor"), ("reason", "stalled")]
-        )
-        .await,
-        0.0,
-        "cut for its silence, not for a full socket"
-    );
+    // Cut for its silence, not for a full socket.
+    s.assert_not_counted(
+        "switchyard_peers_cut_total",
+        &[("link", "monitor"), ("reason", "stalled")],
+    )
+    .await;
     reader.abort();
     s.stop().await;
 }
@@ -1045,7 +1039,7 @@ async fn a_listener_that_stops_reading_its_pushes_is_cut() {
     });
     let deadline = Instant::now() + LONG;
     let cut = [("link", "client"), ("reason", "stalled")];
-    while m.s.metric("switchyard_peers_cut_total", &cut).await < 1.0 {
+    while m.s.counted("switchyard_peers_cut_total", &cut).await < 1.0 {
         assert!(
             Instant::now() < deadline,
             "the slow listener was not cut: {}",
@@ -1062,15 +1056,12 @@ async fn a_listener_that_stops_reading_its_pushes_is_cut() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        m.s.metric(
-            "switchyard_peers_cut_total",
-            &[("link", "client"), ("reason", "idle")]
-        )
-        .await,
-        0.0,
-        "a listener is not idle for not sending"
-    );
+    // A listener is not idle for not sending.
+    m.s.assert_not_counted(
+        "switchyard_peers_cut_total",
+        &[("link", "client"), ("reason", "idle")],
+    )
+    .await;
     let mut honest = client(addr).await;
     honest
         .send(ClientRequest::ActiveCount.encode())

@@ -625,12 +625,13 @@ async fn raw_post(s: &Switch, declared: Option<usize>, size: usize) -> String {
 #[actix_web::test]
 async fn a_timed_out_request_never_reaches_the_backend() {
     let s = Switch::start().await;
-    let (status, answer) = post_json(
+    let (status, answer, took) = timed(post_json(
         &s.url("/request_agent"),
         json!({"provider_data": {"worker": "w1"}, "client_timestamp": 1}),
-    )
+    ))
     .await;
     assert_eq!(status, 408, "{answer}");
+    assert_within_request_timeout(&s, took);
     s.wait_metric(
         "switchyard_packets_dropped_total",
         &[("reason", "stale_request")],

@@ -59,12 +59,13 @@ async fn agent_details_may_be_keyed_by_subject_id() {
 async fn request_agent_times_out_with_408() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
-    let (status, body) = post_json(
+    let (status, body, took) = timed(post_json(
         &s.url("/request_agent"),
         json!({"provider_data": {}, "client_timestamp": 1}),
-    )
+    ))
     .await;
     assert_eq!(status, 408);
+    assert_within_request_timeout(&s, took);
     assert!(body["error"].as_str().unwrap().contains("did not answer"));
     let p = b.recv_type("register_agent").await;
     b.send(

@@ -251,11 +251,8 @@ async fn damaged_foreign_or_oversized_state_is_set_aside_and_bounds_hold() {
             1.0,
             "{reason}"
         );
-        assert_eq!(
-            s.metric("switchyard_state_restored_total", &[("kind", "agents")])
-                .await,
-            0.0
-        );
+        s.assert_not_counted("switchyard_state_restored_total", &[("kind", "agents")])
+            .await;
         let names = state_names(s.dir.path());
         assert_eq!(names.len(), 1, "{reason}: {names:?}");
         assert!(
