@@ -507,31 +507,6 @@ async fn ctl_prints_readable_answers_and_clear_errors() {
     let (code, out, _) = ctl(args(a, &["log", "note"])).await;
     assert_eq!((code, out.trim()), (0, "logged"));
 
-    // listen --json: JSON Lines of pushes.
-    let addr = a.to_string();
-    let line = actix_web::rt::task::spawn_blocking(move || {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["ctl", "--addr", &addr, "listen", "--json"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
-        line
-    })
-    .await
-    .unwrap();
-    let v: Value = serde_json::from_str(&line).unwrap();
-    assert!(v["event"] == json!("D") || v["event"] == json!("M"), "{v}");
-    if v["event"] == json!("D") {
-        assert!(v["entries"][0]["value"].is_object(), "{v}");
-    }
     s.stop().await;
 
     // Nobody listening.
@@ -540,6 +515,56 @@ async fn ctl_prints_readable_answers_and_clear_errors() {
         (code, err.trim().to_string()),
         (1, format!("switchyard ctl: no switch listening on {a}"))
     );
+}
+
+// PROTOCOL 3 LISTN through `switchyard ctl listen --json`: one JSON line
+// per push, a `D` with its decoded entries and an `M` with its text, each
+// asserted (the root is the test's pty, so both pushes always come).
+#[actix_web::test]
+async fn ctl_listen_json_prints_each_push_as_a_json_line() {
+    let mut m = MeshSwitch::start().await;
+    let addr = m.s.running.tcp_addr.unwrap().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["ctl", "--addr", &addr, "listen", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    m.s.wait_metric("switchyard_client_listeners", &[], 1.0)
+        .await;
+    m.root().send(&RootMessage::Data {
+        node: 2,
+        entries: vec![DataEntry::new("HUM", vec![55])],
+    });
+    m.root().send(&RootMessage::Message {
+        node: 3,
+        text: b"hi there".to_vec(),
+    });
+    let lines = actix_web::rt::task::spawn_blocking(move || {
+        let mut r = std::io::BufReader::new(stdout);
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            lines.push(line);
+        }
+        lines
+    });
+    let got = tokio::time::timeout(WAIT, lines).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = got.expect("two JSON lines from ctl listen").unwrap();
+    let d: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        d,
+        json!({"event": "D", "node": "0x0002",
+               "entries": [{"type": "HUM", "raw": "37", "value": {"percent": 55}}]})
+    );
+    let msg: Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(msg["event"], json!("M"), "{msg}");
+    assert_eq!(msg["node"], json!("0x0003"), "{msg}");
+    assert_eq!(msg["text"], json!("hi there"), "{msg}");
+    m.s.stop().await;
 }
 
 // `ctl` tells "mesh link down" when the root is gone.
@@ -555,5 +580,88 @@ async fn ctl_reports_a_link_down() {
     m.s.wait_metric("switchyard_mesh_link_up", &[], 0.0).await;
     let (code, _, err) = ctl(args(m.s.running.tcp_addr.unwrap(), &["send", "1", "x"])).await;
     assert_eq!((code, err.trim()), (1, "switchyard ctl: mesh link down"));
+    m.s.stop().await;
+}
+
+// PROTOCOL 2.5 and 3 `ACT-C` / `NSTAT`: a node not heard from within the
+// node timeout is `inactive`; `ACT-C` answers the number of *active*
+// nodes (2 bytes, big-endian), not of all nodes, and `NSTAT` lists every
+// node with its status.
+#[actix_web::test]
+async fn active_count_and_node_status_tell_inactive_nodes() {
+    let mut m = MeshSwitch::start_with(|c| c.mesh.node_timeout_secs = 1.0).await;
+    m.root().send(&RootMessage::Data {
+        node: 1,
+        entries: vec![DataEntry::new("HUM", vec![1])],
+    });
+    m.s.wait_metric("switchyard_nodes", &[("status", "inactive")], 1.0)
+        .await;
+    // Node 2 speaks now; it is asked about well within its timeout.
+    m.root().send(&RootMessage::Data {
+        node: 2,
+        entries: vec![DataEntry::new("HUM", vec![2])],
+    });
+    m.s.wait_metric("switchyard_nodes", &[("status", "active")], 1.0)
+        .await;
+    let mut c = Client::connect(tcp(&m.s)).await;
+    assert_eq!(c.ok(&ClientRequest::ActiveCount).await, vec![0, 1]);
+    let v: Value = serde_json::from_slice(&c.ok(&ClientRequest::NodeStatus).await).unwrap();
+    assert_eq!(v["node_amount"], json!(2), "{v}");
+    assert_eq!(v["node_addr_list"], json!([1, 2]), "{v}");
+    assert_eq!(v["node_status_list"], json!(["inactive", "active"]), "{v}");
+    // Both silent past the timeout: ACT-C is 0, NSTAT still lists both.
+    m.s.wait_metric("switchyard_nodes", &[("status", "inactive")], 2.0)
+        .await;
+    assert_eq!(c.ok(&ClientRequest::ActiveCount).await, vec![0, 0]);
+    let v: Value = serde_json::from_slice(&c.ok(&ClientRequest::NodeStatus).await).unwrap();
+    assert_eq!(v["node_amount"], json!(2), "{v}");
+    assert_eq!(
+        v["node_status_list"],
+        json!(["inactive", "inactive"]),
+        "{v}"
+    );
+    m.s.stop().await;
+}
+
+// PROTOCOL 2.3 and 3 `RST-R`, `CLEAN`: each is relayed to the root as
+// itself (a restart is not a network reset), and the root's `[R]` answer
+// (S, or F with its text) is the client's answer.
+#[actix_web::test]
+async fn restart_and_clean_reach_the_root_as_themselves() {
+    use switchyard_actors::wire::mesh::Command;
+    let mut m = MeshSwitch::start().await;
+    let mut c = Client::connect(tcp(&m.s)).await;
+    c.send(&ClientRequest::Restart).await;
+    let (mut root, cmd) = m.root.take().unwrap().recv_command().await;
+    assert_eq!(cmd, Command::Restart);
+    root.send(&RootMessage::Result {
+        node: 0,
+        outcome: Ok(()),
+    });
+    assert_eq!(c.answer().await, ClientMessage::Ok(vec![]));
+    c.send(&ClientRequest::Clean).await;
+    let (mut root, cmd) = root.recv_command().await;
+    assert_eq!(cmd, Command::Clean);
+    root.send(&RootMessage::Result {
+        node: 0,
+        outcome: Err("flash busy".into()),
+    });
+    match c.answer().await {
+        ClientMessage::Fail(reason) => assert!(reason.contains("flash busy"), "{reason}"),
+        other => panic!("CLEAN: expected F, got {other:?}"),
+    }
+    m.root = Some(root);
+    m.s.wait_metric(
+        "switchyard_client_requests_total",
+        &[("command", "RST-R")],
+        1.0,
+    )
+    .await;
+    m.s.wait_metric(
+        "switchyard_client_requests_total",
+        &[("command", "CLEAN")],
+        1.0,
+    )
+    .await;
     m.s.stop().await;
 }

@@ -190,8 +190,7 @@ async fn subscribers_may_filter() {
     );
     mon.send_text("nonsense".into()).await;
     assert!(mon.recv().await["error"].is_string());
-    s_metric_at_least(
-        &m.s,
+    m.s.wait_metric_at_least(
         "switchyard_malformed_input_total",
         &[("kind", "monitor_request")],
         1.0,
@@ -200,24 +199,30 @@ async fn subscribers_may_filter() {
     m.s.stop().await;
 }
 
-async fn s_metric_at_least(s: &Switch, name: &str, labels: &[(&str, &str)], v: f64) {
-    let url = s.url("/metrics");
-    let labels: Vec<(String, String)> = labels
+/// A `/monitor` subscriber whose kernel receive buffer is tiny: it stalls
+/// as soon as the test stops reading it (pongs included).
+async fn stalled_subscriber(
+    s: &Switch,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(2048).unwrap();
+    let tcp = sock.connect(s.running.http_addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(monitor_url(s).as_str(), tcp)
+        .await
+        .unwrap();
+    ws
+}
+
+/// One frame (under the 1024-byte limit) of node 1 that makes four
+/// node_data events of ~540 bytes, each `raw` starting with `seq`.
+fn big_frame(seq: u32) -> RootMessage {
+    let mut raw = seq.to_be_bytes().to_vec();
+    raw.extend([0x42; 196]);
+    let entries = ["SEQ", "BLA", "BLB", "BLC"]
         .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .map(|t| DataEntry::new(*t, raw.clone()))
         .collect();
-    wait_for(name, || {
-        let url = url.clone();
-        let labels = labels.clone();
-        async move {
-            let l: Vec<(&str, &str)> = labels
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            metric_at(&url, name, &l).await >= v
-        }
-    })
-    .await;
+    RootMessage::Data { node: 1, entries }
 }
 
 // PROTOCOL 4: a deliberately slow subscriber gets `lagged` (once, with the
@@ -236,15 +241,11 @@ async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
     })
     .await;
     let url = monitor_url(&m.s);
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(2048).unwrap();
-    let tcp = sock.connect(m.s.running.http_addr).await.unwrap();
-    let (mut slow, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
-        .await
-        .unwrap();
+    let mut slow = stalled_subscriber(&m.s).await;
     let mut fast = Ws::connect(&url).await;
     assert_eq!(fast.recv().await["event"], json!("snapshot"));
-    s_metric_at_least(&m.s, "switchyard_monitor_subscribers", &[], 2.0).await;
+    m.s.wait_metric_at_least("switchyard_monitor_subscribers", &[], 2.0)
+        .await;
 
     // Each frame (under the 1024-byte limit) makes four events of ~540
     // bytes: 13 MB in all, more than
@@ -261,13 +262,7 @@ async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
             if i >= WINDOW && credits.recv().is_err() {
                 break;
             }
-            let mut raw = i.to_be_bytes().to_vec();
-            raw.extend([0x42; 196]);
-            let entries = ["SEQ", "BLA", "BLB", "BLC"]
-                .iter()
-                .map(|t| DataEntry::new(*t, raw.clone()))
-                .collect();
-            root.send(&RootMessage::Data { node: 1, entries });
+            root.send(&big_frame(i));
         }
         root
     });
@@ -284,7 +279,8 @@ async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
         let _ = credit.send(());
     }
     m.root = Some(writer.await.unwrap());
-    s_metric_at_least(&m.s, "switchyard_monitor_events_dropped_total", &[], 1.0).await;
+    m.s.wait_metric_at_least("switchyard_monitor_events_dropped_total", &[], 1.0)
+        .await;
 
     // Now the slow one reads: it hears of its loss once.
     let mut lagged = Vec::new();
@@ -314,6 +310,139 @@ async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
         m.s.metric("switchyard_monitor_events_dropped_total", &[])
             .await;
     assert_eq!(lagged.iter().sum::<u64>() as f64, dropped);
+    let _ = slow.close(None).await;
+    m.s.stop().await;
+}
+
+/// Reads `m`'s node_data events until one that `f` picks (a minute at most;
+/// the reader may lag and lose events, never the newest).
+async fn until_seen(m: &mut Ws, f: impl Fn(&Value) -> bool) {
+    let seen = async {
+        loop {
+            let v = m.recv().await;
+            if v["event"] == json!("node_data") && f(&v) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), seen)
+        .await
+        .expect("the reading subscriber gets the event");
+}
+
+// PROTOCOL 4: each subscriber's queue is bounded. A subscriber that stops
+// reading loses its oldest events; when it reads again it is told once
+// (`lagged` with the count) and then gets exactly the queue's bound of the
+// newest events, in order: never one more.
+#[actix_web::test]
+async fn a_stalled_subscriber_keeps_exactly_its_queue_bound() {
+    const LIMIT: usize = 20;
+    let mut m = MeshSwitch::start_with(|c| {
+        c.monitor.queue_limit = LIMIT;
+        c.monitor.in_flight_bytes = 4 * 1024;
+        // The stalled subscriber answers no ping until it reads again.
+        c.session.ping_timeout_secs = 120.0;
+    })
+    .await;
+    let url = monitor_url(&m.s);
+    let mut slow = stalled_subscriber(&m.s).await;
+    // A second subscriber that reads all along: once it has the last
+    // event, the monitor has offered that event to both.
+    let mut sentinel = Ws::connect(&url).await;
+    m.s.wait_metric("switchyard_monitor_subscribers", &[], 2.0)
+        .await;
+    // Batches of big node_data events until one batch is dropped whole
+    // but for the queue's room: then nothing is written to the stalled
+    // socket any more (the kernel's buffers are full) and its queue is
+    // at its bound.
+    const FRAMES: u32 = 200;
+    let mut root = m.root.take().unwrap();
+    let mut seq = 0u32;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled subscriber's queue never overflowed for a whole batch"
+        );
+        let before =
+            m.s.metric("switchyard_monitor_events_dropped_total", &[])
+                .await;
+        let first = seq;
+        root = actix_web::rt::task::spawn_blocking(move || {
+            for s in first..first + FRAMES {
+                root.send(&big_frame(s));
+            }
+            root
+        })
+        .await
+        .unwrap();
+        seq += FRAMES;
+        let end = format!("{:08x}", seq - 1);
+        until_seen(&mut sentinel, |v| {
+            v["type"] == json!("BLC") && v["raw"].as_str().is_some_and(|r| r.starts_with(&end))
+        })
+        .await;
+        let dropped =
+            m.s.metric("switchyard_monitor_events_dropped_total", &[])
+                .await
+                - before;
+        if dropped >= f64::from(FRAMES * 4) - LIMIT as f64 {
+            break;
+        }
+    }
+    // A last batch so that the queue's newest events are known.
+    let last = seq + 9;
+    for s in seq..=last {
+        root.send(&RootMessage::Data {
+            node: 1,
+            entries: vec![DataEntry::new("SEQ", s.to_be_bytes().to_vec())],
+        });
+    }
+    m.root = Some(root);
+    // Every event offered before the stalled subscriber reads again.
+    let last_raw = json!(format!("{last:08x}"));
+    until_seen(&mut sentinel, |v| v["raw"] == last_raw).await;
+
+    // It reads again: what follows the last `lagged` is the queue.
+    let mut after_lagged: Vec<Value> = Vec::new();
+    let mut lagged = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, slow.next())
+            .await
+            .expect("the stalled subscriber catches up")
+            .unwrap()
+            .unwrap();
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["event"] == json!("lagged") {
+            lagged.push(v["dropped"].as_u64().unwrap());
+            after_lagged.clear();
+            continue;
+        }
+        let is_last = v["raw"] == last_raw;
+        after_lagged.push(v);
+        if is_last {
+            break;
+        }
+    }
+    assert!(
+        !lagged.is_empty() && lagged.iter().all(|d| *d > 0),
+        "told of its loss: {lagged:?}"
+    );
+    assert_eq!(
+        after_lagged.len(),
+        LIMIT,
+        "the queue held {} events, its bound is {LIMIT}",
+        after_lagged.len()
+    );
+    // The newest, in order: the last ten SEQ-only frames end the queue.
+    let tail: Vec<String> = after_lagged[LIMIT - 10..]
+        .iter()
+        .map(|v| v["raw"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let want: Vec<String> = (last - 9..=last).map(|s| format!("{s:08x}")).collect();
+    assert_eq!(tail, want);
     let _ = slow.close(None).await;
     m.s.stop().await;
 }

@@ -1,8 +1,6 @@
 //! PROTOCOL 5 and the Channel contract: two switches in one test, a
 //! central one and an edge one whose mesh root is the test's pty.
 
-use std::time::{Duration, Instant};
-
 use actix::Actor;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
@@ -64,28 +62,27 @@ fn seq_frame(n: u32) -> RootMessage {
     }
 }
 
-// PROTOCOL 5: node data from the edge appears at the central within a second.
+// PROTOCOL 5: node data from the edge appears at the central, keyed by
+// the gateway. (PROTOCOL sets no delivery time: the wait has a deadline,
+// no wall-clock bound that a loaded machine would break.)
 #[actix_web::test]
 async fn edge_node_data_appears_at_the_central() {
     let (central, mut edge) = central_with_edge().await;
-    let written = Instant::now();
     edge.root().send(&RootMessage::Data {
         node: 2,
         entries: vec![DataEntry::new("HUM", vec![61])],
     });
     let url = central.url("/api/nodes/edge-1/0x0002");
-    let mut v = Value::Null;
-    while written.elapsed() < WAIT {
-        let (status, body) = get_json(&url).await;
-        if status == 200 && body["latest"]["HUM"]["value"] == json!({"percent": 61}) {
-            v = body;
-            break;
+    wait_for("the edge's node data at the central", || {
+        let url = url.clone();
+        async move {
+            let (status, body) = get_json(&url).await;
+            status == 200 && body["latest"]["HUM"]["value"] == json!({"percent": 61})
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let took = written.elapsed();
+    })
+    .await;
+    let (_, v) = get_json(&url).await;
     assert_eq!(v["gateway"], json!("edge-1"), "{v}");
-    assert!(took < Duration::from_secs(1), "took {took:?}");
     let (_, all) = get_json(&central.url("/api/nodes")).await;
     assert!(all
         .as_array()
@@ -224,19 +221,17 @@ async fn events_survive_a_central_restart_once_and_in_order() {
 async fn a_wrong_gateway_token_is_refused() {
     let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
     let edge = edge_to(&central, "not-the-token").await;
-    // The edge retries, and is refused each time.
-    let m = central.url("/metrics");
-    wait_for("a refusal", || {
-        let m = m.clone();
-        async move { metric_at(&m, "switchyard_gateway_refused_total", &[]).await >= 1.0 }
-    })
-    .await;
-    assert_eq!(
-        central
-            .metric("switchyard_gateway_connected", &[("gateway", "edge-1")])
-            .await,
-        0.0
-    );
+    // At least one refusal, not exactly one: the edge retries every few
+    // milliseconds and is refused each time, so the counter moves on
+    // while the test looks.
+    central
+        .wait_metric_at_least("switchyard_gateway_refused_total", &[], 1.0)
+        .await;
+    // Never connected: its series is absent or 0.
+    let connected = central
+        .metric_or_absent("switchyard_gateway_connected", &[("gateway", "edge-1")])
+        .await;
+    assert!(matches!(connected, None | Some(0.0)), "{connected:?}");
     // Closed with 1008 as soon as it opens, before it says anything.
     let mut raw = Ws::connect(&format!("ws://{}/gateway", central.running.http_addr)).await;
     assert_eq!(raw.closed_with().await, 1008);
