@@ -235,6 +235,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub node_id: Option<String>,
 
+    /// Publish the mesh to an MQTT broker and take commands from it, e.g.
+    /// mqtt://127.0.0.1:1883 (mqtts:// for TLS; more in [mqtt] of the
+    /// config file).
+    #[arg(long, value_name = "mqtt://HOST:PORT")]
+    pub mqtt: Option<String>,
+
     /// Forward this switch's mesh to a central switch, e.g.
     /// ws://central:3000/gateway.
     #[arg(long, value_name = "URL")]
@@ -387,6 +393,9 @@ impl RunArgs {
         }
         if self.node_id.is_some() {
             c.cluster.node_id = self.node_id;
+        }
+        if self.mqtt.is_some() {
+            c.mqtt.url = self.mqtt;
         }
         if self.uplink.is_some() {
             c.uplink.url = self.uplink;

@@ -10,6 +10,7 @@ use switchyard_actors::agent::StateConfig;
 use switchyard_actors::agent::{AgentConfig, BackendConfig, RouterConfig, SessionConfig};
 use switchyard_actors::cluster::ClusterConfig;
 use switchyard_actors::monitor::MonitorConfig;
+use switchyard_actors::mqtt::MqttConfig;
 use switchyard_actors::network::history::HistoryConfig;
 use switchyard_actors::network::mesh::MeshConfig;
 use switchyard_actors::socket::SocketConfig;
@@ -75,6 +76,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Several switches as one, on NATS JetStream (`--cluster`).
     pub cluster: ClusterConfig,
+    /// The mesh on an MQTT broker (`--mqtt`).
+    pub mqtt: MqttConfig,
 }
 
 impl Default for Config {
@@ -106,6 +109,7 @@ impl Default for Config {
             ws: crate::http::WsConfig::default(),
             state: StateConfig::default(),
             cluster: ClusterConfig::default(),
+            mqtt: MqttConfig::default(),
         }
     }
 }

@@ -144,12 +144,9 @@ impl Connection {
 }
 
 fn parse_addr(s: &str) -> Result<NodeAddr, CtlError> {
-    let s = s.trim();
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u16::from_str_radix(h, 16),
-        None => s.parse(),
-    }
-    .map_err(|_| CtlError::Usage(format!("bad node address {s:?} (use 0x0001 or 1)")))
+    switchyard_actors::wire::mesh::parse_node_addr(s).ok_or_else(|| {
+        CtlError::Usage(format!("bad node address {:?} (use 0x0001 or 1)", s.trim()))
+    })
 }
 
 fn fmt_value(v: &Value) -> String {

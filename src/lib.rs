@@ -376,8 +376,31 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         );
     }
 
+    let mqtt = match &config.mqtt.url {
+        Some(url) => {
+            let client_id = config
+                .mqtt
+                .client_id
+                .clone()
+                .unwrap_or_else(|| format!("switchyard-{}", default_node_id(config.http)));
+            let bridge = switchyard_actors::mqtt::MqttBridge::start_link(
+                config.mqtt.clone(),
+                client_id.clone(),
+                &metrics,
+                router.network.clone(),
+                gateways.clone(),
+                router.shutdown.clone(),
+            )
+            .map_err(|e| StartError::Config(format!("--mqtt: {e}")))?;
+            log::info!("mqtt: bridging the mesh to {url} as {client_id}");
+            Some(bridge)
+        }
+        None => None,
+    };
+
     let state = web::Data::new(http::AppState {
         monitor,
+        mqtt,
         gateways,
         config: config.clone(),
         router: Arc::clone(&router),

@@ -16,6 +16,7 @@ mod mephisto_complaints;
 pub mod mesh;
 mod metrics;
 mod monitor;
+mod mqtt;
 mod restart;
 mod router;
 mod shortcut;

@@ -25,6 +25,7 @@
 //! | `GatewayServer` | central switch | the known gateways (`GatewayTable`: session, sequence gate, nodes), commands waiting for a gateway's result (`PendingCommands`) | `uplink/gateway.rs` |
 //! | `GatewaySession` | `/gateway` WebSocket | the token check, decoding envelopes within a byte limit, the one gateway name it speaks for | `uplink/session.rs` |
 //! | `WebsocketChannel` | outbound WebSocket | the connection, its `Lifecycle`, messages kept while it is down | `channel/websocket.rs` |
+//! | `MqttBridge` | switch, with `--mqtt` | the MQTT client and its connection, what waits for the broker (`Outbound`), the nodes and types it has described to Home Assistant, the command topics' rate buckets | `mqtt/mod.rs` |
 //! | `Cluster` | switch, in cluster mode | the NATS connection and JetStream handles (`Link`), the publish window, heartbeats and `Membership`, the watch on agents' owners, `request_statuses` across switches, adoption of a dead switch's agents | `cluster/actor.rs` |
 //!
 //! Beside them, the plain structs that decide, tested without a runtime:
@@ -75,6 +76,12 @@
 //! records), `actor.rs` (`Cluster`). In cluster mode `Agent` reads its
 //! mailbox stream while it owns the agent, and `BackendLink` reads the
 //! backend stream while it holds the backend (`agent/backend_feed.rs`).
+//!
+//! `mqtt/` is the MQTT bridge (`--mqtt`; nothing of it runs without it):
+//! `topics.rs` (topics and payloads), `discovery.rs` (Home Assistant
+//! discovery configs), `commands.rs` (command payloads, per-topic rate
+//! buckets), `outbound.rs` (what waits for the broker, in order, bounded),
+//! all pure; `mod.rs` is the `MqttBridge` actor.
 //!
 //! `testing.rs` (feature `test-util`, and the crate's own tests) may name
 //! every actor: event probes, `TestRouter`, `FakePeer`.
@@ -234,6 +241,7 @@ pub mod log_limit;
 pub mod mailbox;
 pub mod metrics;
 pub mod monitor;
+pub mod mqtt;
 pub mod network;
 pub mod outbox;
 pub mod rng;

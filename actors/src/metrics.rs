@@ -297,11 +297,19 @@ pub struct Metrics {
     next_actor: AtomicU64,
 }
 
+/// Registers `c` and hands it back (the metrics of optional parts, the
+/// cluster's and the MQTT bridge's, are registered when they start).
+pub fn registered<T: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    c: T,
+) -> prometheus::Result<T> {
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
     // Names are constants and unique, so registration cannot collide.
-    r.register(Box::new(c.clone()))
-        .expect("metric names are unique");
-    c
+    registered(r, c).expect("metric names are unique")
 }
 
 impl Metrics {

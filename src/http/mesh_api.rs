@@ -7,19 +7,15 @@ use serde_json::json;
 use switchyard_actors::network::node_cache::NodeKey;
 use switchyard_actors::network::{GetHistory, GetNode, GetNodes, MeshCommand};
 use switchyard_actors::uart::{CommandError, RootReply};
-use switchyard_actors::wire::mesh::{Command, NodeAddr, MAX_MESSAGE};
+use switchyard_actors::wire::mesh::{parse_node_addr, Command, NodeAddr, MAX_MESSAGE};
 
 use super::error::ApiError;
 use super::AppState;
 
 /// `0x0001`, `0X1` or `1`.
 pub fn parse_addr(s: &str) -> Result<NodeAddr, ApiError> {
-    let s = s.trim();
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u16::from_str_radix(h, 16),
-        None => s.parse::<u16>(),
-    };
-    parsed.map_err(|_| ApiError::bad(format!("bad node address {s:?} (use 0x0001 or 1)")))
+    parse_node_addr(s)
+        .ok_or_else(|| ApiError::bad(format!("bad node address {:?} (use 0x0001 or 1)", s.trim())))
 }
 
 pub fn command_error(e: CommandError) -> ApiError {

@@ -200,6 +200,8 @@ pub struct AppState {
     pub uploads: uploads::UploadStore,
     pub monitor: switchyard_actors::mailbox::Mailbox<switchyard_actors::monitor::Monitor>,
     pub gateways: switchyard_actors::mailbox::Mailbox<switchyard_actors::uplink::GatewayServer>,
+    /// The MQTT bridge, with `--mqtt`.
+    pub mqtt: Option<switchyard_actors::mailbox::Mailbox<switchyard_actors::mqtt::MqttBridge>>,
     pub static_dir: Option<PathBuf>,
 }
 
@@ -280,6 +282,7 @@ pub fn app(
         .route("/dashboard/", web::get().to(monitor::dashboard))
         .route("/dashboard/{name}", web::get().to(monitor::dashboard_asset))
         .route("/api/agents", web::get().to(monitor::agents))
+        .route("/api/mqtt", web::get().to(monitor::mqtt))
         .route("/api/nodes", web::get().to(mesh_api::nodes))
         .route("/api/nodes/{addr}", web::get().to(mesh_api::node))
         .route(

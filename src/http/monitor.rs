@@ -65,6 +65,20 @@ pub async fn agents(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(json!({"agents": agents, "backend": backend, "cluster": cluster})))
 }
 
+/// The MQTT bridge's state (`{"enabled": false}` without `--mqtt`).
+pub async fn mqtt(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(bridge) = &state.mqtt else {
+        return Ok(HttpResponse::Ok().json(json!({"enabled": false})));
+    };
+    let status = bridge
+        .send(switchyard_actors::mqtt::GetMqttStatus)
+        .await
+        .map_err(ApiError::mailbox)?;
+    let mut v = serde_json::to_value(status).map_err(|e| ApiError::Internal(e.to_string()))?;
+    v["enabled"] = json!(true);
+    Ok(HttpResponse::Ok().json(v))
+}
+
 /// The dashboard's files, compiled in: it works with no network at all.
 const DASHBOARD: &[(&str, &str, &[u8])] = &[
     (

@@ -12,13 +12,12 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { freePort, chromiumPath } from './support.mjs';
+import { freePort, chromiumPath, Processes } from './support.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
@@ -26,41 +25,13 @@ const BIN = process.env.SWITCHYARD_BIN || path.join(ROOT, 'target/release/switch
 const NATS = process.env.NATS_SERVER || path.join(ROOT, 'target/nats/bin/nats-server');
 const ARTIFACTS = path.join(ROOT, 'target/test-artifacts');
 
-const procs = []; // [{ name, child, log }]
 let dir;
 let browser;
 const bases = {}; // switch name -> http://127.0.0.1:port
 
-function run(name, bin, args) {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' } });
-  const p = { name, child, log: '' };
-  const keep = (b) => { p.log = (p.log + b.toString()).slice(-20000); };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  procs.push(p);
-  return p;
-}
-
-function logs() {
-  return procs.map((p) => `--- ${p.name} (exit ${p.child.exitCode})\n${p.log}`).join('\n');
-}
-
-async function waitFor(what, ms, check) {
-  const deadline = Date.now() + ms;
-  let last = 'not tried';
-  while (Date.now() < deadline) {
-    for (const p of procs) {
-      if (p.child.exitCode !== null) throw new Error(`${p.name} exited with ${p.child.exitCode}:\n${logs()}`);
-    }
-    try {
-      if (await check()) return;
-    } catch (e) {
-      last = e.message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what}: not after ${ms} ms (${last}):\n${logs()}`);
-}
+const procs = new Processes();
+const run = (name, bin, args) => procs.run(name, bin, args);
+const waitFor = (what, ms, check) => procs.waitFor(what, ms, check);
 
 before(async () => {
   assert.ok(fs.existsSync(BIN), `switchyard binary not found at ${BIN} (build it, or set SWITCHYARD_BIN)`);
@@ -95,14 +66,7 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close().catch(() => {});
-  for (const p of procs.reverse()) {
-    if (p.child.exitCode !== null) continue;
-    const exited = new Promise((r) => p.child.once('exit', r));
-    p.child.kill('SIGTERM');
-    const timer = setTimeout(() => p.child.kill('SIGKILL'), 10000);
-    await exited;
-    clearTimeout(timer);
-  }
+  await procs.stopAll();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 

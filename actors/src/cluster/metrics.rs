@@ -46,13 +46,7 @@ pub struct ClusterMetrics {
 
 impl ClusterMetrics {
     pub fn register(r: &Registry) -> prometheus::Result<ClusterMetrics> {
-        fn reg<T: prometheus::core::Collector + Clone + 'static>(
-            r: &Registry,
-            c: T,
-        ) -> prometheus::Result<T> {
-            r.register(Box::new(c.clone()))?;
-            Ok(c)
-        }
+        use crate::metrics::registered as reg;
         let gauge = |n: &str, h: &str| reg(r, IntGauge::new(n, h)?);
         let counter = |n: &str, h: &str| reg(r, IntCounter::new(n, h)?);
         let counter_vec =

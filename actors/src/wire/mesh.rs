@@ -22,6 +22,19 @@ pub type NodeAddr = u16;
 /// Longest message a command can carry (its length is one byte).
 pub const MAX_MESSAGE: usize = 255;
 
+/// A node address as people write it: `0x0001`, `0X1` or `1` (the HTTP
+/// API, `switchyard ctl`, MQTT topics).
+pub fn parse_node_addr(s: &str) -> Option<NodeAddr> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        // `from_str_radix` takes a leading `+`: `0x+1` is not an address.
+        Some(h) if !h.starts_with('+') => u16::from_str_radix(h, 16).ok(),
+        Some(_) => None,
+        None if !s.starts_with('+') => s.parse().ok(),
+        None => None,
+    }
+}
+
 /// One entry of a `[D]` payload: a data type name and its raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataEntry {

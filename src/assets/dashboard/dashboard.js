@@ -15,6 +15,7 @@
   const LOG_MAX = 200;
   const AGENTS_POLL_MS = 1500;
   const ACTORS_POLL_MS = 2000;
+  const MQTT_POLL_MS = 2000;
   const NODE_COLORS = ['#2f6fdd', '#e0762f', '#2d9d6a', '#9b59b6', '#d64545', '#0f8b8d', '#c49a06', '#6b7280'];
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -35,6 +36,7 @@
     link: null, // "up" | "down" | "none"
     backend: null, // {connected, outbox_depth, pending_requests}
     cluster: null, // cluster mode: {node, connected, nodes, switches: [{node, agents, has_backend, me}]}
+    mqtt: null, // with --mqtt: /api/mqtt ({enabled, broker, connected, buffered, ...}); null: unknown
     nodes: new Map(), // key -> node
     agents: new Map(), // agent_id -> {agent_id, status, is_alive, queued, last_ping_ms}
     agentsLoaded: false,
@@ -404,6 +406,50 @@
     return 'warn';
   }
 
+  // ---- MQTT bridge (with --mqtt only) ---------------------------------------
+
+  async function pollMqtt() {
+    try {
+      const j = await getJSON('/api/mqtt');
+      state.mqtt = j;
+      mark('mqtt', 'pills');
+      // Without --mqtt there is nothing to follow: it is not started later.
+      if (j && j.enabled === false) return;
+    } catch (e) {
+      state.mqtt = state.mqtt && state.mqtt.enabled ? { ...state.mqtt, unknown: true } : state.mqtt;
+      mark('mqtt', 'pills');
+    }
+    setTimeout(pollMqtt, MQTT_POLL_MS);
+  }
+
+  function renderMqtt() {
+    const m = state.mqtt;
+    const card = $('#card-mqtt');
+    // `on` or `off` once /api/mqtt has answered (styles and tests read it).
+    if (m) document.body.dataset.mqtt = m.enabled ? 'on' : 'off';
+    if (!m || !m.enabled) { card.hidden = true; return; }
+    card.hidden = false;
+    setText($('#mqtt-broker'), m.broker || '–');
+    const conn = $('#mqtt-connection');
+    if (m.unknown) { setText(conn, 'unknown'); conn.className = ''; }
+    else {
+      setText(conn, m.connected ? `connected${m.connected_since ? ` · ${ago(m.connected_since)}` : ''}` : 'disconnected');
+      conn.className = m.connected ? 'ok' : 'bad';
+    }
+    setText($('#mqtt-buffered'), `${fmtNum(m.buffered)} / ${fmtNum(m.buffer_limit)}`);
+    setText($('#mqtt-published'), fmtNum(m.published));
+    const dropped = $('#mqtt-dropped');
+    setText(dropped, fmtNum(m.dropped));
+    dropped.className = m.dropped > 0 ? 'bad' : '';
+    setText($('#mqtt-reconnects'), fmtNum(m.reconnects));
+    setText($('#mqtt-commands'), `${fmtNum(m.commands_ok)} ok · ${fmtNum(m.commands_failed)} failed · ${fmtNum(m.commands_refused)} refused`);
+    setText($('#mqtt-nodes'), m.discovery ? fmtNum(m.nodes) : `${fmtNum(m.nodes)} (discovery off)`);
+    setText($('#mqtt-note'), `${m.client_id} · topics under ${m.prefix}/`);
+    const err = $('#mqtt-error');
+    if (!m.connected && m.last_error) { setText(err, `last error: ${m.last_error}`); err.hidden = false; }
+    else err.hidden = true;
+  }
+
   // ---- actors -------------------------------------------------------------
 
   async function pollActors() {
@@ -627,6 +673,7 @@
     if (d.has('messages')) renderMessages();
     if (d.has('log')) renderLog();
     if (d.has('kpi')) renderKpis();
+    if (d.has('mqtt')) renderMqtt();
   }
 
   function setPill(id, stateName, value) {
@@ -647,6 +694,13 @@
     const b = state.backend;
     if (!b) setPill('backend-state', 'unknown', '…');
     else setPill('backend-state', b.connected ? 'connected' : 'disconnected', b.connected ? 'connected' : 'disconnected');
+    const m = state.mqtt;
+    const mp = document.getElementById('mqtt-state');
+    mp.hidden = !(m && m.enabled);
+    if (m && m.enabled) {
+      if (m.unknown) setPill('mqtt-state', 'unknown', '…');
+      else setPill('mqtt-state', m.connected ? 'connected' : 'disconnected', m.connected ? 'connected' : 'disconnected');
+    }
   }
 
   function renderKpis() {
@@ -1114,6 +1168,7 @@
     connectMonitor();
     pollAgents();
     pollActors();
+    pollMqtt();
     setInterval(tickAgo, 1000);
     tickAgo();
   }
