@@ -1235,3 +1235,100 @@ async fn without_mqtt_nothing_of_it_runs() {
     assert_eq!((code, st), (200, json!({"enabled": false})));
     s.stop().await;
 }
+
+// Out and in through a gateway (issue point 2): a central switch bridges
+// its gateways' nodes under their gateway id, with their discovery, and a
+// command on a gateway node's send topic reaches the edge's simulated node.
+#[actix_web::test]
+async fn a_central_switch_bridges_its_gateways_nodes_under_their_id() {
+    const TOKEN: &str = "gw-token";
+    let broker = Mosquitto::start();
+    let mut c = Client::connect(broker.port, &["switchyard/#", "homeassistant/#"]).await;
+    let url = broker.url();
+    let central = Switch::start_with(move |c| {
+        c.gateway_token = Some(TOKEN.into());
+        c.mqtt.url = Some(url);
+        c.mqtt.client_id = Some("central".into());
+    })
+    .await;
+    let gw = format!("ws://{}/gateway", central.running.http_addr);
+    let edge = Switch::start_with(move |c| {
+        c.uart = "sim".into();
+        c.sim.interval_secs = 0.2;
+        c.uplink.url = Some(gw);
+        c.uplink.gateway_id = Some("edge-1".into());
+        c.uplink.token = Some(TOKEN.into());
+    })
+    .await;
+    let got = c
+        .gather(
+            "the gateway node's data, status and discovery",
+            vec![
+                Box::new(|m: &Got| m.topic == "switchyard/edge-1/0x0003/TMP"),
+                Box::new(|m: &Got| m.topic == "switchyard/edge-1/0x0003/status"),
+                Box::new(|m: &Got| {
+                    m.topic
+                        == "homeassistant/sensor/switchyard_central_edge-1_0003/TMP_celsius/config"
+                }),
+            ],
+        )
+        .await;
+    assert!(got[0].json()["value"]["celsius"].is_number());
+    assert_eq!(got[1].text(), "active");
+    let cfg = got[2].json();
+    assert_eq!(cfg["state_topic"], "switchyard/edge-1/0x0003/TMP");
+    assert_eq!(
+        cfg["availability"][1]["topic"],
+        "switchyard/edge-1/0x0003/status"
+    );
+    assert!(cfg["device"]["name"].as_str().unwrap().contains("edge-1"));
+
+    c.publish("switchyard/edge-1/0x0003/send", "via the gateway", false)
+        .await;
+    let got = c
+        .gather(
+            "the result and the reply through the gateway",
+            vec![
+                Box::new(|m: &Got| m.topic == "switchyard/edge-1/0x0003/send/result"),
+                Box::new(|m: &Got| {
+                    m.topic == "switchyard/edge-1/0x0003/message"
+                        && m.text().contains("got: via the gateway")
+                }),
+            ],
+        )
+        .await;
+    assert_eq!(got[0].json(), json!({"status": "ok", "command": "SEND-"}));
+    // A gateway the central does not know: an error, never a send.
+    c.publish("switchyard/nowhere/0x0003/send", "lost?", false)
+        .await;
+    let r = c
+        .next_on("switchyard/nowhere/0x0003/send/result")
+        .await
+        .json();
+    assert_eq!(r["status"], "error", "{r}");
+    edge.stop().await;
+    central.stop().await;
+}
+
+// The switch's availability (issue point 2): `online` on connecting,
+// `offline` from the broker (the last will) when its connection dies
+// without a word, and `offline` from the switch itself on a clean stop.
+#[actix_web::test]
+async fn availability_online_then_the_last_will_then_offline_on_a_clean_stop() {
+    let broker = Mosquitto::start();
+    let gate = Gate::start(broker.port).await;
+    let mut c = Client::connect(broker.port, &["switchyard/availability"]).await;
+    let s = bridged(gate.url(), |_| {}).await;
+    assert_eq!(c.next_on("switchyard/availability").await.text(), "online");
+    // The connection cut: the broker says the will.
+    gate.set(false);
+    assert_eq!(c.next_on("switchyard/availability").await.text(), "offline");
+    gate.set(true);
+    assert_eq!(c.next_on("switchyard/availability").await.text(), "online");
+    s.stop().await;
+    assert_eq!(c.next_on("switchyard/availability").await.text(), "offline");
+    // Retained: a newcomer finds it.
+    let mut late = Client::connect(broker.port, &["switchyard/availability"]).await;
+    let m = late.next_on("switchyard/availability").await;
+    assert_eq!((m.text().as_str(), m.retain), ("offline", true));
+}
