@@ -1010,3 +1010,55 @@ async fn the_backend_outbox_drops_its_oldest_past_the_limit_and_counts_them() {
         .await;
     s.stop().await;
 }
+
+// PROTOCOL 1.2 `alive` and 1.3: packets queued for an agent are delivered
+// after its next `alive`, in order. A socket that says `alive` and is gone
+// at once (a tab closed right after it reconnected) may take some with it
+// (written into a socket that closed: no protocol can tell), but what is
+// kept stays in order for the next socket: a packet that could not be
+// written goes back to the head of the queue, never behind the others.
+// Each round races the closing socket against the flush, so the rounds
+// together meet both outcomes.
+#[actix_web::test]
+async fn a_socket_gone_at_its_alive_leaves_the_queue_in_order() {
+    const ROUNDS: usize = 20;
+    const N: i64 = 5;
+    let s = Switch::start_with(|c| c.agent.reconnect_grace_secs = 60.0).await;
+    let mut b = s.backend().await;
+    let mut lost = 0;
+    for round in 0..ROUNDS {
+        let id = format!("r{round}");
+        s.agent(&id).await.close().await;
+        for n in 0..N {
+            b.send(live_update(&id, "client_bound_live_update", n))
+                .await;
+        }
+        s.wait_metric("switchyard_packets_queued", &[], N as f64)
+            .await;
+        let mut gone = s.ws().await;
+        gone.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
+            .await;
+        drop(gone);
+        let mut back = s.ws().await;
+        back.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
+            .await;
+        let mut got = Vec::new();
+        loop {
+            let p = back.recv().await;
+            match p["packet_type"].as_str() {
+                Some("client_bound_live_update") => got.push(p["data"]["n"].as_i64().unwrap()),
+                Some("update_status") => break,
+                _ => panic!("{id}: unexpected {p}"),
+            }
+        }
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "{id}: kept packets out of order: {got:?}"
+        );
+        lost += N as usize - got.len();
+        back.close().await;
+        s.wait_metric("switchyard_packets_queued", &[], 0.0).await;
+    }
+    println!("{lost} packets went with the closing sockets in {ROUNDS} rounds");
+    s.stop().await;
+}

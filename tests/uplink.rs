@@ -29,6 +29,15 @@ async fn central_at(addr: std::net::SocketAddr) -> Switch {
 }
 
 async fn edge_to(central: &Switch, token: &str) -> MeshSwitch {
+    edge_to_with(central, token, |_| {}).await
+}
+
+/// An edge `edge-1` uplinked to `central`, its config then `tweak`ed.
+async fn edge_to_with(
+    central: &Switch,
+    token: &str,
+    tweak: impl FnOnce(&mut switchyard::Config),
+) -> MeshSwitch {
     let url = format!("ws://{}/gateway", central.running.http_addr);
     let token = token.to_string();
     MeshSwitch::start_with(move |c| {
@@ -37,6 +46,7 @@ async fn edge_to(central: &Switch, token: &str) -> MeshSwitch {
         c.uplink.token = Some(token);
         c.uplink.channel.reconnect_min_secs = 0.05;
         c.uplink.channel.reconnect_max_secs = 0.3;
+        tweak(c);
     })
     .await
 }
@@ -53,6 +63,50 @@ async fn central_with_edge() -> (Switch, MeshSwitch) {
         )
         .await;
     (central, edge)
+}
+
+/// `SEND-` through the central's HTTP API to node `node` of gateway
+/// `edge-1`: asserts the edge's root gets it as sent, answers `S`, and
+/// returns the HTTP answer.
+async fn send_through_central(
+    central: &Switch,
+    edge: &mut MeshSwitch,
+    node: u16,
+    text: &str,
+) -> (u16, Value) {
+    let url = central.url(&format!("/api/nodes/edge-1/{node:#06x}/send"));
+    let body = json!({ "text": text });
+    let req = actix_web::rt::spawn(async move { post_json(&url, body).await });
+    let (mut root, cmd) = edge.root.take().unwrap().recv_command().await;
+    assert_eq!(
+        cmd,
+        switchyard_actors::wire::mesh::Command::Send {
+            dst: node,
+            message: text.as_bytes().to_vec()
+        }
+    );
+    root.send(&RootMessage::Result {
+        node: 0,
+        outcome: Ok(()),
+    });
+    edge.root = Some(root);
+    req.await.unwrap()
+}
+
+/// The SEQ numbers the central holds for node 1 of gateway `edge-1`, in
+/// order (none while it does not know the node).
+async fn seqs_at(central: &Switch) -> Vec<u32> {
+    let url = central.url("/api/nodes/edge-1/1/history?type=SEQ&limit=1000");
+    let (status, h) = get_json(&url).await;
+    if status != 200 {
+        return Vec::new();
+    }
+    h["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| u32::from_str_radix(s["raw"].as_str().unwrap(), 16).unwrap())
+        .collect()
 }
 
 fn seq_frame(n: u32) -> RootMessage {
@@ -116,27 +170,12 @@ async fn a_central_command_reaches_the_node_and_the_reply_returns() {
         async move { get_json(&url).await.0 == 200 }
     })
     .await;
-    let url = central.url("/api/nodes/edge-1/0x0003/send");
-    let req =
-        actix_web::rt::spawn(async move { post_json(&url, json!({"text": "from central"})).await });
-    let (mut root, cmd) = edge.root.take().unwrap().recv_command().await;
-    assert_eq!(
-        cmd,
-        switchyard_actors::wire::mesh::Command::Send {
-            dst: 3,
-            message: b"from central".to_vec()
-        }
-    );
-    root.send(&RootMessage::Result {
-        node: 0,
-        outcome: Ok(()),
-    });
-    root.send(&RootMessage::Message {
+    let (status, body) = send_through_central(&central, &mut edge, 3, "from central").await;
+    assert_eq!(status, 200, "{body}");
+    edge.root().send(&RootMessage::Message {
         node: 3,
         text: b"node 3 says hi".to_vec(),
     });
-    let (status, body) = req.await.unwrap();
-    assert_eq!(status, 200, "{body}");
     let reply = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(SwitchEvent::NodeMessage { key, message, .. }) = events.recv().await {
@@ -155,7 +194,6 @@ async fn a_central_command_reaches_the_node_and_the_reply_returns() {
     )
     .await;
     assert_eq!(status, 404);
-    edge.root = Some(root);
     edge.s.stop().await;
     central.stop().await;
 }
@@ -193,16 +231,7 @@ async fn events_survive_a_central_restart_once_and_in_order() {
     edge.s
         .wait_metric("switchyard_uplink_buffered", &[("gateway", "edge-1")], 0.0)
         .await;
-    let url = central.url("/api/nodes/edge-1/1/history?type=SEQ&limit=1000");
-    let (status, h) = get_json(&url).await;
-    assert_eq!(status, 200, "{h}");
-    let seqs: Vec<u32> = h["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| u32::from_str_radix(s["raw"].as_str().unwrap(), 16).unwrap())
-        .collect();
-    assert_eq!(seqs, (10..40).collect::<Vec<u32>>());
+    assert_eq!(seqs_at(&central).await, (10..40).collect::<Vec<u32>>());
     assert!(
         edge.s
             .metric(
@@ -459,5 +488,308 @@ async fn a_central_command_reaches_a_simulated_node() {
     .unwrap();
     assert_eq!(reply, "node 0x0003 got: ping");
     edge.stop().await;
+    central.stop().await;
+}
+
+/// A central switch played by the test: it accepts the edge's uplink on a
+/// real WebSocket and speaks PROTOCOL 5's envelopes by hand, so it can
+/// send the edge every command of 2.3.
+struct FakeCentral {
+    listener: tokio::net::TcpListener,
+}
+
+impl FakeCentral {
+    async fn bind() -> FakeCentral {
+        FakeCentral {
+            listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/gateway", self.listener.local_addr().unwrap())
+    }
+
+    /// The edge's next uplink session.
+    async fn accept(&self) -> CentralSide {
+        let (tcp, _) = tokio::time::timeout(WAIT, self.listener.accept())
+            .await
+            .expect("the edge connects")
+            .unwrap();
+        let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        CentralSide { ws }
+    }
+}
+
+struct CentralSide {
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+}
+
+impl CentralSide {
+    async fn send(&mut self, env: &Envelope) {
+        self.ws.send(Message::Binary(env.encode())).await.unwrap();
+    }
+
+    /// The edge's next envelope; events are acknowledged as a central
+    /// switch does.
+    async fn next(&mut self) -> Envelope {
+        use futures_util::StreamExt;
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("an envelope from the edge")
+                .expect("the uplink stays open")
+                .unwrap();
+            if let Message::Binary(b) = msg {
+                let env = Envelope::decode(&b).expect("a valid envelope");
+                if let Envelope::Event { seq, .. } = &env {
+                    self.send(&Envelope::Ack { seq: *seq }).await;
+                }
+                return env;
+            }
+        }
+    }
+
+    /// The result of command `id`, passing over events.
+    async fn result_of(&mut self, id: u64) -> Result<Vec<u16>, String> {
+        loop {
+            if let Envelope::CommandResult { id: got, outcome } = self.next().await {
+                assert_eq!(got, id, "results come in the order of the commands");
+                return outcome;
+            }
+        }
+    }
+}
+
+// PROTOCOL 5 and 2.3: the central's commands to an edge other than
+// `SEND-` (`SENDI`, `BCAST`, `RST-R`, `CLEAN`, `NINFO`) reach the edge's
+// root as themselves, and the root's answer (`[R]` S or F, `[N]`) comes
+// back to the central as the command's result.
+#[actix_web::test]
+async fn every_central_command_reaches_the_edge_root_and_is_answered() {
+    use switchyard_actors::wire::mesh::Command;
+    use switchyard_actors::wire::uplink::RemoteCommand;
+    let central = FakeCentral::bind().await;
+    let url = central.url();
+    let mut edge = MeshSwitch::start_with(move |c| {
+        c.uplink.url = Some(url);
+        c.uplink.gateway_id = Some("edge-c".into());
+        c.uplink.token = Some(TOKEN.into());
+    })
+    .await;
+    let mut side = central.accept().await;
+    match side.next().await {
+        Envelope::Hello { gateway, .. } => assert_eq!(gateway, "edge-c"),
+        other => panic!("expected hello, got {other:?}"),
+    }
+    // Node 3 is known at the edge (commands to a node check it).
+    edge.root().send(&RootMessage::Data {
+        node: 3,
+        entries: vec![DataEntry::new("HUM", vec![1])],
+    });
+    edge.wait_value("3", "HUM", json!({"percent": 1})).await;
+
+    // (node, the central's command, what the root gets, the root's
+    // answer, the result the central gets)
+    type Case = (
+        u16,
+        RemoteCommand,
+        Command,
+        RootMessage,
+        Result<Vec<u16>, String>,
+    );
+    let ok = || RootMessage::Result {
+        node: 0,
+        outcome: Ok(()),
+    };
+    let cases: Vec<Case> = vec![
+        (
+            3,
+            RemoteCommand::SendTracked {
+                message: b"tracked".to_vec(),
+            },
+            Command::SendTracked {
+                dst: 3,
+                message: b"tracked".to_vec(),
+            },
+            ok(),
+            Ok(vec![]),
+        ),
+        (
+            0,
+            RemoteCommand::Broadcast {
+                message: b"all".to_vec(),
+            },
+            Command::Broadcast {
+                message: b"all".to_vec(),
+            },
+            ok(),
+            Ok(vec![]),
+        ),
+        (
+            0,
+            RemoteCommand::Restart,
+            Command::Restart,
+            RootMessage::Result {
+                node: 0,
+                outcome: Err("restart refused".into()),
+            },
+            Err("restart refused".into()),
+        ),
+        (0, RemoteCommand::Clean, Command::Clean, ok(), Ok(vec![])),
+        (
+            0,
+            RemoteCommand::NetInfo,
+            Command::NetInfo,
+            RootMessage::NetworkInfo {
+                node: 0,
+                nodes: vec![1, 3, 0x0a0b],
+            },
+            Ok(vec![1, 3, 0x0a0b]),
+        ),
+    ];
+    let mut root = edge.root.take().unwrap();
+    for (id, (node, remote, at_root, answer, outcome)) in cases.into_iter().enumerate() {
+        let id = id as u64 + 1;
+        side.send(&Envelope::Command {
+            id,
+            node,
+            command: remote,
+        })
+        .await;
+        let (mut r, cmd) = root.recv_command().await;
+        assert_eq!(cmd, at_root, "command {id}");
+        r.send(&answer);
+        root = r;
+        match (side.result_of(id).await, outcome) {
+            (Err(got), Err(want)) => assert!(got.contains(&want), "{id}: {got}"),
+            (got, want) => assert_eq!(got, want, "command {id}"),
+        }
+    }
+    edge.root = Some(root);
+    // One frame to the root per command.
+    assert_eq!(
+        edge.s
+            .metric("switchyard_uart_frames_total", &[("direction", "out")])
+            .await,
+        5.0
+    );
+    edge.s.stop().await;
+}
+
+// PROTOCOL 5: while the uplink is down the edge keeps its events bounded
+// (`channel.buffer_limit` events): past the bound the oldest are dropped
+// and counted, and the kept ones arrive at the central once, in order,
+// after it reconnects.
+#[actix_web::test]
+async fn the_edge_buffer_drops_its_oldest_past_the_bound_and_delivers_the_rest_in_order() {
+    const LIMIT: u32 = 10;
+    const SENT: u32 = 15;
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let addr = central.running.http_addr;
+    let mut edge = edge_to_with(&central, TOKEN, |c| {
+        c.uplink.channel.buffer_limit = LIMIT as usize;
+    })
+    .await;
+    let gw = [("gateway", "edge-1")];
+    // Node 1 known and active before the outage: during it, only its data
+    // makes events.
+    edge.root().send(&seq_frame(1000));
+    wait_for("node 1 at the central", || async {
+        seqs_at(&central).await == [1000]
+    })
+    .await;
+    edge.s
+        .wait_metric("switchyard_uplink_buffered", &gw, 0.0)
+        .await;
+    central.stop().await;
+    edge.s
+        .wait_metric("switchyard_uplink_connected", &gw, 0.0)
+        .await;
+    for n in 0..SENT {
+        edge.root().send(&seq_frame(n));
+    }
+    edge.s
+        .wait_metric(
+            "switchyard_uplink_dropped_total",
+            &gw,
+            f64::from(SENT - LIMIT),
+        )
+        .await;
+    edge.s
+        .wait_metric("switchyard_uplink_buffered", &gw, f64::from(LIMIT))
+        .await;
+    let central = central_at(addr).await;
+    edge.s
+        .wait_metric("switchyard_uplink_connected", &gw, 1.0)
+        .await;
+    edge.s
+        .wait_metric("switchyard_uplink_buffered", &gw, 0.0)
+        .await;
+    assert_eq!(
+        seqs_at(&central).await,
+        (SENT - LIMIT..SENT).collect::<Vec<u32>>()
+    );
+    assert_eq!(
+        edge.s.metric("switchyard_uplink_dropped_total", &gw).await,
+        f64::from(SENT - LIMIT),
+        "nothing more dropped on the way"
+    );
+    central
+        .assert_not_counted("switchyard_gateway_duplicates_total", &gw)
+        .await;
+    edge.s.stop().await;
+    central.stop().await;
+}
+
+// PROTOCOL 5: an edge that restarts (a new process: its numbering starts
+// again under a new epoch) is taken back by the central: its new events
+// are applied, none counted as a duplicate of the old session's, and the
+// central's commands reach the new edge's root.
+#[actix_web::test]
+async fn a_restarted_edge_is_taken_back_by_the_central() {
+    let (central, mut edge) = central_with_edge().await;
+    let gw = [("gateway", "edge-1")];
+    for n in 0..5 {
+        edge.root().send(&seq_frame(n));
+    }
+    wait_for("the first edge's events at the central", || async {
+        seqs_at(&central).await == (0..5).collect::<Vec<u32>>()
+    })
+    .await;
+    let events_before = central
+        .metric("switchyard_gateway_events_in_total", &gw)
+        .await;
+    edge.s.stop().await;
+    central
+        .wait_metric("switchyard_gateway_connected", &gw, 0.0)
+        .await;
+
+    // The same gateway, a new process and a new root.
+    let mut edge = edge_to(&central, TOKEN).await;
+    central
+        .wait_metric("switchyard_gateway_connected", &gw, 1.0)
+        .await;
+    for n in 5..10 {
+        edge.root().send(&seq_frame(n));
+    }
+    wait_for("the restarted edge's events at the central", || async {
+        seqs_at(&central).await == (0..10).collect::<Vec<u32>>()
+    })
+    .await;
+    central
+        .wait_metric_at_least(
+            "switchyard_gateway_events_in_total",
+            &gw,
+            events_before + 5.0,
+        )
+        .await;
+    central
+        .assert_not_counted("switchyard_gateway_duplicates_total", &gw)
+        .await;
+
+    // A command from the central reaches the new edge's root.
+    let (status, body) = send_through_central(&central, &mut edge, 1, "again").await;
+    assert_eq!(status, 200, "{body}");
+    edge.s.stop().await;
     central.stop().await;
 }
