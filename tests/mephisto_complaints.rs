@@ -166,9 +166,11 @@ async fn an_idle_backend_socket_is_kept_alive_by_pings_both_ways() {
         .await
             >= 1.0
     );
-    if let Some(code) = close_code(&mut b).await {
-        assert_eq!(code, 1001, "ping timeout closes as going away");
-    }
+    // The socket ends (close_code fails the test if it does not); on a
+    // dead path its close frame may be lost, and one that arrives says
+    // "going away".
+    let code = close_code(&mut b).await;
+    assert!(matches!(code, None | Some(1001)), "closed with {code:?}");
     let (status, alive) = get_json(&s.url("/is_alive")).await;
     assert_eq!((status, alive["status"].clone()), (200, json!("Alive!")));
 

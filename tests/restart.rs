@@ -375,9 +375,8 @@ async fn sigterm(mut p: Proc) {
         std::future::ready(exited.is_some())
     })
     .await;
-    if let Some(status) = exited {
-        assert!(status.success(), "exit status {status}");
-    }
+    let status = exited.expect("exited within the wait");
+    assert!(status.success(), "exit status {status}");
 }
 
 // PROTOCOL 1.3, 1.4 with a real SIGTERM on the binary: the pending
