@@ -268,6 +268,24 @@ async fn a_wrong_gateway_token_is_refused() {
     central.stop().await;
 }
 
+// PROTOCOL 1.5, 5: a gateway presents the gateway token itself: an
+// empty token, a prefix of it or it with more after it is closed with
+// 1008 at once, and counted.
+#[actix_web::test]
+async fn a_gateway_token_must_match_in_full() {
+    let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
+    let base = format!("ws://{}/gateway", central.running.http_addr);
+    let tries = ["", "g", "gw-secre", "gw-secret2"];
+    for (i, token) in tries.iter().enumerate() {
+        let mut g = Ws::connect(&format!("{base}?token={token}")).await;
+        assert_eq!(g.closed_with().await, 1008, "token {token:?}");
+        central
+            .wait_metric("switchyard_gateway_refused_total", &[], (i + 1) as f64)
+            .await;
+    }
+    central.stop().await;
+}
+
 // PROTOCOL 5: garbage and wrong-version frames are counted and ignored.
 #[actix_web::test]
 async fn garbage_and_wrong_versions_are_counted_and_ignored() {
