@@ -267,10 +267,12 @@ pub async fn metric_at_least(url: &str, name: &str, labels: &[(&str, &str)], val
 }
 
 /// The files that declare the switch's metric names (DESIGN house rule 10:
-/// every name a constant in one place; the cluster's beside it).
-const METRIC_NAME_FILES: [&str; 2] = [
+/// every name a constant in one place; the cluster's and the MQTT
+/// bridge's beside it).
+const METRIC_NAME_FILES: [&str; 3] = [
     include_str!("../actors/src/metrics.rs"),
     include_str!("../actors/src/cluster/metrics.rs"),
+    include_str!("../actors/src/mqtt/metrics.rs"),
 ];
 
 /// Fails the test unless `name` (or the histogram or counter it is a
