@@ -61,9 +61,9 @@ const MAX_OUTGOING_PACKET: usize = 256 * 1024;
 const WINDOW: usize = 64;
 /// Nodes whose status and data types the bridge remembers (for discovery
 /// and for republishing statuses after a reconnection).
-const MAX_NODES: usize = 16_384;
+const MAX_NODES: usize = 8_192;
 /// Data types remembered per node.
-const MAX_TYPES_PER_NODE: usize = 64;
+const MAX_TYPES_PER_NODE: usize = 16;
 /// Commands waiting for the mesh's answer at once.
 const MAX_WAITING_COMMANDS: usize = 64;
 /// Topics with a command rate bucket.
@@ -259,6 +259,14 @@ struct NodeSeen {
 /// A command on its way to the mesh: its outcome.
 type CommandRun = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CommandError>>>>;
 
+/// Where re-publishing the retained state has got to: the switch's own
+/// (its device, its links), then each node in order.
+#[derive(Debug, Clone)]
+enum Republish {
+    Switch,
+    Node(NodeKey),
+}
+
 /// One thing the connection's poll loop reports.
 enum LinkEvent {
     Event(Event),
@@ -312,6 +320,9 @@ pub struct MqttBridge {
     nodes: BTreeMap<NodeKey, NodeSeen>,
     links: BTreeMap<String, String>,
     limits: RateLimits,
+    /// The retained state still to publish again after a (re)connection
+    /// or Home Assistant's restart.
+    republish: Option<Republish>,
     waiting_commands: usize,
     last_error: Option<String>,
     connected_since: Option<f64>,
@@ -365,6 +376,7 @@ impl MqttBridge {
                 config.command_burst,
                 MAX_RATE_TOPICS,
             ),
+            republish: None,
             waiting_commands: 0,
             last_error: None,
             connected_since: None,
@@ -446,16 +458,12 @@ impl MqttBridge {
                 log::warn!("mqtt: cannot subscribe to the command topics: {e}");
             }
         }
-        // First the switch is online and every entity described; then what
-        // waited, in order; last the current statuses, so what a new
-        // subscriber finds retained is current even if the broker forgot
-        // it (restarted without persistence).
-        let mut first = vec![self.retained(self.topics.availability(), "online")];
-        first.extend(self.all_discovery());
-        self.outbound.push_front(first);
-        for m in self.snapshot() {
-            self.queue(m);
-        }
+        // First the switch is online; then what waited, in order; and the
+        // retained state again (discovery, statuses, links), so a broker
+        // that forgot it (restarted without persistence) is current.
+        let online = self.retained(self.topics.availability(), "online");
+        self.outbound.push_front(vec![online]);
+        self.republish = Some(Republish::Switch);
         self.network.do_send(Publish(SwitchEvent::Link {
             ts: crate::clock::now_secs(),
             link: "mqtt".into(),
@@ -497,8 +505,67 @@ impl MqttBridge {
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 
+    /// Queues the retained state again, a node at a time, while the buffer
+    /// is less than half full: however many nodes there are, it never
+    /// pushes what waits out of the buffer, nor holds it all at once.
+    fn feed_republish(&mut self) {
+        while let Some(at) = self.republish.take() {
+            if self.outbound.len() >= self.outbound.limit() / 2 {
+                self.republish = Some(at);
+                return;
+            }
+            let next = match at {
+                Republish::Switch => {
+                    if self.config.discovery {
+                        let configs = self.discovery.bridge_configs();
+                        for m in self.discovery_messages(configs) {
+                            self.queue(m);
+                        }
+                    }
+                    let links: Vec<Message> = self
+                        .links
+                        .iter()
+                        .map(|(link, state)| self.retained(self.topics.link(link), state))
+                        .collect();
+                    for m in links {
+                        self.queue(m);
+                    }
+                    self.nodes.keys().next().cloned()
+                }
+                Republish::Node(key) => {
+                    for m in self.node_state(&key) {
+                        self.queue(m);
+                    }
+                    self.nodes
+                        .range((std::ops::Bound::Excluded(&key), std::ops::Bound::Unbounded))
+                        .next()
+                        .map(|(k, _)| k.clone())
+                }
+            };
+            self.republish = next.map(Republish::Node);
+        }
+    }
+
+    /// A node's retained state: its discovery configs and its status.
+    fn node_state(&self, key: &NodeKey) -> Vec<Message> {
+        let Some(seen) = self.nodes.get(key) else {
+            return Vec::new();
+        };
+        let mut v = Vec::new();
+        if self.config.discovery {
+            for (ty, value) in &seen.types {
+                v.extend(self.discovery_messages(self.discovery.configs(key, ty, value)));
+            }
+        }
+        if let Some(st) = seen.status {
+            v.push(self.retained(self.topics.status(key), st.as_str()));
+        }
+        v
+    }
+
     /// Hands the client what the window allows.
     fn pump(&mut self) {
+        self.feed_republish();
         if !self.connected {
             self.gauges();
             return;
@@ -570,35 +637,6 @@ impl MqttBridge {
             .into_iter()
             .map(|c| Message::new(c.topic, c.payload.to_string().into_bytes(), 1, true))
             .collect()
-    }
-
-    fn all_discovery(&self) -> Vec<Message> {
-        if !self.config.discovery {
-            return Vec::new();
-        }
-        let mut configs = self.discovery.bridge_configs();
-        for (key, seen) in &self.nodes {
-            for (ty, v) in &seen.types {
-                configs.extend(self.discovery.configs(key, ty, v));
-            }
-        }
-        self.discovery_messages(configs)
-    }
-
-    /// Current statuses and link states, retained.
-    fn snapshot(&self) -> Vec<Message> {
-        let mut v: Vec<Message> = self
-            .nodes
-            .iter()
-            .filter_map(|(k, s)| {
-                s.status
-                    .map(|st| self.retained(self.topics.status(k), st.as_str()))
-            })
-            .collect();
-        for (link, state) in &self.links {
-            v.push(self.retained(self.topics.link(link), state));
-        }
-        v
     }
 
     /// The node's entry, if there is room for it.
@@ -729,9 +767,7 @@ impl MqttBridge {
         if self.config.discovery && p.topic == self.topics.ha_status() {
             // Home Assistant started: it wants every config again.
             if p.payload.as_ref() == b"online" {
-                for m in self.all_discovery() {
-                    self.queue(m);
-                }
+                self.republish = Some(Republish::Switch);
                 self.pump();
             }
             return;
