@@ -35,6 +35,7 @@ pub const TARGETS: &[&str] = &[
     "history_record",
     "state_snapshot",
     "cluster_records",
+    "mqtt_commands",
 ];
 
 /// Runs the check of target `name` on `data`.
@@ -50,6 +51,7 @@ pub fn check(name: &str, data: &[u8]) {
         "history_record" => history_record(data),
         "state_snapshot" => state_snapshot(data),
         "cluster_records" => cluster_records(data),
+        "mqtt_commands" => mqtt_commands(data),
         other => panic!("no fuzz target named {other}"),
     }
 }
@@ -633,6 +635,53 @@ pub fn cluster_records(data: &[u8]) {
 
 /// The seed corpus of target `name`: valid inputs made by the crates' own
 /// encoders (and a few near misses).
+// ---------------------------------------------------------------------------
+// MQTT bridge: what anyone who may publish to the broker sends it
+
+/// What arrives on the bridge's subscriptions. The first byte picks:
+/// - even: a command payload for a node (odd second byte: a broadcast). A
+///   payload past `MAX_COMMAND_BYTES` is never parsed; what is accepted is
+///   a message of 1 to 255 bytes, never a tracked broadcast; JSON with
+///   unknown fields is refused;
+/// - odd: a topic (UTF-8). What parses as a command names a node or a
+///   broadcast under the prefix; a topic the bridge publishes on itself
+///   (`.../result`, data, status) is never a command; a data type's topic
+///   level never holds `/`, `+` or `#`.
+pub fn mqtt_commands(data: &[u8]) {
+    use switchyard_actors::mqtt::commands::{parse_send, MAX_COMMAND_BYTES};
+    use switchyard_actors::mqtt::topics::{level, Topics};
+    use switchyard_actors::wire::mesh::MAX_MESSAGE;
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    if pick % 2 == 0 {
+        let Some((&kind, payload)) = rest.split_first() else {
+            return;
+        };
+        let broadcast = kind % 2 == 1;
+        if let Ok(req) = parse_send(payload, broadcast) {
+            assert!(payload.len() <= MAX_COMMAND_BYTES);
+            assert!(!req.message.is_empty() && req.message.len() <= MAX_MESSAGE);
+            assert!(!(broadcast && req.tracked));
+            if !payload.trim_ascii_start().starts_with(b"{") {
+                assert_eq!(req.message, payload, "plain text is sent as it came");
+            }
+        }
+        return;
+    }
+    let Ok(topic) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let t = Topics::new("switchyard", "homeassistant");
+    if t.parse_command(topic).is_some() {
+        assert!(topic.starts_with("switchyard/"), "{topic:?}");
+        assert!(topic.ends_with("/send") || topic.ends_with("/broadcast"), "{topic:?}");
+    }
+    assert_eq!(t.parse_command(&Topics::result_of(topic)), None, "{topic:?}/result");
+    let l = level(topic);
+    assert!(!l.is_empty() && !l.contains(['/', '+', '#']), "{topic:?} -> {l:?}");
+}
+
 pub fn seeds(name: &str) -> Vec<Vec<u8>> {
     use switchyard_actors::wire::mesh::DataEntry;
     use switchyard_actors::wire::uplink::{RemoteCommand, UplinkEvent};
@@ -807,6 +856,21 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 with(&[4], br#"{"from":"n1","last_ping_ms":1700000000123}"#),
             ]
         }
+        "mqtt_commands" => vec![
+            with(&[0, 0], b"hello node"),
+            with(&[0, 0], br#"{"text": "hi", "tracked": true}"#),
+            with(&[0, 1], br#"{"text": "all"}"#),
+            with(&[0, 1], br#"{"text": "a", "tracked": true}"#),
+            with(&[0, 0], br#"{"text": "a", "evil": 1}"#),
+            with(&[0, 0], &[0xff, 0xfe]),
+            with(&[1], b"switchyard/0x0003/send"),
+            with(&[1], b"switchyard/local/0x0003/send"),
+            with(&[1], b"switchyard/edge-1/3/send"),
+            with(&[1], b"switchyard/broadcast"),
+            with(&[1], b"switchyard/edge-1/broadcast"),
+            with(&[1], b"switchyard/0x0003/send/result"),
+            with(&[1], b"switchyard/bad name/1/send"),
+        ],
         "router_packet" => [
             r#"{"packet_type":"alive","subject_id":"mephisto","data":{}}"#,
             r#"{"packet_type":"heartbeat","subject_id":"agent-1","data":{},"client_timestamp":1700000000.123}"#,
