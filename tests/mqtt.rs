@@ -692,6 +692,9 @@ async fn garbage_payloads_are_refused_and_counted() {
     })
     .await;
     s.wait_metric("switchyard_mqtt_connected", &[], 1.0).await;
+    // Every node known, so a well-formed command is answered `ok`.
+    s.wait_metric("switchyard_nodes", &[("status", "active")], 6.0)
+        .await;
     let r = c
         .next_on("switchyard/local/0x0001/send/result")
         .await
