@@ -66,6 +66,9 @@ const MAX_NODES: usize = 8_192;
 const MAX_TYPES_PER_NODE: usize = 16;
 /// Commands waiting for the mesh's answer at once.
 const MAX_WAITING_COMMANDS: usize = 64;
+/// Home Assistant's `online` makes the discovery configs go out again at
+/// most this often.
+const REPUBLISH_EVERY: Duration = Duration::from_secs(10);
 /// Topics with a command rate bucket.
 const MAX_RATE_TOPICS: usize = 4096;
 
@@ -323,6 +326,8 @@ pub struct MqttBridge {
     /// The retained state still to publish again after a (re)connection
     /// or Home Assistant's restart.
     republish: Option<Republish>,
+    /// When Home Assistant's `online` last made the configs go out again.
+    last_birth: Option<Instant>,
     waiting_commands: usize,
     last_error: Option<String>,
     connected_since: Option<f64>,
@@ -377,6 +382,7 @@ impl MqttBridge {
                 MAX_RATE_TOPICS,
             ),
             republish: None,
+            last_birth: None,
             waiting_commands: 0,
             last_error: None,
             connected_since: None,
@@ -766,7 +772,15 @@ impl MqttBridge {
     fn on_publish(&mut self, p: rumqttc::Publish, ctx: &mut Context<Self>) {
         if self.config.discovery && p.topic == self.topics.ha_status() {
             // Home Assistant started: it wants every config again.
-            if p.payload.as_ref() == b"online" {
+            // Anyone who may publish there can say it: at most one
+            // republication per `REPUBLISH_EVERY`, so it cannot be made to
+            // publish every config over and over.
+            let now = Instant::now();
+            let recent = self
+                .last_birth
+                .is_some_and(|t| now.duration_since(t) < REPUBLISH_EVERY);
+            if p.payload.as_ref() == b"online" && !recent {
+                self.last_birth = Some(now);
                 self.republish = Some(Republish::Switch);
                 self.pump();
             }
