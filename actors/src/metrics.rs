@@ -8,11 +8,13 @@
 //! Mailbox depth: actix does not expose a queue length, so every send goes
 //! through a [`Mailbox`](crate::mailbox::Mailbox) (which counts `sent`) and every handler opens a
 //! [`Handling`] guard (which counts `handled`); depth is the difference.
-//! Those two counters are the actor's own, and so are its handling-time
-//! histogram and per-message counts until `/metrics` is read: then the
-//! per-kind series are brought up to date from every live actor. A message
-//! thus costs no write to a counter that every actor of its kind shares
-//! (on two threads, such a counter's cache line moves with every write).
+//! Those two counters are the actor's own. Handling times and per-message
+//! counts are kept per thread and per actor kind until `/metrics` is read
+//! (`ThreadLocal`): then the per-kind series are brought up to date from
+//! every thread's cell. A message thus costs no write to a counter that
+//! handlers on another thread write too (on two threads, such a counter's
+//! cache line moves with every write), and an idle actor holds no
+//! histogram of its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -292,6 +294,12 @@ pub struct Metrics {
     pub state_set_aside: IntCounterVec,
     pub state_errors: IntCounterVec,
     actors: Mutex<HashMap<u64, Arc<ActorProbe>>>,
+    /// What the handlers on each thread measured, not yet folded into the
+    /// registry (one cell per thread that has run a handler).
+    threads: Mutex<Vec<Arc<Mutex<ThreadLocal>>>>,
+    /// This registry's number among those of the process (two switches in
+    /// one test process keep separate cells).
+    serial: u64,
     /// Every actor kind seen, so a kind whose last actor stopped reads 0.
     kinds: Mutex<Vec<&'static str>>,
     next_actor: AtomicU64,
@@ -640,6 +648,8 @@ impl Metrics {
             ),
             registry: r,
             actors: Mutex::new(HashMap::new()),
+            threads: Mutex::new(Vec::new()),
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             kinds: Mutex::new(Vec::new()),
             next_actor: AtomicU64::new(1),
         };
@@ -677,8 +687,8 @@ impl Metrics {
         if let Ok(kinds) = self.kinds.lock() {
             sums.extend(kinds.iter().map(|k| (*k, 0)));
         }
+        self.flush_threads();
         for p in self.live_probes() {
-            p.flush();
             *sums.entry(p.kind).or_default() += p.depth();
         }
         for (kind, depth) in sums {
@@ -711,10 +721,6 @@ impl Metrics {
             sent: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             retired: AtomicBool::new(false),
-            local: Mutex::new(Local {
-                histogram: self.actor_handle_seconds.with_label_values(&[kind]).local(),
-                counters: Vec::new(),
-            }),
             metrics: Arc::clone(self),
         });
         self.actors_live.with_label_values(&[kind]).inc();
@@ -777,6 +783,8 @@ pub struct ActorInfo {
 }
 
 /// One actor's counters: what was sent to it and what it has handled.
+/// What its handlers measured (time, message counts) goes to its thread's
+/// `ThreadLocal`, not here: an idle actor keeps no histogram of its own.
 pub struct ActorProbe {
     key: u64,
     pub kind: &'static str,
@@ -785,18 +793,31 @@ pub struct ActorProbe {
     sent: AtomicU64,
     handled: AtomicU64,
     retired: AtomicBool,
-    /// What this actor's handlers measured since `/metrics` was last read.
-    /// Its own, so a handler touches no counter that the actors of its kind
-    /// on other threads write too; folded into the registry when `/metrics`
-    /// is read and when the actor stops. Only the actor itself and a scrape
-    /// take the lock.
-    local: Mutex<Local>,
     metrics: Arc<Metrics>,
+}
+
+/// Numbers the `Metrics` of this process.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's cell of each `Metrics` it has recorded into.
+    static CELLS: std::cell::RefCell<Vec<(u64, Arc<Mutex<ThreadLocal>>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What the handlers on one thread measured since `/metrics` was last
+/// read, per actor kind. The thread's own, so a handler writes no counter
+/// that handlers on other threads write too (a shared counter's cache line
+/// would move with every message); only this thread and a scrape take its
+/// lock. Folded into the registry when `/metrics` is read.
+#[derive(Default)]
+struct ThreadLocal {
+    kinds: Vec<(&'static str, Local)>,
 }
 
 struct Local {
     histogram: LocalHistogram,
-    /// This actor's per-message counters, looked up once per message type
+    /// The kind's per-message counters, looked up once per message type
     /// (a label lookup in the registry costs a lock and two string hashes;
     /// this is a short scan by pointer), with the count not yet added.
     counters: Vec<(&'static str, IntCounter, u64)>,
@@ -813,40 +834,85 @@ impl Local {
     }
 }
 
-impl ActorProbe {
-    /// Counts one handled `message` that took `seconds`.
-    fn record(&self, message: &'static str, seconds: f64) {
-        let Ok(mut local) = self.local.lock() else {
-            return;
+impl Metrics {
+    /// Runs `f` on this thread's cell, made and registered on its first use
+    /// (without an `Arc` clone per message: the cell is borrowed).
+    fn with_thread_cell(&self, f: impl FnOnce(&mut ThreadLocal)) {
+        CELLS.with(|cells| {
+            let mut cells = cells.borrow_mut();
+            let i = match cells.iter().position(|(s, _)| *s == self.serial) {
+                Some(i) => i,
+                None => {
+                    let cell = Arc::new(Mutex::new(ThreadLocal::default()));
+                    if let Ok(mut all) = self.threads.lock() {
+                        all.push(Arc::clone(&cell));
+                    }
+                    cells.push((self.serial, cell));
+                    cells.len() - 1
+                }
+            };
+            let cell = cells[i].1.lock();
+            if let Ok(mut t) = cell {
+                f(&mut t);
+            }
+        });
+    }
+
+    /// Counts one handled `message` of an actor of `kind` that took
+    /// `seconds`.
+    fn record(&self, kind: &'static str, message: &'static str, seconds: f64) {
+        self.with_thread_cell(|t| {
+            let i = match t
+                .kinds
+                .iter()
+                .position(|(k, _)| std::ptr::eq(*k, kind) || *k == kind)
+            {
+                Some(i) => i,
+                None => {
+                    let histogram = self.actor_handle_seconds.with_label_values(&[kind]).local();
+                    t.kinds.push((
+                        kind,
+                        Local {
+                            histogram,
+                            counters: Vec::new(),
+                        },
+                    ));
+                    t.kinds.len() - 1
+                }
+            };
+            let local = &mut t.kinds[i].1;
+            local.histogram.observe(seconds);
+            match local
+                .counters
+                .iter_mut()
+                .find(|(m, _, _)| std::ptr::eq(*m, message) || *m == message)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => {
+                    let c = self.actor_messages.with_label_values(&[kind, message]);
+                    local.counters.push((message, c, 1));
+                }
+            }
+        });
+    }
+
+    /// Adds what every thread measured to the registry.
+    fn flush_threads(&self) {
+        let cells: Vec<Arc<Mutex<ThreadLocal>>> = match self.threads.lock() {
+            Ok(all) => all.clone(),
+            Err(_) => return,
         };
-        local.histogram.observe(seconds);
-        match local
-            .counters
-            .iter_mut()
-            .find(|(m, _, _)| std::ptr::eq(*m, message) || *m == message)
-        {
-            Some((_, _, n)) => *n += 1,
-            None => {
-                let c = self
-                    .metrics
-                    .actor_messages
-                    .with_label_values(&[self.kind, message]);
-                local.counters.push((message, c, 1));
+        for cell in cells {
+            if let Ok(mut t) = cell.lock() {
+                for (_, local) in &mut t.kinds {
+                    local.flush();
+                }
             }
         }
-        // A handler that runs after the actor stopped is counted at once.
-        if self.retired.load(Ordering::Relaxed) {
-            local.flush();
-        }
     }
+}
 
-    /// Adds what this actor measured to the registry.
-    fn flush(&self) {
-        if let Ok(mut local) = self.local.lock() {
-            local.flush();
-        }
-    }
-
+impl ActorProbe {
     pub fn depth(&self) -> u64 {
         self.sent
             .load(Ordering::Relaxed)
@@ -893,7 +959,6 @@ impl ActorProbe {
         if self.retired.swap(true, Ordering::Relaxed) {
             return;
         }
-        self.flush();
         self.metrics
             .actors_live
             .with_label_values(&[self.kind])
@@ -917,6 +982,54 @@ impl Drop for Handling {
         if !p.retired.load(Ordering::Relaxed) {
             p.handled.fetch_add(1, Ordering::Relaxed);
         }
-        p.record(self.message, self.started.elapsed().as_secs_f64());
+        p.metrics
+            .record(p.kind, self.message, self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(m: &Metrics, kind: &str, message: &str) -> f64 {
+        let text = m.render();
+        let series = format!(
+            "{}{{kind=\"{kind}\",message=\"{message}\"}} ",
+            names::ACTOR_MESSAGES
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+
+    // Handlers on several threads each count into their own cell; a scrape
+    // adds every cell up, and two switches in one process never mix.
+    #[test]
+    fn what_threads_measure_is_folded_on_every_scrape_and_kept_per_switch() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        let probe = a.probe("Agent", "x");
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                let probe = Arc::clone(&probe);
+                s.spawn(move || {
+                    for _ in 0..10 {
+                        drop(probe.handling("Relay"));
+                    }
+                });
+            }
+        });
+        drop(b.probe("Agent", "y").handling("Relay"));
+        assert_eq!(count(&a, "Agent", "Relay"), 30.0);
+        assert_eq!(count(&b, "Agent", "Relay"), 1.0);
+        // Counted once: a second scrape adds nothing new.
+        assert_eq!(count(&a, "Agent", "Relay"), 30.0);
+        // A handler after the actor stopped still counts, at the next scrape.
+        probe.retire();
+        drop(probe.handling("Relay"));
+        assert_eq!(count(&a, "Agent", "Relay"), 31.0);
+        assert!(a
+            .render()
+            .contains("switchyard_actor_handle_seconds_count{kind=\"Agent\"} 31"));
     }
 }
