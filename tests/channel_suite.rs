@@ -251,10 +251,7 @@ fn ws_peer(addr: std::net::SocketAddr) -> Peer {
 // Seed 002's lifecycle on the uplink's WebsocketChannel.
 #[actix_web::test]
 async fn websocket_channel_lifecycle() {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_addr();
     let peer = ws_peer(addr);
     let (owner, notices) = NoticeProbe::start();
     let cfg = ChannelConfig {

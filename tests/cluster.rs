@@ -222,9 +222,7 @@ async fn no_server_or_no_jetstream_is_a_clear_error_at_start() {
     );
 
     // A port nothing listens on.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("nats://{}", free.local_addr().unwrap());
-    drop(free);
+    let url = format!("nats://{}", free_addr());
     let (code, err) = actix_web::rt::task::spawn_blocking(move || run_switch(&["--cluster", &url]))
         .await
         .unwrap();
@@ -507,9 +505,7 @@ impl Node {
     /// counts another down.
     pub async fn start_with_timeout(nats: &Nats, name: &str, node_timeout_ms: u64) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let http = free.local_addr().unwrap();
-        drop(free);
+        let http = free_addr();
         let config = dir.path().join("switchyard.toml");
         std::fs::write(
             &config,
@@ -1110,9 +1106,7 @@ impl Nginx {
         )
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = free.local_addr().unwrap().port();
-        drop(free);
+        let port = free_port();
         let upstreams: String = switches
             .iter()
             .map(|a| format!("        server {a} max_fails=1 fail_timeout=5s;\n"))

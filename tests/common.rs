@@ -169,6 +169,18 @@ impl Switch {
     }
 }
 
+/// A loopback address nothing listens on right now (for a server the
+/// test starts as another process, or a peer that must not be there).
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+pub fn free_port() -> u16 {
+    free_addr().port()
+}
+
 pub fn http() -> awc::Client {
     awc::Client::builder()
         .timeout(Duration::from_secs(30))

@@ -612,14 +612,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // PROTOCOL 1.5 "Bounds": at the open-file limit the client socket's accept
 // loop backs off instead of spinning on a listener that stays readable.
 // The switch runs as a child process under a small `ulimit -n`, and is

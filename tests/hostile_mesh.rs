@@ -688,10 +688,7 @@ async fn commands_the_root_never_answers_are_bounded_and_expire() {
 // counted, the buffer's bytes stay under the bound.
 #[actix_web::test]
 async fn the_uplink_buffer_is_bounded_in_bytes_while_the_central_is_away() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let free = free_addr();
     const LIMIT: usize = 4096;
     let mut edge = crate::mesh::MeshSwitch::start_with(move |c| {
         c.uplink.url = Some(format!("ws://{free}/gateway"));

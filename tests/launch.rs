@@ -6,9 +6,9 @@
 //! A module of tests/tests.rs that uses nothing from its siblings (no
 //! `super::`/`crate::` paths): it drives the built binary, not the library.
 
+use crate::common::free_port;
 use std::fs;
 use std::io::Read;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -113,11 +113,6 @@ fn node_available() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// A copy like Mephisto's `shutil.copytree`, minus anything a local run of

@@ -33,14 +33,6 @@ fn mosquitto_binary() -> PathBuf {
         .expect("no mosquitto: set MOSQUITTO, or run scripts/test (it installs Debian's mosquitto)")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
