@@ -96,10 +96,6 @@ impl Discovery {
         }
     }
 
-    pub fn bridge_device_id(&self) -> &str {
-        &self.bridge
-    }
-
     fn node_id(&self, key: &NodeKey) -> String {
         format!(
             "{}_{}_{:04x}",

@@ -38,7 +38,7 @@ use crate::mailbox::Mailbox;
 use crate::metrics::{ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::node_cache::{NodeKey, NodeStatus};
-use crate::network::{GetNode, GetNodes, MeshCommand, NetworkManager, Publish, Subscribe};
+use crate::network::{GetMeshInfo, GetNode, MeshCommand, NetworkManager, Publish, Subscribe};
 use crate::uart::{CommandError, RootReply};
 use crate::uplink::{GatewayCommand, GatewayServer};
 use crate::wire::mesh::Command;
@@ -940,14 +940,19 @@ impl Actor for MqttBridge {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.network
             .do_send(Subscribe(ctx.address().recipient::<SwitchEvent>()));
-        // What the switch already knows (a warm start from the history
-        // log): described and retained from the first connection on.
+        // What the switch already knows, in one question: its nodes (a warm
+        // start from the history log), described and retained from the
+        // first connection on, and the mesh link's state (it came up before
+        // the bridge subscribed); later changes arrive as events.
         ctx.spawn(
             self.network
-                .send(GetNodes)
+                .send(GetMeshInfo)
                 .into_actor(self)
-                .map(|nodes, act, _| {
-                    for n in nodes.unwrap_or_default() {
+                .map(|info, act, _| {
+                    let Ok(info) = info else {
+                        return;
+                    };
+                    for n in info.nodes {
                         let key = NodeKey {
                             gateway: n.gateway.clone(),
                             addr: n.addr,
@@ -962,24 +967,13 @@ impl Actor for MqttBridge {
                             seen.status.get_or_insert(n.status);
                         }
                     }
-                }),
-        );
-        // The mesh link's state now (it came up before the bridge
-        // subscribed); later changes arrive as events.
-        ctx.spawn(
-            self.network
-                .send(crate::network::GetMeshInfo)
-                .into_actor(self)
-                .map(|info, act, _| {
-                    if let Ok(info) = info {
-                        if info.link.is_some() && !act.links.contains_key("mesh") {
-                            let state = if info.link_up { "up" } else { "down" };
-                            act.links.insert("mesh".into(), state.into());
-                            let m = act.retained(act.topics.link("mesh"), state);
-                            act.queue(m);
-                            act.pump();
-                        }
+                    if info.link.is_some() && !act.links.contains_key("mesh") {
+                        let state = if info.link_up { "up" } else { "down" };
+                        act.links.insert("mesh".into(), state.into());
+                        let m = act.retained(act.topics.link("mesh"), state);
+                        act.queue(m);
                     }
+                    act.pump();
                 }),
         );
         self.metrics.connected.set(0);

@@ -66,10 +66,6 @@ impl Topics {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     pub fn discovery_prefix(&self) -> &str {
         &self.discovery_prefix
     }
