@@ -249,7 +249,7 @@ fn ws_peer(addr: std::net::SocketAddr) -> Peer {
 }
 
 // Seed 002's lifecycle on the uplink's WebsocketChannel.
-#[actix_web::test]
+#[test_deadline::test]
 async fn websocket_channel_lifecycle() {
     let addr = free_addr();
     let peer = ws_peer(addr);
@@ -326,7 +326,7 @@ fn pty_peer(link: std::path::PathBuf) -> Peer {
 }
 
 // Seed 002's lifecycle on the serial link's UartManager.
-#[actix_web::test]
+#[test_deadline::test]
 async fn uart_manager_lifecycle() {
     let s = Switch::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -99,7 +99,7 @@ fn tcp(s: &Switch) -> std::net::SocketAddr {
 }
 
 // PROTOCOL 3: every request, with the answer bytes section 3 gives.
-#[actix_web::test]
+#[test_deadline::test]
 async fn every_request_is_answered_as_the_protocol_says() {
     let s = sim_switch().await;
     let mut events = EventProbe::subscribe(&s.running.router.network);
@@ -249,7 +249,7 @@ async fn every_request_is_answered_as_the_protocol_says() {
 }
 
 // PROTOCOL 3 LISTN: every listener gets M, D and tracked-send results.
-#[actix_web::test]
+#[test_deadline::test]
 async fn listeners_receive_messages_data_and_results() {
     let s = sim_switch().await;
     let mut l1 = Client::connect(tcp(&s)).await;
@@ -292,7 +292,7 @@ async fn listeners_receive_messages_data_and_results() {
 
 // 100 sending connections at once, each with pipelined requests: every
 // answer right and in order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_hundred_simultaneous_connections_are_all_answered() {
     let s = sim_switch().await;
     let addr = tcp(&s);
@@ -341,7 +341,7 @@ async fn a_hundred_simultaneous_connections_are_all_answered() {
 }
 
 // Bad input: an F with the reason, the connection stays open, counters move.
-#[actix_web::test]
+#[test_deadline::test]
 async fn garbage_gets_reasons_and_the_connection_stays() {
     let s = Switch::start().await;
     let mut c = Client::connect(tcp(&s)).await;
@@ -395,7 +395,7 @@ async fn garbage_gets_reasons_and_the_connection_stays() {
 
 // A listener that does not read loses its oldest pushes (counted); a
 // listener that reads gets every one, in order; requests stay answered.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_slow_listener_never_slows_the_others() {
     let mut m = MeshSwitch::start_with(|c| c.socket.push_queue_limit = 2000).await;
     let addr = m.s.running.tcp_addr.unwrap();
@@ -470,7 +470,7 @@ fn args(addr: std::net::SocketAddr, rest: &[&str]) -> Vec<String> {
 }
 
 // `switchyard ctl`: readable output, clear errors.
-#[actix_web::test]
+#[test_deadline::test]
 async fn ctl_prints_readable_answers_and_clear_errors() {
     let s = sim_switch().await;
     let a = tcp(&s);
@@ -520,7 +520,7 @@ async fn ctl_prints_readable_answers_and_clear_errors() {
 // PROTOCOL 3 LISTN through `switchyard ctl listen --json`: one JSON line
 // per push, a `D` with its decoded entries and an `M` with its text, each
 // asserted (the root is the test's pty, so both pushes always come).
-#[actix_web::test]
+#[test_deadline::test]
 async fn ctl_listen_json_prints_each_push_as_a_json_line() {
     let mut m = MeshSwitch::start().await;
     let addr = m.s.running.tcp_addr.unwrap().to_string();
@@ -568,7 +568,7 @@ async fn ctl_listen_json_prints_each_push_as_a_json_line() {
 }
 
 // `ctl` tells "mesh link down" when the root is gone.
-#[actix_web::test]
+#[test_deadline::test]
 async fn ctl_reports_a_link_down() {
     let mut m = MeshSwitch::start().await;
     m.root().send(&RootMessage::Data {
@@ -587,7 +587,7 @@ async fn ctl_reports_a_link_down() {
 // node timeout is `inactive`; `ACT-C` answers the number of *active*
 // nodes (2 bytes, big-endian), not of all nodes, and `NSTAT` lists every
 // node with its status.
-#[actix_web::test]
+#[test_deadline::test]
 async fn active_count_and_node_status_tell_inactive_nodes() {
     let mut m = MeshSwitch::start_with(|c| c.mesh.node_timeout_secs = 1.0).await;
     m.root().send(&RootMessage::Data {
@@ -626,7 +626,7 @@ async fn active_count_and_node_status_tell_inactive_nodes() {
 // PROTOCOL 2.3 and 3 `RST-R`, `CLEAN`: each is relayed to the root as
 // itself (a restart is not a network reset), and the root's `[R]` answer
 // (S, or F with its text) is the client's answer.
-#[actix_web::test]
+#[test_deadline::test]
 async fn restart_and_clean_reach_the_root_as_themselves() {
     use switchyard_actors::wire::mesh::Command;
     let mut m = MeshSwitch::start().await;

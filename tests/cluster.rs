@@ -195,7 +195,7 @@ fn run_switch(args: &[&str]) -> (Option<i32>, String) {
 
 // CLUSTER.md 2 "Default unchanged": without --cluster nothing of the
 // cluster runs, not even its metrics.
-#[actix_web::test]
+#[test_deadline::test]
 async fn without_cluster_nothing_of_it_runs() {
     let s = Switch::start().await;
     let (_, _, text) = get(&s.url("/metrics")).await;
@@ -206,7 +206,7 @@ async fn without_cluster_nothing_of_it_runs() {
 
 // CLUSTER.md 2: a server that cannot be reached at start, or one without
 // JetStream, is a clear error and the switch does not start.
-#[actix_web::test]
+#[test_deadline::test]
 async fn no_server_or_no_jetstream_is_a_clear_error_at_start() {
     let plain = Nats::without_jetstream();
     let url = plain.url();
@@ -239,7 +239,7 @@ async fn no_server_or_no_jetstream_is_a_clear_error_at_start() {
 
 // CLUSTER.md 2 "Timers": switches hear each other's heartbeats; one that
 // goes silent counts as down after the node timeout.
-#[actix_web::test]
+#[test_deadline::test]
 async fn switches_see_each_other_and_a_silent_one_goes_down() {
     let nats = Nats::start();
     let [n1, n2] = switches(&nats).await;
@@ -255,7 +255,7 @@ async fn switches_see_each_other_and_a_silent_one_goes_down() {
 // CLUSTER.md 2 "Timers": a NATS outage is survived: the switch keeps
 // serving its own sockets, says it is disconnected, and rejoins when the
 // server is back.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_nats_outage_is_survived() {
     let nats = Nats::start();
     let [n1] = switches(&nats).await;
@@ -300,7 +300,7 @@ async fn numbers_within(ws: &mut Ws, packet_type: &str, count: usize, each: Dura
 
 // PROTOCOL 1.2 + scale-out: backend on one switch, agents on others;
 // live updates both ways, in order, every one once.
-#[actix_web::test]
+#[test_deadline::test]
 async fn backend_and_agents_on_different_switches_exchange_packets_in_order() {
     let nats = Nats::start();
     let [n1, n2, n3] = switches(&nats).await;
@@ -351,7 +351,7 @@ async fn backend_and_agents_on_different_switches_exchange_packets_in_order() {
 // PROTOCOL 1.3 + scale-out: packets for an agent with no socket wait in
 // its mailbox; it reconnects to another switch and gets them in order; the
 // switch it left closes nothing more for it (house rule 6 across switches).
-#[actix_web::test]
+#[test_deadline::test]
 async fn an_agent_moving_to_another_switch_gets_what_waited_in_order() {
     let nats = Nats::start();
     let [n1, n2, n3] = switches(&nats).await;
@@ -404,7 +404,7 @@ async fn an_agent_moving_to_another_switch_gets_what_waited_in_order() {
 // PROTOCOL 1.4 + scale-out: `/request_agent` posted to a switch that does
 // not hold the backend is answered with the backend's `agent_details`,
 // sent back by the switch that holds it.
-#[actix_web::test]
+#[test_deadline::test]
 async fn an_http_request_on_one_switch_is_answered_by_the_backend_on_another() {
     let nats = Nats::start();
     let [n1, _n2, n3] = switches(&nats).await;
@@ -441,7 +441,7 @@ async fn an_http_request_on_one_switch_is_answered_by_the_backend_on_another() {
 // PROTOCOL 1.2 `request_statuses` + scale-out: the answer covers every
 // agent of every switch; a switch that does not answer makes it partial
 // (counted), never late or missing.
-#[actix_web::test]
+#[test_deadline::test]
 async fn request_statuses_covers_every_switch() {
     let nats = Nats::start();
     let [n1, n2, n3] = switches(&nats).await;
@@ -599,7 +599,7 @@ async fn backend_at(ws_url: &str) -> Ws {
 // CLUSTER.md 3, scenario 3 (PROTOCOL 1.3 + scale-out): packets queued for
 // an agent with no socket survive the SIGKILL of its switch; it says
 // `alive` on another and gets all of them, in order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn queued_packets_survive_the_kill_of_the_agents_switch() {
     let nats = Nats::start();
     let [n1, n3] = switches_named(&nats, ["n1", "n3"]).await;
@@ -634,7 +634,7 @@ async fn queued_packets_survive_the_kill_of_the_agents_switch() {
 // traffic reconnect to another and receive every packet, in order; what
 // they see twice is only what their switch had handed over within the
 // last ack interval before the kill.
-#[actix_web::test]
+#[test_deadline::test]
 async fn agents_of_a_killed_switch_lose_nothing_after_reconnecting() {
     let nats = Nats::start();
     let [n1, n3] = switches_named(&nats, ["n1", "n3"]).await;
@@ -711,7 +711,7 @@ async fn agents_of_a_killed_switch_lose_nothing_after_reconnecting() {
 // backend reconnects to another switch and receives every update, in
 // order per agent (what it sees twice is what the killed switch had
 // written and not yet acknowledged).
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_backend_reconnecting_after_its_switch_died_gets_every_update() {
     let nats = Nats::start();
     let n1 = Node::start(&nats, "n1").await;
@@ -792,7 +792,7 @@ async fn backend_here_agent_there(nats: &Nats, id: &str) -> ([Switch; 2], Ws, Ws
 // CLUSTER.md 3, scenario 6: nats-server SIGKILLed and restarted on its
 // port and store: no switch exits, packets sent meanwhile wait in the
 // publish window and go out again with their ids, none twice.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_nats_restart_loses_and_doubles_nothing() {
     let nats = Nats::start();
     let ([n1, n2], mut b, mut a) = backend_here_agent_there(&nats, "r").await;
@@ -841,7 +841,7 @@ async fn a_nats_restart_loses_and_doubles_nothing() {
 // CLUSTER.md 2 "Actors": a full publish window pauses the sockets that
 // fill it (the senders' flow, as a full backend socket does on one switch),
 // and what waits past the window goes out in order once NATS is back.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_full_publish_window_pauses_its_senders_and_loses_nothing() {
     let nats = Nats::start();
     let url = nats.url();
@@ -904,7 +904,7 @@ async fn a_full_publish_window_pauses_its_senders_and_loses_nothing() {
 // outbox; the switch then stops reading the backend stream (the stream,
 // not memory, holds the backlog) and goes on once the backend reads
 // again: nothing dropped, nothing out of order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_backend_that_stops_reading_leaves_the_backlog_in_the_stream() {
     let nats = Nats::start();
     let url = nats.url();
@@ -955,7 +955,7 @@ async fn a_backend_that_stops_reading_leaves_the_backlog_in_the_stream() {
 // agent has not seen makes it read the gap from the stream, and only
 // what the stream holds is delivered: a copy that is not in it (here one
 // forged on the live subject by a stranger) never reaches the agent.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_live_copy_past_a_gap_is_read_from_the_stream_never_trusted() {
     let nats = Nats::start();
     let [n1] = switches(&nats).await;
@@ -992,7 +992,7 @@ async fn a_live_copy_past_a_gap_is_read_from_the_stream_never_trusted() {
 // (NATS stopped, not gone: the connection stays up) is sent again with its
 // id; JetStream stores it once, acknowledges the copy as a duplicate
 // (counted), and the peer gets every packet once, in order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_publish_sent_again_is_stored_once() {
     let nats = Nats::start();
     let ([n1, n2], mut b, mut a) = backend_here_agent_there(&nats, "d").await;
@@ -1036,7 +1036,7 @@ async fn a_publish_sent_again_is_stored_once() {
 // killed switch that never comes back is adopted by one switch and
 // `disconnect` after the node timeout and its grace, once, in the
 // statuses of the cluster.
-#[actix_web::test]
+#[test_deadline::test]
 async fn an_orphan_agent_is_disconnected_once() {
     let nats = Nats::start();
     let [n1, n3] = switches_named(&nats, ["n1", "n3"]).await;
@@ -1177,7 +1177,7 @@ impl Drop for Nginx {
 // three switches, no sticky sessions; agents and the backend connect only
 // through nginx; a switch holding agents (not the backend's) is SIGKILLed
 // under traffic; its agents reconnect through nginx and lose nothing.
-#[actix_web::test]
+#[test_deadline::test]
 async fn behind_nginx_agents_of_a_killed_switch_lose_nothing() {
     let nats = Nats::start();
     let mut nodes = Vec::new();
@@ -1314,7 +1314,7 @@ async fn nats_publish_with(nats: &Nats, subject: &str, headers: &[(&str, &str)],
 // move as the cluster works, `/api/agents` names every switch with its
 // agents and the backend's holder, and what a stranger writes on the
 // cluster's subjects is counted, never trusted.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_cluster_is_seen_in_metrics_and_the_dashboard_api() {
     let nats = Nats::start();
     let [n1, n2] = switches(&nats).await;
@@ -1397,7 +1397,7 @@ async fn the_cluster_is_seen_in_metrics_and_the_dashboard_api() {
 // statuses question, a mailbox message, an ownership record, none of them
 // what a switch writes) is counted as malformed, reaches no socket, and
 // moves no agent: the agent still gets the next real packet, in order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_strangers_writes_on_the_cluster_subjects_are_counted_never_delivered() {
     let nats = Nats::start();
     let [n1] = switches(&nats).await;
@@ -1428,7 +1428,7 @@ async fn a_strangers_writes_on_the_cluster_subjects_are_counted_never_delivered(
 // CLUSTER.md 2 "request_statuses": a switch that does not answer (here
 // stopped with SIGSTOP, still counted alive) makes the answer partial,
 // counted, and on time: never a failure of the whole.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_silent_switch_makes_request_statuses_partial_not_late() {
     let nats = Nats::start();
     let n1 = Switch::start_with(|c| {

@@ -21,6 +21,43 @@ pub use switchyard_actors::testing::{client_frame, client_frame_header, mask_pay
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// A test's deadline, armed by `#[test_deadline::test]` as the test's first
+/// statement: a watchdog thread waits for the guard to drop (the test
+/// returned or panicked) and, if the time runs out first, says which test
+/// hung and ends the test binary. The tests run two at a time in one
+/// process, so ending the process is the only way to stop a hung one; the
+/// run fails at once and names the culprit rather than waiting for CI's
+/// limit.
+pub struct Deadline {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Deadline {
+    pub fn arm(test: &'static str, secs: u64) -> Deadline {
+        let (done, ended) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("deadline {test}"))
+            .spawn(move || {
+                // Disconnected means the guard dropped: the test is over.
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    ended.recv_timeout(Duration::from_secs(secs))
+                {
+                    // Written to the stream itself: libtest captures what
+                    // eprintln! says in a test's threads, and the capture
+                    // dies with the process.
+                    use std::io::Write;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "test {test} ran past its deadline of {secs} s; stopping the test binary"
+                    );
+                    std::process::exit(124);
+                }
+            })
+            .expect("deadline thread");
+        Deadline { _done: done }
+    }
+}
+
 /// A switch started through `switchyard::start`, with its own data dir.
 pub struct Switch {
     pub running: Running,

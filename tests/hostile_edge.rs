@@ -112,7 +112,7 @@ async fn wait_metric_long(s: &Switch, name: &str, labels: &[(&str, &str)], at_le
 
 // PROTOCOL 1.5 "Bounds": a frame header announcing 4 GiB on `/` is closed
 // with 1009 at once; what the peer streams after it is not kept.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_4_gib_frame_header_on_the_router_is_closed_with_1009_before_its_payload() {
     let s = Switch::start().await;
     let mut victim = s.agent("victim").await;
@@ -148,7 +148,7 @@ async fn a_4_gib_frame_header_on_the_router_is_closed_with_1009_before_its_paylo
 // PROTOCOL 1.5 "Bounds": continuation frames count toward their message;
 // a continuation header that takes the message past the limit closes with
 // 1009 before its payload is read, on `/`, `/monitor` and `/gateway`.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_fragmented_message_past_the_limit_is_closed_with_1009_on_every_endpoint() {
     let s = Switch::start_with(|c| c.gateway_token = Some("gw-secret".into())).await;
     for (path, link) in [
@@ -180,7 +180,7 @@ async fn a_fragmented_message_past_the_limit_is_closed_with_1009_on_every_endpoi
 
 // Fragments that each fit, but whose sum does not, are refused when the
 // header that passes the limit arrives (PROTOCOL 1.5 "Bounds").
-#[actix_web::test]
+#[test_deadline::test]
 async fn many_small_fragments_count_as_one_message() {
     let s = Switch::start_with(|c| c.ws.monitor_max_frame_bytes = 10_000).await;
     let (status, mut io) = raw_upgrade(s.running.http_addr, "/monitor").await;
@@ -208,7 +208,7 @@ async fn many_small_fragments_count_as_one_message() {
 // the ping timeout, though its session, frozen behind the full socket,
 // cannot keep a deadline of its own. The honest agent and the backend are
 // served all along.
-#[actix_web::test]
+#[test_deadline::test]
 async fn an_agent_that_stops_reading_is_cut_within_the_ping_timeout() {
     let s = Switch::start_with(|c| {
         c.session.ping_timeout_secs = 3.0;
@@ -254,7 +254,7 @@ async fn an_agent_that_stops_reading_is_cut_within_the_ping_timeout() {
 // socket is closed with 1013 after the upgrade (never an HTTP error on `/`,
 // PROTOCOL 1.6), and a freed slot is reused. Loopback peers (a reverse
 // proxy on this host) are not bounded per address, only in total.
-#[actix_web::test]
+#[test_deadline::test]
 async fn sockets_past_the_connection_limit_are_closed_with_1013() {
     let s = Switch::start_with(|c| {
         c.ws.max_connections = 3;
@@ -301,7 +301,7 @@ async fn sockets_past_the_connection_limit_are_closed_with_1013() {
 }
 
 // PROTOCOL 4 and 1.5: monitor subscribers are bounded; past it: 1013.
-#[actix_web::test]
+#[test_deadline::test]
 async fn monitor_subscribers_past_the_limit_are_closed_with_1013() {
     let s = Switch::start_with(|c| c.monitor.max_subscribers = 2).await;
     let url = format!("ws://{}/monitor", s.running.http_addr);
@@ -319,7 +319,7 @@ async fn monitor_subscribers_past_the_limit_are_closed_with_1013() {
 }
 
 // PROTOCOL 5 and 1.5: gateway sessions are bounded; past it: 1013.
-#[actix_web::test]
+#[test_deadline::test]
 async fn gateway_sessions_past_the_limit_are_closed_with_1013() {
     let s = Switch::start_with(|c| {
         c.gateway_token = Some("gw-secret".into());
@@ -359,7 +359,7 @@ async fn status_and_json(req: awc::ClientRequest) -> (u16, Value) {
 // PROTOCOL 1.5 "Operators' surface": with --admin-token, `/api/*`,
 // `/metrics/actors`, `/dashboard` and `/monitor` need it (Bearer header
 // or ?token=); `/metrics` stays open and names no agent.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_operators_surface_needs_the_admin_token() {
     let s = Switch::start_with(|c| c.admin_token = Some("op-secret".into())).await;
     let mut agent = s.agent("agent-id-that-must-not-leak").await;
@@ -418,7 +418,7 @@ async fn the_operators_surface_needs_the_admin_token() {
 // PROTOCOL 1.5 "Operators' surface": on a listener that is not loopback
 // and with no admin token, the surface is refused with 403 and says how
 // to open it; the agent API is served as before.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_public_listener_without_an_admin_token_refuses_the_operators_surface() {
     let s = Switch::start_with(|c| c.http = "0.0.0.0:0".parse().unwrap()).await;
     let base = format!("http://127.0.0.1:{}", s.running.http_addr.port());
@@ -470,7 +470,7 @@ async fn client_next(c: &mut Framed<TcpStream, FrameCodec>) -> Option<ClientMess
 
 // PROTOCOL 3 and 1.5: client connections are bounded; one past the bound
 // is told `F` and closed, and the others are served.
-#[actix_web::test]
+#[test_deadline::test]
 async fn client_connections_past_the_limit_get_f_and_are_closed() {
     let s = Switch::start_with(|c| c.socket.max_connections = 2).await;
     let addr = s.running.tcp_addr.unwrap();
@@ -517,7 +517,7 @@ async fn client_connections_past_the_limit_get_f_and_are_closed() {
 
 // PROTOCOL 3 and 1.5: a connection that sends nothing is told `F` and
 // closed after the idle timeout; a listening one is not.
-#[actix_web::test]
+#[test_deadline::test]
 async fn idle_client_connections_time_out_but_listeners_do_not() {
     let s = Switch::start_with(|c| c.socket.idle_timeout_secs = 0.5).await;
     let addr = s.running.tcp_addr.unwrap();
@@ -559,7 +559,7 @@ async fn idle_client_connections_time_out_but_listeners_do_not() {
 
 // PROTOCOL 3 and 1.5: a client that stops reading its answers is cut
 // within the write timeout; other clients are served meanwhile.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_client_that_stops_reading_is_cut() {
     let s = Switch::start_with(|c| {
         c.socket.write_timeout_secs = 1.0;
@@ -616,7 +616,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 // loop backs off instead of spinning on a listener that stays readable.
 // The switch runs as a child process under a small `ulimit -n`, and is
 // sent more connections than it has descriptors for.
-#[actix_web::test]
+#[test_deadline::test]
 async fn at_the_open_file_limit_the_accept_loop_backs_off() {
     let dir = tempfile::tempdir().unwrap();
     let (http_port, tcp_port) = (free_port(), free_port());
@@ -702,7 +702,7 @@ async fn at_the_open_file_limit_the_accept_loop_backs_off() {
 // PROTOCOL 4 and 1.5 "Bounds": a monitor subscriber that stops reading is
 // disconnected within the ping timeout; another subscriber keeps getting
 // its events.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_monitor_subscriber_that_stops_reading_is_cut() {
     let s = Switch::start_with(|c| c.session.ping_timeout_secs = 3.0).await;
     let url = format!("ws://{}/monitor", s.running.http_addr);
@@ -845,7 +845,7 @@ async fn log_seen(
 // (at the next ping interval's tick), while its socket is far from full; a
 // subscriber that only listens (its client answers the pings) is kept and
 // gets every event.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_monitor_subscriber_that_answers_no_ping_is_closed_after_the_ping_timeout() {
     const PING_TIMEOUT: Duration = Duration::from_secs(3);
     let s = Switch::start_with(|c| {
@@ -934,7 +934,7 @@ async fn a_monitor_subscriber_that_answers_no_ping_is_closed_after_the_ping_time
 // in bytes, so many sockets each sending up to the frame limit cannot add
 // up without bound; the socket past the budget is closed with 1013, and
 // the budget comes back as messages complete.
-#[actix_web::test]
+#[test_deadline::test]
 async fn large_messages_in_progress_share_a_bounded_budget() {
     let s = Switch::start_with(|c| c.ws.message_budget_bytes = 1024 * 1024).await;
     let mut victim = s.agent("victim").await;
@@ -1000,7 +1000,7 @@ async fn large_messages_in_progress_share_a_bounded_budget() {
 // PROTOCOL 3 and 1.5: a listening connection is not idle for not sending,
 // but one that stops reading its pushes is cut within the write timeout;
 // the switch goes on serving other clients.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_listener_that_stops_reading_its_pushes_is_cut() {
     use switchyard_actors::wire::mesh::RootMessage;
     let mut m = crate::mesh::MeshSwitch::start_with(|c| {

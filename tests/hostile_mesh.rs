@@ -86,7 +86,7 @@ async fn served(s: &Switch) {
 // is refused by the decoder's byte limit (no allocation): the session is
 // closed with 1009, the switch lives, its memory does not move, another
 // gateway keeps being served.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_13_byte_frame_claiming_a_petabyte_closes_the_session_and_nothing_else() {
     let s = central(|_| {}).await;
     let mut honest = hello(&s, "honest").await;
@@ -129,7 +129,7 @@ async fn a_13_byte_frame_claiming_a_petabyte_closes_the_session_and_nothing_else
 
 // PROTOCOL 1.5: with no gateway token set, `/gateway` takes no one: the
 // upgrade is accepted and closed with 1008 at once, and counted.
-#[actix_web::test]
+#[test_deadline::test]
 async fn with_no_gateway_token_set_every_gateway_is_refused() {
     let s = Switch::start().await;
     assert!(s.running.config.gateway_token.is_none());
@@ -162,7 +162,7 @@ async fn with_no_gateway_token_set_every_gateway_is_refused() {
 // PROTOCOL 1.5, 5: a gateway name is bound to its session: a second
 // session claiming a connected name is refused, one session cannot speak
 // for a second name, and names are plain and short.
-#[actix_web::test]
+#[test_deadline::test]
 async fn gateway_names_are_checked_and_bound_to_their_session() {
     let s = central(|_| {}).await;
     let mut owner = hello(&s, "edge-a").await;
@@ -232,7 +232,7 @@ async fn gateway_names_are_checked_and_bound_to_their_session() {
 }
 
 // PROTOCOL 1.5, 5: the number of gateways is bounded.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_number_of_connected_gateways_is_bounded() {
     let s = central(|c| c.gateway.max_gateways = 2).await;
     let _a = hello(&s, "a").await;
@@ -289,7 +289,7 @@ async fn the_number_of_connected_gateways_is_bounded() {
 // names a history file nor keeps a node active, bad data types and
 // over-long messages are rejected and counted, and a gateway speaks for a
 // bounded number of nodes.
-#[actix_web::test]
+#[test_deadline::test]
 async fn gateway_data_is_checked_like_serial_data_and_stamped_here() {
     let s = central(|c| c.gateway.max_nodes_per_gateway = 3).await;
     let mut g = hello(&s, "liar").await;
@@ -413,7 +413,7 @@ async fn gateway_data_is_checked_like_serial_data_and_stamped_here() {
 // PROTOCOL 1.5, 5: a gateway that never answers its commands: each waits
 // at most the command timeout and is then answered and forgotten; past
 // the bound of waiting commands new ones are refused at once.
-#[actix_web::test]
+#[test_deadline::test]
 async fn commands_a_gateway_never_answers_expire_and_are_bounded() {
     let s = central(|c| {
         c.gateway.command_timeout_secs = 0.5;
@@ -509,7 +509,7 @@ fn history_line(ts: f64, node: u16, v: u8) -> String {
 // skipped and counted without blocking the start, files past the retention
 // age are deleted, and the warm start streams a large file into the
 // bounded cache without holding the file in memory.
-#[actix_web::test]
+#[test_deadline::test]
 async fn warm_start_streams_dated_files_and_skips_what_it_cannot_read() {
     use switchyard_actors::network::history::utc_day;
     let now = switchyard_actors::clock::now_secs();
@@ -623,7 +623,7 @@ async fn warm_start_streams_dated_files_and_skips_what_it_cannot_read() {
 // stalled adapter): at most `max_pending_commands` wait, the rest are
 // refused at once, each waiter gets a timeout, the entries are forgotten,
 // and the switch keeps serving others meanwhile.
-#[actix_web::test]
+#[test_deadline::test]
 async fn commands_the_root_never_answers_are_bounded_and_expire() {
     let mut m = crate::mesh::MeshSwitch::start_with(|c| {
         c.serial.command_timeout_secs = 0.5;
@@ -686,7 +686,7 @@ async fn commands_the_root_never_answers_are_bounded_and_expire() {
 // PROTOCOL 5, 1.5: while the central switch is away, the edge keeps its
 // events bounded in bytes as well as in number: the oldest are dropped and
 // counted, the buffer's bytes stay under the bound.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_uplink_buffer_is_bounded_in_bytes_while_the_central_is_away() {
     let free = free_addr();
     const LIMIT: usize = 4096;
@@ -750,7 +750,7 @@ async fn the_uplink_buffer_is_bounded_in_bytes_while_the_central_is_away() {
 // PROTOCOL 2.5, 1.5: a source inventing data types and nodes fills its own
 // bounded part of the cache, not the switch's memory: types per node and
 // samples per source are bounded, refusals counted.
-#[actix_web::test]
+#[test_deadline::test]
 async fn invented_types_and_nodes_are_held_to_the_cache_bounds() {
     let s = central(|c| {
         c.mesh.max_types_per_node = 4;
@@ -814,7 +814,7 @@ async fn invented_types_and_nodes_are_held_to_the_cache_bounds() {
 // with 1009 on its header, before its payload is read (the transport holds
 // `/gateway` to `[gateway] max_frame_bytes`), and the switch carries on
 // serving gateways.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_gateway_frame_over_the_limit_is_closed_with_1009() {
     let s = central(|c| c.gateway.max_frame_bytes = 64 * 1024).await;
     let before = vm_rss_kib();
@@ -838,7 +838,7 @@ async fn a_gateway_frame_over_the_limit_is_closed_with_1009() {
 // hello is closed with 1008 after the hello timeout, and a gateway that
 // goes silent (answers no ping) is closed after the ping timeout, while a
 // live one stays.
-#[actix_web::test]
+#[test_deadline::test]
 async fn silent_gateway_sessions_are_closed_in_time() {
     let s = central(|c| {
         c.gateway.hello_timeout_secs = 0.3;
@@ -897,7 +897,7 @@ async fn silent_gateway_sessions_are_closed_in_time() {
 // PROTOCOL 1.5, 5: a gateway flooding events as fast as its socket goes
 // has one event in flight at a time: the network manager's mailbox stays
 // small, memory stays bounded, and HTTP is still answered.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_flooding_gateway_fills_no_mailbox() {
     let s = central(|_| {}).await;
     let mut g = hello(&s, "flood").await;
@@ -960,7 +960,7 @@ async fn a_flooding_gateway_fills_no_mailbox() {
 // PROTOCOL 2.1, 1.5: a root writing frames as fast as the port goes: the
 // switch takes the next chunk only once the last one's frames are with the
 // network manager, so its mailbox stays small and HTTP is answered.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_flooding_root_fills_no_mailbox() {
     let mut m = crate::mesh::MeshSwitch::start().await;
     let mut root = m.root.take().unwrap();
@@ -1008,7 +1008,7 @@ async fn a_flooding_root_fills_no_mailbox() {
 // serial writes wait on their own thread behind a bounded queue, frames
 // past it are dropped and counted (the command is refused at once), and the
 // switch keeps answering HTTP meanwhile.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_stalled_adapter_does_not_stall_the_switch() {
     let mut m = crate::mesh::MeshSwitch::start_with(|c| {
         c.serial.command_timeout_secs = 20.0;

@@ -59,7 +59,7 @@ pub fn rss_mib() -> f64 {
 // PROTOCOL 1.5 "Bounds": work a peer can trigger is linear in its input. A
 // 0.95 MB frame of ~90 000 distinct keys (the duplicate-key check was
 // quadratic: minutes of one HTTP worker) is refused at once.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_frame_of_many_fields_is_refused_at_once_and_others_are_served() {
     let s = Switch::start_with(|c| c.session.max_frame_bytes = 1024 * 1024).await;
     let mut victim = s.agent("victim").await;
@@ -94,7 +94,7 @@ async fn a_frame_of_many_fields_is_refused_at_once_and_others_are_served() {
 // `request_statuses`, `update_status`, `client_bound_live_update` and
 // `agent_details` are refused with an error and counted (no fan-out over
 // every agent, no status set, nothing delivered to the victim).
-#[actix_web::test]
+#[test_deadline::test]
 async fn backend_only_packets_from_other_sockets_are_refused() {
     let s = Switch::start().await;
     let mut backend = s.backend().await;
@@ -143,7 +143,7 @@ async fn backend_only_packets_from_other_sockets_are_refused() {
 
 // PROTOCOL 1.5 "Agents": a socket binds at most a few ids, each bounded in
 // length, and speaks to the backend only for ids it bound.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_socket_binds_a_few_short_ids_and_speaks_only_for_them() {
     let s = Switch::start().await;
     let mut backend = s.backend().await;
@@ -220,7 +220,7 @@ async fn a_socket_binds_a_few_short_ids_and_speaks_only_for_them() {
 // PROTOCOL 1.5 "Agents": a socket keeps its role. An agent socket that
 // says `alive` as `mephisto` is closed with 1008; the backend's socket may
 // not bind an agent.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_socket_keeps_its_role() {
     let s = Switch::start().await;
     let mut backend = s.backend().await;
@@ -255,7 +255,7 @@ async fn a_socket_keeps_its_role() {
 // PROTOCOL 1.5 "Backend": with no token the backend is pinned to the first
 // backend's address; a claim from another address is closed with 1008
 // after the upgrade, counted, and the backend keeps being served.
-#[actix_web::test]
+#[test_deadline::test]
 async fn without_a_token_the_backend_is_pinned_to_its_first_address() {
     let s = Switch::start().await;
     let mut backend = s.backend().await;
@@ -289,7 +289,7 @@ async fn without_a_token_the_backend_is_pinned_to_its_first_address() {
 
 // PROTOCOL 1.5 "Backend": `--backend-allow` names the networks the backend
 // may come from instead of the pin.
-#[actix_web::test]
+#[test_deadline::test]
 async fn backend_allow_admits_only_its_networks() {
     let s = Switch::start_with(|c| c.backend.allow = vec!["127.0.0.2/32".into()]).await;
     let mut outsider = s.ws().await;
@@ -321,7 +321,7 @@ fn request_statuses(ts: f64) -> Value {
 // PROTOCOL 1.5 "Bounds": `request_statuses` cannot fan out without bound.
 // A burst of requests over thousands of agents runs one sweep at a time;
 // requests that come meanwhile are answered by the next sweep.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_burst_of_request_statuses_is_swept_once_at_a_time() {
     let s = Switch::start().await;
     let mut backend = s.backend().await;
@@ -374,7 +374,7 @@ async fn a_burst_of_request_statuses_is_swept_once_at_a_time() {
 // PROTOCOL 1.5 "Bounds": the backend outbox is bounded in bytes as well as
 // packets. With no backend, an agent's large live updates drop the oldest
 // past the bound (counted); the newest reach the backend in order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_backend_outbox_is_bounded_in_bytes() {
     let s = Switch::start_with(|c| c.backend.outbox_bytes_limit = 2 * 1024 * 1024).await;
     let mut a = s.agent("a1").await;
@@ -416,7 +416,7 @@ async fn the_backend_outbox_is_bounded_in_bytes() {
 
 // PROTOCOL 1.3, 1.5: an agent's queue is bounded in bytes as well as
 // packets; every drop is counted and reported to the backend.
-#[actix_web::test]
+#[test_deadline::test]
 async fn an_agent_queue_is_bounded_in_bytes() {
     let s = Switch::start_with(|c| c.agent.queue_bytes_limit = 1024 * 1024).await;
     let mut b = s.backend().await;
@@ -466,7 +466,7 @@ async fn an_agent_queue_is_bounded_in_bytes() {
 
 // PROTOCOL 1.3, 1.5: an agent with queued packets and no socket expires
 // after its idle expiry all the same; the drop is counted and reported.
-#[actix_web::test]
+#[test_deadline::test]
 async fn an_agent_with_queued_packets_and_no_socket_expires() {
     let s = Switch::start_with(|c| c.agent.idle_expiry_secs = 0.5).await;
     let mut b = s.backend().await;
@@ -495,7 +495,7 @@ async fn an_agent_with_queued_packets_and_no_socket_expires() {
 }
 
 // PROTOCOL 1.5 "Bounds": past `max_agents`, a new agent id is refused.
-#[actix_web::test]
+#[test_deadline::test]
 async fn past_max_agents_new_ids_are_refused() {
     let s = Switch::start_with(|c| c.agent.max_agents = 3).await;
     let mut keep = Vec::new();
@@ -525,7 +525,7 @@ async fn past_max_agents_new_ids_are_refused() {
 // PROTOCOL 1.5 "Bounds": JSON bodies have a small limit of their own and
 // are kept as text. A 10 MiB body is refused (413, JSON error) without
 // being taken; one under the limit reaches the backend intact.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_big_json_body_is_refused_and_memory_stays_bounded() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -622,7 +622,7 @@ async fn raw_post(s: &Switch, declared: Option<usize>, size: usize) -> String {
 
 // PROTOCOL 1.4, 1.5: a request that timed out (408) is removed from the
 // outbox with its HTTP request: a backend that connects later never gets it.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_timed_out_request_never_reaches_the_backend() {
     let s = Switch::start().await;
     let (status, answer, took) = timed(post_json(
@@ -652,7 +652,7 @@ async fn a_timed_out_request_never_reaches_the_backend() {
 // PROTOCOL 1.5 "Agents": a second socket claiming an agent whose socket is
 // still live (it answers a ping promptly) is refused and counted; the
 // backend's next packet for the agent goes to its own worker.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_live_agent_socket_is_not_taken_over() {
     let s = Switch::start().await;
     let mut backend = s.backend().await;
@@ -704,7 +704,7 @@ async fn a_live_agent_socket_is_not_taken_over() {
 // PROTOCOL 1.5 "Agents": a worker whose old socket went silent (a network
 // drop: nothing answers the probe) takes its agent back within the probe
 // time, and gets what was sent meanwhile.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_silent_agent_socket_is_taken_over_quickly() {
     let s = Switch::start().await;
     let mut backend = s.backend().await;
@@ -734,7 +734,7 @@ async fn a_silent_agent_socket_is_taken_over_quickly() {
 // newest reports past it are dropped and counted) and never pushes a
 // worker's submit out; the backend then gets the submit and the reports it
 // kept, in order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_log_error_flood_never_pushes_a_submit_out_of_the_outbox() {
     let s = Switch::start_with(|c| c.backend.outbox_limit = 40).await;
     let (status, _) = post_json(

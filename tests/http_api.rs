@@ -6,7 +6,7 @@ use crate::common::*;
 
 // PROTOCOL 1.4 `/request_agent`: register_agent to the backend, the
 // matching agent_details is the answer.
-#[actix_web::test]
+#[test_deadline::test]
 async fn request_agent_round_trip() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -37,7 +37,7 @@ async fn request_agent_round_trip() {
 }
 
 // agent_details keyed by subject_id when data.request_id is absent.
-#[actix_web::test]
+#[test_deadline::test]
 async fn agent_details_may_be_keyed_by_subject_id() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -55,7 +55,7 @@ async fn agent_details_may_be_keyed_by_subject_id() {
 
 // PROTOCOL 1.4: no answer within the request timeout -> 408 (reference bug
 // 1.6: the Node router waits forever); a late answer is dropped and counted.
-#[actix_web::test]
+#[test_deadline::test]
 async fn request_agent_times_out_with_408() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -94,7 +94,7 @@ async fn request_agent_times_out_with_408() {
 
 // A request while the backend is away waits in the outbox and is answered
 // once the backend connects within the timeout.
-#[actix_web::test]
+#[test_deadline::test]
 async fn request_agent_waits_for_a_late_backend() {
     let s = Switch::start_with(|c| c.backend.request_timeout_secs = 5.0).await;
     let url = s.url("/request_agent");
@@ -120,7 +120,7 @@ async fn request_agent_waits_for_a_late_backend() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[test_deadline::test]
 async fn request_agent_without_provider_data_is_400() {
     let s = Switch::start().await;
     let (status, body) = post_json(&s.url("/request_agent"), json!({"client_timestamp": 1})).await;
@@ -144,7 +144,7 @@ async fn request_agent_without_provider_data_is_400() {
 }
 
 // PROTOCOL 1.4 `/submit_onboarding`.
-#[actix_web::test]
+#[test_deadline::test]
 async fn submit_onboarding_round_trip_and_agent_dropped() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -177,7 +177,7 @@ async fn submit_onboarding_round_trip_and_agent_dropped() {
 }
 
 // PROTOCOL 1.4 `/submit_task` as JSON: submit_unit, answer, agent dropped.
-#[actix_web::test]
+#[test_deadline::test]
 async fn submit_task_json() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -200,7 +200,7 @@ async fn submit_task_json() {
 // PROTOCOL 1.4 `/submit_task` multipart: files stored under fresh names,
 // described in data.files and data.filesByFields, downloadable; nothing
 // else is (reference bug 1.6: Node serves any file in /tmp).
-#[actix_web::test]
+#[test_deadline::test]
 async fn submit_task_multipart_stores_files_and_serves_only_them() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -260,7 +260,7 @@ async fn submit_task_multipart_stores_files_and_serves_only_them() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[test_deadline::test]
 async fn submit_task_with_invalid_final_string_data_is_400() {
     let s = Switch::start().await;
     let (ctype, body) = multipart(
@@ -280,7 +280,7 @@ async fn submit_task_with_invalid_final_string_data_is_400() {
 
 // Bodies over their limit -> 413 with a JSON error; nothing stored.
 // Multipart bodies have the upload limit, JSON bodies their own (1.5).
-#[actix_web::test]
+#[test_deadline::test]
 async fn bodies_over_the_limit_are_413() {
     let s = Switch::start_with(|c| {
         c.max_upload_bytes = 64 * 1024;
@@ -315,7 +315,7 @@ async fn bodies_over_the_limit_are_413() {
 }
 
 // PROTOCOL 1.4 `/submit_metadata` (JSON and multipart) and `/log_error`.
-#[actix_web::test]
+#[test_deadline::test]
 async fn submit_metadata_and_log_error() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -355,7 +355,7 @@ async fn submit_metadata_and_log_error() {
 
 // PROTOCOL 1.4 `/task_config.json`: served; a version mismatch is reported
 // to the backend (reference bug 1.6: Flask's handler has a wrong signature).
-#[actix_web::test]
+#[test_deadline::test]
 async fn task_config_reports_version_mismatch() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -378,7 +378,7 @@ async fn task_config_reports_version_mismatch() {
     s.stop().await;
 }
 
-#[actix_web::test]
+#[test_deadline::test]
 async fn small_endpoints_answer_json() {
     let s = Switch::start().await;
     assert_eq!(
@@ -401,7 +401,7 @@ async fn small_endpoints_answer_json() {
 }
 
 // A static dir replaces the built-in files; escapes are refused.
-#[actix_web::test]
+#[test_deadline::test]
 async fn static_dir_is_served() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("index.html"), "<p>task bundle</p>").unwrap();
@@ -427,7 +427,7 @@ async fn static_dir_is_served() {
 }
 
 // The HTTP request counter is by route and status.
-#[actix_web::test]
+#[test_deadline::test]
 async fn http_requests_are_counted_by_route_and_status() {
     let s = Switch::start().await;
     for _ in 0..3 {
@@ -479,7 +479,7 @@ const OPINION: &str =
 // `metadata` (= `data`) and `client_timestamp`. The backend reads
 // `data.files[].filename` (to download each file), `data.filesByFields` and
 // `data.worker_opinion.questions[].question/.text`.
-#[actix_web::test]
+#[test_deadline::test]
 async fn submit_metadata_multipart_worker_opinion_with_files() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -539,7 +539,7 @@ async fn submit_metadata_multipart_worker_opinion_with_files() {
 // and `/submit_metadata`) gets `files: []` and `filesByFields: {}` when no
 // file came (the 1.5 line's backend reads both keys unconditionally); a
 // JSON request keeps its data as sent.
-#[actix_web::test]
+#[test_deadline::test]
 async fn multipart_without_files_gets_empty_file_keys() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -592,7 +592,7 @@ async fn multipart_without_files_gets_empty_file_keys() {
 
 // PROTOCOL 1.4 multipart rules: a file part with an empty filename (an
 // empty file input) is skipped: not stored, not described.
-#[actix_web::test]
+#[test_deadline::test]
 async fn file_part_with_empty_filename_is_skipped() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -642,7 +642,7 @@ async fn file_part_with_empty_filename_is_skipped() {
 // `/submit_metadata` past `max_upload_bytes` is refused with 413 and a
 // JSON error, nothing half-stored stays, the refusal is counted, and the
 // switch keeps answering.
-#[actix_web::test]
+#[test_deadline::test]
 async fn submit_metadata_upload_over_the_limit_is_413() {
     let s = Switch::start_with(|c| c.max_upload_bytes = 64 * 1024).await;
     let mut b = s.backend().await;

@@ -184,7 +184,7 @@ async fn http_get(port: u16, path: &str) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
-#[tokio::test]
+#[test_deadline::test(tokio)]
 async fn mephisto_launcher_starts_serves_and_stops_cleanly() {
     // Not a skip: the test command installs node, so its absence is a
     // failure of the run, never a silent green.

@@ -93,7 +93,7 @@ async fn half_open_client(s: &Switch, text: &str) -> TcpStream {
 // answered with pongs of the same payload; a backend path that answers
 // nothing is closed after the ping timeout and counted, and a backend that
 // comes back gets what agents sent meanwhile.
-#[actix_web::test]
+#[test_deadline::test]
 async fn an_idle_backend_socket_is_kept_alive_by_pings_both_ways() {
     let s = Switch::start_with(|c| {
         c.session.ping_interval_secs = 0.2;
@@ -188,7 +188,7 @@ async fn an_idle_backend_socket_is_kept_alive_by_pings_both_ways() {
 // PROTOCOL 1.2 `mephisto_bound_live_update` and 1.4 (backend outbox): the
 // backend closes mid-task, agents go on sending, a new backend socket from
 // the same address says `alive` and gets every packet, in order, once.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_restarted_backend_gets_every_packet_sent_meanwhile_in_order_once() {
     let s = Switch::start().await;
     let b = s.backend().await;
@@ -248,7 +248,7 @@ async fn a_restarted_backend_gets_every_packet_sent_meanwhile_in_order_once() {
 // within the grace and says `alive`; it keeps its status, gets what the
 // backend sent meanwhile in order, and the backend sees the status unchanged
 // after the grace has passed.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_worker_back_within_the_grace_keeps_the_task() {
     let grace = Duration::from_secs(2);
     let s = Switch::start_with(|c| {
@@ -314,7 +314,7 @@ async fn a_worker_back_within_the_grace_keeps_the_task() {
 // never answers) -- PROTOCOL 1.5 "Agents": a new socket's claim probes the
 // old one and takes over within `agent.takeover_probe_secs`; the worker
 // keeps its status and gets what was queued.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_worker_behind_a_half_open_socket_takes_the_task_back_quickly() {
     let probe = Duration::from_secs(1);
     let s = Switch::start_with(|c| {
@@ -368,7 +368,7 @@ async fn a_worker_behind_a_half_open_socket_takes_the_task_back_quickly() {
 // heartbeats after at least one are reported `disconnect` by
 // `request_statuses` once the ping timeout passed and are sent an
 // `update_status`; a live agent is served promptly throughout.
-#[actix_web::test]
+#[test_deadline::test]
 async fn timed_out_agents_are_marked_disconnect_and_never_clog_the_router() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -429,7 +429,7 @@ async fn timed_out_agents_are_marked_disconnect_and_never_clog_the_router() {
 // status its last update_status said (or `disconnect` where the router
 // decided it), each agent's heartbeat reply and its own last
 // `update_status` say the same, and so does the per-status gauge.
-#[actix_web::test]
+#[test_deadline::test]
 async fn statuses_seen_by_router_backend_and_agents_agree() {
     let grace = Duration::from_millis(1500);
     let s = Switch::start_with(|c| {

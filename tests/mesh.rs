@@ -163,7 +163,7 @@ fn tmp(centi: i16) -> Vec<u8> {
 }
 
 // PROTOCOL 2.2 [D] and 2.4: every built-in data type decoded, big-endian.
-#[actix_web::test]
+#[test_deadline::test]
 async fn built_in_data_types_are_decoded() {
     let mut m = MeshSwitch::start().await;
     // lon -0.1278 -> -1278 = 0xFFFB02; lat 51.5074 -> 515074 = 0x07DC02
@@ -200,7 +200,7 @@ async fn built_in_data_types_are_decoded() {
 
 // PROTOCOL 2.4: an unknown type is kept raw; a length that disagrees with
 // the type is rejected and counted, the frame's other entries kept.
-#[actix_web::test]
+#[test_deadline::test]
 async fn unknown_types_stay_raw_and_bad_lengths_are_counted() {
     let mut m = MeshSwitch::start().await;
     m.root().send(&data(
@@ -225,7 +225,7 @@ async fn unknown_types_stay_raw_and_bad_lengths_are_counted() {
 }
 
 // PROTOCOL 2.4: user data types from a file.
-#[actix_web::test]
+#[test_deadline::test]
 async fn user_data_types_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("types.toml");
@@ -242,7 +242,7 @@ async fn user_data_types_from_a_file() {
 }
 
 // PROTOCOL 2.2 [M]: a node's message goes to every subscriber.
-#[actix_web::test]
+#[test_deadline::test]
 async fn node_messages_reach_subscribers() {
     let mut m = MeshSwitch::start().await;
     let mut events = EventProbe::subscribe(&m.s.running.router.network);
@@ -266,7 +266,7 @@ async fn node_messages_reach_subscribers() {
 }
 
 // PROTOCOL 2.2 [N] and 2.3 NINFO / [R]: commands relayed, answers matched.
-#[actix_web::test]
+#[test_deadline::test]
 async fn commands_are_relayed_and_answered() {
     let mut m = MeshSwitch::start().await;
     m.root().send(&data(2, &[("HUM", &[1])]));
@@ -345,7 +345,7 @@ async fn commands_are_relayed_and_answered() {
 }
 
 // HTTP errors of the mesh API.
-#[actix_web::test]
+#[test_deadline::test]
 async fn mesh_api_errors() {
     let mut m = MeshSwitch::start_with(|c| c.serial.command_timeout_secs = 0.3).await;
     m.root().send(&data(1, &[("HUM", &[1])]));
@@ -381,7 +381,7 @@ async fn mesh_api_errors() {
 }
 
 // PROTOCOL 2.1 on the live link: each resync rule, counted, the link goes on.
-#[actix_web::test]
+#[test_deadline::test]
 async fn framing_errors_are_counted_and_the_link_carries_on() {
     let mut m = MeshSwitch::start().await;
     let good = |n: u8| encode_to_vec(&data(1, &[("HUM", &[n])]).encode());
@@ -435,7 +435,7 @@ async fn framing_errors_are_counted_and_the_link_carries_on() {
 
 // House rule 5: the port closed and reopened -> link down, then up, data
 // flows again; never an exit.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_lost_port_is_reopened_with_backoff() {
     let mut m = MeshSwitch::start().await;
     let mut events = EventProbe::subscribe(&m.s.running.router.network);
@@ -467,7 +467,7 @@ async fn a_lost_port_is_reopened_with_backoff() {
 
 // PROTOCOL 2.5: every update is in the history log; after a restart the
 // latest values and recent history are back.
-#[actix_web::test]
+#[test_deadline::test]
 async fn history_is_back_after_a_restart() {
     let data_dir = tempfile::tempdir().unwrap();
     let dd = data_dir.path().to_path_buf();
@@ -505,7 +505,7 @@ async fn history_is_back_after_a_restart() {
 }
 
 // PROTOCOL 2.5: a node not heard from within the timeout becomes inactive.
-#[actix_web::test]
+#[test_deadline::test]
 async fn silent_nodes_become_inactive() {
     let mut m = MeshSwitch::start_with(|c| c.mesh.node_timeout_secs = 0.5).await;
     let mut events = EventProbe::subscribe(&m.s.running.router.network);
@@ -529,7 +529,7 @@ async fn silent_nodes_become_inactive() {
 
 // The embedded default: the simulated mesh on a pty, through the real
 // serial path; a node answers a message sent to it.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_simulated_mesh_runs_by_default() {
     let s = Switch::start_with(|c| {
         c.uart = "sim".into();
@@ -574,7 +574,7 @@ async fn the_simulated_mesh_runs_by_default() {
 
 // `switchyard simulate` alone; killing it shows link loss, restarting it
 // at the same path shows recovery.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_simulate_command_is_a_root_for_another_switch() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("sim-tty");

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::common::*;
 
-#[actix_web::test]
+#[test_deadline::test]
 async fn actors_endpoint_lists_every_live_actor_with_totals() {
     let s = Switch::start().await;
     let _b = s.backend().await;
@@ -52,7 +52,7 @@ fn sum_of(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 // sockets by link, the backend link, and the work of each actor by its
 // architecture name (which messages an actor handles is its own business,
 // so the test sums over them rather than naming them).
-#[actix_web::test]
+#[test_deadline::test]
 async fn prometheus_text_counts_packets_sockets_and_actor_work() {
     let s = Switch::start().await;
     let mut b = s.backend().await;

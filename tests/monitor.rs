@@ -32,7 +32,7 @@ fn hum(node: u16, n: u8) -> RootMessage {
 }
 
 // PROTOCOL 4: the snapshot on connect.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_new_subscriber_gets_a_snapshot() {
     let mut m = MeshSwitch::start().await;
     m.root().send(&hum(1, 33));
@@ -58,7 +58,7 @@ async fn a_new_subscriber_gets_a_snapshot() {
 }
 
 // PROTOCOL 4: every event kind as it happens.
-#[actix_web::test]
+#[test_deadline::test]
 async fn every_event_kind_reaches_subscribers() {
     let mut m = MeshSwitch::start().await;
     let mut mon = Ws::connect(&monitor_url(&m.s)).await;
@@ -169,7 +169,7 @@ async fn every_event_kind_reaches_subscribers() {
 }
 
 // PROTOCOL 4: `{"subscribe": [...]}` filters.
-#[actix_web::test]
+#[test_deadline::test]
 async fn subscribers_may_filter() {
     let mut m = MeshSwitch::start().await;
     let mut mon = Ws::connect(&monitor_url(&m.s)).await;
@@ -227,7 +227,7 @@ fn big_frame(seq: u32) -> RootMessage {
 
 // PROTOCOL 4: a deliberately slow subscriber gets `lagged` (once, with the
 // count) while a fast one misses nothing.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_slow_subscriber_lags_and_a_fast_one_misses_nothing() {
     let mut m = MeshSwitch::start_with(|c| {
         // Room for the fast subscriber to ride out a busy CPU.
@@ -334,7 +334,7 @@ async fn until_seen(m: &mut Ws, f: impl Fn(&Value) -> bool) {
 // reading loses its oldest events; when it reads again it is told once
 // (`lagged` with the count) and then gets exactly the queue's bound of the
 // newest events, in order: never one more.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_stalled_subscriber_keeps_exactly_its_queue_bound() {
     const LIMIT: usize = 20;
     let mut m = MeshSwitch::start_with(|c| {

@@ -292,7 +292,7 @@ const DATA_TYPES: [&str; 4] = ["GPS", "TMP", "HUM", "BAT"];
 // Out (issue point 2): every node data update on its topic, within a
 // second of the node's frame; statuses, links and the switch's own
 // availability retained, so a subscriber that comes later sees them.
-#[actix_web::test]
+#[test_deadline::test]
 async fn node_data_arrives_on_its_topic_within_a_second_and_state_is_retained() {
     let broker = Mosquitto::start();
     let mut c = Client::connect(broker.port, &["switchyard/#"]).await;
@@ -486,7 +486,7 @@ fn check_discovery(topic: &str, cfg: &Value, data: &std::collections::BTreeMap<S
 
 // Home Assistant discovery (issue point 3): a retained, valid config for
 // every node and data type, the nodes as devices through the switch's.
-#[actix_web::test]
+#[test_deadline::test]
 async fn discovery_messages_are_valid_home_assistant_configs_for_every_node_and_type() {
     let broker = Mosquitto::start();
     let mut c = Client::connect(broker.port, &["switchyard/#", "homeassistant/#"]).await;
@@ -585,7 +585,7 @@ async fn discovery_messages_are_valid_home_assistant_configs_for_every_node_and_
 // In (issue point 4): a command on a node's send topic reaches the
 // simulated node, its reply arrives on the message topic, the root's
 // result on the result topic; broadcasts reach every node.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_command_reaches_the_node_and_its_reply_comes_back() {
     let broker = Mosquitto::start();
     let mut c = Client::connect(broker.port, &["switchyard/#"]).await;
@@ -669,7 +669,7 @@ async fn a_command_reaches_the_node_and_its_reply_comes_back() {
 // with what was wrong, counted by reason, and the mesh never sees it;
 // commands are rate-limited per topic; a packet past the bridge's bound
 // costs a reconnection and nothing else.
-#[actix_web::test]
+#[test_deadline::test]
 async fn garbage_payloads_are_refused_and_counted() {
     let broker = Mosquitto::start();
     let mut c = Client::connect(broker.port, &["switchyard/#"]).await;
@@ -897,7 +897,7 @@ async fn history_ts(s: &Switch) -> Vec<f64> {
 // Meanwhile `switchyard_mqtt_connected` is 0 and updates wait in the
 // bridge's buffer; after the reconnection every one of them arrives, in
 // order, and the retained state the new broker lost is published again.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_broker_killed_and_restarted_loses_nothing_within_the_buffer_and_keeps_order() {
     let tmp1 = |m: &Got| m.topic == "switchyard/local/0x0001/TMP";
     let ts_of = |m: &Got| m.json()["ts"].as_f64().unwrap();
@@ -992,7 +992,7 @@ async fn the_broker_killed_and_restarted_loses_nothing_within_the_buffer_and_kee
 // The buffer's bound (issue point 5): past it the oldest are dropped and
 // counted; the newest are kept and arrive in order after the
 // reconnection.
-#[actix_web::test]
+#[test_deadline::test]
 async fn past_the_buffer_bound_the_oldest_are_dropped_and_counted() {
     let tmp1 = |m: &Got| m.topic == "switchyard/local/0x0001/TMP";
     let ts_of = |m: &Got| m.json()["ts"].as_f64().unwrap();
@@ -1049,7 +1049,7 @@ async fn past_the_buffer_bound_the_oldest_are_dropped_and_counted() {
 // A slow broker never slows the mesh or the agents (issue point 5): with
 // the broker stopped (SIGSTOP) the bridge's buffer fills while an agent's
 // round trip and the mesh API answer as before.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_stopped_broker_never_slows_the_mesh_or_the_agents() {
     let broker = Mosquitto::start();
     let mut c = Client::connect(broker.port, &["switchyard/local/0x0001/TMP"]).await;
@@ -1098,7 +1098,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 // `mqtts://` with the broker's CA and a username and password (issue
 // point 1): the bridge connects over TLS to a listener that refuses
 // anonymous clients; a wrong password is never connected.
-#[actix_web::test]
+#[test_deadline::test]
 async fn tls_and_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -1215,7 +1215,7 @@ async fn tls_and_credentials() {
 }
 
 // Without --mqtt nothing of MQTT runs: no metric, the API says so.
-#[actix_web::test]
+#[test_deadline::test]
 async fn without_mqtt_nothing_of_it_runs() {
     let s = Switch::start().await;
     let (_, text) = {
@@ -1234,7 +1234,7 @@ async fn without_mqtt_nothing_of_it_runs() {
 // Out and in through a gateway (issue point 2): a central switch bridges
 // its gateways' nodes under their gateway id, with their discovery, and a
 // command on a gateway node's send topic reaches the edge's simulated node.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_central_switch_bridges_its_gateways_nodes_under_their_id() {
     const TOKEN: &str = "gw-token";
     let broker = Mosquitto::start();
@@ -1308,7 +1308,7 @@ async fn a_central_switch_bridges_its_gateways_nodes_under_their_id() {
 // The switch's availability (issue point 2): `online` on connecting,
 // `offline` from the broker (the last will) when its connection dies
 // without a word, and `offline` from the switch itself on a clean stop.
-#[actix_web::test]
+#[test_deadline::test]
 async fn availability_online_then_the_last_will_then_offline_on_a_clean_stop() {
     let broker = Mosquitto::start();
     let gate = Gate::start(broker.port).await;

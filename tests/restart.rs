@@ -62,7 +62,7 @@ fn ns(packets: &[Value], packet_type: &str, subject: &str) -> Vec<i64> {
 // agent and for an absent backend, and the agents' statuses, are there
 // after the restart, each once and in order; a request waiting for the
 // backend at the stop is answered 503.
-#[actix_web::test]
+#[test_deadline::test]
 async fn queued_packets_outbox_and_statuses_survive_a_graceful_restart() {
     let s = start_in(tempfile::tempdir().unwrap(), |_| {}).await;
     let mut backend = s.backend().await;
@@ -224,7 +224,7 @@ fn state_names(dir: &Path) -> Vec<String> {
 // version, and one over `[state] max_bytes` are each moved aside with a
 // count, and the switch starts and serves; a readable one is held to the
 // live bounds (agents, queue length).
-#[actix_web::test]
+#[test_deadline::test]
 async fn damaged_foreign_or_oversized_state_is_set_aside_and_bounds_hold() {
     let cases: [(&str, Vec<u8>); 3] = [
         (
@@ -382,7 +382,7 @@ async fn sigterm(mut p: Proc) {
 // PROTOCOL 1.3, 1.4 with a real SIGTERM on the binary: the pending
 // /request_agent is answered 503 before exit, the backend's outbox and the
 // agent survive into the next process.
-#[actix_web::test]
+#[test_deadline::test]
 async fn sigterm_on_the_binary_keeps_the_outbox_and_answers_waiting_requests() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

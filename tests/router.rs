@@ -51,7 +51,7 @@ async fn wait_status(backend: &mut Ws, agent: &str, status: &str) -> Value {
 }
 
 // PROTOCOL 1.2 `alive` (agent): bound, then `update_status` with its status.
-#[actix_web::test]
+#[test_deadline::test]
 async fn agent_alive_answers_update_status() {
     let s = Switch::start().await;
     let mut a = s.ws().await;
@@ -70,7 +70,7 @@ async fn agent_alive_answers_update_status() {
 
 // PROTOCOL 1.2 `heartbeat`: same packet back, data replaced by
 // last_mephisto_ping (integer ms) and, for a known agent, its status.
-#[actix_web::test]
+#[test_deadline::test]
 async fn heartbeat_reply_carries_ping_and_status() {
     let s = Switch::start().await;
     let mut stranger = s.ws().await;
@@ -101,7 +101,7 @@ async fn heartbeat_reply_carries_ping_and_status() {
 
 // PROTOCOL 1.2 `request_statuses` sets last_mephisto_ping (seen in the next
 // heartbeat reply).
-#[actix_web::test]
+#[test_deadline::test]
 async fn request_statuses_updates_last_mephisto_ping() {
     let s = Switch::start().await;
     let mut a = s.agent("a1").await;
@@ -128,7 +128,7 @@ async fn request_statuses_updates_last_mephisto_ping() {
 }
 
 // PROTOCOL 1.2 live updates both ways; unknown fields kept, timestamps set.
-#[actix_web::test]
+#[test_deadline::test]
 async fn live_updates_flow_both_ways_with_every_field() {
     let Router { s, mut b, mut a } = Router::start().await;
     a.send(
@@ -164,7 +164,7 @@ async fn live_updates_flow_both_ways_with_every_field() {
 }
 
 // PROTOCOL 1.2 `log_error` from an agent socket goes to the backend.
-#[actix_web::test]
+#[test_deadline::test]
 async fn log_error_packet_reaches_the_backend() {
     let Router { s, mut b, mut a } = Router::start().await;
     a.send(json!({"packet_type": "log_error", "subject_id": "a1", "data": {"error": "oops"}}))
@@ -175,7 +175,7 @@ async fn log_error_packet_reaches_the_backend() {
 }
 
 // PROTOCOL 1.2 `update_status` + `request_statuses` -> `return_statuses`.
-#[actix_web::test]
+#[test_deadline::test]
 async fn update_status_is_recorded_and_returned() {
     let Router { s, mut b, mut a } = Router::start().await;
     b.send(
@@ -200,7 +200,7 @@ async fn update_status_is_recorded_and_returned() {
 // PROTOCOL 1.2 `client_bound_live_update` for an agent with no socket is
 // queued and delivered after its next `alive`, in order (no packet lost
 // across an agent's reconnect).
-#[actix_web::test]
+#[test_deadline::test]
 async fn agent_reconnect_loses_no_client_bound_packet() {
     let Router { s, mut b, a } = Router::start().await;
     a.close().await;
@@ -228,7 +228,7 @@ async fn agent_reconnect_loses_no_client_bound_packet() {
 // PROTOCOL 1.2/1.4: packets for an absent backend wait in the outbox and
 // arrive in order when it says `alive` again (reference bug 1.6: a packet
 // written into a dead socket is lost).
-#[actix_web::test]
+#[test_deadline::test]
 async fn backend_reconnect_loses_no_backend_bound_packet() {
     let Router { s, b, mut a } = Router::start().await;
     b.close().await;
@@ -264,7 +264,7 @@ fn assert_took_the_probe(s: &Switch, took: Duration) {
 // told to close; packets follow the new socket. (A claim against a socket
 // that answers is refused: hostile_router.rs
 // `a_live_agent_socket_is_not_taken_over`.)
-#[actix_web::test]
+#[test_deadline::test]
 async fn heartbeat_from_a_new_socket_takes_over_a_silent_one() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -289,7 +289,7 @@ async fn heartbeat_from_a_new_socket_takes_over_a_silent_one() {
 
 // House rule 6, PROTOCOL 1.5: an `alive` from a second socket takes over
 // a silent one too (the old socket is never read, so it answers no ping).
-#[actix_web::test]
+#[test_deadline::test]
 async fn alive_from_a_new_socket_takes_over_a_silent_one() {
     let s = Switch::start().await;
     let mut b = s.backend().await;
@@ -309,7 +309,7 @@ async fn alive_from_a_new_socket_takes_over_a_silent_one() {
 }
 
 // PROTOCOL 1.3 reconnect grace: no socket within the grace -> disconnect.
-#[actix_web::test]
+#[test_deadline::test]
 async fn reconnect_grace_expiry_disconnects() {
     let Router { s, mut b, a } = Router::start().await;
     b.send(
@@ -323,7 +323,7 @@ async fn reconnect_grace_expiry_disconnects() {
 }
 
 // PROTOCOL 1.3 reconnect grace: back within the grace -> status kept.
-#[actix_web::test]
+#[test_deadline::test]
 async fn reconnect_within_grace_keeps_status() {
     let Router { s, mut b, a } = Router::start_with(|c| c.agent.reconnect_grace_secs = 1.0).await;
     b.send(
@@ -350,7 +350,7 @@ async fn reconnect_within_grace_keeps_status() {
 
 // PROTOCOL 1.3 ping timeout: a live agent that stops sending heartbeats is
 // declared disconnected on request_statuses and told so.
-#[actix_web::test]
+#[test_deadline::test]
 async fn ping_timeout_disconnects_a_silent_live_agent() {
     let Router { s, mut b, mut a } = Router::start().await;
     let mut idle = s.agent("a2").await;
@@ -374,7 +374,7 @@ async fn ping_timeout_disconnects_a_silent_live_agent() {
 
 // PROTOCOL 1.3 bounded queue: past the bound the oldest is dropped,
 // counted, and reported to the backend as log_error.
-#[actix_web::test]
+#[test_deadline::test]
 async fn agent_queue_is_bounded_and_drops_are_reported() {
     let s = Switch::start_with(|c| c.agent.queue_limit = 10).await;
     let mut b = s.backend().await;
@@ -404,7 +404,7 @@ async fn agent_queue_is_bounded_and_drops_are_reported() {
 }
 
 // PROTOCOL 1.3 idle expiry: no socket and an empty queue -> removed.
-#[actix_web::test]
+#[test_deadline::test]
 async fn idle_agents_expire() {
     let s = Switch::start_with(|c| c.agent.idle_expiry_secs = 0.3).await;
     let a = s.agent("a1").await;
@@ -420,7 +420,7 @@ async fn idle_agents_expire() {
 }
 
 // PROTOCOL 1.2 "anything else": counted, ignored, connection kept.
-#[actix_web::test]
+#[test_deadline::test]
 async fn unknown_packet_types_are_counted_and_ignored() {
     let s = Switch::start().await;
     let mut a = s.agent("a1").await;
@@ -441,7 +441,7 @@ async fn unknown_packet_types_are_counted_and_ignored() {
 }
 
 // Bad input: a JSON error back, a counter, the socket stays open.
-#[actix_web::test]
+#[test_deadline::test]
 async fn malformed_frames_get_errors_and_keep_the_socket() {
     let s = Switch::start().await;
     let mut a = s.agent("a1").await;
@@ -474,7 +474,7 @@ async fn malformed_frames_get_errors_and_keep_the_socket() {
 
 // A message past the transport limit ends that socket with 1009; the
 // switch carries on.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_message_past_the_transport_limit_closes_with_1009() {
     let s = Switch::start().await;
     let mut a = s.agent("a1").await;
@@ -492,7 +492,7 @@ async fn a_message_past_the_transport_limit_closes_with_1009() {
 }
 
 // PROTOCOL 1.5: with a token, a backend without it is refused with 1008.
-#[actix_web::test]
+#[test_deadline::test]
 async fn backend_token_is_required_when_set() {
     let s = Switch::start_with(|c| c.backend.token = Some("s3cret".into())).await;
     let mut intruder = s.ws().await;
@@ -545,7 +545,7 @@ async fn backend_token_is_required_when_set() {
 }
 
 // A newer backend socket replaces the older one (which is closed).
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_newer_backend_replaces_the_old_one() {
     let s = Switch::start().await;
     let mut old = s.backend().await;
@@ -565,7 +565,7 @@ async fn a_newer_backend_replaces_the_old_one() {
 
 // Reference bug 1.6 absent: backend-bound packets are written at once, not
 // on a 50 ms timer tick.
-#[actix_web::test]
+#[test_deadline::test]
 async fn backend_bound_packets_do_not_wait_for_a_tick() {
     let Router { s, mut b, mut a } = Router::start().await;
     let mut spent = Vec::new();
@@ -585,7 +585,7 @@ async fn backend_bound_packets_do_not_wait_for_a_tick() {
 }
 
 // Shutdown: every socket is closed with 1001.
-#[actix_web::test]
+#[test_deadline::test]
 async fn stopping_closes_sockets_with_1001() {
     let s = Switch::start().await;
     let mut a = s.agent("a1").await;
@@ -600,7 +600,7 @@ async fn stopping_closes_sockets_with_1001() {
 // Every queue a peer can fill is bounded: an agent that stops reading
 // makes its packets wait in its own bounded queue (drops counted and told
 // to the backend), not in an ever-growing mailbox.
-#[actix_web::test]
+#[test_deadline::test]
 async fn an_agent_that_stops_reading_fills_only_its_bounded_queue() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -667,7 +667,7 @@ async fn an_agent_that_stops_reading_fills_only_its_bounded_queue() {
 // agent keeps its packets in its own queue and waits for the socket's room
 // on the same flow; reading again, the socket gets every packet of both,
 // each agent's in order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_socket_for_two_agents_gets_both_queues_when_it_reads_again() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -724,7 +724,7 @@ async fn a_socket_for_two_agents_gets_both_queues_when_it_reads_again() {
 // Every queue a peer can fill is bounded, the switch's own mailboxes too:
 // past the bound a sender's live updates are refused with `overloaded`
 // (counted), never queued without limit.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_flood_past_the_mailbox_bound_is_refused_not_queued() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -767,7 +767,7 @@ async fn a_flood_past_the_mailbox_bound_is_refused_not_queued() {
 // PROTOCOL 1.2: whatever way a packet takes through the switch (status
 // changes through the `Agent`, live updates past it while it holds nothing
 // back), an agent gets the backend's packets in the order they were sent.
-#[actix_web::test]
+#[test_deadline::test]
 async fn status_changes_and_live_updates_keep_their_order() {
     let Router { s, mut b, mut a } = Router::start().await;
     const N: i64 = 300;
@@ -798,7 +798,7 @@ async fn status_changes_and_live_updates_keep_their_order() {
 // order, when it reads again; then updates go straight to it again.
 // Meanwhile the agent's socket stops being read, for at most a second: its
 // heartbeat, sent behind the updates, is still answered.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_backend_that_stops_reading_gets_everything_in_order_later() {
     let s = Switch::start_with(|c| c.session.max_in_flight_bytes = 64 * 1024).await;
     let mut b = s.small_buffer_ws().await;
@@ -851,7 +851,7 @@ fn update_status(id: &str, status: &str) -> Value {
 // `disconnect` on request_statuses and sent an `update_status` saying so;
 // one in `completed` (not live) keeps its status. The timer is checked from
 // both sides: not before the timeout, and by it.
-#[actix_web::test]
+#[test_deadline::test]
 async fn ping_timeout_disconnects_silent_waiting_and_onboarding_agents() {
     let timeout = Duration::from_secs(2);
     let s = Switch::start_with(|c| c.agent.ping_timeout_secs = timeout.as_secs_f64()).await;
@@ -906,7 +906,7 @@ async fn ping_timeout_disconnects_silent_waiting_and_onboarding_agents() {
 // PROTOCOL 1.5 "Backend": with `--backend-token T` the backend presents T
 // itself: an empty token, a prefix of T and T with more after it are all
 // refused with 1008 after the upgrade, and counted.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_backend_token_must_match_in_full() {
     let s = Switch::start_with(|c| c.backend.token = Some("s3cret".into())).await;
     let base = s.running.ws_url();
@@ -938,7 +938,7 @@ async fn a_backend_token_must_match_in_full() {
 // backend token set, an agent socket's `agent_details` is refused with an
 // error and counted, and never answers another worker's HTTP request; the
 // backend's own answer does.
-#[actix_web::test]
+#[test_deadline::test]
 async fn an_agent_socket_cannot_answer_an_http_request() {
     let s = Switch::start_with(|c| c.backend.token = Some("s3cret".into())).await;
     let mut b = Ws::connect(&format!("{}?token=s3cret", s.running.ws_url())).await;
@@ -981,7 +981,7 @@ async fn an_agent_socket_cannot_answer_an_http_request() {
 // bound the oldest packets are dropped and counted
 // (`switchyard_packets_dropped_total{reason="backend_outbox_full"}`), and
 // the backend gets the rest in order when it says `alive`.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_backend_outbox_drops_its_oldest_past_the_limit_and_counts_them() {
     const LIMIT: i64 = 5;
     const SENT: i64 = 8;
@@ -1019,7 +1019,7 @@ async fn the_backend_outbox_drops_its_oldest_past_the_limit_and_counts_them() {
 // written goes back to the head of the queue, never behind the others.
 // Each round races the closing socket against the flush, so the rounds
 // together meet both outcomes.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_socket_gone_at_its_alive_leaves_the_queue_in_order() {
     const ROUNDS: usize = 20;
     const N: i64 = 5;

@@ -68,7 +68,7 @@ fn relays(kind: &'static str) -> [(&'static str, &'static str); 2] {
 
 // PROTOCOL 1.2 with `[session] shortcut = false`: everything still arrives,
 // in order, and every live update crossed its owner's mailbox.
-#[actix_web::test]
+#[test_deadline::test]
 async fn with_the_shortcut_off_updates_cross_their_owners_in_order_both_ways() {
     let s = Switch::start_with(|c| c.session.shortcut = false).await;
     updates_both_ways(&s).await;
@@ -87,7 +87,7 @@ async fn with_the_shortcut_off_updates_cross_their_owners_in_order_both_ways() {
 // The same with the shortcut on (the default): the agents' updates pass
 // the `BackendLink` (it holds nothing back), so the switch above is what
 // made them cross it.
-#[actix_web::test]
+#[test_deadline::test]
 async fn with_the_shortcut_on_updates_pass_an_owner_that_holds_nothing_back() {
     let s = Switch::start().await;
     updates_both_ways(&s).await;

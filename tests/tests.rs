@@ -7,6 +7,7 @@ mod common;
 mod channel_suite;
 mod client_socket;
 mod cluster;
+mod harness;
 mod hostile_edge;
 mod hostile_mesh;
 mod hostile_router;

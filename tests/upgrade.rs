@@ -79,7 +79,7 @@ async fn read_text_frame(io: &mut TcpStream) -> Value {
 
 // Frames written right behind the upgrade request, before its answer, are
 // the session's first frames: none is lost and they keep their order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn frames_sent_with_the_handshake_are_read_in_order() {
     let s = Switch::start().await;
     let mut io = connect(&s).await;
@@ -113,7 +113,7 @@ async fn frames_sent_with_the_handshake_are_read_in_order() {
 
 // A handshake that is not one gets the HTTP error it earns, counted by
 // route and status; a WebSocket path asked without an upgrade says why.
-#[actix_web::test]
+#[test_deadline::test]
 async fn refused_handshakes_get_http_errors_and_are_counted() {
     let s = Switch::start().await;
 
@@ -159,7 +159,7 @@ async fn refused_handshakes_get_http_errors_and_are_counted() {
 
 // A peer that resets its connection ends its session: the socket is no
 // longer counted open, and the others go on.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_reset_connection_ends_its_session() {
     let s = Switch::start().await;
     let mut keep = s.agent("keep").await;

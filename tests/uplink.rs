@@ -119,7 +119,7 @@ fn seq_frame(n: u32) -> RootMessage {
 // PROTOCOL 5: node data from the edge appears at the central, keyed by
 // the gateway. (PROTOCOL sets no delivery time: the wait has a deadline,
 // no wall-clock bound that a loaded machine would break.)
-#[actix_web::test]
+#[test_deadline::test]
 async fn edge_node_data_appears_at_the_central() {
     let (central, mut edge) = central_with_edge().await;
     edge.root().send(&RootMessage::Data {
@@ -156,7 +156,7 @@ async fn edge_node_data_appears_at_the_central() {
 
 // PROTOCOL 5: a command from the central reaches the node through its
 // gateway, and the node's reply comes back.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_central_command_reaches_the_node_and_the_reply_returns() {
     let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
     let mut events = EventProbe::subscribe(&central.running.router.network);
@@ -200,7 +200,7 @@ async fn a_central_command_reaches_the_node_and_the_reply_returns() {
 
 // PROTOCOL 5: the central goes away and comes back; the edge reconnects by
 // itself and every event produced meanwhile arrives once, in order.
-#[actix_web::test]
+#[test_deadline::test]
 async fn events_survive_a_central_restart_once_and_in_order() {
     let (central, mut edge) = central_with_edge().await;
     let addr = central.running.http_addr;
@@ -246,7 +246,7 @@ async fn events_survive_a_central_restart_once_and_in_order() {
 }
 
 // PROTOCOL 5: a wrong token is refused with 1008 and counted.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_wrong_gateway_token_is_refused() {
     let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
     let edge = edge_to(&central, "not-the-token").await;
@@ -271,7 +271,7 @@ async fn a_wrong_gateway_token_is_refused() {
 // PROTOCOL 1.5, 5: a gateway presents the gateway token itself: an
 // empty token, a prefix of it or it with more after it is closed with
 // 1008 at once, and counted.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_gateway_token_must_match_in_full() {
     let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
     let base = format!("ws://{}/gateway", central.running.http_addr);
@@ -287,7 +287,7 @@ async fn a_gateway_token_must_match_in_full() {
 }
 
 // PROTOCOL 5: garbage and wrong-version frames are counted and ignored.
-#[actix_web::test]
+#[test_deadline::test]
 async fn garbage_and_wrong_versions_are_counted_and_ignored() {
     let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
     let mut req = format!("ws://{}/gateway", central.running.http_addr)
@@ -375,7 +375,7 @@ async fn garbage_and_wrong_versions_are_counted_and_ignored() {
 
 // The retry budget: a channel that cannot reach its peer gives up with a
 // catastrophic disconnect; afterwards it is closed and sends are serious.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_retry_budget_ends_in_a_catastrophic_disconnect() {
     let free = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -417,7 +417,7 @@ async fn the_retry_budget_ends_in_a_catastrophic_disconnect() {
 }
 
 // PROTOCOL 5: the central's client socket shows the gateways' nodes too.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_central_client_socket_shows_gateway_nodes() {
     use switchyard_actors::wire::client_api::{ClientMessage, ClientRequest};
     use switchyard_actors::wire::frame::FrameCodec;
@@ -467,7 +467,7 @@ async fn the_central_client_socket_shows_gateway_nodes() {
 
 // PROTOCOL 5 with the simulated mesh at the edge: a command from the
 // central reaches the simulated node, and its reply comes back.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_central_command_reaches_a_simulated_node() {
     let central = Switch::start_with(|c| c.gateway_token = Some(TOKEN.into())).await;
     let mut events = EventProbe::subscribe(&central.running.router.network);
@@ -582,7 +582,7 @@ impl CentralSide {
 // `SEND-` (`SENDI`, `BCAST`, `RST-R`, `CLEAN`, `NINFO`) reach the edge's
 // root as themselves, and the root's answer (`[R]` S or F, `[N]`) comes
 // back to the central as the command's result.
-#[actix_web::test]
+#[test_deadline::test]
 async fn every_central_command_reaches_the_edge_root_and_is_answered() {
     use switchyard_actors::wire::mesh::Command;
     use switchyard_actors::wire::uplink::RemoteCommand;
@@ -698,7 +698,7 @@ async fn every_central_command_reaches_the_edge_root_and_is_answered() {
 // (`channel.buffer_limit` events): past the bound the oldest are dropped
 // and counted, and the kept ones arrive at the central once, in order,
 // after it reconnects.
-#[actix_web::test]
+#[test_deadline::test]
 async fn the_edge_buffer_drops_its_oldest_past_the_bound_and_delivers_the_rest_in_order() {
     const LIMIT: u32 = 10;
     const SENT: u32 = 15;
@@ -763,7 +763,7 @@ async fn the_edge_buffer_drops_its_oldest_past_the_bound_and_delivers_the_rest_i
 // again under a new epoch) is taken back by the central: its new events
 // are applied, none counted as a duplicate of the old session's, and the
 // central's commands reach the new edge's root.
-#[actix_web::test]
+#[test_deadline::test]
 async fn a_restarted_edge_is_taken_back_by_the_central() {
     let (central, mut edge) = central_with_edge().await;
     let gw = [("gateway", "edge-1")];

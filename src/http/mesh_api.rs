@@ -5,9 +5,10 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use switchyard_actors::network::node_cache::NodeKey;
-use switchyard_actors::network::{GetHistory, GetNode, GetNodes, MeshCommand};
-use switchyard_actors::uart::{CommandError, RootReply};
-use switchyard_actors::wire::mesh::{parse_node_addr, Command, NodeAddr, MAX_MESSAGE};
+use switchyard_actors::network::send::{NodeSend, Target};
+use switchyard_actors::network::{GetHistory, GetNode, GetNodes};
+use switchyard_actors::uart::CommandError;
+use switchyard_actors::wire::mesh::{parse_node_addr, NodeAddr, MAX_MESSAGE};
 
 use super::error::ApiError;
 use super::AppState;
@@ -129,40 +130,38 @@ fn message_bytes(text: &str) -> Result<Vec<u8>, ApiError> {
     Ok(bytes)
 }
 
-async fn run(
-    state: &AppState,
-    command: Command,
-    node: Option<NodeAddr>,
-) -> Result<HttpResponse, ApiError> {
-    let name = command.name();
-    let reply = state
-        .router
-        .network
-        .send(MeshCommand { command, node })
-        .await
-        .map_err(ApiError::mailbox)?
-        .map_err(command_error)?;
-    Ok(match reply {
-        RootReply::Ok => HttpResponse::Ok().json(json!({"status": "ok", "command": name})),
-        RootReply::NetworkInfo(nodes) => {
-            HttpResponse::Ok().json(json!({"status": "ok", "command": name, "nodes": nodes}))
-        }
-    })
-}
-
 pub async fn send(
     path: web::Path<String>,
     body: web::Json<SendBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let dst = parse_addr(&path)?;
-    let message = message_bytes(&body.text)?;
-    let command = if body.tracked {
-        Command::SendTracked { dst, message }
-    } else {
-        Command::Send { dst, message }
+    let addr = parse_addr(&path)?;
+    let key = NodeKey {
+        gateway: None,
+        addr,
     };
-    run(&state, command, Some(dst)).await
+    let name = send_text(&state, Target::Node(key), &body.text, body.tracked).await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ok", "command": name})))
+}
+
+/// Text to a node or to every node, by the one path the MQTT bridge takes
+/// too (`network::send`); answers the root command's name.
+async fn send_text(
+    state: &AppState,
+    target: Target,
+    text: &str,
+    tracked: bool,
+) -> Result<&'static str, ApiError> {
+    let send = NodeSend {
+        target,
+        message: message_bytes(text)?,
+        tracked,
+    };
+    let name = send.name();
+    send.run(&state.router.network, &state.gateways)
+        .await
+        .map_err(command_error)?;
+    Ok(name)
 }
 
 #[derive(Deserialize)]
@@ -174,8 +173,8 @@ pub async fn broadcast(
     body: web::Json<BroadcastBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let message = message_bytes(&body.text)?;
-    run(&state, Command::Broadcast { message }, None).await
+    let name = send_text(&state, Target::Broadcast(None), &body.text, false).await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ok", "command": name})))
 }
 
 fn gateway_key(path: &(String, String)) -> Result<NodeKey, ApiError> {
@@ -212,39 +211,11 @@ pub async fn gateway_send(
     body: web::Json<SendBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    use switchyard_actors::uplink::GatewayCommand;
-    use switchyard_actors::wire::uplink::RemoteCommand;
     let key = gateway_key(&path)?;
-    let message = message_bytes(&body.text)?;
-    let known = state
-        .router
-        .network
-        .send(GetNode(key.clone()))
-        .await
-        .map_err(ApiError::mailbox)?;
-    if known.is_none() {
-        return Err(ApiError::Unknown(format!(
-            "node 0x{:04x} of gateway {} unknown",
-            key.addr, path.0
-        )));
-    }
-    let command = if body.tracked {
-        RemoteCommand::SendTracked { message }
-    } else {
-        RemoteCommand::Send { message }
-    };
-    state
-        .gateways
-        .send(GatewayCommand {
-            gateway: path.0.clone(),
-            node: key.addr,
-            command,
-        })
-        .await
-        .map_err(ApiError::mailbox)?
-        .map_err(command_error)?;
+    let addr = key.addr;
+    send_text(&state, Target::Node(key), &body.text, body.tracked).await?;
     Ok(HttpResponse::Ok()
-        .json(json!({"status": "ok", "gateway": path.0, "address": format!("0x{:04x}", key.addr)})))
+        .json(json!({"status": "ok", "gateway": path.0, "address": format!("0x{addr:04x}")})))
 }
 
 #[cfg(test)]

@@ -38,11 +38,10 @@ use crate::mailbox::Mailbox;
 use crate::metrics::{ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::node_cache::{NodeKey, NodeStatus};
-use crate::network::{GetMeshInfo, GetNode, MeshCommand, NetworkManager, Publish, Subscribe};
-use crate::uart::{CommandError, RootReply};
-use crate::uplink::{GatewayCommand, GatewayServer};
-use crate::wire::mesh::Command;
-use crate::wire::uplink::RemoteCommand;
+use crate::network::send::NodeSend;
+use crate::network::{GetMeshInfo, NetworkManager, Publish, Subscribe};
+use crate::uart::CommandError;
+use crate::uplink::GatewayServer;
 use commands::{parse_send, RateLimits, Refusal, SendRequest};
 use discovery::Discovery;
 use metrics::{drop_reason, MqttMetrics};
@@ -825,71 +824,18 @@ impl MqttBridge {
         }));
     }
 
-    /// Sends a command as the HTTP API does: a node this switch has never
-    /// heard of is refused before the radio (or the gateway) is bothered.
+    /// Sends a command as the HTTP API does (one path,
+    /// `network::send::NodeSend`).
     fn run(&self, target: Target, req: SendRequest) -> (&'static str, CommandRun) {
         let SendRequest { message, tracked } = req;
-        match target {
-            Target::Node(NodeKey {
-                gateway: None,
-                addr,
-            }) => {
-                let command = if tracked {
-                    Command::SendTracked { dst: addr, message }
-                } else {
-                    Command::Send { dst: addr, message }
-                };
-                let name = command.name();
-                let req = self.network.send(MeshCommand {
-                    command,
-                    node: Some(addr),
-                });
-                (name, Box::pin(async move { mesh_outcome(req.await) }))
-            }
-            Target::Broadcast(None) => {
-                let req = self.network.send(MeshCommand {
-                    command: Command::Broadcast { message },
-                    node: None,
-                });
-                ("BCAST", Box::pin(async move { mesh_outcome(req.await) }))
-            }
-            Target::Node(key) => {
-                let gateway = key.gateway.clone().unwrap_or_default();
-                let command = if tracked {
-                    RemoteCommand::SendTracked { message }
-                } else {
-                    RemoteCommand::Send { message }
-                };
-                let name = if tracked { "SENDI" } else { "SEND-" };
-                let known = self.network.send(GetNode(key.clone()));
-                let gateways = self.gateways.clone();
-                (
-                    name,
-                    Box::pin(async move {
-                        if known.await.ok().flatten().is_none() {
-                            return Err(CommandError::UnknownNode(key.addr));
-                        }
-                        mesh_outcome(
-                            gateways
-                                .send(GatewayCommand {
-                                    gateway,
-                                    node: key.addr,
-                                    command,
-                                })
-                                .await,
-                        )
-                    }),
-                )
-            }
-            Target::Broadcast(Some(gateway)) => {
-                let req = self.gateways.send(GatewayCommand {
-                    gateway,
-                    node: 0,
-                    command: RemoteCommand::Broadcast { message },
-                });
-                ("BCAST", Box::pin(async move { mesh_outcome(req.await) }))
-            }
-        }
+        let send = NodeSend {
+            target,
+            message,
+            tracked,
+        };
+        let name = send.name();
+        let sent = send.run(&self.network, &self.gateways);
+        (name, Box::pin(async move { sent.await.map(|_| ()) }))
     }
 
     fn status(&self) -> MqttStatus {
@@ -922,15 +868,6 @@ impl MqttBridge {
             nodes: self.nodes.len(),
             discovery: self.config.discovery,
         }
-    }
-}
-
-fn mesh_outcome<E>(r: Result<Result<RootReply, CommandError>, E>) -> Result<(), CommandError> {
-    match r {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e),
-        // The mesh's actor is gone: the switch is stopping.
-        Err(_) => Err(CommandError::LinkDown),
     }
 }
 

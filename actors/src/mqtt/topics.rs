@@ -28,13 +28,8 @@ use crate::wire::uplink::is_valid_gateway_name;
 /// The topic level of this switch's own mesh.
 pub const LOCAL: &str = "local";
 
-/// Where a command goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Node(NodeKey),
-    /// Every node of this switch's mesh (None) or of one gateway's.
-    Broadcast(Option<String>),
-}
+/// Where a command goes: the HTTP API's targets.
+pub use crate::network::send::Target;
 
 /// Why a topic we are subscribed to names no target.
 #[derive(Debug, Clone, PartialEq, Eq)]
