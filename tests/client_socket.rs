@@ -266,7 +266,14 @@ async fn listeners_receive_messages_data_and_results() {
         .await;
     for l in [&mut l1, &mut l2] {
         let (mut data, mut msg, mut result) = (false, false, false);
+        // Data keeps coming from the simulated mesh, so a missing kind of
+        // push shows as this deadline, not as a quiet socket.
+        let deadline = tokio::time::Instant::now() + 3 * WAIT;
         while !(data && msg && result) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "every kind of push in time: data {data}, message {msg}, result {result}"
+            );
             match l.next().await {
                 ClientMessage::PushData { src, payload } => {
                     let e = parse_data_payload(&payload).unwrap();
