@@ -672,3 +672,58 @@ async fn restart_and_clean_reach_the_root_as_themselves() {
     .await;
     m.s.stop().await;
 }
+
+// PROTOCOL 3 and 2.3: `SEND-` and `BCAST` from a client reach the root as
+// themselves, with their destination and message, and the root's result is
+// the client's answer.
+#[test_deadline::test]
+async fn send_and_broadcast_reach_the_root_as_themselves() {
+    use switchyard_actors::wire::mesh::Command;
+    let mut m = MeshSwitch::start().await;
+    // A SEND- goes only to a node the switch has heard of.
+    m.root().send(&RootMessage::Data {
+        node: 2,
+        entries: vec![DataEntry::new("HUM", vec![1])],
+    });
+    m.wait_value("2", "HUM", json!({"percent": 1})).await;
+    let mut c = Client::connect(tcp(&m.s)).await;
+    c.send(&ClientRequest::Send {
+        dst: 2,
+        message: b"hi".to_vec(),
+    })
+    .await;
+    let (mut root, cmd) = m.root.take().unwrap().recv_command().await;
+    assert_eq!(
+        cmd,
+        Command::Send {
+            dst: 2,
+            message: b"hi".to_vec()
+        }
+    );
+    root.send(&RootMessage::Result {
+        node: 0,
+        outcome: Ok(()),
+    });
+    assert_eq!(c.answer().await, ClientMessage::Ok(vec![]));
+    c.send(&ClientRequest::Broadcast {
+        message: b"all".to_vec(),
+    })
+    .await;
+    let (mut root, cmd) = root.recv_command().await;
+    assert_eq!(
+        cmd,
+        Command::Broadcast {
+            message: b"all".to_vec()
+        }
+    );
+    root.send(&RootMessage::Result {
+        node: 0,
+        outcome: Err("no route".into()),
+    });
+    match c.answer().await {
+        ClientMessage::Fail(reason) => assert!(reason.contains("no route"), "{reason}"),
+        other => panic!("BCAST: expected F, got {other:?}"),
+    }
+    m.root = Some(root);
+    m.s.stop().await;
+}
