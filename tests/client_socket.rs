@@ -727,3 +727,39 @@ async fn send_and_broadcast_reach_the_root_as_themselves() {
     m.root = Some(root);
     m.s.stop().await;
 }
+
+// PROTOCOL 3: a client may send its requests and close its sending side;
+// every request is still answered, in order, and then the switch closes
+// the connection (it does not hold it open until the idle timeout).
+#[test_deadline::test]
+async fn a_client_that_closes_its_sending_side_gets_every_answer_then_the_end() {
+    use tokio::io::AsyncWriteExt;
+    let s = sim_switch().await;
+    let mut c = Client::connect(tcp(&s)).await;
+    c.send(&ClientRequest::ActiveCount).await;
+    c.send(&ClientRequest::NodeStatus).await;
+    c.send(&ClientRequest::ActiveCount).await;
+    c.framed.get_mut().shutdown().await.expect("half-close");
+    let count = c.answer().await;
+    assert!(
+        matches!(&count, ClientMessage::Ok(p) if p.len() == 2),
+        "{count:?}"
+    );
+    match c.answer().await {
+        ClientMessage::Ok(p) => {
+            let v: Value = serde_json::from_slice(&p).expect("NSTAT is JSON");
+            assert!(v["node_amount"].is_u64(), "{v}");
+        }
+        other => panic!("NSTAT: {other:?}"),
+    }
+    let third = c.answer().await;
+    assert!(
+        matches!(&third, ClientMessage::Ok(p) if p.len() == 2),
+        "ACT-C third, in order: {third:?}"
+    );
+    let end = tokio::time::timeout(WAIT, c.framed.next())
+        .await
+        .expect("the switch closes the connection once it has answered");
+    assert!(end.is_none(), "nothing after the answers: {end:?}");
+    s.stop().await;
+}
