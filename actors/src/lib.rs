@@ -243,6 +243,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod mqtt;
 pub mod network;
+pub mod node_send;
 pub mod outbox;
 pub mod rng;
 pub mod shutdown;

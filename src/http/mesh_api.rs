@@ -5,8 +5,8 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use switchyard_actors::network::node_cache::NodeKey;
-use switchyard_actors::network::send::{NodeSend, Target};
 use switchyard_actors::network::{GetHistory, GetNode, GetNodes};
+use switchyard_actors::node_send::{NodeSend, Target};
 use switchyard_actors::uart::CommandError;
 use switchyard_actors::wire::mesh::{parse_node_addr, NodeAddr, MAX_MESSAGE};
 

@@ -38,8 +38,8 @@ use crate::mailbox::Mailbox;
 use crate::metrics::{ActorProbe, Metrics};
 use crate::network::events::SwitchEvent;
 use crate::network::node_cache::{NodeKey, NodeStatus};
-use crate::network::send::NodeSend;
 use crate::network::{GetMeshInfo, NetworkManager, Publish, Subscribe};
+use crate::node_send::NodeSend;
 use crate::uart::CommandError;
 use crate::uplink::GatewayServer;
 use commands::{parse_send, RateLimits, Refusal, SendRequest};
@@ -825,7 +825,7 @@ impl MqttBridge {
     }
 
     /// Sends a command as the HTTP API does (one path,
-    /// `network::send::NodeSend`).
+    /// `node_send::NodeSend`).
     fn run(&self, target: Target, req: SendRequest) -> (&'static str, CommandRun) {
         let SendRequest { message, tracked } = req;
         let send = NodeSend {

@@ -29,7 +29,7 @@ use crate::wire::uplink::is_valid_gateway_name;
 pub const LOCAL: &str = "local";
 
 /// Where a command goes: the HTTP API's targets.
-pub use crate::network::send::Target;
+pub use crate::node_send::Target;
 
 /// Why a topic we are subscribed to names no target.
 #[derive(Debug, Clone, PartialEq, Eq)]

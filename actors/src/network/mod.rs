@@ -20,7 +20,6 @@ pub mod events;
 pub mod history;
 pub mod mesh;
 pub mod node_cache;
-pub mod send;
 
 use std::sync::Arc;
 

@@ -2,7 +2,8 @@
 //! MQTT bridge): one path, so both refuse the same things the same way.
 //! A node of this switch's mesh is checked by the `NetworkManager` itself;
 //! a node behind a gateway must be known here before its gateway's link is
-//! bothered.
+//! bothered. A module of its own rather than part of `network`: it needs
+//! the gateways (`uplink`), which need `network`.
 
 use std::future::Future;
 
