@@ -692,34 +692,20 @@ async fn send_and_broadcast_reach_the_root_as_themselves() {
         message: b"hi".to_vec(),
     })
     .await;
-    let (mut root, cmd) = m.root.take().unwrap().recv_command().await;
-    assert_eq!(
-        cmd,
-        Command::Send {
-            dst: 2,
-            message: b"hi".to_vec()
-        }
-    );
-    root.send(&RootMessage::Result {
-        node: 0,
-        outcome: Ok(()),
-    });
+    let send = Command::Send {
+        dst: 2,
+        message: b"hi".to_vec(),
+    };
+    let root = m.root.take().unwrap().answer_command(send, Ok(())).await;
     assert_eq!(c.answer().await, ClientMessage::Ok(vec![]));
     c.send(&ClientRequest::Broadcast {
         message: b"all".to_vec(),
     })
     .await;
-    let (mut root, cmd) = root.recv_command().await;
-    assert_eq!(
-        cmd,
-        Command::Broadcast {
-            message: b"all".to_vec()
-        }
-    );
-    root.send(&RootMessage::Result {
-        node: 0,
-        outcome: Err("no route".into()),
-    });
+    let broadcast = Command::Broadcast {
+        message: b"all".to_vec(),
+    };
+    let root = root.answer_command(broadcast, Err("no route".into())).await;
     match c.answer().await {
         ClientMessage::Fail(reason) => assert!(reason.contains("no route"), "{reason}"),
         other => panic!("BCAST: expected F, got {other:?}"),

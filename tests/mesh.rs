@@ -58,6 +58,15 @@ impl Root {
         }
     }
 
+    /// Reads the next command, asserts it is `expected`, and answers it
+    /// with the root's result `outcome` (node 0: the root itself).
+    pub async fn answer_command(self, expected: Command, outcome: Result<(), String>) -> Root {
+        let (mut root, cmd) = self.recv_command().await;
+        assert_eq!(cmd, expected);
+        root.send(&RootMessage::Result { node: 0, outcome });
+        root
+    }
+
     /// The next command the switch writes, read off the test's thread so
     /// the switch's actors keep running.
     pub async fn recv_command(self) -> (Root, Command) {
