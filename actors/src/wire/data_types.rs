@@ -470,6 +470,12 @@ mod tests {
         assert_eq!(IntKind::I24.write(-2, &mut out), Some(()));
         assert_eq!(out, [0xFF, 0xFF, 0xFE]);
         assert_eq!(IntKind::I24.write(8_388_608, &mut out), None);
+        // The range's ends are in it: the largest and smallest values fit.
+        out.clear();
+        assert_eq!(IntKind::I24.write(8_388_607, &mut out), Some(()));
+        assert_eq!(IntKind::I24.write(-8_388_608, &mut out), Some(()));
+        assert_eq!(out, [0x7F, 0xFF, 0xFF, 0x80, 0x00, 0x00]);
+        assert_eq!(IntKind::I24.write(-8_388_609, &mut out), None);
         assert_eq!(IntKind::U8.write(-1, &mut out), None);
         assert_eq!(serde_json::to_string(&IntKind::I24).unwrap(), "\"i24\"");
     }
@@ -718,6 +724,12 @@ mod tests {
             json_bad(&s),
             DataTypeError::BadLen { len: 256, .. }
         ));
+        // 255 bytes, the most a one-byte length can say, is a valid type.
+        let most: Vec<Value> = (0..255)
+            .map(|i| json!({"name": format!("f{i}"), "kind": "u8"}))
+            .collect();
+        let s = json!([{"name": "MAX", "len": 255, "fields": most}]).to_string();
+        assert_eq!(DataTypes::from_json_str(&s).unwrap()[0].len, 255);
         // `with` validates specs built in code too.
         let bad = DataTypeSpec {
             name: "X".into(),
