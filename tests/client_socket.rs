@@ -248,7 +248,8 @@ async fn every_request_is_answered_as_the_protocol_says() {
     s.stop().await;
 }
 
-// PROTOCOL 3 LISTN: every listener gets M, D and tracked-send results.
+// PROTOCOL 3 LISTN: every listener gets M, D and tracked-send results,
+// and no result of an untracked send.
 #[test_deadline::test]
 async fn listeners_receive_messages_data_and_results() {
     let s = sim_switch().await;
@@ -258,6 +259,14 @@ async fn listeners_receive_messages_data_and_results() {
     assert_eq!(l2.ok(&ClientRequest::Listen).await, b"");
     s.wait_metric("switchyard_client_listeners", &[], 2.0).await;
     let mut sender = Client::connect(tcp(&s)).await;
+    // An untracked send first: its result is the sender's answer only, so
+    // the first result a listener gets is the tracked send's.
+    sender
+        .ok(&ClientRequest::Send {
+            dst: 3,
+            message: b"quiet".to_vec(),
+        })
+        .await;
     sender
         .ok(&ClientRequest::SendTracked {
             dst: 2,
@@ -286,10 +295,14 @@ async fn listeners_receive_messages_data_and_results() {
                 {
                     msg = true
                 }
-                ClientMessage::PushResult {
-                    node: 2,
-                    outcome: Ok(()),
-                } => result = true,
+                ClientMessage::PushResult { node, outcome } => {
+                    assert_eq!(
+                        (node, outcome),
+                        (2, Ok(())),
+                        "a listener gets tracked sends' results only"
+                    );
+                    result = true
+                }
                 _ => {}
             }
         }

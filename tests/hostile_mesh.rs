@@ -254,6 +254,8 @@ async fn the_number_of_connected_gateways_is_bounded() {
         async move { get_json(&u).await.0 == 200 }
     })
     .await;
+    s.wait_metric("switchyard_nodes", &[("status", "active")], 1.0)
+        .await;
     let mut c = gateway_ws(&s, Some(TOKEN)).await;
     send_env(
         &mut c,
@@ -281,6 +283,12 @@ async fn the_number_of_connected_gateways_is_bounded() {
         async move { get_json(&u).await.0 == 404 }
     })
     .await;
+    // The forgotten nodes leave the gauges too (PROTOCOL 5: the central
+    // cache holds a gateway's nodes while it is there).
+    s.wait_metric("switchyard_nodes", &[("status", "active")], 0.0)
+        .await;
+    s.wait_metric("switchyard_nodes", &[("status", "inactive")], 0.0)
+        .await;
     s.stop().await;
 }
 

@@ -278,6 +278,8 @@ pub struct BackendClosed {
 
 impl Handler<BackendClosed> for BackendLink {
     type Result = ();
+    // The context serves the cluster's hand-over only.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
     fn handle(&mut self, msg: BackendClosed, ctx: &mut Context<Self>) {
         let _h = self.probe.handling("BackendClosed");
         if matches!(self.delivery.socket(), Some(s) if s.session.same(&msg.session)) {

@@ -497,6 +497,66 @@ impl Drop for HistoryWriter {
     }
 }
 
+/// When the writer thread syncs and applies retention. Decisions only
+/// (DESIGN house rule 3): `writer_loop` waits, syncs and deletes.
+#[derive(Debug)]
+struct WriterSchedule {
+    sync_every: Duration,
+    retention_every: Duration,
+    next_sync: Instant,
+    next_retention: Instant,
+    /// Records were written since the last sync.
+    dirty: bool,
+}
+
+/// What one turn of the writer loop does besides appending.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Due {
+    sync: bool,
+    retention: bool,
+}
+
+impl WriterSchedule {
+    /// The first sync tick is one period after `start`; so is the first
+    /// retention run (the switch applies retention itself before the
+    /// thread starts).
+    fn new(start: Instant, sync_every: Duration, retention_every: Duration) -> Self {
+        WriterSchedule {
+            sync_every,
+            retention_every,
+            next_sync: start + sync_every,
+            next_retention: start + retention_every,
+            dirty: false,
+        }
+    }
+
+    /// How long to wait for records before the next sync tick.
+    fn wait(&self, now: Instant) -> Duration {
+        self.next_sync.saturating_duration_since(now)
+    }
+
+    /// Records were appended (and flushed): the next sync tick syncs.
+    fn wrote(&mut self) {
+        self.dirty = true;
+    }
+
+    /// What is due at `now`. A sync tick syncs only what was written since
+    /// the last one; each deadline reached moves to one period after `now`.
+    fn tick(&mut self, now: Instant) -> Due {
+        let mut due = Due::default();
+        if now >= self.next_sync {
+            due.sync = self.dirty;
+            self.dirty = false;
+            self.next_sync = now + self.sync_every;
+        }
+        if now >= self.next_retention {
+            due.retention = true;
+            self.next_retention = now + self.retention_every;
+        }
+        due
+    }
+}
+
 fn writer_loop(
     mut log: HistoryLog,
     config: HistoryConfig,
@@ -504,9 +564,7 @@ fn writer_loop(
     rx: Receiver<HistoryRecord>,
 ) {
     let sync_every = Duration::from_secs_f64(config.sync_secs.clamp(0.01, 3600.0));
-    let mut next_sync = Instant::now() + sync_every;
-    let mut next_retention = Instant::now() + RETENTION_EVERY;
-    let mut dirty = false;
+    let mut schedule = WriterSchedule::new(Instant::now(), sync_every, RETENTION_EVERY);
     let mut failing = false;
     let report = |r: std::io::Result<()>, what: &str, failing: &mut bool| match r {
         Ok(()) => *failing = false,
@@ -519,8 +577,7 @@ fn writer_loop(
         }
     };
     loop {
-        let wait = next_sync.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
+        match rx.recv_timeout(schedule.wait(Instant::now())) {
             Ok(rec) => {
                 let mut r = log.append(&rec).map(|_| 1u64);
                 // Take what else is queued before flushing once.
@@ -534,7 +591,7 @@ fn writer_loop(
                     }
                     Err(e) => report(Err(e), "write", &mut failing),
                 }
-                dirty = true;
+                schedule.wrote();
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -542,17 +599,12 @@ fn writer_loop(
                 return;
             }
         }
-        let now = Instant::now();
-        if now >= next_sync {
-            if dirty {
-                report(log.sync(), "sync", &mut failing);
-                dirty = false;
-            }
-            next_sync = now + sync_every;
+        let due = schedule.tick(Instant::now());
+        if due.sync {
+            report(log.sync(), "sync", &mut failing);
         }
-        if now >= next_retention {
+        if due.retention {
             apply_retention(log.dir(), &config, crate::clock::now_secs(), &metrics);
-            next_retention = now + RETENTION_EVERY;
         }
     }
 }
@@ -569,6 +621,14 @@ mod tests {
         assert_eq!(utc_day(1_795_638_897.0), "2026-11-25");
         assert_eq!(utc_day(1_795_651_199.9), "2026-11-25");
         assert_eq!(utc_day(1_795_651_200.0), "2026-11-26");
+        // PROTOCOL 2.5 (a file per UTC day): fixed dates around March 1
+        // and century years, where the era arithmetic is easiest to get
+        // wrong (a round trip through parse_day_file would agree with a
+        // wrong utc_day, so the expected names are written out).
+        assert_eq!(utc_day(-2_203_891_200.0), "1900-03-01");
+        assert_eq!(utc_day(951_868_800.0), "2000-03-01");
+        assert_eq!(utc_day(1_772_236_800.0), "2026-02-28");
+        assert_eq!(utc_day(4_107_542_400.0), "2100-03-01");
     }
 
     #[test]
@@ -579,6 +639,11 @@ mod tests {
             parse_day_file("2026-11-25.jsonl"),
             Some(day_number(1_795_638_897.0))
         );
+        // PROTOCOL 2.5: a day file of the next century is still a day file.
+        assert_eq!(
+            parse_day_file("2100-03-01.jsonl"),
+            Some(day_number(4_107_542_400.0))
+        );
         for bad in [
             "31688740476-10-23.jsonl",
             "2026-02-30.jsonl",
@@ -588,6 +653,11 @@ mod tests {
             "+026-01-01.jsonl",
             "x.jsonl",
             "2026-01-01.jsonl.bak",
+            // Ten bytes but not ASCII: the name is refused before it is
+            // sliced (a cut inside `é` would panic the warm start; DESIGN
+            // house rule 12, the history files are hostile input).
+            "2026-0é01.jsonl",
+            "2026-01-0é.jsonl",
         ] {
             assert_eq!(parse_day_file(bad), None, "{bad}");
         }
@@ -628,6 +698,13 @@ mod tests {
         // Today's file stays even alone over the size.
         let plan = retention_plan(&[df(10, 100)], 10, 7, 1);
         assert!(plan.is_empty());
+        // `retention_days`: files *older* than that many days are deleted,
+        // so a file exactly that old is kept and one a day older is not.
+        assert!(retention_plan(&[df(3, 10)], 10, 7, 1000).is_empty());
+        assert_eq!(
+            retention_plan(&[df(2, 10)], 10, 7, 1000),
+            vec![(df(2, 10), Removal::Age)]
+        );
     }
 
     /// Found by the `history_record` fuzz target: a timestamp of 1e300
@@ -717,21 +794,140 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A record whose JSON line is `len` bytes long (without the `\n`).
+    fn line_of(len: usize) -> String {
+        let mut r = rec(100.0, 0);
+        r.value = json!("");
+        let base = serde_json::to_string(&r).unwrap().len();
+        r.value = json!("x".repeat(len - base));
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(line.len(), len);
+        line
+    }
+
+    // PROTOCOL 2.5 (the cache warms from the log) and DESIGN house rule 12:
+    // the line bound is 64 KiB, pinned from both sides with a literal (a
+    // test relative to the constant would follow it wherever it moved).
+    #[test]
+    fn lines_up_to_64_kib_are_read_back_and_longer_ones_skipped() {
+        let dir = temp_dir("bound");
+        let mut text = line_of(64 * 1024);
+        text.push('\n');
+        text.push_str(&line_of(64 * 1024 + 1));
+        text.push('\n');
+        std::fs::write(dir.join("2026-11-25.jsonl"), text).unwrap();
+        let report = stream_records(&day_files(&dir), f64::MAX, |_| {});
+        assert_eq!((report.records, report.long_lines), (1, 1));
+        assert_eq!(report.bad_lines, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // PROTOCOL 2.5: a file whose last line lost its `\n` (copied, edited
+    // by hand, or cut by a crash between the record and its newline) still
+    // gives that record back.
+    #[test]
+    fn a_last_line_without_newline_is_still_a_record() {
+        let dir = temp_dir("no-newline");
+        let text = serde_json::to_string(&rec(100.0, 1)).unwrap();
+        std::fs::write(dir.join("2026-11-25.jsonl"), text).unwrap();
+        let mut got = Vec::new();
+        let report = stream_records(&day_files(&dir), f64::MAX, |r| got.push(r));
+        assert_eq!(got, vec![rec(100.0, 1)]);
+        assert_eq!((report.records, report.bad_lines), (1, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // The writer thread waits for records until the next sync tick; a tick
+    // left in the past would make it spin on `recv_timeout(0)`, a core
+    // burnt by an idle switch.
+    #[test]
+    fn after_a_tick_the_next_sync_is_in_the_future() {
+        let every = Duration::from_millis(50);
+        let start = Instant::now();
+        let mut s = WriterSchedule::new(start, every, RETENTION_EVERY);
+        assert_eq!(s.wait(start), every);
+        assert_eq!(s.tick(start), Due::default(), "nothing is due at start");
+        // Nothing written: the tick passes without a sync.
+        let t1 = start + every;
+        assert_eq!(s.tick(t1), Due::default());
+        assert_eq!(s.wait(t1), every);
+        // Written: the next tick syncs, once.
+        s.wrote();
+        assert_eq!(s.tick(t1 + every / 2), Due::default(), "not yet");
+        let t2 = t1 + every;
+        let due = s.tick(t2);
+        assert!(due.sync && !due.retention, "{due:?}");
+        assert_eq!(s.wait(t2), every);
+        // A late tick (the thread was busy) counts the period from then.
+        let late = t2 + every * 5;
+        assert_eq!(s.tick(late), Due::default());
+        assert_eq!(s.wait(late), every);
+        assert_eq!(s.wait(late + every * 2), Duration::ZERO);
+    }
+
+    // Retention runs when the switch starts (before the writer thread) and
+    // then once per RETENTION_EVERY, not on every batch or tick.
+    #[test]
+    fn retention_runs_once_per_period() {
+        let every = Duration::from_millis(50);
+        let hour = RETENTION_EVERY;
+        let start = Instant::now();
+        let mut s = WriterSchedule::new(start, every, hour);
+        assert!(!s.tick(start).retention, "the switch ran it at start");
+        assert!(!s.tick(start + hour / 2).retention);
+        assert!(s.tick(start + hour).retention);
+        assert!(!s.tick(start + hour + every).retention);
+        assert!(!s.tick(start + hour * 2 - every).retention);
+        assert!(s.tick(start + hour * 2).retention);
+    }
+
+    /// A writer thread over a log in `dir`, and the metrics it counts in.
+    fn spawn_writer(dir: &Path, config: HistoryConfig) -> (HistoryWriter, Arc<Metrics>) {
+        let metrics = Metrics::new();
+        let log = HistoryLog::open(dir).unwrap();
+        let w = HistoryWriter::spawn(log, config, Arc::clone(&metrics)).unwrap();
+        (w, metrics)
+    }
+
+    // PROTOCOL 2.5 (every update is appended to the log on disk): the
+    // writer flushes each batch to the OS at once, without waiting for the
+    // sync tick, so a restart right after reads it back.
+    #[test]
+    fn a_written_record_is_on_disk_before_the_sync_tick() {
+        let dir = temp_dir("prompt");
+        let (w, _) = spawn_writer(
+            &dir,
+            HistoryConfig {
+                sync_secs: 3600.0,
+                ..HistoryConfig::default()
+            },
+        );
+        w.write([rec(1_795_651_199.0, 7)]);
+        let file = dir.join("2026-11-25.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if text.ends_with('\n') || Instant::now() >= deadline {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        drop(w);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn the_writer_thread_writes_syncs_and_counts_overflow() {
         let dir = temp_dir("writer");
-        let metrics = Metrics::new();
-        let log = HistoryLog::open(&dir).unwrap();
-        let w = HistoryWriter::spawn(
-            log,
+        let (w, metrics) = spawn_writer(
+            &dir,
             HistoryConfig {
                 sync_secs: 0.01,
                 queue_limit: 4,
                 ..HistoryConfig::default()
             },
-            Arc::clone(&metrics),
-        )
-        .unwrap();
+        );
         w.write((0..1000).map(|i| rec(1_795_651_199.0, i)));
         drop(w);
         let written = metrics.history_records.get();

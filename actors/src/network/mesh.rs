@@ -233,16 +233,6 @@ impl MeshState {
         true
     }
 
-    /// Refills the cache from history records; statuses then follow `now`.
-    pub fn warm(&mut self, records: Vec<HistoryRecord>, now: f64) -> usize {
-        let mut n = 0;
-        for r in records {
-            n += usize::from(self.warm_one(r));
-        }
-        self.cache.settle(now);
-        n
-    }
-
     /// Statuses that changed with the clock, as events.
     pub fn sweep(&mut self, now: f64) -> Vec<SwitchEvent> {
         self.cache

@@ -342,17 +342,6 @@ impl NodeCache {
             .filter(|n| n.status == NodeStatus::Active)
             .count()
     }
-
-    /// (key, status) of every node, ordered.
-    pub fn statuses(&self) -> Vec<(NodeKey, NodeStatus)> {
-        let mut v: Vec<_> = self
-            .nodes
-            .iter()
-            .map(|(k, n)| (k.clone(), n.status))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
 }
 
 #[cfg(test)]
@@ -372,7 +361,10 @@ mod tests {
     fn first_touch_makes_an_active_node() {
         let mut c = NodeCache::new(10, 60.0);
         let k = NodeKey::local(1);
+        // `len` and `is_empty` agree (clippy's len_without_is_empty).
+        assert!(c.is_empty());
         assert_eq!(c.touch(&k, 100.0), Some(NodeStatus::Active));
+        assert!(!c.is_empty());
         assert_eq!(c.touch(&k, 101.0), None);
         let n = c.get(&k).unwrap();
         assert_eq!((n.first_seen, n.last_seen), (100.0, 101.0));
@@ -445,6 +437,35 @@ mod tests {
         assert_eq!(c.active_count(), 2);
     }
 
+    /// A realistic clock (2026-11-25): times near 1.8e9 s, where a ratio
+    /// of timestamps is about 1 and only their difference tells silence.
+    const T: f64 = 1_795_638_897.0;
+
+    // PROTOCOL 2.5: `inactive` once not heard from within the node timeout
+    // (60 s), measured on wall-clock timestamps.
+    #[test]
+    fn sweep_counts_silence_on_epoch_timestamps() {
+        let mut c = NodeCache::new(3, 60.0);
+        let k = NodeKey::local(1);
+        c.touch(&k, T);
+        assert_eq!(c.sweep(T + 30.0), vec![], "heard 30 s ago");
+        assert_eq!(c.sweep(T + 61.0), vec![(k.clone(), NodeStatus::Inactive)]);
+        assert_eq!(c.get(&k).unwrap().status, NodeStatus::Inactive);
+    }
+
+    // PROTOCOL 2.5 "active if heard from within the node timeout": a node
+    // silent for exactly the timeout is still active, for the sweep and
+    // for the settling after a warm start alike.
+    #[test]
+    fn a_node_silent_for_exactly_the_timeout_is_active() {
+        let mut c = NodeCache::new(3, 60.0);
+        let k = NodeKey::local(1);
+        c.touch(&k, T);
+        assert_eq!(c.sweep(T + 60.0), vec![]);
+        c.settle(T + 60.0);
+        assert_eq!(c.get(&k).unwrap().status, NodeStatus::Active);
+    }
+
     #[test]
     fn views_show_latest_values_and_hex_addresses() {
         let mut c = NodeCache::new(3, 60.0);
@@ -480,12 +501,18 @@ mod tests {
         assert!(c.latest_of_type(None, "GPS").is_empty());
     }
 
+    // PROTOCOL 2.5 (the cache is warmed from the log on start): after the
+    // warm-up each node's status follows the clock, checked per node (a
+    // count of one would also hold with the two statuses swapped).
     #[test]
     fn settle_follows_the_clock() {
         let mut c = NodeCache::new(3, 60.0);
-        c.touch(&NodeKey::local(1), 0.0);
-        c.touch(&NodeKey::local(2), 100.0);
-        c.settle(120.0);
+        let (old, recent) = (NodeKey::local(1), NodeKey::local(2));
+        c.touch(&old, T);
+        c.touch(&recent, T + 100.0);
+        c.settle(T + 120.0);
+        assert_eq!(c.get(&old).unwrap().status, NodeStatus::Inactive);
+        assert_eq!(c.get(&recent).unwrap().status, NodeStatus::Active);
         assert_eq!(c.active_count(), 1);
     }
 

@@ -388,7 +388,10 @@ impl DataTypes {
             } else {
                 let x = n.as_f64()? / f.scale;
                 let r = x.round();
-                if !r.is_finite() || r < i64::MIN as f64 || r > i64::MAX as f64 {
+                // A value past i64 saturates in the cast, and every field's
+                // range is far inside i64, so the field refuses it below;
+                // only what is not a number at all is refused here.
+                if !r.is_finite() {
                     return None;
                 }
                 r as i64
@@ -564,7 +567,12 @@ mod tests {
         let t = DataTypes::default();
         assert_eq!(t.names(), ["BAT", "GPS", "HUM", "TMP"]);
         assert_eq!(t.get("GPS").unwrap().len, 6);
-        for s in t.specs() {
+        let specs: Vec<&DataTypeSpec> = t.specs().collect();
+        assert_eq!(
+            specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            t.names()
+        );
+        for s in specs {
             s.validate().unwrap();
         }
     }
@@ -758,6 +766,11 @@ mod tests {
             Some(vec![0x09, 0xC4])
         );
         assert_eq!(t.encode("HUM", &json!({"percent": 55})), Some(vec![0x37]));
+        // A whole number of a scaled field is scaled too: 20 degrees is 2000.
+        assert_eq!(
+            t.encode("TMP", &json!({"celsius": 20})),
+            Some(vec![0x07, 0xD0])
+        );
         assert_eq!(t.encode("HUM", &json!({"percent": 55.4})), Some(vec![0x37]));
         assert_eq!(
             t.encode("BAT", &json!({"millivolts": 3700})),
@@ -784,6 +797,8 @@ mod tests {
         // A scale with no finite decimals still decodes.
         assert_eq!(scaled(3, 1.0 / 3.0), json!(1.0));
         assert_eq!(scaled(-7, 2.0), json!(-14.0));
+        // Past 2^53 the exact decimal route is left for the plain product.
+        assert_eq!(scaled(10_000_000, 1e9), json!(1e16));
     }
 
     fn arb_kind() -> impl Strategy<Value = IntKind> {

@@ -537,9 +537,12 @@ mod tests {
     #[test]
     fn decode_returns_none_for_partial_and_keeps_state() {
         let mut c = FrameCodec::default();
+        assert!(c.is_idle());
         let mut buf = BytesMut::from(&[0xFF, 1, 0xFA][..]);
         assert_eq!(c.decode(&mut buf).unwrap(), None);
         assert!(buf.is_empty());
+        // Half a frame is held: not idle.
+        assert!(!c.is_idle());
         buf.extend_from_slice(&[0x05, 2, 0xFE]);
         assert_eq!(c.decode(&mut buf).unwrap(), Some(frame(&[1, 0xFF, 2])));
         assert_eq!(c.decode(&mut buf).unwrap(), None);
@@ -575,11 +578,14 @@ mod tests {
         let mut buf = BytesMut::from(&[1, 2, 3][..]);
         assert_eq!(c.decode(&mut buf).unwrap(), None);
         assert!(buf.is_empty());
+        // A pending run outside any frame is state too, until reported.
+        assert!(!c.is_idle());
         assert_eq!(
             c.take_outside(),
             Some(FrameError::OutsideFrame { bytes: 3 })
         );
         assert_eq!(c.take_outside(), None);
+        assert!(c.is_idle());
         buf.extend_from_slice(&[4, 0xFF, 5, 0xFE]);
         assert_eq!(
             c.decode(&mut buf).unwrap(),
@@ -710,6 +716,9 @@ mod tests {
     #[test]
     fn frame_of_exactly_max_len_passes() {
         let mut c = FrameCodec::new(4);
+        assert_eq!(c.max_len(), 4);
+        // A limit of 0 would drop every frame but the empty one: it is 1.
+        assert_eq!(FrameCodec::new(0).max_len(), 1);
         assert_eq!(
             decode_all(&mut c, &[0xFF, 1, 2, 3, 4, 0xFE]),
             vec![frame(&[1, 2, 3, 4])]
