@@ -735,6 +735,33 @@ mod tests {
             try_encode_data_payload(&[d("BIG", &[0; 256])]),
             Err(MeshError::MessageTooLong(256))
         );
+        // PROTOCOL 2.2: counts are one byte, so 255 items is the most that
+        // fits, and fits whole.
+        let msg = RootMessage::NetworkInfo {
+            node: 1,
+            nodes: (0..255).collect(),
+        };
+        assert_eq!(msg.try_encode(), Ok(msg.encode()));
+        let entries: Vec<DataEntry> = (0..255).map(|_| d("HUM", &[1])).collect();
+        assert_eq!(
+            try_encode_data_payload(&entries),
+            Ok(encode_data_payload(&entries))
+        );
+    }
+
+    // The HTTP API, `switchyard ctl` and MQTT topics name nodes in hex or
+    // decimal; a sign is not part of an address, though the std parsers
+    // would take one.
+    #[test]
+    fn node_addresses_as_people_write_them() {
+        assert_eq!(parse_node_addr("0x0102"), Some(0x0102));
+        assert_eq!(parse_node_addr("0X1"), Some(1));
+        assert_eq!(parse_node_addr(" 258 "), Some(258));
+        for bad in [
+            "0x+1", "+1", "0x", "", "65536", "0x10000", "-1", "0x-1", "x1",
+        ] {
+            assert_eq!(parse_node_addr(bad), None, "{bad:?}");
+        }
     }
 
     // --- switch -> root ----------------------------------------------------

@@ -795,6 +795,24 @@ mod tests {
         );
     }
 
+    // Packets are equal when their JSON is: the same fields and values,
+    // whatever text they came from.
+    #[test]
+    fn packets_compare_by_their_json() {
+        let a = Packet::parse(r#"{"packet_type":"alive","subject_id":"a","data":{}}"#, 1.0);
+        let spaced = Packet::parse(
+            r#"{ "subject_id": "a", "packet_type": "alive", "data": {} }"#,
+            1.0,
+        );
+        assert_eq!(a, spaced);
+        let other = Packet::parse(r#"{"packet_type":"alive","subject_id":"b","data":{}}"#, 1.0);
+        assert_ne!(a, other);
+        assert_ne!(
+            a,
+            Packet::parse(r#"{"packet_type":"alive","subject_id":"a","data":{}}"#, 2.0)
+        );
+    }
+
     #[test]
     fn to_text_stamps_outgoing_and_round_trips() {
         let mut p = Packet::new(PacketType::UpdateStatus, "a", json!({"status": "waiting"}));
