@@ -445,6 +445,16 @@ async fn framing_errors_are_counted_and_the_link_carries_on() {
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum();
     assert_eq!(rejected, 1.0, "{text}");
+    // ... and it is counted under what was wrong with it (DESIGN rule 10:
+    // the labels are the contract dashboards and alerts read).
+    assert_eq!(
+        m.s.metric(
+            "switchyard_mesh_frames_rejected_total",
+            &[("kind", "truncated")]
+        )
+        .await,
+        1.0
+    );
     assert_eq!(m.s.metric("switchyard_mesh_link_up", &[]).await, 1.0);
     m.s.stop().await;
 }

@@ -764,6 +764,11 @@ mod tests {
         let parsed =
             Packet::parse(r#"{"packet_type":"alive","subject_id":"a","data":{}}"#, 0.0).unwrap();
         assert!(parsed.weight() >= 40);
+        // A field set by name weighs its name too: a peer's long key names
+        // fill a byte-bounded queue like any other bytes (PROTOCOL 1.5).
+        let key = "k".repeat(1000);
+        let keyed = parsed.clone().with(&key, json!(1));
+        assert!(keyed.weight() >= parsed.weight() + 1000);
     }
 
     #[test]
