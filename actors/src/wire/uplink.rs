@@ -361,6 +361,80 @@ mod tests {
         assert!(Envelope::decode_limited(&big, 64 * 1024).is_ok());
     }
 
+    /// A short frame whose first field, a `hello`'s gateway name, claims
+    /// `len` bytes (bincode's varint: 0xFC and a u32) and carries none:
+    /// bincode holds a string's claimed length to its limit before reading.
+    fn frame_claiming(len: u32) -> Vec<u8> {
+        let mut frame = vec![VERSION, 0, 0xFC];
+        frame.extend_from_slice(&len.to_le_bytes());
+        frame
+    }
+
+    // PROTOCOL 5 and 1.5: what a gateway's frame claims is held to the
+    // largest of bincode's fixed limits not above the configured one, so
+    // each step holds: a claim just inside a step passes the limit (and
+    // then finds the frame cut short) and is refused as too large one byte
+    // below the step, where the next step down applies.
+    #[test]
+    fn each_step_of_the_decoding_limit_holds() {
+        const KIB: usize = 1024;
+        // The documented default of `--gateway-max-frame-bytes` (README).
+        assert_eq!(DEFAULT_MAX_FRAME_BYTES, 1_048_576);
+        let steps = [
+            16 * KIB,
+            64 * KIB,
+            256 * KIB,
+            KIB * KIB,
+            4 * KIB * KIB,
+            16 * KIB * KIB,
+        ];
+        for step in steps {
+            let frame = frame_claiming(step as u32 - 64);
+            assert!(
+                matches!(
+                    Envelope::decode_limited(&frame, step),
+                    Err(UplinkError::Garbage(_))
+                ),
+                "{step}"
+            );
+            assert!(
+                matches!(
+                    Envelope::decode_limited(&frame, step - 1),
+                    Err(UplinkError::TooLarge(_))
+                ),
+                "{step}"
+            );
+        }
+        let small = frame_claiming(4 * KIB as u32 - 64);
+        assert!(matches!(
+            Envelope::decode_limited(&small, 4 * KIB),
+            Err(UplinkError::Garbage(_))
+        ));
+        // A whole frame of exactly the limit is within it.
+        let hello = Envelope::Hello {
+            gateway: "g".into(),
+            epoch: 1,
+            resume: 0,
+        }
+        .encode();
+        assert!(Envelope::decode_limited(&hello, hello.len()).is_ok());
+        assert_eq!(
+            Envelope::decode_limited(&hello, hello.len() - 1),
+            Err(UplinkError::TooLarge(hello.len() - 1))
+        );
+        // Far above the top step, the top step holds.
+        let top = frame_claiming(16 * KIB as u32 * KIB as u32 - 64);
+        assert!(matches!(
+            Envelope::decode_limited(&top, usize::MAX),
+            Err(UplinkError::Garbage(_))
+        ));
+        let over = frame_claiming(16 * KIB as u32 * KIB as u32 + 64);
+        assert!(matches!(
+            Envelope::decode_limited(&over, usize::MAX),
+            Err(UplinkError::TooLarge(_))
+        ));
+    }
+
     #[test]
     fn gateway_names_are_short_and_plain() {
         assert!(is_valid_gateway_name("edge-1.site_a"));
@@ -405,6 +479,13 @@ mod tests {
         assert_eq!(
             many.to_root_message(1024),
             Some(Err(MeshError::FrameTooLong(2 + 3 + 1 + 200 * 14)))
+        );
+        // A frame of exactly the link's limit is within it (PROTOCOL 2.1).
+        let len = 2 + 3 + 1 + 200 * 14;
+        assert!(matches!(many.to_root_message(len), Some(Ok(_))));
+        assert_eq!(
+            many.to_root_message(len - 1),
+            Some(Err(MeshError::FrameTooLong(len)))
         );
         assert_eq!(UplinkEvent::Link { up: true }.to_root_message(1024), None);
     }
