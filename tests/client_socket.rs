@@ -5,7 +5,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use switchyard_actors::network::events::SwitchEvent;
 use switchyard_actors::network::GetRobots;
-use switchyard_actors::testing::EventProbe;
+use switchyard_actors::testing::{wait_event, EventProbe};
 use switchyard_actors::wire::client_api::{parse_get_answer, ClientMessage, ClientRequest};
 use switchyard_actors::wire::frame::{FrameCodec, FrameItem};
 use switchyard_actors::wire::mesh::{parse_data_payload, DataEntry, RootMessage};
@@ -228,17 +228,15 @@ async fn every_request_is_answered_as_the_protocol_says() {
         robots
     );
     let (mut log, mut rob) = (false, false);
-    tokio::time::timeout(WAIT, async {
-        while !(log && rob) {
-            match events.recv().await {
-                Some(SwitchEvent::Log { text, .. }) => log = text == "robot 7 docked",
-                Some(SwitchEvent::Robots { .. }) => rob = true,
-                _ => {}
-            }
+    wait_event(&mut events, "log and robots events", WAIT, |e| {
+        match e {
+            SwitchEvent::Log { text, .. } => log |= text == "robot 7 docked",
+            SwitchEvent::Robots { .. } => rob = true,
+            _ => {}
         }
+        (log && rob).then_some(())
     })
-    .await
-    .expect("log and robots events");
+    .await;
     s.wait_metric(
         "switchyard_client_requests_total",
         &[("command", "[GET]")],

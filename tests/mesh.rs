@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use serialport::{SerialPort, TTYPort};
 use switchyard_actors::network::events::SwitchEvent;
 use switchyard_actors::network::GetMeshInfo;
-use switchyard_actors::testing::EventProbe;
+use switchyard_actors::testing::{wait_event, EventProbe};
 use switchyard_actors::wire::frame::{encode_to_vec, FrameCodec, FrameItem};
 use switchyard_actors::wire::mesh::{Command, DataEntry, RootMessage};
 use tokio_util::codec::Decoder;
@@ -266,15 +266,11 @@ async fn node_messages_reach_subscribers() {
         node: 5,
         text: b"hello \xff".to_vec(),
     });
-    let got = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(SwitchEvent::NodeMessage { key, message, .. }) = events.recv().await {
-                return (key.addr, message.to_vec());
-            }
-        }
+    let got = wait_event(&mut events, "a node_message event", WAIT, |e| match e {
+        SwitchEvent::NodeMessage { key, message, .. } => Some((key.addr, message.to_vec())),
+        _ => None,
     })
-    .await
-    .expect("a node_message event");
+    .await;
     assert_eq!(got, (5, b"hello \xff".to_vec()));
     m.s.wait_metric("switchyard_node_messages_total", &[], 1.0)
         .await;
@@ -542,19 +538,18 @@ async fn silent_nodes_become_inactive() {
     m.wait_value("9", "HUM", json!({"percent": 1})).await;
     // The event first: the gauges are set before it goes out, so whoever
     // hears of the change reads it in /metrics at once (PROTOCOL 2.5 and 4).
-    let mut seen = Vec::new();
-    let heard = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(e) = events.recv().await {
-            if let SwitchEvent::NodeStatus { key, status, .. } = e {
-                seen.push((key.addr, status.as_str()));
-                if (key.addr, status.as_str()) == (9, "inactive") {
-                    return;
-                }
+    wait_event(
+        &mut events,
+        "node 9 inactive",
+        Duration::from_secs(20),
+        |e| match e {
+            SwitchEvent::NodeStatus { key, status, .. } => {
+                ((key.addr, status.as_str()) == (9, "inactive")).then_some(())
             }
-        }
-    })
+            _ => None,
+        },
+    )
     .await;
-    assert!(heard.is_ok(), "no inactive status for node 9: {seen:?}");
     assert_eq!(
         m.s.metric("switchyard_nodes", &[("status", "inactive")])
             .await,
@@ -591,17 +586,15 @@ async fn the_simulated_mesh_runs_by_default() {
     }
     let (status, _) = post_json(&s.url("/api/nodes/0x0003/send"), json!({"text": "status?"})).await;
     assert_eq!(status, 200);
-    let reply = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(SwitchEvent::NodeMessage { key, message, .. }) = events.recv().await {
-                if key.addr == 3 && message.starts_with(b"node 0x0003 got") {
-                    return String::from_utf8_lossy(&message).into_owned();
-                }
-            }
+    let reply = wait_event(&mut events, "the node's reply", WAIT, |e| match e {
+        SwitchEvent::NodeMessage { key, message, .. }
+            if key.addr == 3 && message.starts_with(b"node 0x0003 got") =>
+        {
+            Some(String::from_utf8_lossy(message).into_owned())
         }
+        _ => None,
     })
-    .await
-    .expect("the node's reply");
+    .await;
     assert_eq!(reply, "node 0x0003 got: status?");
     assert!(s
         .running

@@ -9,7 +9,7 @@ use switchyard_actors::channel::{
     ChannelConfig, ChannelNotice, ChannelSend, IsAlive, IsClosed, OpenChannel, SendOutcome,
 };
 use switchyard_actors::network::events::SwitchEvent;
-use switchyard_actors::testing::{EventProbe, NoticeProbe};
+use switchyard_actors::testing::{wait_event, EventProbe, NoticeProbe};
 use switchyard_actors::wire::mesh::{DataEntry, RootMessage};
 use switchyard_actors::wire::uplink::{Envelope, UplinkEvent};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -176,17 +176,20 @@ async fn a_central_command_reaches_the_node_and_the_reply_returns() {
         node: 3,
         text: b"node 3 says hi".to_vec(),
     });
-    let reply = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(SwitchEvent::NodeMessage { key, message, .. }) = events.recv().await {
-                if key.gateway.as_deref() == Some("edge-1") {
-                    return (key.addr, message.to_vec());
-                }
+    let reply = wait_event(
+        &mut events,
+        "node 3's message through edge-1",
+        WAIT,
+        |e| match e {
+            SwitchEvent::NodeMessage { key, message, .. }
+                if key.gateway.as_deref() == Some("edge-1") =>
+            {
+                Some((key.addr, message.to_vec()))
             }
-        }
-    })
-    .await
-    .unwrap();
+            _ => None,
+        },
+    )
+    .await;
     assert_eq!(reply, (3, b"node 3 says hi".to_vec()));
     let (status, _) = post_json(
         &central.url("/api/nodes/edge-1/9/send"),
@@ -491,19 +494,21 @@ async fn a_central_command_reaches_a_simulated_node() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let reply = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(SwitchEvent::NodeMessage { key, message, .. }) = events.recv().await {
+    let reply = wait_event(
+        &mut events,
+        "the node's reply through edge-sim",
+        WAIT,
+        |e| match e {
+            SwitchEvent::NodeMessage { key, message, .. }
                 if key.gateway.as_deref() == Some("edge-sim")
-                    && message.starts_with(b"node 0x0003 got")
-                {
-                    return String::from_utf8_lossy(&message).into_owned();
-                }
+                    && message.starts_with(b"node 0x0003 got") =>
+            {
+                Some(String::from_utf8_lossy(message).into_owned())
             }
-        }
-    })
-    .await
-    .unwrap();
+            _ => None,
+        },
+    )
+    .await;
     assert_eq!(reply, "node 0x0003 got: ping");
     edge.stop().await;
     central.stop().await;

@@ -58,6 +58,45 @@ impl EventProbe {
     }
 }
 
+/// Waits up to `within` for the first event `pick` makes something of, and
+/// returns that; the events before it are passed over. Amid the mesh's
+/// steady stream of events a test waits for one, so a failure says what
+/// was awaited and what came instead, and a stream that ended fails at
+/// once instead of spinning until the deadline.
+pub async fn wait_event<T>(
+    events: &mut mpsc::UnboundedReceiver<SwitchEvent>,
+    what: &str,
+    within: Duration,
+    mut pick: impl FnMut(&SwitchEvent) -> Option<T>,
+) -> T {
+    const KEPT: usize = 3;
+    let mut passed = 0usize;
+    let mut recent: std::collections::VecDeque<String> = Default::default();
+    let found = timeout(within, async {
+        while let Some(e) = events.recv().await {
+            if let Some(t) = pick(&e) {
+                return Some(t);
+            }
+            passed += 1;
+            if recent.len() == KEPT {
+                recent.pop_front();
+            }
+            let mut seen = format!("{e:?}");
+            seen.truncate(seen.floor_char_boundary(200));
+            recent.push_back(seen);
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(t)) => t,
+        Ok(None) => panic!("{what}: the event stream ended after {passed} other events"),
+        Err(_) => panic!(
+            "{what}: not within {within:?}; {passed} other events came, the last: {recent:?}"
+        ),
+    }
+}
+
 /// Collects a channel's notices into a channel of the test's.
 pub struct NoticeProbe {
     tx: mpsc::UnboundedSender<crate::channel::ChannelNotice>,

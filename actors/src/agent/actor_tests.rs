@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::time::{advance, pause, timeout, Instant};
+use tokio::time::{advance, pause, Instant};
 
 use super::{CheckLiveness, RouterConfig};
 use crate::network::events::SwitchEvent;
-use crate::testing::{until, TestRouter, WAIT};
+use crate::testing::{until, wait_event, TestRouter, WAIT};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -49,19 +49,13 @@ fn statuses_so_far(events: &mut UnboundedReceiver<SwitchEvent>, agent_id: &str) 
 
 /// Waits for `agent_id` to be published with `status`.
 async fn published(events: &mut UnboundedReceiver<SwitchEvent>, agent_id: &str, status: &str) {
-    let wait = async {
-        while let Some(e) = events.recv().await {
-            if matches!(&e, SwitchEvent::AgentStatus { agent_id: id, status: s, .. }
-                if id == agent_id && s == status)
-            {
-                return;
-            }
-        }
-        panic!("the event stream ended");
-    };
-    timeout(WAIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("agent {agent_id} was never published as {status}"));
+    let what = format!("agent {agent_id} published as {status}");
+    wait_event(events, &what, WAIT, |e| {
+        matches!(e, SwitchEvent::AgentStatus { agent_id: id, status: s, .. }
+            if id == agent_id && s == status)
+        .then_some(())
+    })
+    .await;
 }
 
 /// PROTOCOL 1.3 "Reconnect grace": an agent whose socket closed is kept
