@@ -768,3 +768,48 @@ async fn a_log_error_flood_never_pushes_a_submit_out_of_the_outbox() {
     }
     s.stop().await;
 }
+
+// PROTOCOL 1.5 "Agents": a live socket is not taken over, however many of
+// its agents are claimed at once. Two claims judged together (both probes
+// of the victim's socket pending when it next speaks) are both refused.
+#[test_deadline::test]
+async fn claims_on_two_agents_of_one_live_socket_are_both_refused() {
+    let s = Switch::start().await;
+    let _backend = s.backend().await;
+    let mut victim = s.ws().await;
+    for id in ["x1", "x2"] {
+        victim
+            .send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
+            .await;
+        victim.recv_type("update_status").await;
+    }
+    let (mut a1, mut a2) = (s.ws().await, s.ws().await);
+    for (a, id) in [(&mut a1, "x1"), (&mut a2, "x2")] {
+        a.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
+            .await;
+    }
+    // The victim reads nothing (so its client answers no ping) until the
+    // switch has asked its socket twice: only then are both claims pending
+    // together. The count of handled probes is the one sign of that.
+    s.wait_metric(
+        "switchyard_actor_messages_total",
+        &[("kind", "WsSession"), ("message", "ProbeLiveness")],
+        2.0,
+    )
+    .await;
+    // Its next frame answers both.
+    served(&mut victim, "x1").await;
+    for (a, id) in [(&mut a1, "x1"), (&mut a2, "x2")] {
+        let e = a.recv().await;
+        assert_eq!(e["kind"], json!("takeover"), "claim on {id}: {e}");
+    }
+    s.wait_metric(
+        "switchyard_router_refused_total",
+        &[("reason", "takeover")],
+        2.0,
+    )
+    .await;
+    assert_eq!(s.metric("switchyard_rebinds_total", &[]).await, 0.0);
+    served(&mut victim, "x2").await;
+    s.stop().await;
+}

@@ -211,6 +211,9 @@ async fn agent_reconnect_loses_no_client_bound_packet() {
             .await;
     }
     s.wait_metric("switchyard_packets_queued", &[], 5.0).await;
+    // PROTOCOL 1.5: the queue is bounded in bytes too, so its bytes show.
+    let bytes = s.metric("switchyard_packets_queued_bytes", &[]).await;
+    assert!(bytes >= 5.0 * 60.0, "5 packets queued in {bytes} bytes");
     let mut a = s.ws().await;
     a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
         .await;
@@ -221,6 +224,8 @@ async fn agent_reconnect_loses_no_client_bound_packet() {
     }
     assert_eq!(a.recv().await["packet_type"], json!("update_status"));
     s.wait_metric("switchyard_packets_queued", &[], 0.0).await;
+    s.wait_metric("switchyard_packets_queued_bytes", &[], 0.0)
+        .await;
     assert_eq!(s.metric("switchyard_packets_queued_total", &[]).await, 5.0);
     s.stop().await;
 }
@@ -1060,5 +1065,73 @@ async fn a_socket_gone_at_its_alive_leaves_the_queue_in_order() {
         s.wait_metric("switchyard_packets_queued", &[], 0.0).await;
     }
     println!("{lost} packets went with the closing sockets in {ROUNDS} rounds");
+    s.stop().await;
+}
+
+// PROTOCOL 1.2 `alive`: a socket saying `alive` again for the agent it
+// holds is answered as the first time (bound, `update_status`); it is not
+// a claim on a live socket and keeps its agent.
+#[test_deadline::test]
+async fn alive_again_from_the_agents_own_socket_keeps_it_bound() {
+    let Router { s, mut b, mut a } = Router::start().await;
+    for _ in 0..2 {
+        a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
+            .await;
+        let p = a.recv().await;
+        assert_eq!(p["packet_type"], json!("update_status"), "{p}");
+    }
+    a.send(live_update("a1", "mephisto_bound_live_update", 3))
+        .await;
+    let p = b.recv_type("mephisto_bound_live_update").await;
+    assert_eq!(p["data"]["n"], json!(3));
+    s.assert_not_counted("switchyard_router_refused_total", &[("reason", "takeover")])
+        .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Agents": a claim on an agent whose socket closes while it
+// is probed takes the agent over: a Close frame is no sign of life.
+#[test_deadline::test]
+async fn a_socket_closing_while_probed_gives_its_agent_up() {
+    let Router {
+        s,
+        b: _b,
+        a: mut old,
+    } = Router::start().await;
+    let mut new = s.ws().await;
+    new.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
+        .await;
+    // The old socket has read nothing (its client answered no ping) when
+    // the switch has asked it once.
+    s.wait_metric(
+        "switchyard_actor_messages_total",
+        &[("kind", "WsSession"), ("message", "ProbeLiveness")],
+        1.0,
+    )
+    .await;
+    old.stream.close(None).await.expect("a Close frame sent");
+    let p = new.recv().await;
+    assert_eq!(p["packet_type"], json!("update_status"), "{p}");
+    s.assert_not_counted("switchyard_router_refused_total", &[("reason", "takeover")])
+        .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Bounds": `max_frame_bytes` is the largest packet taken; a
+// text message of exactly that size is a packet, one byte more is refused.
+#[test_deadline::test]
+async fn a_packet_of_exactly_the_frame_limit_is_taken() {
+    let Router { s, b: _b, mut a } = Router::start_with(|c| c.session.max_frame_bytes = 300).await;
+    let sized = |len: usize| {
+        let head = r#"{"packet_type": "heartbeat", "subject_id": "a1", "data": {"pad": ""#;
+        let tail = r#""}}"#;
+        format!("{head}{}{tail}", "p".repeat(len - head.len() - tail.len()))
+    };
+    a.send_text(sized(300)).await;
+    let p = a.recv().await;
+    assert_eq!(p["packet_type"], json!("heartbeat"), "{p}");
+    a.send_text(sized(301)).await;
+    let e = a.recv().await;
+    assert_eq!(e["kind"], json!("oversize_frame"), "{e}");
     s.stop().await;
 }

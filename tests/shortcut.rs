@@ -95,3 +95,55 @@ async fn with_the_shortcut_on_updates_pass_an_owner_that_holds_nothing_back() {
         .await;
     s.stop().await;
 }
+
+// PROTOCOL 1.2 `client_bound_live_update` and `update_status`, shortcut on:
+// once the backend's socket knows an agent, its live updates pass the
+// agent by (neither the directory nor the agent handles them), but a
+// status change still crosses the agent, which records it before it goes
+// out.
+#[test_deadline::test]
+async fn live_updates_pass_a_known_agent_and_status_changes_cross_it() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut a = s.agent("a1").await;
+    // The first packets find the agent through the directory; by their
+    // arrival the backend's socket has learnt where the agent is.
+    for n in 0..2 {
+        b.send(live_update("a1", "client_bound_live_update", n))
+            .await;
+        assert_eq!(a.recv().await["data"]["n"], json!(n));
+    }
+    let routed = [("kind", "AgentDirectory"), ("message", "RouteToAgent")];
+    let (routed_before, relays_before) = (
+        s.counted("switchyard_actor_messages_total", &routed).await,
+        s.counted("switchyard_actor_messages_total", &relays("Agent"))
+            .await,
+    );
+    for n in 2..102 {
+        b.send(live_update("a1", "client_bound_live_update", n))
+            .await;
+    }
+    for n in 2..102 {
+        let p = a.recv().await;
+        assert_eq!(p["data"]["n"], json!(n), "in order: {p}");
+    }
+    let routed = s.counted("switchyard_actor_messages_total", &routed).await - routed_before;
+    let relays = s
+        .counted("switchyard_actor_messages_total", &relays("Agent"))
+        .await
+        - relays_before;
+    // A packet may still cross the agent when the socket's queue had no
+    // room at that moment; most must not.
+    assert!(routed <= 5.0, "{routed} of 100 went through the directory");
+    assert!(relays < 50.0, "{relays} of 100 crossed the agent");
+    b.send(json!({"packet_type": "update_status", "subject_id": "a1",
+                  "data": {"status": "in task"}}))
+        .await;
+    let p = a.recv_type("update_status").await;
+    assert_eq!(p["data"]["status"], json!("in task"));
+    b.send(json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {}}))
+        .await;
+    let r = b.recv_type("return_statuses").await;
+    assert_eq!(r["data"], json!({"a1": "in task"}), "{r}");
+    s.stop().await;
+}

@@ -111,6 +111,36 @@ async fn frames_sent_with_the_handshake_are_read_in_order() {
     s.stop().await;
 }
 
+// PROTOCOL 1.1: a packet is one WebSocket text message, which a client may
+// send in fragments (RFC 6455 5.4): the switch puts it together and
+// answers it as one packet. A binary message stays refused in fragments.
+#[test_deadline::test]
+async fn a_message_sent_in_fragments_is_one_packet() {
+    let s = Switch::start().await;
+    let mut io = connect(&s).await;
+    io.write_all(handshake("/", Some("dGhlIHNhbXBsZSBub25jZQ==")).as_bytes())
+        .await
+        .unwrap();
+    let (status, head, _) = read_response(&mut io).await;
+    assert_eq!(status, 101, "{head}");
+    let alive = br#"{"packet_type": "alive", "subject_id": "f1", "data": {}}"#;
+    let (first, rest) = alive.split_at(20);
+    let (middle, last) = rest.split_at(15);
+    let mut frames = client_frame(0x01, first);
+    frames.extend(client_frame(0x00, middle));
+    frames.extend(client_frame(0x80, last));
+    io.write_all(&frames).await.unwrap();
+    let p = read_text_frame(&mut io).await;
+    assert_eq!(p["packet_type"], json!("update_status"), "{p}");
+    assert_eq!(p["subject_id"], json!("f1"), "{p}");
+    let mut frames = client_frame(0x02, b"{}");
+    frames.extend(client_frame(0x80, b"[]"));
+    io.write_all(&frames).await.unwrap();
+    let e = read_text_frame(&mut io).await;
+    assert_eq!(e["kind"], json!("binary_frame"), "{e}");
+    s.stop().await;
+}
+
 // A handshake that is not one gets the HTTP error it earns, counted by
 // route and status; a WebSocket path asked without an upgrade says why.
 #[test_deadline::test]
