@@ -587,7 +587,9 @@ async fn raw_post(s: &Switch, declared: Option<usize>, size: usize) -> String {
     body.resize(size, b'z');
     let mut sent = 0;
     let writing = async {
-        for piece in body.chunks(64 * 1024) {
+        // Pieces that do not divide the limit: a streamed count must
+        // refuse past the limit, not only on landing on it exactly.
+        for piece in body.chunks(100_000) {
             let r = match declared {
                 Some(_) => tcp.write_all(piece).await,
                 None => {
@@ -811,5 +813,42 @@ async fn claims_on_two_agents_of_one_live_socket_are_both_refused() {
     .await;
     assert_eq!(s.metric("switchyard_rebinds_total", &[]).await, 0.0);
     served(&mut victim, "x2").await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Bounds": a body whose announced length is past the limit is
+// refused on its head, before any byte of it is sent (JSON and multipart).
+#[test_deadline::test]
+async fn a_body_announced_past_the_limit_is_refused_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Switch::start_with(|c| c.max_upload_bytes = 64 * 1024).await;
+    let heads = [
+        ("/log_error", "application/json", 2_000_000),
+        ("/submit_task", "multipart/form-data; boundary=x", 100_000),
+    ];
+    for (path, ctype, length) in heads {
+        let mut tcp = tokio::net::TcpStream::connect(s.running.http_addr)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: switch\r\nContent-Type: {ctype}\r\n\
+             Content-Length: {length}\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        // The answer comes with no body sent; one that waits for the body
+        // never comes.
+        let mut answer = vec![0u8; 12];
+        tokio::time::timeout(WAIT, tcp.read_exact(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: no answer before the body"))
+            .expect("an answer");
+        assert_eq!(&answer, b"HTTP/1.1 413", "{path}");
+    }
+    s.wait_metric(
+        "switchyard_malformed_input_total",
+        &[("kind", "body_too_large")],
+        2.0,
+    )
+    .await;
     s.stop().await;
 }

@@ -664,31 +664,7 @@ async fn submit_metadata_upload_over_the_limit_is_413() {
         ("metadata", None, OPINION.as_bytes()),
         ("attachments", Some("huge.png"), &big),
     ]);
-    let stream = futures_util::stream::iter(
-        body.chunks(8 * 1024)
-            .map(|c| Ok::<_, std::io::Error>(actix_web::web::Bytes::copy_from_slice(c)))
-            .collect::<Vec<_>>(),
-    );
-    let res = http()
-        .post(s.url("/submit_metadata"))
-        .insert_header(("content-type", ctype))
-        .send_stream(stream)
-        .await;
-    // Either the answer is read (413) or the switch cut the stream while
-    // it was still being sent (a send error): both outcomes are checked,
-    // and the refusal is counted either way (below).
-    match res {
-        Ok(res) => assert_eq!(res.status().as_u16(), 413),
-        Err(e) => assert!(
-            matches!(
-                e,
-                awc::error::SendRequestError::Send(_)
-                    | awc::error::SendRequestError::Body(_)
-                    | awc::error::SendRequestError::Response(_)
-            ),
-            "the stream cut while sent, not {e}"
-        ),
-    }
+    stream_refused(&s.url("/submit_metadata"), &ctype, &body).await;
     s.wait_metric(
         "switchyard_malformed_input_total",
         &[("kind", "body_too_large")],
@@ -702,6 +678,202 @@ async fn submit_metadata_upload_over_the_limit_is_413() {
     let (status, alive) = get_json(&s.url("/is_alive")).await;
     assert_eq!((status, alive), (200, json!({"status": "Alive!"})));
     // No submit reached the backend.
+    b.send(json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {}}))
+        .await;
+    assert_eq!(b.recv().await["packet_type"], json!("return_statuses"));
+    s.stop().await;
+}
+
+// PROTOCOL 1.4 `/download_file/{name}`: a stored file is fetched by its
+// stored name whatever the worker called it; a name with dots in a row is
+// stored without them (the download refuses `..`, a path step).
+#[test_deadline::test]
+async fn a_file_named_with_dots_in_a_row_can_be_downloaded() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let (ctype, body) = multipart(
+        &[("USED_AGENT_ID", "ag1"), ("final_string_data", "{}")],
+        &[("f", "report..final.txt", b"dots")],
+    );
+    let (status, answer) = post_raw(&s.url("/submit_task"), &ctype, body).await;
+    assert_eq!(status, 200, "{answer}");
+    let p = b.recv_type("submit_unit").await;
+    let name = p["data"]["files"][0]["filename"].as_str().unwrap();
+    assert!(name.ends_with("report._final.txt"), "{name}");
+    let (status, _, text) = get(&s.url(&format!("/download_file/{name}"))).await;
+    assert_eq!((status, text.as_str()), (200, "dots"));
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Agents": ids are bounded in length on the HTTP path too;
+// PROTOCOL 1.4: `USED_AGENT_ID` is a string (a number is taken as its
+// text, as the reference router does); anything else is a 400.
+#[test_deadline::test]
+async fn agent_ids_over_http_are_bounded_and_must_be_strings_or_numbers() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let longest = "x".repeat(256);
+    let taken = [
+        (json!(longest), longest.clone()),
+        (json!(42), "42".to_string()),
+        (json!(-7), "-7".to_string()),
+    ];
+    for (id, subject) in taken {
+        let (status, answer) = post_json(
+            &s.url("/log_error"),
+            json!({"USED_AGENT_ID": id, "error_data": {}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{id}: {answer}");
+        let p = b.recv_type("log_error").await;
+        assert_eq!(p["subject_id"], json!(subject));
+    }
+    let refused = [
+        json!("x".repeat(257)),
+        json!(""),
+        Value::Null,
+        json!(true),
+        json!({"a": 1}),
+    ];
+    for id in &refused {
+        let (status, answer) = post_json(
+            &s.url("/log_error"),
+            json!({"USED_AGENT_ID": id, "error_data": {}}),
+        )
+        .await;
+        assert_eq!(status, 400, "{id}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    s.wait_metric(
+        "switchyard_malformed_input_total",
+        &[("kind", "bad_http_body")],
+        refused.len() as f64,
+    )
+    .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Bounds": a `client_timestamp` that is no timestamp (a
+// long array) is not built into a value and forwarded; it arrives as null.
+#[test_deadline::test]
+async fn a_client_timestamp_longer_than_any_timestamp_is_null() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let long: Vec<u32> = (0..50).collect();
+    for (sent, got) in [(json!(long), Value::Null), (json!(12.5), json!(12.5))] {
+        let (status, _) = post_json(
+            &s.url("/log_error"),
+            json!({"USED_AGENT_ID": "a1", "error_data": {}, "client_timestamp": sent}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let p = b.recv_type("log_error").await;
+        assert_eq!(p["client_timestamp"], got, "{p}");
+    }
+    s.stop().await;
+}
+
+// PROTOCOL 1.5 "Bounds": the body limits are the largest bodies taken
+// (past them: 413); a body of exactly the limit is served.
+#[test_deadline::test]
+async fn bodies_of_exactly_the_limit_are_taken() {
+    let (ctype, upload) = multipart(
+        &[("USED_AGENT_ID", "a1"), ("final_string_data", "{}")],
+        &[("f", "f.bin", &[7u8; 1000][..])],
+    );
+    let upload_len = upload.len();
+    let s = Switch::start_with(|c| {
+        c.max_json_body_bytes = 4096;
+        c.max_upload_bytes = upload_len;
+    })
+    .await;
+    let mut b = s.backend().await;
+    let head = r#"{"USED_AGENT_ID": "a1", "error_data": ""#;
+    let tail = r#""}"#;
+    let json_body = |len: usize| {
+        format!("{head}{}{tail}", "e".repeat(len - head.len() - tail.len())).into_bytes()
+    };
+    let (status, answer) =
+        post_raw(&s.url("/log_error"), "application/json", json_body(4096)).await;
+    assert_eq!(status, 200, "{answer}");
+    b.recv_type("log_error").await;
+    let (status, _) = post_raw(&s.url("/log_error"), "application/json", json_body(4097)).await;
+    assert_eq!(status, 413);
+    let (status, answer) = post_raw(&s.url("/submit_task"), &ctype, upload).await;
+    assert_eq!(status, 200, "{answer}");
+    b.recv_type("submit_unit").await;
+    s.stop().await;
+}
+
+// `http_workers = 0` (the default: one worker per core) starts a switch
+// that serves.
+#[test_deadline::test]
+async fn the_default_worker_count_serves() {
+    let s = Switch::start_with(|c| c.http_workers = 0).await;
+    let (status, alive) = get_json(&s.url("/is_alive")).await;
+    assert_eq!((status, alive), (200, json!({"status": "Alive!"})));
+    s.stop().await;
+}
+
+/// POSTs `body` in 8 KiB chunks with no declared length (so only the
+/// streamed count can refuse it) and checks that it is refused: either the
+/// answer is read (413) or the switch cut the stream while it was still
+/// being sent (a send error). The refusal is counted either way, which
+/// the callers check.
+async fn stream_refused(url: &str, ctype: &str, body: &[u8]) {
+    let stream = futures_util::stream::iter(
+        body.chunks(8 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(actix_web::web::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let res = http()
+        .post(url)
+        .insert_header(("content-type", ctype))
+        .send_stream(stream)
+        .await;
+    match res {
+        Ok(res) => assert_eq!(res.status().as_u16(), 413, "{url}"),
+        Err(e) => assert!(
+            matches!(
+                e,
+                awc::error::SendRequestError::Send(_)
+                    | awc::error::SendRequestError::Body(_)
+                    | awc::error::SendRequestError::Response(_)
+            ),
+            "the stream cut while sent, not {e}"
+        ),
+    }
+}
+
+// PROTOCOL 1.5 "Bounds": every part of a streamed multipart body counts
+// toward `max_upload_bytes`, the first one too, whatever it is: a file, a
+// text field, or a file part with no name. None is stored or forwarded.
+#[test_deadline::test]
+async fn each_kind_of_part_counts_toward_the_upload_limit_when_it_comes_first() {
+    let s = Switch::start_with(|c| c.max_upload_bytes = 64 * 1024).await;
+    let mut b = s.backend().await;
+    let big = vec![b'z'; 200 * 1024];
+    let firsts: [(&str, Option<&str>); 3] = [
+        ("attachments", Some("huge.png")),
+        ("metadata", None),
+        ("attachments", Some("")),
+    ];
+    for (i, (name, filename)) in firsts.into_iter().enumerate() {
+        let (ctype, body) =
+            multipart_parts(&[(name, filename, &big), ("USED_AGENT_ID", None, b"ag-1")]);
+        stream_refused(&s.url("/submit_metadata"), &ctype, &body).await;
+        s.wait_metric(
+            "switchyard_malformed_input_total",
+            &[("kind", "body_too_large")],
+            (i + 1) as f64,
+        )
+        .await;
+    }
+    let stored: Vec<_> = std::fs::read_dir(s.running.config.upload_dir())
+        .unwrap()
+        .collect();
+    assert!(stored.is_empty(), "nothing half-stored: {stored:?}");
+    // No submit reached the backend: its next packet is the answer to this.
     b.send(json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {}}))
         .await;
     assert_eq!(b.recv().await["packet_type"], json!("return_statuses"));

@@ -26,6 +26,17 @@ async fn actors_endpoint_lists_every_live_actor_with_totals() {
     assert!(agent["handled"].as_u64().unwrap() >= 1);
     assert!(agent["mailbox_depth"].is_u64());
     assert!(agent["started_at"].as_f64().unwrap() > 1.6e9);
+    // A socket is named by its peer's address (what a log line of a
+    // refused peer quotes, PROTOCOL 1.5).
+    let sessions: Vec<_> = actors
+        .iter()
+        .filter(|a| a["kind"] == json!("WsSession"))
+        .collect();
+    assert_eq!(sessions.len(), 3);
+    for session in sessions {
+        let id = session["id"].as_str().unwrap();
+        assert!(id.starts_with("127.0.0.1:"), "{session}");
+    }
     s.stop().await;
 }
 

@@ -446,3 +446,47 @@ async fn a_stalled_subscriber_keeps_exactly_its_queue_bound() {
     let _ = slow.close(None).await;
     m.s.stop().await;
 }
+
+// PROTOCOL 4: the built-in dashboard (its page and the script and style it
+// links, nothing else) and the APIs it reads, on a loopback listener with
+// no admin token.
+#[test_deadline::test]
+async fn the_dashboard_and_its_apis_are_served() {
+    let s = Switch::start().await;
+    let (status, ctype, page) = get(&s.url("/dashboard")).await;
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/html"), "{ctype}");
+    assert!(page.contains("/dashboard/dashboard.js"), "{page}");
+    let assets = [
+        (
+            "dashboard.js",
+            "text/javascript",
+            include_str!("../src/assets/dashboard/dashboard.js"),
+        ),
+        (
+            "dashboard.css",
+            "text/css",
+            include_str!("../src/assets/dashboard/dashboard.css"),
+        ),
+    ];
+    for (name, want_type, want) in assets {
+        let (status, ctype, body) = get(&s.url(&format!("/dashboard/{name}"))).await;
+        assert_eq!(status, 200, "{name}");
+        assert!(ctype.starts_with(want_type), "{name}: {ctype}");
+        assert!(body == want, "{name} served as it is");
+    }
+    let (status, ctype, _) = get(&s.url("/dashboard/nope.js")).await;
+    assert_eq!(status, 404);
+    assert!(ctype.starts_with("application/json"), "{ctype}");
+    let _b = s.backend().await;
+    let _a = s.agent("a1").await;
+    let (status, v) = get_json(&s.url("/api/agents")).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["agents"][0]["agent_id"], json!("a1"), "{v}");
+    assert_eq!(v["agents"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        get_json(&s.url("/api/mqtt")).await,
+        (200, json!({"enabled": false}))
+    );
+    s.stop().await;
+}

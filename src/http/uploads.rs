@@ -38,7 +38,10 @@ pub fn clean_name(original: &str) -> String {
             }
         })
         .collect();
-    let cleaned = cleaned.trim_start_matches('.').to_string();
+    // `download_file` refuses any name holding `..` (a path step), so a
+    // run of dots would make a stored file impossible to fetch: every dot
+    // after the first of a run becomes `_`.
+    let cleaned = cleaned.trim_start_matches('.').replace("..", "._");
     if cleaned.is_empty() {
         "file".into()
     } else {
@@ -148,6 +151,8 @@ mod tests {
         assert_eq!(clean_name("C:\\x\\my file.png"), "my_file.png");
         assert_eq!(clean_name(".hidden"), "hidden");
         assert_eq!(clean_name(""), "file");
+        assert_eq!(clean_name("a..b.txt"), "a._b.txt");
+        assert_eq!(clean_name("x.....y"), "x._._.y");
     }
 
     #[test]
