@@ -300,6 +300,28 @@ async fn sockets_past_the_connection_limit_are_closed_with_1013() {
     s.stop().await;
 }
 
+// PROTOCOL 1.5 "Bounds": the refusal past the connection limit is one
+// close frame (1013), then the end of the connection.
+#[test_deadline::test]
+async fn a_refused_socket_gets_one_close_frame_then_the_end() {
+    let s = Switch::start_with(|c| c.ws.max_connections = 1).await;
+    let _held = s.agent("a1").await;
+    let (status, mut io) = raw_upgrade(s.running.http_addr, "/").await;
+    assert_eq!(status, 101);
+    let mut rest = Vec::new();
+    tokio::time::timeout(LONG, io.read_to_end(&mut rest))
+        .await
+        .expect("the end of the connection")
+        .expect("a clean end");
+    assert!(
+        rest.len() >= 4 && rest[0] == 0x88,
+        "a close frame: {rest:?}"
+    );
+    assert_eq!(rest.len(), 2 + rest[1] as usize, "one frame: {rest:?}");
+    assert_eq!(u16::from_be_bytes([rest[2], rest[3]]), 1013);
+    s.stop().await;
+}
+
 // PROTOCOL 4 and 1.5: monitor subscribers are bounded; past it: 1013.
 #[test_deadline::test]
 async fn monitor_subscribers_past_the_limit_are_closed_with_1013() {
