@@ -10,7 +10,8 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{advance, pause, Instant};
 
-use super::{CheckLiveness, RouterConfig};
+use super::{CheckLiveness, GetAgentInfo, RouterConfig};
+use crate::directory::RemoveAgent;
 use crate::network::events::SwitchEvent;
 use crate::testing::{until, wait_event, TestRouter, WAIT};
 
@@ -58,11 +59,17 @@ async fn published(events: &mut UnboundedReceiver<SwitchEvent>, agent_id: &str, 
     .await;
 }
 
+/// How many packets `agent_id` keeps, if the switch knows it (yet).
+async fn queued(r: &TestRouter, agent_id: &str) -> Option<usize> {
+    let agent = r.agent(agent_id).await?;
+    agent.send(GetAgentInfo).await.ok().map(|i| i.queued)
+}
+
 /// PROTOCOL 1.3 "Reconnect grace": an agent whose socket closed is kept
 /// with `is_alive = false`; only when no socket re-binds it within the
 /// grace does its status become `disconnect`.
 #[actix::test]
-async fn grace_1_3_a_socketless_agent_is_disconnect_after_the_grace_not_before() {
+async fn a_socketless_agent_is_disconnect_after_the_grace_not_before() {
     pause();
     let mut r = router();
     let grace = r.rctx.config.agent.reconnect_grace();
@@ -97,7 +104,7 @@ async fn grace_1_3_a_socketless_agent_is_disconnect_after_the_grace_not_before()
 /// PROTOCOL 1.3 "Reconnect grace": a socket that re-binds the agent within
 /// the grace keeps it from becoming `disconnect`.
 #[actix::test]
-async fn grace_1_3_a_rebind_within_the_grace_keeps_the_agent() {
+async fn a_rebind_within_the_grace_keeps_the_agent() {
     pause();
     let mut r = router();
     let grace = r.rctx.config.agent.reconnect_grace();
@@ -113,6 +120,88 @@ async fn grace_1_3_a_rebind_within_the_grace_keeps_the_agent() {
     let info = r.agent_info("a1").await;
     assert!(info.is_alive);
     assert_eq!(info.status, "none", "re-bound within the grace");
+}
+
+/// PROTOCOL 1.3 "Reconnect grace": the grace counts from the latest
+/// close. A socket that binds again within the grace ends the earlier
+/// grace for good: when it closes again, the agent is `disconnect` one
+/// grace after that second close, not one grace after the first.
+#[actix::test]
+async fn the_grace_counts_from_the_latest_close_after_a_rebind() {
+    pause();
+    let mut r = router();
+    let grace = r.rctx.config.agent.reconnect_grace();
+    let mut events = r.events();
+
+    let mut first = r.agent_socket("a1").await;
+    first.vanish();
+    first.until_closed().await;
+    let first_close = Instant::now();
+    assert!(!r.agent_info("a1").await.is_alive);
+
+    advance(grace / 2).await;
+    let mut second = r.agent_socket("a1").await;
+    assert!(r.agent_info("a1").await.is_alive, "bound again");
+    second.vanish();
+    second.until_closed().await;
+    let second_close = Instant::now();
+    assert!(!r.agent_info("a1").await.is_alive);
+
+    // Past the end of the first grace, well within the second.
+    advance(first_close + grace + MS - Instant::now()).await;
+    settle().await;
+    assert_eq!(
+        r.agent_info("a1").await.status,
+        "none",
+        "the first close's grace no longer counts"
+    );
+    assert!(!statuses_so_far(&mut events, "a1").contains(&"disconnect".to_string()));
+
+    published(&mut events, "a1", "disconnect").await;
+    assert!(
+        second_close.elapsed() >= grace,
+        "a grace after the second close"
+    );
+    assert!(second_close.elapsed() < grace + Duration::from_secs(1));
+}
+
+/// PROTOCOL 1.2 `client_bound_live_update` (queued for an agent with no
+/// socket, delivered after its next `alive`) and 1.3 (nothing is dropped
+/// silently): a packet that reaches an agent in the moment it is removed
+/// (retired, lingering) is handed back and reaches the agent of that id
+/// made next, before its `update_status`.
+#[actix::test]
+async fn a_packet_reaching_a_retired_agent_reaches_the_next_one() {
+    pause();
+    let mut r = router();
+    let update = "client_bound_live_update";
+    let mut backend = r.backend_socket().await;
+    backend.send_packet(update, "a1", json!({ "n": 1 }));
+    let kept_one = || async { queued(&r, "a1").await == Some(1) };
+    until("the agent without a socket keeps the packet", kept_one).await;
+    // The backend's session has learnt where a1 lives: its next packet for
+    // a1 goes straight to that agent, not through the directory.
+    settle().await;
+
+    r.rctx
+        .directory
+        .send(RemoveAgent {
+            agent_id: "a1".into(),
+        })
+        .await
+        .expect("the directory answers");
+    // Behind `RetireAgent` in the old agent's mailbox.
+    backend.send_packet(update, "a1", json!({ "n": 2 }));
+    let made_again = || async { queued(&r, "a1").await == Some(1) };
+    until("the packet reaches the agent made next", made_again).await;
+
+    let mut socket = r.socket();
+    socket.send_packet("alive", "a1", json!({}));
+    let first = socket.next_json().await;
+    assert_eq!(first["packet_type"], update, "{first}");
+    assert_eq!(first["data"]["n"], 2);
+    let status = socket.next_json().await;
+    assert_eq!(status["packet_type"], "update_status", "{status}");
 }
 
 /// PROTOCOL 1.3 "Ping timeout": an agent whose bound socket has gone silent

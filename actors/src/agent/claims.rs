@@ -125,10 +125,6 @@ impl Claims {
         }
     }
 
-    pub fn bound(&self) -> &[String] {
-        &self.bound
-    }
-
     /// The claim on `id` was refused where it was judged (another socket
     /// holds the agent): this socket no longer speaks for it.
     pub fn release(&mut self, id: &str) {
@@ -382,6 +378,31 @@ mod tests {
         }
     }
 
+    /// PROTOCOL 1.5 "Bounds" (work a peer can trigger is linear in its
+    /// input): a long multibyte id is cut at the last char boundary at or
+    /// before byte 64, here byte 63, so the boundary search runs and ends.
+    #[test]
+    fn an_id_cut_inside_a_char_is_cut_at_the_boundary_before() {
+        let c = Claims::new(1, 8);
+        let id = format!("a{}", "é".repeat(40));
+        // Byte 64 is the second byte of the 32nd `é`: not a boundary.
+        assert!(!id.is_char_boundary(64) && id.is_char_boundary(63));
+        assert_eq!(
+            c.speak_for(&id),
+            Err(ClaimError::Unbound(format!("a{}...", "é".repeat(31))))
+        );
+    }
+
+    /// PROTOCOL 1.5 "Agents": agent ids are bounded in length; an id of
+    /// exactly the limit is accepted, one byte more is refused.
+    #[test]
+    fn an_id_of_exactly_the_limit_is_accepted() {
+        let mut c = Claims::new(2, 8);
+        assert_eq!(c.claim_agent("12345678"), Ok(()));
+        assert!(c.speak_for("12345678").is_ok());
+        assert_eq!(c.claim_agent("123456789"), Err(ClaimError::IdTooLong(9, 8)));
+    }
+
     #[test]
     fn a_live_holder_is_probed_a_dead_one_replaced() {
         use Holder::*;
@@ -434,6 +455,28 @@ mod tests {
         assert!(g.admit(ip("::ffff:127.0.0.1"), true).is_ok());
         assert!(g.admit(ip("127.0.0.2"), true).is_err());
         assert!(g.admit(ip("192.168.0.1"), true).is_err());
+    }
+
+    /// PROTOCOL 1.5 "Backend": with no token the backend is pinned to the
+    /// first backend's address; an unknown address is not that address,
+    /// and a pin on an unknown address admits only an unknown address.
+    #[test]
+    fn an_unknown_address_is_neither_admitted_by_nor_admitting_a_known_one() {
+        let mut g = BackendGate::new(false, &[]).unwrap();
+        assert!(g.admit(ip("10.0.0.1"), true).is_ok());
+        assert_eq!(
+            g.admit(None, true),
+            Err(BackendRefusal::Pinned("10.0.0.1".into()))
+        );
+        assert!(g.admit(ip("10.0.0.1"), true).is_ok());
+
+        let mut g = BackendGate::new(false, &[]).unwrap();
+        assert!(g.admit(None, true).is_ok());
+        assert!(g.admit(None, true).is_ok());
+        assert_eq!(
+            g.admit(ip("10.0.0.1"), true),
+            Err(BackendRefusal::Pinned("an unknown address".into()))
+        );
     }
 
     #[test]

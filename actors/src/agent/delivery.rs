@@ -381,6 +381,8 @@ pub(super) mod fake {
 mod tests {
     //! Every rule of PROTOCOL 1.3 (and the outbox of 1.4) on a fake socket.
 
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::fake::FakeSocket;
@@ -633,6 +635,62 @@ mod tests {
             sc.until_room(episode).is_none(),
             "a sender that gave up in this episode does not wait again"
         );
+
+        // The queue drains and fills again: a new episode, in which the
+        // sender that gave up in the last one waits again.
+        while !d.queue().is_empty() {
+            s.take();
+            let _ = d.resume();
+        }
+        assert!(sc.until_room(episode).is_none(), "not full");
+        for i in 8..12 {
+            let _ = d.send(pkt(i));
+        }
+        assert_ne!(sc.episode(), episode, "a new episode");
+        assert!(
+            sc.until_room(episode).is_some(),
+            "in a new episode a sender waits again"
+        );
+    }
+
+    /// PROTOCOL 1.5 "Bounds" (back-pressure): a waiter made while the
+    /// owner was full, whose owner drained before it was first polled
+    /// (the notice went to no one), sees so at once instead of pausing
+    /// its sender for `MAX_PAUSE`; and so does one whose owner drained and
+    /// filled again meanwhile (a new episode).
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_whose_owner_drained_before_its_first_poll_ends_at_once() {
+        let mut d = delivery(100, 100);
+        let sc = Arc::clone(d.shortcut());
+        let s = FakeSocket::default();
+        let _ = d.bind(s.clone());
+        for i in 0..4 {
+            let _ = d.send(pkt(i));
+        }
+        let wait = sc.until_room(0).expect("bound and kept: full");
+        while !d.queue().is_empty() {
+            s.take();
+            let _ = d.resume();
+        }
+        let began = tokio::time::Instant::now();
+        assert!(wait.await, "the owner has room: no wait");
+        assert_eq!(began.elapsed(), Duration::ZERO);
+
+        // Drained and full again before the first poll: a new episode.
+        for i in 4..8 {
+            let _ = d.send(pkt(i));
+        }
+        let wait = sc.until_room(0).expect("full");
+        while !d.queue().is_empty() {
+            s.take();
+            let _ = d.resume();
+        }
+        for i in 8..12 {
+            let _ = d.send(pkt(i));
+        }
+        let began = tokio::time::Instant::now();
+        assert!(wait.await, "the full episode it waited for is over");
+        assert_eq!(began.elapsed(), Duration::ZERO);
     }
 
     #[test]

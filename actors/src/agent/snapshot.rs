@@ -111,10 +111,6 @@ impl RouterSnapshot {
             outbox,
         }
     }
-
-    pub fn packets(&self) -> usize {
-        self.agents.iter().map(|a| a.queue.len()).sum::<usize>() + self.outbox.len()
-    }
 }
 
 /// The bounds a restored state must keep: the live ones.
@@ -529,6 +525,7 @@ mod tests {
         backend.agent_id = "mephisto".into();
         s.agents.push(backend);
         let r = decode(&encode(&s), &limits()).unwrap();
+        assert!(r.skipped.any());
         assert_eq!(r.agents.len(), 1);
         assert_eq!(
             r.agents[0].queue.iter().map(n).collect::<Vec<_>>(),
@@ -575,6 +572,64 @@ mod tests {
             ..limits()
         };
         assert_eq!(decode(&encode(&s), &l).unwrap().outbox.len(), 2);
+    }
+
+    /// PROTOCOL 1.5 "Bounds" on what is read back, and 1.3 (agent state
+    /// survives a restart): an id and a status of exactly the live limits,
+    /// in a file of exactly `max_bytes`, are restored; a status one byte
+    /// over the limit drops its agent, counted.
+    #[test]
+    fn values_of_exactly_the_limits_are_restored_one_byte_more_is_not() {
+        let defaults = limits();
+        assert_eq!(
+            (defaults.max_agent_id_bytes, defaults.max_status_bytes),
+            (256, 256),
+            "PROTOCOL's defaults"
+        );
+        let record = |status_bytes: usize| {
+            let mut s = snapshot();
+            s.agents[0].agent_id = "i".repeat(defaults.max_agent_id_bytes);
+            s.agents[0].status = "s".repeat(status_bytes);
+            encode(&s)
+        };
+
+        let bytes = record(defaults.max_status_bytes);
+        let exact = SnapshotLimits {
+            max_bytes: bytes.len(),
+            ..limits()
+        };
+        let r = decode(&bytes, &exact).expect("a file of exactly max_bytes is read");
+        assert!(!r.skipped.any(), "{:?}", r.skipped);
+        assert_eq!(r.agents.len(), 1);
+        assert_eq!(r.agents[0].agent_id.len(), defaults.max_agent_id_bytes);
+        assert_eq!(r.agents[0].status.len(), defaults.max_status_bytes);
+        assert_eq!(r.agent_packets(), 3);
+
+        let r = decode(&record(defaults.max_status_bytes + 1), &limits()).unwrap();
+        assert!(
+            r.agents.is_empty(),
+            "a status past the limit drops its agent"
+        );
+        assert_eq!(r.skipped.bad_agents, 1);
+    }
+
+    /// PROTOCOL 1.3 (agent state survives a restart, once): a state file
+    /// that cannot be removed, or a state directory that cannot be read,
+    /// is an error for the caller to count, never taken for "no state".
+    #[test]
+    fn a_state_file_that_cannot_be_removed_or_read_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("sy-snapshot-{}", uuid::Uuid::new_v4()));
+        // The state file's place is taken by a directory: it cannot be
+        // removed as a file (EISDIR).
+        std::fs::create_dir_all(state_path(&dir)).unwrap();
+        assert!(consume(&dir).is_err());
+        assert!(state_path(&dir).is_dir(), "left for a look");
+        // The state "directory" is a regular file: nothing under it can
+        // be opened (ENOTDIR).
+        let file = dir.join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(read_bounded(&file, 100).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     proptest::proptest! {
