@@ -182,6 +182,21 @@ mod tests {
         }
     }
 
+    /// PROTOCOL 1.5 "Trust and limits" (backend, admin and gateway tokens):
+    /// a same-length guess whose byte differences cancel out under XOR is
+    /// still refused.
+    #[test]
+    fn differences_that_cancel_out_do_not_pass_as_the_token() {
+        // Two bytes each differ by 0x20: their differences XOR to zero.
+        assert!(!same_token("s3cret", "S3Cret"));
+        assert!(!same_token("ab", "ba"));
+        assert!(same_token("s3cret", "s3cret"));
+        assert_eq!(
+            AdminAccess::decide(addr("0.0.0.0:1"), Some("s3cret"), Some("S3Cret")),
+            AdminAccess::BadToken
+        );
+    }
+
     #[test]
     fn the_surface_is_matched_by_path() {
         for p in [

@@ -220,7 +220,7 @@ pub async fn gateway_send(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_addr;
+    use super::{message_bytes, parse_addr};
 
     #[test]
     fn addresses_in_hex_or_decimal() {
@@ -230,5 +230,14 @@ mod tests {
         assert!(parse_addr("0x10000").is_err());
         assert!(parse_addr("node").is_err());
         assert!(parse_addr("-1").is_err());
+    }
+
+    /// PROTOCOL 2.3: a message goes to the root as its bytes, and one
+    /// longer than 255 bytes is refused.
+    #[test]
+    fn a_message_is_its_bytes_up_to_255() {
+        assert_eq!(message_bytes("hi").unwrap(), b"hi".to_vec());
+        assert_eq!(message_bytes(&"x".repeat(255)).unwrap().len(), 255);
+        assert!(message_bytes(&"x".repeat(256)).is_err());
     }
 }

@@ -1180,4 +1180,263 @@ mod tests {
         assert_eq!(&inbound.next().await.unwrap().unwrap()[..], &short[..]);
         drop(writer.await.unwrap().unwrap());
     }
+
+    /// PROTOCOL 1.5 "Bounds" (the senders' bytes in flight): a run that
+    /// ends in a cut-off frame or header counts only the bytes it has, and
+    /// counts a rest it cannot read as data.
+    #[test]
+    fn a_cut_off_run_counts_what_it_has() {
+        let text = |n: usize| {
+            let mut f = vec![0x81, n as u8];
+            f.extend(std::iter::repeat_n(b'x', n));
+            f
+        };
+        // A frame announcing 22 bytes of which 5 are there.
+        let cut_frame = [text(10), text(20)[..5].to_vec()].concat();
+        assert_eq!(data_frame_bytes(&cut_frame), 12 + 5);
+        // A header cut inside its extended length.
+        let cut_header = [text(10), vec![0x81, 126]].concat();
+        assert_eq!(data_frame_bytes(&cut_header), 12 + 2);
+    }
+
+    /// How long a test waits for what must come; the wait ends as soon as
+    /// it does.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// The next item, or the cut that stopped the reading.
+    async fn next_or_cut(inbound: &mut Inbound) -> Result<Bytes, Cut> {
+        let next = std::future::poll_fn(|cx| match inbound.poll_next_unpin(cx) {
+            Poll::Ready(item) => Poll::Ready(Ok(item)),
+            Poll::Pending => inbound
+                .cut
+                .get()
+                .map_or(Poll::Pending, |c| Poll::Ready(Err(c))),
+        });
+        let item = tokio::time::timeout(WAIT, next)
+            .await
+            .expect("a piece or a cut in time")?;
+        Ok(item.expect("no end").expect("no error"))
+    }
+
+    /// Takes the pieces of one frame of `len` bytes (or of its first `len`
+    /// bytes).
+    async fn read_pieces(inbound: &mut Inbound, len: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        while got.len() < len {
+            let piece = next_or_cut(inbound).await.expect("not cut");
+            got.extend_from_slice(&piece);
+        }
+        assert_eq!(got.len(), len, "no byte past the frame");
+        got
+    }
+
+    /// Writes `bytes` to `client` while the test reads.
+    fn write_on(
+        mut client: TcpStream,
+        bytes: Vec<u8>,
+    ) -> actix_web::rt::task::JoinHandle<TcpStream> {
+        actix_web::rt::spawn(async move {
+            let _ = client.write_all(&bytes).await;
+            client
+        })
+    }
+
+    /// PROTOCOL 1.5 "Bounds": a large message is charged to the switch-wide
+    /// budget as it arrives, and past the budget the connection is cut
+    /// (1013) before more of it is taken.
+    #[actix_web::test]
+    async fn a_large_message_past_the_budget_is_cut() {
+        let (client, server) = pair().await;
+        let budget = FrameBudget::new(100_000);
+        let mut bytes = switchyard_actors::testing::client_frame_header(0x81, 200_000);
+        bytes.extend(vec![b'z'; 150_000]);
+        let writer = write_on(client, bytes);
+        let (inbound, _outlet) = open(server, Bytes::new());
+        let mut inbound = inbound.share_budget(Arc::clone(&budget));
+        let mut taken = 0;
+        let cut = loop {
+            match next_or_cut(&mut inbound).await {
+                Ok(piece) => taken += piece.len(),
+                Err(cut) => break cut,
+            }
+        };
+        assert_eq!(cut, Cut::Busy { budget: 100_000 });
+        assert!(taken <= 100_000, "{taken} handed on past the budget");
+        assert_eq!(budget.used(), taken, "what was handed on is held");
+        drop(inbound);
+        assert_eq!(budget.used(), 0, "given back with the connection");
+        writer.abort();
+    }
+
+    /// PROTOCOL 1.5 "Bounds": a large message holds budget only while it
+    /// is read: a whole one gives it back, and so does a connection that
+    /// goes mid-message.
+    #[actix_web::test]
+    async fn the_budget_is_given_back_when_a_message_ends_or_its_reader_goes() {
+        let (client, server) = pair().await;
+        let budget = FrameBudget::new(1 << 20);
+        let whole = switchyard_actors::testing::client_frame(0x81, &[7; 100_000]);
+        let mut part = switchyard_actors::testing::client_frame_header(0x81, 100_000);
+        let head = part.len();
+        part.extend(vec![b'z'; 50_000]);
+        let writer = write_on(client, [whole.clone(), part].concat());
+        let (inbound, _outlet) = open(server, Bytes::new());
+        let mut inbound = inbound.share_budget(Arc::clone(&budget));
+
+        assert_eq!(read_pieces(&mut inbound, whole.len()).await, whole);
+        assert!(poll_once(&mut inbound).is_pending(), "the turn ends");
+        assert_eq!(budget.used(), 0, "a whole message gives its bytes back");
+
+        read_pieces(&mut inbound, head + 50_000).await;
+        assert!(poll_once(&mut inbound).is_pending(), "the rest is not sent");
+        assert_eq!(inbound.cut.get(), None);
+        assert_eq!(budget.used(), head + 50_000, "a message in progress holds");
+
+        drop(inbound);
+        assert_eq!(budget.used(), 0, "its reader gone, the bytes go back");
+        writer.abort();
+    }
+
+    /// PROTOCOL 1.5 "Bounds": small whole messages cost the budget nothing,
+    /// and a fragmented message holds its fragments until its final one.
+    #[actix_web::test]
+    async fn small_messages_are_free_and_fragments_hold_until_the_last() {
+        let (client, server) = pair().await;
+        let small = switchyard_actors::testing::client_frame(0x81, &[b'a'; 50]);
+        let writer = write_on(client, small.clone());
+        let (inbound, _outlet) = open(server, Bytes::new());
+        let mut inbound = inbound.share_budget(FrameBudget::new(10));
+        assert_eq!(next_or_cut(&mut inbound).await.as_deref(), Ok(&small[..]));
+        assert_eq!(inbound.cut.get(), None, "not charged");
+        drop(writer.await.unwrap());
+
+        let (client, server) = pair().await;
+        let budget = FrameBudget::new(1 << 20);
+        let first = switchyard_actors::testing::client_frame(0x01, &[b' '; 1000]);
+        let last = switchyard_actors::testing::client_frame(0x80, &[b' '; 1000]);
+        let writer = write_on(client, [first.clone(), last.clone()].concat());
+        let (inbound, _outlet) = open(server, Bytes::new());
+        let mut inbound = inbound.share_budget(Arc::clone(&budget));
+        assert_eq!(next_or_cut(&mut inbound).await.as_deref(), Ok(&first[..]));
+        assert_eq!(budget.used(), first.len(), "a fragment holds");
+        assert!(poll_once(&mut inbound).is_pending(), "the turn ends");
+        assert_eq!(next_or_cut(&mut inbound).await.as_deref(), Ok(&last[..]));
+        assert_eq!(budget.used(), 0, "the final fragment gives all back");
+        assert_eq!(inbound.cut.get(), None);
+        drop(writer.await.unwrap());
+    }
+
+    /// PROTOCOL 1.5 "Bounds": after a frame handed on in pieces, the next
+    /// frame's header still meets the size gate and closes with 1009 at
+    /// once.
+    #[actix_web::test]
+    async fn after_a_long_frame_the_next_header_meets_the_gate() {
+        let (client, server) = pair().await;
+        let long = switchyard_actors::testing::client_frame(0x81, &[b'a'; 70_000]);
+        let mut bytes = long.clone();
+        bytes.extend(switchyard_actors::testing::client_frame_header(
+            0x82,
+            4 << 30,
+        ));
+        bytes.extend(vec![0u8; 100_000]);
+        let writer = write_on(client, bytes);
+        let (inbound, _outlet) = open(server, Bytes::new());
+        let mut inbound = inbound.limit_frames(100_000);
+        assert_eq!(read_pieces(&mut inbound, long.len()).await, long);
+        assert!(poll_once(&mut inbound).is_pending(), "the turn ends");
+        assert_eq!(
+            next_or_cut(&mut inbound).await.map(|piece| piece.len()),
+            Err(Cut::Oversize {
+                announced: 4 << 30,
+                limit: 100_000
+            }),
+            "refused on its header, no piece of it handed on"
+        );
+        writer.abort();
+    }
+
+    fn pump(io: TcpStream, out: Option<Outbound>, cut: Option<Cut>) -> Pump {
+        Pump {
+            io: Rc::new(io),
+            out,
+            queue: VecDeque::new(),
+            queued: 0,
+            front_started: false,
+            flow: None,
+            broken: false,
+            cut: Rc::new(Cell::new(cut)),
+            closing: false,
+            stall: None,
+            timer: None,
+            stalled: false,
+        }
+    }
+
+    /// PROTOCOL 1.5 "Bounds": the pump counts what waits for the socket
+    /// exactly (its pulls stop at a bound), and its own close frame never
+    /// lands inside a half-written frame, nor behind whole ones.
+    #[actix_web::test]
+    async fn the_pump_counts_what_waits_and_closes_between_frames() {
+        let (_client, server) = pair().await;
+        let mut p = pump(server, None, None);
+        for f in ["0123456789", "abcdefghij", "XY"] {
+            p.queue.push_back(Bytes::from_static(f.as_bytes()));
+        }
+        p.queued = 22;
+        p.advance(15);
+        assert_eq!(p.queued, 7);
+        assert_eq!(p.queue.len(), 2);
+        assert_eq!(&p.queue[0][..], b"fghij");
+        assert!(p.front_started);
+        p.advance(5);
+        assert_eq!(p.queued, 2);
+        assert_eq!(p.queue.len(), 1);
+        assert_eq!(&p.queue[0][..], b"XY");
+        assert!(!p.front_started, "the next frame is not begun");
+
+        // A begun frame is finished before the close frame.
+        let close = close_frame(1009, "x");
+        p.queue.push_back(Bytes::from_static(b"more"));
+        p.queued += 4;
+        p.advance(1);
+        p.close_with(close.clone());
+        assert_eq!(
+            p.queue.iter().map(|f| f.to_vec()).collect::<Vec<_>>(),
+            [b"Y".to_vec(), close.to_vec()]
+        );
+        assert_eq!(p.queued, 1 + close.len());
+
+        // Whole frames not begun go.
+        let (_client, server) = pair().await;
+        let mut p = pump(server, None, None);
+        p.queue.push_back(Bytes::from_static(b"one"));
+        p.queue.push_back(Bytes::from_static(b"two"));
+        p.queued = 6;
+        p.close_with(close.clone());
+        assert_eq!(
+            p.queue.iter().map(|f| f.to_vec()).collect::<Vec<_>>(),
+            [close.to_vec()]
+        );
+        assert_eq!(p.queued, close.len());
+    }
+
+    /// PROTOCOL 1.5 "Bounds": a connection cut for the budget of large
+    /// messages is closed with 1013 at once, its session stopped.
+    #[actix_web::test]
+    async fn a_cut_for_the_budget_closes_with_1013() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = pair().await;
+        let out: Outbound = Box::pin(futures_util::stream::pending());
+        let mut p = pump(server, Some(out), Some(Cut::Busy { budget: 10 }));
+        tokio::time::timeout(WAIT, &mut p)
+            .await
+            .expect("the pump ends with its close frame");
+        assert!(p.out.is_none(), "the session is stopped");
+        let mut head = [0u8; 4];
+        tokio::time::timeout(WAIT, client.read_exact(&mut head))
+            .await
+            .expect("a close frame in time")
+            .unwrap();
+        assert_eq!(head, [0x88, head[1], 0x03, 0xf5], "close 1013");
+    }
 }
