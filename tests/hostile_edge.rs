@@ -1101,3 +1101,50 @@ async fn a_listener_that_stops_reading_its_pushes_is_cut() {
     drop(slow);
     m.s.stop().await;
 }
+
+// A peer whose connection is reset while the switch still has bytes for it
+// is gone: its session ends at once and is not counted as a stalled reader
+// (PROTOCOL 1.5 "Bounds": the stall cut is for a peer that stops reading).
+#[test_deadline::test]
+async fn a_reset_with_bytes_queued_ends_the_session_as_gone_not_stalled() {
+    let s = Switch::start_with(|c| {
+        c.session.ping_timeout_secs = 3.0;
+        c.session.max_in_flight_bytes = 64 * 1024;
+    })
+    .await;
+    let mut b = s.backend().await;
+    let mut slow = s.small_buffer_ws().await;
+    slow.send(json!({"packet_type": "alive", "subject_id": "slow", "data": {}}))
+        .await;
+    slow.recv_type("update_status").await;
+    let filler = "z".repeat(50 * 1024);
+    for n in 0..100 {
+        b.send(
+            json!({"packet_type": "client_bound_live_update", "subject_id": "slow",
+                      "data": {"n": n, "filler": filler}}),
+        )
+        .await;
+    }
+    // Far more than the buffers between us: the rest waits in the switch.
+    s.wait_metric_at_least("switchyard_packets_queued", &[], 1.0)
+        .await;
+    // Linger 0: the close is a reset. (Deprecated because a non-zero
+    // linger blocks the thread on drop; zero does not.)
+    if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = slow.stream.get_ref() {
+        #[allow(deprecated)]
+        tcp.set_linger(Some(Duration::ZERO)).unwrap();
+    }
+    drop(slow);
+    s.wait_metric("switchyard_connections_open", &[("link", "router")], 1.0)
+        .await;
+    s.assert_not_counted(
+        "switchyard_peers_cut_total",
+        &[("link", "router"), ("reason", "stalled")],
+    )
+    .await;
+    b.send(json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {}}))
+        .await;
+    let r = b.recv_type("return_statuses").await;
+    assert!(r["data"]["slow"].is_string(), "{r}");
+    s.stop().await;
+}
