@@ -1464,3 +1464,257 @@ async fn a_silent_switch_makes_request_statuses_partial_not_late() {
     n2.signal("-CONT");
     n1.stop().await;
 }
+
+/// Asks `subject` with a bare NATS client (not a switch) and returns the
+/// JSON answer: JetStream's API, to look at a stream from outside.
+async fn nats_request(nats: &Nats, subject: &str, body: &str) -> serde_json::Value {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", nats.port))
+        .await
+        .unwrap();
+    let (r, mut w) = tcp.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    // Subscribed before asking: the server reads both in order.
+    let out = format!(
+        "CONNECT {{\"verbose\":false}}\r\nSUB _INBOX.test 1\r\nPUB {subject} _INBOX.test {}\r\n{body}\r\n",
+        body.len()
+    );
+    w.write_all(out.as_bytes()).await.unwrap();
+    let answer = async {
+        loop {
+            line.clear();
+            r.read_line(&mut line).await.unwrap();
+            if line.starts_with("PING") {
+                w.write_all(b"PONG\r\n").await.unwrap();
+            } else if let Some(args) = line.strip_prefix("MSG ") {
+                let len: usize = args.split_whitespace().last().unwrap().parse().unwrap();
+                let mut payload = vec![0; len + 2];
+                r.read_exact(&mut payload).await.unwrap();
+                return serde_json::from_slice(&payload[..len]).unwrap();
+            } else {
+                assert!(!line.is_empty() && !line.starts_with("-ERR"), "{line:?}");
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, answer)
+        .await
+        .unwrap_or_else(|_| panic!("no answer on {subject}"))
+}
+
+/// The agents' mailboxes and the backend's stream (CLUSTER.md 2, "Names").
+const MAILBOXES: &str = "SY_MBOX";
+const BACKEND_STREAM: &str = "SY_BACKEND";
+
+/// How many messages `stream` holds now.
+async fn stored_in(nats: &Nats, stream: &str) -> u64 {
+    let info = nats_request(nats, &format!("$JS.API.STREAM.INFO.{stream}"), "").await;
+    info["state"]["messages"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{stream}: {info}"))
+}
+
+/// Waits until `stream` holds nothing: what the switches wrote to their
+/// sockets is acknowledged (purged), as it must be after an ack interval.
+async fn wait_purged(nats: &Nats, stream: &str) {
+    wait_for(&format!("{stream} purged"), || async move {
+        stored_in(nats, stream).await == 0
+    })
+    .await;
+}
+
+/// A socket that said `alive` as agent `id` at `s` (its `update_status`
+/// not waited for: what comes before it counts too).
+async fn alive_on(s: &Switch, id: &str) -> Ws {
+    let mut a = s.ws().await;
+    a.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
+        .await;
+    a
+}
+
+/// No more packets of `packet_type` within 300 ms (others pass).
+async fn nothing_more(ws: &mut Ws, packet_type: &str) {
+    while let Ok(p) = ws.try_recv(Duration::from_millis(300)).await {
+        assert_ne!(p["packet_type"], json!(packet_type), "once only: {p}");
+    }
+}
+
+// CLUSTER.md 2: every ack interval the switch holding a socket purges
+// what the socket's transport has taken (the purge is the
+// acknowledgement), and a new holder reads from the first packet not
+// purged. So an agent ("Rebind") or a backend ("Backend-bound") that
+// moves to another switch after its packets were acknowledged gets none
+// of them again: duplicates only within the ack interval.
+#[test_deadline::test]
+async fn what_was_acknowledged_is_not_delivered_again_on_another_switch() {
+    let nats = Nats::start();
+    let [n1, n2] = switches(&nats).await;
+    let mut b = n1.backend().await;
+    let mut a = n1.agent("p").await;
+    for n in 0..10 {
+        b.send(live_update("p", "client_bound_live_update", n))
+            .await;
+        a.send(live_update("p", "mephisto_bound_live_update", n))
+            .await;
+    }
+    let want: Vec<i64> = (0..10).collect();
+    assert_eq!(numbers(&mut a, "client_bound_live_update", 10).await, want);
+    assert_eq!(
+        numbers(&mut b, "mephisto_bound_live_update", 10).await,
+        want
+    );
+    wait_purged(&nats, MAILBOXES).await;
+    wait_purged(&nats, BACKEND_STREAM).await;
+    // The agent says `alive` on n2 (its socket on n1 still open), the
+    // backend reconnects to n2: the first packet each gets is the next.
+    let mut moved = alive_on(&n2, "p").await;
+    b.close().await;
+    let mut b = n2.backend().await;
+    b.send(live_update("p", "client_bound_live_update", 10))
+        .await;
+    assert_eq!(
+        numbers(&mut moved, "client_bound_live_update", 1).await,
+        [10]
+    );
+    moved
+        .send(live_update("p", "mephisto_bound_live_update", 10))
+        .await;
+    assert_eq!(numbers(&mut b, "mephisto_bound_live_update", 1).await, [10]);
+    for s in [n1, n2] {
+        s.stop().await;
+    }
+}
+
+// CLUSTER.md 2 "Rebind": an agent that says `alive` on another switch is
+// that switch's; the switch that held it sees the owner change, closes
+// its socket (1000; house rule 6 across switches) and lets its Agent go.
+// Packets from then on reach the agent once each, in order. PROTOCOL 1.3
+// (state removed after `submit_task`) + 1.2 (a packet for an agent with
+// no socket waits for its next `alive`): a submitted agent stops reading
+// its mailbox at once, so a packet sent after the submit is kept, once.
+#[test_deadline::test]
+async fn an_agent_taken_by_another_switch_is_let_go_where_it_was() {
+    let nats = Nats::start();
+    let ([n1, n2], mut b, mut old) = backend_here_agent_there(&nats, "t").await;
+    wait_purged(&nats, MAILBOXES).await;
+    let mut a = alive_on(&n1, "t").await;
+    assert_eq!(old.closed_with().await, 1000);
+    n2.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 0.0)
+        .await;
+    for n in 1..=20 {
+        b.send(live_update("t", "client_bound_live_update", n))
+            .await;
+    }
+    assert_eq!(
+        numbers(&mut a, "client_bound_live_update", 20).await,
+        (1..=20).collect::<Vec<i64>>()
+    );
+    nothing_more(&mut a, "client_bound_live_update").await;
+    let (status, _) = post_json(
+        &n1.url("/submit_task"),
+        json!({"USED_AGENT_ID": "t", "final_data": {}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    n1.wait_metric(
+        "switchyard_actor_messages_total",
+        &[("kind", "Agent"), ("message", "RetireAgent")],
+        1.0,
+    )
+    .await;
+    b.send(live_update("t", "client_bound_live_update", 21))
+        .await;
+    let mut again = alive_on(&n2, "t").await;
+    assert_eq!(
+        numbers(&mut again, "client_bound_live_update", 1).await,
+        [21]
+    );
+    nothing_more(&mut again, "client_bound_live_update").await;
+}
+
+// PROTOCOL 1.2 `alive` (a newer backend socket replaces the older one,
+// which is closed) across switches, CLUSTER.md 2 "Backend-bound" (the
+// previous holder sees the lease change, closes its socket and stops
+// reading the stream): from then on every update reaches the new backend
+// only, once each, in order, and the switch left holds none of them back
+// for a later backend of its own.
+#[test_deadline::test]
+async fn a_backend_on_another_switch_replaces_the_old_one() {
+    let nats = Nats::start();
+    let [n1, n2] = switches(&nats).await;
+    let mut b1 = n1.backend().await;
+    let mut a = n1.agent("u").await;
+    a.send(live_update("u", "mephisto_bound_live_update", 0))
+        .await;
+    assert_eq!(numbers(&mut b1, "mephisto_bound_live_update", 1).await, [0]);
+    wait_purged(&nats, BACKEND_STREAM).await;
+    let mut b2 = n2.backend().await;
+    assert_eq!(b1.closed_with().await, 1000);
+    for n in 1..=20 {
+        a.send(live_update("u", "mephisto_bound_live_update", n))
+            .await;
+    }
+    assert_eq!(
+        numbers(&mut b2, "mephisto_bound_live_update", 20).await,
+        (1..=20).collect::<Vec<i64>>()
+    );
+    nothing_more(&mut b2, "mephisto_bound_live_update").await;
+    // Back to n1: it kept nothing of what went to b2.
+    wait_purged(&nats, BACKEND_STREAM).await;
+    let mut b3 = n1.backend().await;
+    assert_eq!(b2.closed_with().await, 1000);
+    a.send(live_update("u", "mephisto_bound_live_update", 21))
+        .await;
+    assert_eq!(
+        numbers(&mut b3, "mephisto_bound_live_update", 1).await,
+        [21]
+    );
+    for s in [n1, n2] {
+        s.stop().await;
+    }
+}
+
+// PROTOCOL 1.4 `/request_agent` + CLUSTER.md 2 "Backend-bound": the
+// switch holding the backend remembers which switch holds each request
+// (bounded, until the request timeout) and sends its `agent_details`
+// there. Two requests waiting at once on another switch are both
+// answered, the second one after the backend took 200 ms (several ack
+// intervals) over it.
+#[test_deadline::test]
+async fn requests_waiting_at_once_on_another_switch_are_all_answered() {
+    let nats = Nats::start();
+    let [n1, n2] = switches(&nats).await;
+    let mut b = n1.backend().await;
+    let mut requests = Vec::new();
+    for worker in ["w1", "w2"] {
+        let url = n2.url("/request_agent");
+        requests.push(actix_web::rt::spawn(async move {
+            post_json(&url, json!({"provider_data": {"worker": worker}})).await
+        }));
+    }
+    let mut asked = Vec::new();
+    for _ in 0..2 {
+        let p = b.recv_type("register_agent").await;
+        asked.push((
+            p["data"]["request_id"].as_str().unwrap().to_string(),
+            p["data"]["provider_data"]["worker"].clone(),
+        ));
+    }
+    for (i, (request_id, worker)) in asked.iter().enumerate() {
+        if i == 1 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        b.send(
+            json!({"packet_type": "agent_details", "subject_id": request_id,
+                      "data": {"request_id": request_id, "agent_id": worker}}),
+        )
+        .await;
+    }
+    for (worker, r) in ["w1", "w2"].into_iter().zip(requests) {
+        let (status, answer) = r.await.unwrap();
+        assert_eq!(status, 200, "{worker}: {answer}");
+        assert_eq!(answer["data"]["agent_id"], json!(worker));
+    }
+}
