@@ -423,6 +423,30 @@ mod tests {
         assert!(c.contains(&k));
     }
 
+    /// PROTOCOL 5: a gateway that goes takes its nodes with it, and says
+    /// how many (its log line); the local mesh's nodes stay.
+    #[test]
+    fn forgetting_a_gateway_counts_its_nodes_only() {
+        let mut c = NodeCache::new(10, 60.0);
+        let on = |gateway: &str, addr| NodeKey {
+            gateway: Some(gateway.into()),
+            addr,
+        };
+        for key in [
+            NodeKey::local(1),
+            on("g", 1),
+            on("g", 2),
+            on("g", 3),
+            on("h", 1),
+        ] {
+            c.touch(&key, 1.0);
+        }
+        assert_eq!(c.forget_gateway("g"), 3);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.forget_gateway("g"), 0);
+        assert!(c.contains(&on("h", 1)) && c.contains(&NodeKey::local(1)));
+    }
+
     #[test]
     fn sweep_marks_silent_nodes_inactive_and_touch_brings_them_back() {
         let mut c = NodeCache::new(3, 60.0);
