@@ -171,13 +171,16 @@ impl NodeCache {
     /// The node was heard from at `ts`. Returns its new status if it
     /// changed (a new node, or an inactive one back).
     pub fn touch(&mut self, key: &NodeKey, ts: f64) -> Option<NodeStatus> {
-        let timeout = self.node_timeout_secs;
         match self.nodes.get_mut(key) {
             Some(n) => {
-                if ts > n.last_seen {
+                // Late news (a sample older than the newest heard, say one
+                // relayed late by a gateway) does not bring a silent node
+                // back: only hearing from it anew does.
+                let newest = ts >= n.last_seen;
+                if newest {
                     n.last_seen = ts;
                 }
-                if n.status == NodeStatus::Inactive && ts - n.last_seen <= timeout {
+                if n.status == NodeStatus::Inactive && newest {
                     n.status = NodeStatus::Active;
                     return Some(NodeStatus::Active);
                 }
@@ -452,10 +455,13 @@ mod tests {
         let mut c = NodeCache::new(3, 60.0);
         let a = NodeKey::local(1);
         let b = NodeKey::local(2);
-        c.touch(&a, 0.0);
+        c.touch(&a, 1.0);
         c.touch(&b, 50.0);
-        assert_eq!(c.sweep(61.0), vec![(a.clone(), NodeStatus::Inactive)]);
+        assert_eq!(c.sweep(61.5), vec![(a.clone(), NodeStatus::Inactive)]);
         assert_eq!(c.sweep(62.0), vec![]);
+        assert_eq!(c.active_count(), 1);
+        // Late news of the silent node is not news of it.
+        assert_eq!(c.touch(&a, 0.5), None);
         assert_eq!(c.active_count(), 1);
         assert_eq!(c.touch(&a, 63.0), Some(NodeStatus::Active));
         assert_eq!(c.active_count(), 2);
