@@ -605,6 +605,17 @@ async fn the_simulated_mesh_runs_by_default() {
     s.stop().await;
 }
 
+/// A simulator process, killed when it is dropped: a test that fails
+/// part way leaves none running.
+struct Sim(std::process::Child);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 // `switchyard simulate` alone; killing it shows link loss, restarting it
 // at the same path shows recovery.
 #[test_deadline::test]
@@ -629,18 +640,18 @@ async fn the_simulate_command_is_a_root_for_another_switch() {
         let mut line = String::new();
         let out = child.stdout.take().unwrap();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        let sim = Sim(child);
         assert_eq!(line.trim(), link.to_str().unwrap());
-        child
+        sim
     };
-    let mut sim = spawn_sim(&link);
+    let sim = spawn_sim(&link);
     let l = link.to_string_lossy().into_owned();
     let s = Switch::start_with(move |c| c.uart = l).await;
     s.wait_metric("switchyard_nodes", &[("status", "active")], 2.0)
         .await;
-    sim.kill().unwrap();
-    sim.wait().unwrap();
+    drop(sim);
     s.wait_metric("switchyard_mesh_link_up", &[], 0.0).await;
-    let mut sim = spawn_sim(&link);
+    let sim = spawn_sim(&link);
     s.wait_metric("switchyard_mesh_link_up", &[], 1.0).await;
     let before = s.metric("switchyard_node_updates_total", &[]).await;
     let url = s.url("/metrics");
@@ -649,7 +660,6 @@ async fn the_simulate_command_is_a_root_for_another_switch() {
         async move { metric_at(&url, "switchyard_node_updates_total", &[]).await > before }
     })
     .await;
-    sim.kill().unwrap();
-    let _ = sim.wait();
+    drop(sim);
     s.stop().await;
 }
