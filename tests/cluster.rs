@@ -581,8 +581,7 @@ impl Drop for Node {
 /// A socket that said `alive` as agent `id` at `ws_url`.
 async fn agent_at(ws_url: &str, id: &str) -> Ws {
     let mut a = Ws::connect(ws_url).await;
-    a.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
-        .await;
+    a.send(alive(id)).await;
     let p = a.recv_type("update_status").await;
     assert_eq!(p["subject_id"], json!(id));
     a
@@ -591,8 +590,7 @@ async fn agent_at(ws_url: &str, id: &str) -> Ws {
 /// A socket that said `alive` as the backend at `ws_url`.
 async fn backend_at(ws_url: &str) -> Ws {
     let mut b = Ws::connect(ws_url).await;
-    b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    b.send(alive("mephisto")).await;
     b
 }
 
@@ -1529,8 +1527,7 @@ async fn wait_purged(nats: &Nats, stream: &str) {
 /// not waited for: what comes before it counts too).
 async fn alive_on(s: &Switch, id: &str) -> Ws {
     let mut a = s.ws().await;
-    a.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
-        .await;
+    a.send(alive(id)).await;
     a
 }
 

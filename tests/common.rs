@@ -103,8 +103,7 @@ impl Switch {
     /// A socket that said `alive` as the backend.
     pub async fn backend(&self) -> Ws {
         let mut b = self.ws().await;
-        b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-            .await;
+        b.send(alive("mephisto")).await;
         let m = self.clone_metrics_url();
         wait_for("backend connected", || {
             let m = m.clone();
@@ -117,8 +116,7 @@ impl Switch {
     /// A socket that said `alive` as agent `id` and got its `update_status`.
     pub async fn agent(&self, id: &str) -> Ws {
         let mut a = self.ws().await;
-        a.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
-            .await;
+        a.send(alive(id)).await;
         let p = a.recv_type("update_status").await;
         assert_eq!(p["subject_id"], json!(id));
         a
@@ -534,6 +532,16 @@ pub fn live_update(subject: &str, packet_type: &str, n: i64) -> Value {
         "data": {"n": n},
         "client_timestamp": 1.0,
     })
+}
+
+/// An `alive` packet for agent `id` (`"mephisto"`: the backend's).
+pub fn alive(id: &str) -> Value {
+    json!({"packet_type": "alive", "subject_id": id, "data": {}})
+}
+
+/// An `update_status` packet from the backend giving agent `id` `status`.
+pub fn update_status(id: &str, status: &str) -> Value {
+    json!({"packet_type": "update_status", "subject_id": id, "data": {"status": status}})
 }
 
 /// A heartbeat packet from agent `id`.

@@ -219,8 +219,7 @@ async fn an_agent_that_stops_reading_is_cut_within_the_ping_timeout() {
     let mut victim = s.agent("victim").await;
     // The attacker binds an agent, then never reads again.
     let mut slow = s.small_buffer_ws().await;
-    slow.send(json!({"packet_type": "alive", "subject_id": "slow", "data": {}}))
-        .await;
+    slow.send(alive("slow")).await;
     slow.recv_type("update_status").await;
     let big = "x".repeat(60 * 1024);
     for i in 0..200 {
@@ -281,8 +280,7 @@ async fn sockets_past_the_connection_limit_are_closed_with_1013() {
     .await;
     // The ones in use still work.
     let mut a = held.pop().unwrap();
-    a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
-        .await;
+    a.send(alive("a1")).await;
     a.recv_type("update_status").await;
     heartbeat_within(&mut a, "a1", Duration::from_secs(5)).await;
     // A slot freed is a slot to take.
@@ -1114,8 +1112,7 @@ async fn a_reset_with_bytes_queued_ends_the_session_as_gone_not_stalled() {
     .await;
     let mut b = s.backend().await;
     let mut slow = s.small_buffer_ws().await;
-    slow.send(json!({"packet_type": "alive", "subject_id": "slow", "data": {}}))
-        .await;
+    slow.send(alive("slow")).await;
     slow.recv_type("update_status").await;
     let filler = "z".repeat(50 * 1024);
     for n in 0..100 {

@@ -149,16 +149,12 @@ async fn a_socket_binds_a_few_short_ids_and_speaks_only_for_them() {
     let mut backend = s.backend().await;
     let mut attacker = s.ws().await;
     for i in 0..4 {
-        attacker
-            .send(json!({"packet_type": "alive", "subject_id": format!("a{i}"), "data": {}}))
-            .await;
+        attacker.send(alive(&format!("a{i}"))).await;
         attacker.recv_type("update_status").await;
     }
     // A flood of new ids: each refused, no agent made.
     for i in 4..2000 {
-        attacker
-            .send(json!({"packet_type": "alive", "subject_id": format!("a{i}"), "data": {}}))
-            .await;
+        attacker.send(alive(&format!("a{i}"))).await;
     }
     for _ in 4..2000 {
         let e = error_of(&mut attacker).await;
@@ -178,8 +174,7 @@ async fn a_socket_binds_a_few_short_ids_and_speaks_only_for_them() {
 
     // Too long an id, from a fresh socket.
     let mut long = s.ws().await;
-    long.send(json!({"packet_type": "alive", "subject_id": "x".repeat(300), "data": {}}))
-        .await;
+    long.send(alive(&"x".repeat(300))).await;
     let e = error_of(&mut long).await;
     assert_eq!(e["kind"], json!("id_too_long"), "{e}");
     s.wait_metric(
@@ -225,16 +220,12 @@ async fn a_socket_keeps_its_role() {
     let s = Switch::start().await;
     let mut backend = s.backend().await;
     let mut turncoat = s.agent("t1").await;
-    turncoat
-        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    turncoat.send(alive("mephisto")).await;
     assert_eq!(turncoat.closed_with().await, 1008);
     s.wait_metric("switchyard_backend_refused_total", &[], 1.0)
         .await;
     // Nor may the backend's socket bind an agent.
-    backend
-        .send(json!({"packet_type": "alive", "subject_id": "b1", "data": {}}))
-        .await;
+    backend.send(alive("b1")).await;
     let e = error_of(&mut backend).await;
     assert_eq!(e["kind"], json!("role_change"), "{e}");
     s.wait_metric(
@@ -260,9 +251,7 @@ async fn without_a_token_the_backend_is_pinned_to_its_first_address() {
     let s = Switch::start().await;
     let mut backend = s.backend().await;
     let mut usurper = ws_from(&s, "127.0.0.2").await;
-    usurper
-        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    usurper.send(alive("mephisto")).await;
     assert_eq!(usurper.closed_with().await, 1008);
     s.wait_metric("switchyard_backend_refused_total", &[], 1.0)
         .await;
@@ -275,9 +264,7 @@ async fn without_a_token_the_backend_is_pinned_to_its_first_address() {
     // The pinned address may come back (a backend restart).
     backend.close().await;
     let mut again = s.ws().await;
-    again
-        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    again.send(alive("mephisto")).await;
     s.wait_metric("switchyard_backend_connected", &[], 1.0)
         .await;
     a.send(live_update("a1", "mephisto_bound_live_update", 6))
@@ -293,16 +280,12 @@ async fn without_a_token_the_backend_is_pinned_to_its_first_address() {
 async fn backend_allow_admits_only_its_networks() {
     let s = Switch::start_with(|c| c.backend.allow = vec!["127.0.0.2/32".into()]).await;
     let mut outsider = s.ws().await;
-    outsider
-        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    outsider.send(alive("mephisto")).await;
     assert_eq!(outsider.closed_with().await, 1008);
     s.wait_metric("switchyard_backend_refused_total", &[], 1.0)
         .await;
     let mut backend = ws_from(&s, "127.0.0.2").await;
-    backend
-        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    backend.send(alive("mephisto")).await;
     s.wait_metric("switchyard_backend_connected", &[], 1.0)
         .await;
     let mut a = s.agent("a1").await;
@@ -455,8 +438,7 @@ async fn an_agent_queue_is_bounded_in_bytes() {
     // The agent comes and gets the newest, in order.
     let kept = s.metric("switchyard_packets_queued", &[]).await as i64;
     let mut a = s.ws().await;
-    a.send(json!({"packet_type": "alive", "subject_id": "away", "data": {}}))
-        .await;
+    a.send(alive("away")).await;
     for n in (40 - kept)..40 {
         let p = a.recv_type("client_bound_live_update").await;
         assert_eq!(p["data"]["n"], json!(n));
@@ -503,8 +485,7 @@ async fn past_max_agents_new_ids_are_refused() {
         keep.push(s.agent(&format!("a{i}")).await);
     }
     let mut late = s.ws().await;
-    late.send(json!({"packet_type": "alive", "subject_id": "a3", "data": {}}))
-        .await;
+    late.send(alive("a3")).await;
     let e = error_of(&mut late).await;
     assert_eq!(e["kind"], json!("agent_limit"), "{e}");
     s.wait_metric(
@@ -713,9 +694,7 @@ async fn a_silent_agent_socket_is_taken_over_quickly() {
     let _silent = s.agent("w").await;
     let t = Instant::now();
     let mut again = s.ws().await;
-    again
-        .send(json!({"packet_type": "alive", "subject_id": "w", "data": {}}))
-        .await;
+    again.send(alive("w")).await;
     again.recv_type("update_status").await;
     assert!(
         t.elapsed() < Duration::from_secs(3),
@@ -780,15 +759,12 @@ async fn claims_on_two_agents_of_one_live_socket_are_both_refused() {
     let _backend = s.backend().await;
     let mut victim = s.ws().await;
     for id in ["x1", "x2"] {
-        victim
-            .send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
-            .await;
+        victim.send(alive(id)).await;
         victim.recv_type("update_status").await;
     }
     let (mut a1, mut a2) = (s.ws().await, s.ws().await);
     for (a, id) in [(&mut a1, "x1"), (&mut a2, "x2")] {
-        a.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
-            .await;
+        a.send(alive(id)).await;
     }
     // The victim reads nothing (so its client answers no ping) until the
     // switch has asked its socket twice: only then are both claims pending

@@ -6,7 +6,7 @@
 //! A module of tests/tests.rs that uses nothing from its siblings (no
 //! `super::`/`crate::` paths): it drives the built binary, not the library.
 
-use crate::common::free_port;
+use crate::common::{alive, free_port};
 use std::fs;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -252,11 +252,9 @@ async fn mephisto_launcher_starts_serves_and_stops_cleanly() {
 
     // alive -> update_status
     let agent = "launch-agent-1";
-    ws.send(Message::Text(
-        json!({"packet_type": "alive", "subject_id": agent, "data": {}}).to_string(),
-    ))
-    .await
-    .expect("send alive");
+    ws.send(Message::Text(alive(agent).to_string()))
+        .await
+        .expect("send alive");
     let status = packet_of_type(&mut ws, "update_status").await;
     assert_eq!(status["subject_id"], agent, "{status}");
     assert_eq!(status["data"]["status"], "none", "{status}");

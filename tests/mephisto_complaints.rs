@@ -22,10 +22,6 @@ fn request_statuses() -> Value {
            "server_timestamp": 42.5, "client_timestamp": 1.0})
 }
 
-fn update_status(id: &str, status: &str) -> Value {
-    json!({"packet_type": "update_status", "subject_id": id, "data": {"status": status}})
-}
-
 /// One `request_statuses` round trip: the `return_statuses` data.
 async fn statuses(backend: &mut Ws) -> Value {
     backend.send(request_statuses()).await;
@@ -276,8 +272,7 @@ async fn a_worker_back_within_the_grace_keeps_the_task() {
     assert_eq!(statuses(&mut b).await["w"], json!("in task"));
 
     let mut a = s.ws().await;
-    a.send(json!({"packet_type": "alive", "subject_id": "w", "data": {}}))
-        .await;
+    a.send(alive("w")).await;
     for n in 0..5 {
         let p = a.recv().await;
         assert_eq!(p["packet_type"], json!("client_bound_live_update"), "{p}");
@@ -335,9 +330,7 @@ async fn a_worker_behind_a_half_open_socket_takes_the_task_back_quickly() {
 
     let t = Instant::now();
     let mut again = s.ws().await;
-    again
-        .send(json!({"packet_type": "alive", "subject_id": "h", "data": {}}))
-        .await;
+    again.send(alive("h")).await;
     let p = again.recv_type("update_status").await;
     assert_eq!(p["data"]["status"], json!("in task"));
     assert!(
@@ -471,8 +464,7 @@ async fn statuses_seen_by_router_backend_and_agents_agree() {
     a3.close().await;
     let dropped = Instant::now();
     let mut a2 = s.ws().await;
-    a2.send(json!({"packet_type": "alive", "subject_id": "a2", "data": {}}))
-        .await;
+    a2.send(alive("a2")).await;
     assert_eq!(
         a2.recv_type("update_status").await["data"]["status"],
         json!("waiting")

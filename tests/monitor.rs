@@ -97,10 +97,7 @@ async fn every_event_kind_reaches_subscribers() {
         (e["agent_id"].clone(), e["status"].clone()),
         (json!("ag"), json!("none"))
     );
-    b.send(
-        json!({"packet_type": "update_status", "subject_id": "ag", "data": {"status": "in task"}}),
-    )
-    .await;
+    b.send(update_status("ag", "in task")).await;
     assert_eq!(
         next_event(&mut mon, "agent_status").await["status"],
         json!("in task")

@@ -139,9 +139,7 @@ async fn queued_packets_outbox_and_statuses_survive_a_graceful_restart() {
     // The backend gets its outbox, in order, once, before anything newer;
     // the cancelled request's register_agent is not among it.
     let mut backend = s.ws().await;
-    backend
-        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    backend.send(alive("mephisto")).await;
     backend.send(request_statuses()).await;
     let (before, statuses) = packets_until(&mut backend, "return_statuses").await;
     assert_eq!(
@@ -165,8 +163,7 @@ async fn queued_packets_outbox_and_statuses_survive_a_graceful_restart() {
 
     // The agent gets its queue, in order, once, then its status.
     let mut a1 = s.ws().await;
-    a1.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
-        .await;
+    a1.send(alive("a1")).await;
     a1.send(json!({"packet_type": "heartbeat", "subject_id": "a1", "data": {}}))
         .await;
     let (before, hb) = packets_until(&mut a1, "heartbeat").await;
@@ -299,8 +296,7 @@ async fn damaged_foreign_or_oversized_state_is_set_aside_and_bounds_hold() {
     assert_eq!(s.metric("switchyard_packets_queued", &[]).await, 6.0);
     // The newest two of each queue, in order.
     let mut w0 = s.ws().await;
-    w0.send(json!({"packet_type": "alive", "subject_id": "w0", "data": {}}))
-        .await;
+    w0.send(alive("w0")).await;
     let (before, status) = packets_until(&mut w0, "update_status").await;
     assert_eq!(ns(&before, "client_bound_live_update", "w0"), vec![2, 3]);
     assert_eq!(status["data"]["status"], json!("waiting"));
@@ -392,9 +388,7 @@ async fn sigterm_on_the_binary_keeps_the_outbox_and_answers_waiting_requests() {
     let ws = format!("ws://127.0.0.1:{port}/");
 
     let mut agent = Ws::connect(&ws).await;
-    agent
-        .send(json!({"packet_type": "alive", "subject_id": "w1", "data": {}}))
-        .await;
+    agent.send(alive("w1")).await;
     agent.recv_type("update_status").await;
     for n in 1..=2 {
         agent
@@ -420,9 +414,7 @@ async fn sigterm_on_the_binary_keeps_the_outbox_and_answers_waiting_requests() {
     let p = spawn_switch(&data, port).await;
     assert!(!data.join("state/router.json").exists());
     let mut backend = Ws::connect(&ws).await;
-    backend
-        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    backend.send(alive("mephisto")).await;
     backend.send(request_statuses()).await;
     let (before, statuses) = packets_until(&mut backend, "return_statuses").await;
     assert_eq!(before.len(), 2, "{before:?}");

@@ -55,8 +55,7 @@ async fn wait_status(backend: &mut Ws, agent: &str, status: &str) -> Value {
 async fn agent_alive_answers_update_status() {
     let s = Switch::start().await;
     let mut a = s.ws().await;
-    a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
-        .await;
+    a.send(alive("a1")).await;
     let p = a.recv().await;
     assert_eq!(p["packet_type"], json!("update_status"));
     assert_eq!(p["data"]["status"], json!("none"));
@@ -178,10 +177,7 @@ async fn log_error_packet_reaches_the_backend() {
 #[test_deadline::test]
 async fn update_status_is_recorded_and_returned() {
     let Router { s, mut b, mut a } = Router::start().await;
-    b.send(
-        json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "in task"}}),
-    )
-    .await;
+    b.send(update_status("a1", "in task")).await;
     let p = a.recv_type("update_status").await;
     assert_eq!(p["data"]["status"], json!("in task"));
     b.send(request_statuses()).await;
@@ -215,8 +211,7 @@ async fn agent_reconnect_loses_no_client_bound_packet() {
     let bytes = s.metric("switchyard_packets_queued_bytes", &[]).await;
     assert!(bytes >= 5.0 * 60.0, "5 packets queued in {bytes} bytes");
     let mut a = s.ws().await;
-    a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
-        .await;
+    a.send(alive("a1")).await;
     for n in 0..5 {
         let p = a.recv().await;
         assert_eq!(p["packet_type"], json!("client_bound_live_update"), "{p}");
@@ -317,10 +312,7 @@ async fn alive_from_a_new_socket_takes_over_a_silent_one() {
 #[test_deadline::test]
 async fn reconnect_grace_expiry_disconnects() {
     let Router { s, mut b, a } = Router::start().await;
-    b.send(
-        json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "in task"}}),
-    )
-    .await;
+    b.send(update_status("a1", "in task")).await;
     wait_status(&mut b, "a1", "in task").await;
     a.close().await;
     wait_status(&mut b, "a1", "disconnect").await;
@@ -331,19 +323,13 @@ async fn reconnect_grace_expiry_disconnects() {
 #[test_deadline::test]
 async fn reconnect_within_grace_keeps_status() {
     let Router { s, mut b, a } = Router::start_with(|c| c.agent.reconnect_grace_secs = 1.0).await;
-    b.send(
-        json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "waiting"}}),
-    )
-    .await;
+    b.send(update_status("a1", "waiting")).await;
     wait_status(&mut b, "a1", "waiting").await;
     // A witness agent in the same status whose socket closes after a1's
     // and never comes back: once its grace has run out, a1's (started
     // earlier) has too, so no fixed sleep stands for "the grace is over".
     let witness = s.agent("w").await;
-    b.send(
-        json!({"packet_type": "update_status", "subject_id": "w", "data": {"status": "waiting"}}),
-    )
-    .await;
+    b.send(update_status("w", "waiting")).await;
     wait_status(&mut b, "w", "waiting").await;
     a.close().await;
     let _a2 = s.agent("a1").await;
@@ -364,10 +350,7 @@ async fn ping_timeout_disconnects_a_silent_live_agent() {
             .await;
         sock.recv_type("heartbeat").await;
     }
-    b.send(
-        json!({"packet_type": "update_status", "subject_id": "a1", "data": {"status": "in task"}}),
-    )
-    .await;
+    b.send(update_status("a1", "in task")).await;
     a.recv_type("update_status").await;
     // a2 stays `none`: not a live status, never timed out.
     let r = wait_status(&mut b, "a1", "disconnect").await;
@@ -400,8 +383,7 @@ async fn agent_queue_is_bounded_and_drops_are_reported() {
     )
     .await;
     let mut a = s.ws().await;
-    a.send(json!({"packet_type": "alive", "subject_id": "ghost", "data": {}}))
-        .await;
+    a.send(alive("ghost")).await;
     for n in 3..13 {
         assert_eq!(a.recv().await["data"]["n"], json!(n));
     }
@@ -501,18 +483,14 @@ async fn a_message_past_the_transport_limit_closes_with_1009() {
 async fn backend_token_is_required_when_set() {
     let s = Switch::start_with(|c| c.backend.token = Some("s3cret".into())).await;
     let mut intruder = s.ws().await;
-    intruder
-        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    intruder.send(alive("mephisto")).await;
     assert_eq!(intruder.closed_with().await, 1008);
     s.wait_metric("switchyard_backend_refused_total", &[], 1.0)
         .await;
     assert_eq!(s.metric("switchyard_backend_connected", &[]).await, 0.0);
 
     let mut wrong = Ws::connect(&format!("{}?token=nope", s.running.ws_url())).await;
-    wrong
-        .send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    wrong.send(alive("mephisto")).await;
     assert_eq!(wrong.closed_with().await, 1008);
     s.wait_metric("switchyard_backend_refused_total", &[], 2.0)
         .await;
@@ -527,8 +505,7 @@ async fn backend_token_is_required_when_set() {
     req.headers_mut()
         .insert("Authorization", "Bearer s3cret".parse().unwrap());
     let mut b = Ws::connect_request(req).await;
-    b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    b.send(alive("mephisto")).await;
     s.wait_metric("switchyard_backend_connected", &[], 1.0)
         .await;
     b.close().await;
@@ -536,8 +513,7 @@ async fn backend_token_is_required_when_set() {
         .await;
 
     let mut b = Ws::connect(&format!("{}?token=s3cret", s.running.ws_url())).await;
-    b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    b.send(alive("mephisto")).await;
     s.wait_metric("switchyard_backend_connected", &[], 1.0)
         .await;
     b.send(live_update("a1", "client_bound_live_update", 2))
@@ -555,8 +531,7 @@ async fn a_newer_backend_replaces_the_old_one() {
     let s = Switch::start().await;
     let mut old = s.backend().await;
     let mut new = s.ws().await;
-    new.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    new.send(alive("mephisto")).await;
     assert_eq!(old.closed_with().await, 1000);
     let mut a = s.agent("a1").await;
     a.send(live_update("a1", "mephisto_bound_live_update", 3))
@@ -629,8 +604,7 @@ async fn an_agent_that_stops_reading_fills_only_its_bounded_queue() {
         }
     });
     let mut slow = s.small_buffer_ws().await;
-    slow.send(json!({"packet_type": "alive", "subject_id": "slow", "data": {}}))
-        .await;
+    slow.send(alive("slow")).await;
     assert_eq!(slow.recv().await["packet_type"], json!("update_status"));
     let filler = "z".repeat(50 * 1024);
     // 400 x 50 KB: far more than the kernel's buffers between us.
@@ -688,8 +662,7 @@ async fn a_socket_for_two_agents_gets_both_queues_when_it_reads_again() {
         actix_web::rt::spawn(async move { while let Some(Ok(_)) = from_switch.next().await {} });
     let mut slow = s.small_buffer_ws().await;
     for id in ["x1", "x2"] {
-        slow.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
-            .await;
+        slow.send(alive(id)).await;
         assert_eq!(
             slow.recv_type("update_status").await["subject_id"],
             json!(id)
@@ -807,8 +780,7 @@ async fn status_changes_and_live_updates_keep_their_order() {
 async fn a_backend_that_stops_reading_gets_everything_in_order_later() {
     let s = Switch::start_with(|c| c.session.max_in_flight_bytes = 64 * 1024).await;
     let mut b = s.small_buffer_ws().await;
-    b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    b.send(alive("mephisto")).await;
     s.wait_metric("switchyard_backend_connected", &[], 1.0)
         .await;
     let mut a = s.agent("a1").await;
@@ -844,10 +816,6 @@ async fn a_backend_that_stops_reading_gets_everything_in_order_later() {
     assert_eq!(p["data"]["n"], json!(N));
     assert_eq!(s.metric("switchyard_backend_outbox_depth", &[]).await, 0.0);
     s.stop().await;
-}
-
-fn update_status(id: &str, status: &str) -> Value {
-    json!({"packet_type": "update_status", "subject_id": id, "data": {"status": status}})
 }
 
 // PROTOCOL 1.3 ping timeout: the live statuses are `onboarding`, `waiting`
@@ -928,8 +896,7 @@ async fn a_backend_token_must_match_in_full() {
     let n = requests.len();
     for (i, req) in requests.into_iter().enumerate() {
         let mut ws = Ws::connect_request(req).await;
-        ws.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-            .await;
+        ws.send(alive("mephisto")).await;
         assert_eq!(ws.closed_with().await, 1008, "attempt {i}");
         s.wait_metric("switchyard_backend_refused_total", &[], (i + 1) as f64)
             .await;
@@ -947,8 +914,7 @@ async fn a_backend_token_must_match_in_full() {
 async fn an_agent_socket_cannot_answer_an_http_request() {
     let s = Switch::start_with(|c| c.backend.token = Some("s3cret".into())).await;
     let mut b = Ws::connect(&format!("{}?token=s3cret", s.running.ws_url())).await;
-    b.send(json!({"packet_type": "alive", "subject_id": "mephisto", "data": {}}))
-        .await;
+    b.send(alive("mephisto")).await;
     s.wait_metric("switchyard_backend_connected", &[], 1.0)
         .await;
     let url = s.url("/request_agent");
@@ -1041,12 +1007,10 @@ async fn a_socket_gone_at_its_alive_leaves_the_queue_in_order() {
         s.wait_metric("switchyard_packets_queued", &[], N as f64)
             .await;
         let mut gone = s.ws().await;
-        gone.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
-            .await;
+        gone.send(alive(&id)).await;
         drop(gone);
         let mut back = s.ws().await;
-        back.send(json!({"packet_type": "alive", "subject_id": id, "data": {}}))
-            .await;
+        back.send(alive(&id)).await;
         let mut got = Vec::new();
         loop {
             let p = back.recv().await;
@@ -1075,8 +1039,7 @@ async fn a_socket_gone_at_its_alive_leaves_the_queue_in_order() {
 async fn alive_again_from_the_agents_own_socket_keeps_it_bound() {
     let Router { s, mut b, mut a } = Router::start().await;
     for _ in 0..2 {
-        a.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
-            .await;
+        a.send(alive("a1")).await;
         let p = a.recv().await;
         assert_eq!(p["packet_type"], json!("update_status"), "{p}");
     }
@@ -1099,8 +1062,7 @@ async fn a_socket_closing_while_probed_gives_its_agent_up() {
         a: mut old,
     } = Router::start().await;
     let mut new = s.ws().await;
-    new.send(json!({"packet_type": "alive", "subject_id": "a1", "data": {}}))
-        .await;
+    new.send(alive("a1")).await;
     // The old socket has read nothing (its client answered no ping) when
     // the switch has asked it once.
     s.wait_metric(

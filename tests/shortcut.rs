@@ -136,9 +136,7 @@ async fn live_updates_pass_a_known_agent_and_status_changes_cross_it() {
     // room at that moment; most must not.
     assert!(routed <= 5.0, "{routed} of 100 went through the directory");
     assert!(relays < 50.0, "{relays} of 100 crossed the agent");
-    b.send(json!({"packet_type": "update_status", "subject_id": "a1",
-                  "data": {"status": "in task"}}))
-        .await;
+    b.send(update_status("a1", "in task")).await;
     let p = a.recv_type("update_status").await;
     assert_eq!(p["data"]["status"], json!("in task"));
     b.send(json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {}}))
