@@ -36,6 +36,7 @@ pub const TARGETS: &[&str] = &[
     "state_snapshot",
     "cluster_records",
     "mqtt_commands",
+    "upload_name",
 ];
 
 /// Runs the check of target `name` on `data`.
@@ -52,6 +53,7 @@ pub fn check(name: &str, data: &[u8]) {
         "state_snapshot" => state_snapshot(data),
         "cluster_records" => cluster_records(data),
         "mqtt_commands" => mqtt_commands(data),
+        "upload_name" => upload_name(data),
         other => panic!("no fuzz target named {other}"),
     }
 }
@@ -675,11 +677,45 @@ pub fn mqtt_commands(data: &[u8]) {
     let t = Topics::new("switchyard", "homeassistant");
     if t.parse_command(topic).is_some() {
         assert!(topic.starts_with("switchyard/"), "{topic:?}");
-        assert!(topic.ends_with("/send") || topic.ends_with("/broadcast"), "{topic:?}");
+        assert!(
+            topic.ends_with("/send") || topic.ends_with("/broadcast"),
+            "{topic:?}"
+        );
     }
-    assert_eq!(t.parse_command(&Topics::result_of(topic)), None, "{topic:?}/result");
+    assert_eq!(
+        t.parse_command(&Topics::result_of(topic)),
+        None,
+        "{topic:?}/result"
+    );
     let l = level(topic);
-    assert!(!l.is_empty() && !l.contains(['/', '+', '#']), "{topic:?} -> {l:?}");
+    assert!(
+        !l.is_empty() && !l.contains(['/', '+', '#']),
+        "{topic:?} -> {l:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Uploaded files' names (PROTOCOL 1.4 `/submit_task`, `/download_file`)
+
+/// Whatever a worker calls a file (the multipart part's `filename`), the
+/// name it is stored under is one the download serves: plain characters
+/// only, no path step, at most 100 characters of the original's, never
+/// empty or hidden.
+pub fn upload_name(data: &[u8]) {
+    use switchyard::http::uploads::{clean_name, servable_name, UploadStore};
+    let original = String::from_utf8_lossy(data);
+    let cleaned = clean_name(&original);
+    assert!(!cleaned.is_empty() && cleaned.len() <= 100, "{cleaned:?}");
+    assert!(
+        cleaned
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')),
+        "{cleaned:?}"
+    );
+    assert!(!cleaned.starts_with('.'), "{cleaned:?}");
+    let stored = UploadStore::fresh_name(&original);
+    assert!(stored.ends_with(&cleaned), "{stored:?} of {cleaned:?}");
+    assert!(servable_name(&stored), "{stored:?} could not be downloaded");
 }
 
 pub fn seeds(name: &str) -> Vec<Vec<u8>> {
@@ -856,6 +892,19 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 with(&[4], br#"{"from":"n1","last_ping_ms":1700000000123}"#),
             ]
         }
+        "upload_name" => [
+            "photo.png",
+            "../../etc/passwd",
+            "C:\\x\\my file.png",
+            "report..final.pdf",
+            "....hidden",
+            "a/..\\..b\u{0}c",
+            "",
+            "\u{e9}t\u{e9} \u{1F600}.txt",
+        ]
+        .iter()
+        .map(|n| n.as_bytes().to_vec())
+        .collect(),
         "mqtt_commands" => vec![
             with(&[0, 0], b"hello node"),
             with(&[0, 0], br#"{"text": "hi", "tracked": true}"#),

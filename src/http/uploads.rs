@@ -49,6 +49,12 @@ pub fn clean_name(original: &str) -> String {
     }
 }
 
+/// Whether `name` may name a stored file at all (`/download_file`): no path
+/// separator, NUL or `..` path step. Every name `fresh_name` makes is one.
+pub fn servable_name(name: &str) -> bool {
+    !name.contains(['/', '\\', '\0']) && !name.contains("..")
+}
+
 impl UploadStore {
     pub fn open(dir: PathBuf, data_dir: &std::path::Path) -> std::io::Result<UploadStore> {
         std::fs::create_dir_all(&dir)?;
@@ -122,7 +128,7 @@ pub async fn download_file(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    if name.contains(['/', '\\', '\0']) || name.contains("..") || !state.uploads.knows(&name) {
+    if !servable_name(&name) || !state.uploads.knows(&name) {
         log::info!("download_file: refused {name:?} (not a file this switch stored)");
         return Err(ApiError::NotFound);
     }
