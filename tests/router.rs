@@ -287,6 +287,53 @@ async fn heartbeat_from_a_new_socket_takes_over_a_silent_one() {
     s.stop().await;
 }
 
+// PROTOCOL 1.2, 1.5 "Agents": once a new socket has taken an agent over,
+// the old socket's close is news of a socket the agent no longer has: the
+// agent stays bound to the new one, which still gets what crosses the
+// agent (a status change; live updates take the shortcut and would not
+// show it).
+#[test_deadline::test]
+async fn the_old_socket_closing_after_a_takeover_leaves_the_agent_bound() {
+    let s = Switch::start().await;
+    let mut b = s.backend().await;
+    let mut old = s.agent("a1").await;
+    let mut new = s.agent("a1").await;
+    assert_eq!(old.closed_with().await, 1000);
+    // The old session has ended (its close reached the agent's mailbox
+    // before this gauge moved); the backend and the new socket are left.
+    s.wait_metric("switchyard_connections_open", &[("link", "router")], 2.0)
+        .await;
+    b.send(update_status("a1", "in task")).await;
+    let p = new.recv_type("update_status").await;
+    assert_eq!(p["data"]["status"], json!("in task"), "{p}");
+    s.assert_not_counted("switchyard_packets_queued_total", &[])
+        .await;
+    s.stop().await;
+}
+
+// PROTOCOL 1.3 reconnect grace, 1.5 "Agents": a socket closed because a
+// new socket took one of its agents over has closed for every agent it
+// spoke for. Each other agent's grace runs from that close and ends in
+// `disconnect`; the agent taken over stays with its new socket.
+#[test_deadline::test]
+async fn every_agent_of_a_socket_closed_by_a_takeover_loses_it() {
+    let Router {
+        s,
+        mut b,
+        a: mut old,
+    } = Router::start().await;
+    old.send(alive("a2")).await;
+    old.recv_type("update_status").await;
+    b.send(update_status("a2", "waiting")).await;
+    wait_status(&mut b, "a2", "waiting").await;
+    // `old` is not read from here on: it answers no ping, so it is silent.
+    let _new = s.agent("a1").await;
+    assert_eq!(old.closed_with().await, 1000);
+    let r = wait_status(&mut b, "a2", "disconnect").await;
+    assert_eq!(r["data"]["a1"], json!("none"), "{r}");
+    s.stop().await;
+}
+
 // House rule 6, PROTOCOL 1.5: an `alive` from a second socket takes over
 // a silent one too (the old socket is never read, so it answers no ping).
 #[test_deadline::test]
@@ -476,6 +523,25 @@ async fn a_message_past_the_transport_limit_closes_with_1009() {
     .await;
     let _other = s.agent("a2").await;
     s.stop().await;
+}
+
+// PROTOCOL 1.5 "Bounds" and the README's "Bad input": a message past
+// `max_frame_bytes` but within eight times it, and never less than 64 KiB,
+// is answered with an error on a socket that stays open (one oversized
+// packet does not cost a worker its task); past that it closes with 1009.
+#[test_deadline::test]
+async fn a_socket_is_kept_up_to_eight_times_the_frame_limit_and_at_least_64_kib() {
+    // (frame limit, the hard limit it gives): the floor, then eight times.
+    for (max, hard) in [(1024, 64 * 1024), (16 * 1024, 128 * 1024)] {
+        let s = Switch::start_with(|c| c.session.max_frame_bytes = max).await;
+        let mut a = s.agent("a1").await;
+        a.send_text("y".repeat(hard - 100)).await;
+        let e = a.recv().await;
+        assert_eq!(e["kind"], json!("oversize_frame"), "limit {max}: {e}");
+        a.send_text("y".repeat(hard + 100)).await;
+        assert_eq!(a.closed_with().await, 1009, "limit {max}");
+        s.stop().await;
+    }
 }
 
 // PROTOCOL 1.5: with a token, a backend without it is refused with 1008.

@@ -829,8 +829,10 @@ impl Handler<CloseSocket> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: CloseSocket, ctx: &mut Self::Context) {
         let _h = self.probe.handling("CloseSocket");
-        // A socket that was replaced no longer speaks for its agents.
-        self.agents.clear();
+        // Every agent this socket spoke for hears that it closed (in
+        // `stopped`): the one whose takeover closed it ignores the news (it
+        // has its new socket), the others start their reconnect grace
+        // (PROTOCOL 1.3). A replaced backend's link already has the new one.
         self.claims.drop_backend();
         ctx.close(Some(ws::CloseReason {
             code: msg.code,
