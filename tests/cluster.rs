@@ -1420,6 +1420,21 @@ async fn a_strangers_writes_on_the_cluster_subjects_are_counted_never_delivered(
         1.0,
         "the agent stayed"
     );
+    // A stranger's packet already stored (JetStream acknowledged it) in
+    // the mailbox of an agent no switch holds yet is read back when the
+    // agent connects: counted the same, and passed over.
+    let ack = nats_request(&nats, "sy.mbox.y", "not a packet either").await;
+    assert!(ack["seq"].as_u64().is_some(), "stored: {ack}");
+    let mut y = n1.agent("y").await;
+    n1.wait_metric(
+        "switchyard_cluster_malformed_total",
+        &[("kind", "stored_packet")],
+        2.0,
+    )
+    .await;
+    b.send(live_update("y", "client_bound_live_update", 2))
+        .await;
+    assert_eq!(numbers(&mut y, "client_bound_live_update", 1).await, [2]);
     n1.stop().await;
 }
 
