@@ -1393,7 +1393,8 @@ async fn the_cluster_is_seen_in_metrics_and_the_dashboard_api() {
 
 // CLUSTER.md 2: what a stranger writes on the cluster's subjects (a
 // statuses question, a mailbox message, an ownership record, a backend
-// holder record, none of them what a switch writes) is counted as malformed, reaches no socket, and
+// holder record, a packet on another switch's `agent_details` subject,
+// none of them what a switch writes) is counted as malformed, reaches no socket, and
 // moves no agent: the agent still gets the next real packet, in order.
 #[test_deadline::test]
 async fn a_strangers_writes_on_the_cluster_subjects_are_counted_never_delivered() {
@@ -1408,11 +1409,19 @@ async fn a_strangers_writes_on_the_cluster_subjects_are_counted_never_delivered(
     nats_publish(&nats, "sy.mbox.x", b"\xff not a packet").await;
     nats_publish(&nats, "$KV.sy_agents.x", b"[1, 2, 3]").await;
     nats_publish(&nats, "$KV.sy_cluster.backend", b"{not a holder").await;
+    // A well-formed packet, but not the `agent_details` this subject is for.
+    nats_publish(
+        &nats,
+        "sy.node.n1.details",
+        br#"{"packet_type": "heartbeat", "subject_id": "x", "data": {}}"#,
+    )
+    .await;
     for kind in [
         "statuses_ask",
         "stored_packet",
         "owner_record",
         "backend_holder",
+        "agent_details",
     ] {
         n1.wait_metric("switchyard_cluster_malformed_total", &[("kind", kind)], 1.0)
             .await;
