@@ -544,6 +544,13 @@ pub fn update_status(id: &str, status: &str) -> Value {
     json!({"packet_type": "update_status", "subject_id": id, "data": {"status": status}})
 }
 
+/// A `request_statuses` packet from the backend; the answer carries
+/// `server_ts` as its `client_timestamp` (PROTOCOL 1.2).
+pub fn request_statuses(server_ts: f64) -> Value {
+    json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {},
+           "server_timestamp": server_ts, "client_timestamp": 1.0})
+}
+
 /// A heartbeat packet from agent `id`.
 pub fn heartbeat(id: &str) -> Value {
     json!({"packet_type": "heartbeat", "subject_id": id, "data": {}})

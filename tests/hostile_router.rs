@@ -296,11 +296,6 @@ async fn backend_allow_admits_only_its_networks() {
     s.stop().await;
 }
 
-fn request_statuses(ts: f64) -> Value {
-    json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {},
-           "server_timestamp": ts})
-}
-
 // PROTOCOL 1.5 "Bounds": `request_statuses` cannot fan out without bound.
 // A burst of requests over thousands of agents runs one sweep at a time;
 // requests that come meanwhile are answered by the next sweep.

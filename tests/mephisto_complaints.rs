@@ -17,14 +17,9 @@ use crate::common::*;
 /// runs the tests).
 const VICTIM_BOUND: Duration = Duration::from_secs(2);
 
-fn request_statuses() -> Value {
-    json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {},
-           "server_timestamp": 42.5, "client_timestamp": 1.0})
-}
-
 /// One `request_statuses` round trip: the `return_statuses` data.
 async fn statuses(backend: &mut Ws) -> Value {
-    backend.send(request_statuses()).await;
+    backend.send(request_statuses(42.5)).await;
     let r = backend.recv_type("return_statuses").await;
     assert_eq!(r["client_timestamp"], json!(42.5), "{r}");
     r["data"].clone()

@@ -33,11 +33,6 @@ async fn stop(s: Switch) -> tempfile::TempDir {
     dir
 }
 
-fn request_statuses() -> Value {
-    json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {},
-           "server_timestamp": 77.5})
-}
-
 /// Every packet up to (not including) the first of `until`.
 async fn packets_until(ws: &mut Ws, until: &str) -> (Vec<Value>, Value) {
     let mut before = Vec::new();
@@ -140,7 +135,7 @@ async fn queued_packets_outbox_and_statuses_survive_a_graceful_restart() {
     // the cancelled request's register_agent is not among it.
     let mut backend = s.ws().await;
     backend.send(alive("mephisto")).await;
-    backend.send(request_statuses()).await;
+    backend.send(request_statuses(77.5)).await;
     let (before, statuses) = packets_until(&mut backend, "return_statuses").await;
     assert_eq!(
         before
@@ -262,7 +257,7 @@ async fn damaged_foreign_or_oversized_state_is_set_aside_and_bounds_hold() {
         // Agents still work.
         let mut backend = s.backend().await;
         let _a = s.agent("fresh").await;
-        backend.send(request_statuses()).await;
+        backend.send(request_statuses(77.5)).await;
         let r = backend.recv_type("return_statuses").await;
         assert_eq!(r["data"], json!({"fresh": "none"}));
         s.stop().await;
@@ -303,7 +298,7 @@ async fn damaged_foreign_or_oversized_state_is_set_aside_and_bounds_hold() {
     // The others keep their status (no ping timeout for a heartbeat from
     // the future, no overflow for a file from the distant past).
     let mut backend = s.backend().await;
-    backend.send(request_statuses()).await;
+    backend.send(request_statuses(77.5)).await;
     let r = backend.recv_type("return_statuses").await;
     assert_eq!(
         r["data"],
@@ -415,7 +410,7 @@ async fn sigterm_on_the_binary_keeps_the_outbox_and_answers_waiting_requests() {
     assert!(!data.join("state/router.json").exists());
     let mut backend = Ws::connect(&ws).await;
     backend.send(alive("mephisto")).await;
-    backend.send(request_statuses()).await;
+    backend.send(request_statuses(77.5)).await;
     let (before, statuses) = packets_until(&mut backend, "return_statuses").await;
     assert_eq!(before.len(), 2, "{before:?}");
     assert_eq!(ns(&before, "mephisto_bound_live_update", "w1"), vec![1, 2]);

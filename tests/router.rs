@@ -28,16 +28,11 @@ impl Router {
     }
 }
 
-fn request_statuses() -> Value {
-    json!({"packet_type": "request_statuses", "subject_id": "mephisto", "data": {},
-           "server_timestamp": 123.5, "client_timestamp": 1.0})
-}
-
 /// Asks for statuses until `agent` has `status` (timers run in the switch).
 async fn wait_status(backend: &mut Ws, agent: &str, status: &str) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        backend.send(request_statuses()).await;
+        backend.send(request_statuses(123.5)).await;
         let r = backend.recv_type("return_statuses").await;
         if r["data"][agent] == json!(status) {
             return r;
@@ -115,7 +110,7 @@ async fn request_statuses_updates_last_mephisto_ping() {
         switchyard_actors::clock::now_ms() > before + 5
     })
     .await;
-    b.send(request_statuses()).await;
+    b.send(request_statuses(123.5)).await;
     b.recv_type("return_statuses").await;
     a.send(json!({"packet_type": "heartbeat", "subject_id": "a1", "data": {}}))
         .await;
@@ -180,7 +175,7 @@ async fn update_status_is_recorded_and_returned() {
     b.send(update_status("a1", "in task")).await;
     let p = a.recv_type("update_status").await;
     assert_eq!(p["data"]["status"], json!("in task"));
-    b.send(request_statuses()).await;
+    b.send(request_statuses(123.5)).await;
     let r = b.recv_type("return_statuses").await;
     assert_eq!(r["subject_id"], json!("mephisto"));
     assert_eq!(r["data"], json!({"a1": "in task"}));
@@ -448,7 +443,7 @@ async fn idle_agents_expire() {
     s.wait_metric("switchyard_actors_live", &[("kind", "Agent")], 0.0)
         .await;
     let mut b = s.backend().await;
-    b.send(request_statuses()).await;
+    b.send(request_statuses(123.5)).await;
     assert_eq!(b.recv_type("return_statuses").await["data"], json!({}));
     s.stop().await;
 }
@@ -910,7 +905,7 @@ async fn ping_timeout_disconnects_silent_waiting_and_onboarding_agents() {
         a.recv_type("heartbeat").await;
     }
     // Well within the timeout: nobody is disconnected yet.
-    b.send(request_statuses()).await;
+    b.send(request_statuses(123.5)).await;
     let r = b.recv_type("return_statuses").await;
     assert!(
         heard.elapsed() < timeout,
