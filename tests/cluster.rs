@@ -1394,8 +1394,9 @@ async fn the_cluster_is_seen_in_metrics_and_the_dashboard_api() {
 // CLUSTER.md 2: what a stranger writes on the cluster's subjects (a
 // statuses question, a mailbox message, an ownership record, a backend
 // holder record, a packet on another switch's `agent_details` subject,
-// none of them what a switch writes) is counted as malformed, reaches no socket, and
-// moves no agent: the agent still gets the next real packet, in order.
+// none of them what a switch writes) is counted as malformed, reaches no
+// socket, and moves no agent: the agent still gets the next real packet,
+// in order.
 #[test_deadline::test]
 async fn a_strangers_writes_on_the_cluster_subjects_are_counted_never_delivered() {
     let nats = Nats::start();

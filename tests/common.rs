@@ -216,6 +216,17 @@ pub fn free_port() -> u16 {
     free_addr().port()
 }
 
+/// A child process killed (and reaped) when dropped: a test that fails
+/// part way leaves none running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn http() -> awc::Client {
     awc::Client::builder()
         .timeout(Duration::from_secs(30))

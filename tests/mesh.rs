@@ -605,17 +605,6 @@ async fn the_simulated_mesh_runs_by_default() {
     s.stop().await;
 }
 
-/// A simulator process, killed when it is dropped: a test that fails
-/// part way leaves none running.
-struct Sim(std::process::Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 // `switchyard simulate` alone; killing it shows link loss, restarting it
 // at the same path shows recovery.
 #[test_deadline::test]
@@ -640,7 +629,7 @@ async fn the_simulate_command_is_a_root_for_another_switch() {
         let mut line = String::new();
         let out = child.stdout.take().unwrap();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
-        let sim = Sim(child);
+        let sim = KillOnDrop(child);
         assert_eq!(line.trim(), link.to_str().unwrap());
         sim
     };

@@ -3,7 +3,7 @@
 //! state to `DATA_DIR/state/`, the next start reads it back.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -307,30 +307,14 @@ async fn damaged_foreign_or_oversized_state_is_set_aside_and_bounds_hold() {
     s.stop().await;
 }
 
-/// The switch binary as a child process; killed if a test fails.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn binary() -> PathBuf {
     std::env::var_os("SWITCHYARD_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_switchyard")))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn spawn_switch(data: &Path, port: u16) -> Proc {
+/// The switch binary as a child process; killed if a test fails.
+async fn spawn_switch(data: &Path, port: u16) -> KillOnDrop {
     let child = Command::new(binary())
         .args(["--http", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
@@ -341,7 +325,7 @@ async fn spawn_switch(data: &Path, port: u16) -> Proc {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the switch");
-    let p = Proc(child);
+    let p = KillOnDrop(child);
     let url = format!("http://127.0.0.1:{port}/is_alive");
     wait_for_within("the switch to start", Duration::from_secs(20), || async {
         match http().get(&url).send().await {
@@ -354,7 +338,7 @@ async fn spawn_switch(data: &Path, port: u16) -> Proc {
 }
 
 /// Sends SIGTERM and waits for a clean exit.
-async fn sigterm(mut p: Proc) {
+async fn sigterm(mut p: KillOnDrop) {
     let ok = Command::new("kill")
         .args(["-TERM", &p.0.id().to_string()])
         .status()
